@@ -1,0 +1,42 @@
+# tinyrank: the two commands are `make demo` and `make test`; everything else is a convenience.
+SHELL := /bin/bash
+BOARD ?= qemu_m4
+PORT ?=
+MODEL ?= build/demo/model.keras
+DATA ?= build/demo/digits.npz
+OUT ?= build/$(BOARD)
+VENV := .venv
+PY := $(VENV)/bin/python
+TINYRANK := $(VENV)/bin/tinyrank
+export PLATFORMIO_SETTING_ENABLE_TELEMETRY := No
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+
+.PHONY: setup demo test lint bench flash run clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m toolchain.demo --board $(BOARD) --out build/demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check toolchain tests benchmarks
+
+bench: setup
+	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench
+
+flash: setup
+	@test -f $(MODEL) || $(MAKE) demo BOARD=qemu_m4
+	$(TINYRANK) deploy $(MODEL) --data $(DATA) --board $(BOARD) --out $(OUT) --flash $(if $(PORT),--port $(PORT))
+
+run: setup
+	@test -f $(MODEL) || $(PY) -m toolchain.demo --board $(BOARD) --out build/demo --no-bench
+	$(TINYRANK) deploy $(MODEL) --data $(DATA) --board $(BOARD) --out $(OUT)
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,47 @@
+"""Shared fixtures: small real data sets and models, made once per test session.
+
+Converted models are cached per session because TensorFlow's converter takes about a
+second each; tests that need their own variant build it themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("PLATFORMIO_SETTING_ENABLE_TELEMETRY", "No")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's bundled digits in the tinyrank .npz layout (real data, no download)."""
+    from toolchain.demo import make_digits_dataset
+
+    path = tmp_path_factory.mktemp("digits") / "digits.npz"
+    make_digits_dataset(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> Path:
+    """A small trained digits MLP saved as .keras (a few seconds to train)."""
+    from toolchain.data import load_dataset
+    from toolchain.demo import build_mlp
+    from toolchain.models import save_keras_model
+
+    dataset = load_dataset(digits_npz)
+    model = build_mlp(64, 10, hidden=(64, 32))
+    model.fit(dataset.x_train, dataset.y_train, epochs=15, batch_size=32, verbose=0)
+    return save_keras_model(model, tmp_path_factory.mktemp("mlp") / "mlp.keras")
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

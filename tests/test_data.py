@@ -1,0 +1,86 @@
+"""The .npz data contract: every mistake a user can make is caught up front and named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.data import check_input_shape, is_classification, load_dataset, save_dataset
+from toolchain.errors import DataError, TinyrankError
+from toolchain.fileio import atomic_write_text, check_distinct, write_json_report
+
+
+def _write(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_loads_all_splits(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = save_dataset(tmp_path / "d.npz", x_train=rng.random((10, 4)), y_train=np.arange(10),
+                        x_test=rng.random((3, 4)), y_test=np.arange(3))
+    ds = load_dataset(path)
+    assert ds.x_train.shape == (10, 4) and ds.has_test
+    assert ds.eval_x is ds.x_test and is_classification(ds)
+
+
+def test_missing_x_train_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.npz", x=np.zeros((2, 2)))
+    with pytest.raises(DataError, match="missing key 'x_train'.*found: x"):
+        load_dataset(path)
+
+
+def test_nan_is_named(tmp_path: Path) -> None:
+    x = np.zeros((4, 2))
+    x[1, 1] = np.nan
+    with pytest.raises(DataError, match="'x_train' holds 1 NaN or Inf"):
+        load_dataset(_write(tmp_path / "d.npz", x_train=x, y_train=np.zeros(4)))
+
+
+def test_length_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="'x_train' has 4 samples but 'y_train' has 3"):
+        load_dataset(_write(tmp_path / "d.npz", x_train=np.zeros((4, 2)), y_train=np.zeros(3)))
+
+
+def test_not_an_npz(tmp_path: Path) -> None:
+    bad = tmp_path / "d.npz"
+    bad.write_text("hello")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset(bad)
+
+
+def test_string_arrays_rejected(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="dtype <U1"):
+        load_dataset(_write(tmp_path / "d.npz", x_train=np.array(["a", "b"])))
+
+
+def test_shape_check_names_key_found_and_expected(tmp_path: Path) -> None:
+    ds = load_dataset(save_dataset(tmp_path / "d.npz", x_train=np.zeros((5, 8, 8)), y_train=np.zeros(5)))
+    check_input_shape(ds, (None, 8, 8))
+    with pytest.raises(DataError, match=r"'x_train' has samples of shape \(8, 8\); the model expects \(64,\)"):
+        check_input_shape(ds, (None, 64))
+
+
+def test_regression_labels_are_not_classes(tmp_path: Path) -> None:
+    ds = load_dataset(save_dataset(tmp_path / "d.npz", x_train=np.zeros((5, 3)), y_train=np.zeros((5, 2))))
+    assert not is_classification(ds)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = atomic_write_text(tmp_path / "sub" / "out.txt", "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_json_report_handles_numpy(tmp_path: Path) -> None:
+    path = write_json_report(tmp_path / "r.json", {"a": np.int64(3), "b": np.arange(2), "c": tmp_path})
+    assert '"a": 3' in path.read_text() and '"b": [\n    0,\n    1\n  ]' in path.read_text()
+
+
+def test_output_over_input_refused(tmp_path: Path) -> None:
+    src = tmp_path / "m.keras"
+    src.write_text("x")
+    with pytest.raises(TinyrankError, match="is the input file"):
+        check_distinct(src, tmp_path / "." / "m.keras")

@@ -1,0 +1,260 @@
+"""Stage 2: Keras model -> full-int8 TFLite flatbuffer.
+
+A microcontroller without an FPU (and a code generator without float kernels) needs every
+op in int8: int8 input and output, per-channel int8 weights, int32 biases. The TensorFlow
+converter quietly leaves an op in float when it cannot quantize it, so the result is
+checked afterwards and an op that stayed float is an error naming it. The float and int8
+accuracy are reported side by side so the cost of quantization is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from toolchain.data import Dataset, check_input_shape, is_classification, load_dataset
+from toolchain.errors import ModelError, TinyrankError, UnsupportedError
+from toolchain.fileio import atomic_write_bytes, check_distinct
+from toolchain.models import load_keras_model, model_input_shape
+
+# Tensor types a full-int8 model may hold: int8 activations and weights, int32 biases and shapes.
+ALLOWED_TENSOR_TYPES = ("INT8", "INT32")
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[list[str]]:
+    """Silence the converter's C++ and Python chatter, keeping it for an error message.
+
+    TensorFlow's converter writes straight to file descriptors 1 and 2 from C++, so
+    redirecting `sys.stdout` is not enough.
+    """
+    log: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield log
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            log.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
+def representative_samples(x_train: np.ndarray, samples: int = 300, seed: int = 0) -> np.ndarray:
+    """A fixed-seed shuffled subset of `x_train` for calibrating activation ranges."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x_train))[:samples]
+    return np.asarray(x_train[order], dtype=np.float32)
+
+
+def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: int = 0) -> bytes:
+    """Convert a Keras model to a full-int8 flatbuffer and check nothing stayed float."""
+    import tensorflow as tf
+
+    calib = representative_samples(x_calib, samples, seed)
+
+    def representative_dataset() -> Iterator[list[np.ndarray]]:
+        for sample in calib:
+            yield [sample[np.newaxis, ...]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with _captured_output() as log:
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # the converter's errors are long; keep the telling lines
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        detail = [line for line in log if "error" in line.lower()][:3] or [str(error).splitlines()[0]]
+        raise UnsupportedError(f"model '{model.name}': the TFLite converter could not make it full-int8: "
+                               + " | ".join(detail)[:400]) from error
+    check_full_int8(flatbuffer)
+    return bytes(flatbuffer)
+
+
+@dataclass(frozen=True)
+class TensorIssue:
+    op_index: int
+    opcode: str
+    tensor: str
+    dtype: str
+
+
+def _enum_names(enum_class: type) -> dict[int, str]:
+    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
+
+
+def find_non_int8(flatbuffer: bytes) -> list[TensorIssue]:
+    """Every op input/output whose type is not int8 (or int32 for biases and shapes)."""
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(flatbuffer, 0)
+    op_names = _enum_names(tflite.BuiltinOperator)
+    type_names = _enum_names(tflite.TensorType)
+    issues = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            opcode = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            tensors = [op.Inputs(k) for k in range(op.InputsLength())] + [op.Outputs(k) for k in range(op.OutputsLength())]
+            for t in tensors:
+                if t < 0:
+                    continue
+                tensor = graph.Tensors(t)
+                dtype = type_names.get(tensor.Type(), str(tensor.Type()))
+                if dtype not in ALLOWED_TENSOR_TYPES:
+                    issues.append(TensorIssue(i, opcode, tensor.Name().decode(), dtype))
+    return issues
+
+
+def check_full_int8(flatbuffer: bytes) -> None:
+    """Raise naming the first op that kept a float (or other non-int8) tensor."""
+    issues = find_non_int8(flatbuffer)
+    if issues:
+        first = issues[0]
+        raise UnsupportedError(
+            f"op {first.op_index} ({first.opcode}) kept tensor '{first.tensor}' as {first.dtype} after int8 "
+            f"conversion ({len(issues)} non-int8 tensors in all); tinyrank needs every op in int8"
+        )
+
+
+class Int8Model:
+    """Host inference of an int8 flatbuffer with LiteRT, for accuracy (not bit-exactness).
+
+    LiteRT differs from TFLite Micro on rounding ties, so it is fine for measuring accuracy
+    but the codegen stage checks bytes against the `tflite_micro` interpreter instead.
+    """
+
+    def __init__(self, flatbuffer: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_content=flatbuffer)
+        self._interpreter.allocate_tensors()
+        self.input = self._interpreter.get_input_details()[0]
+        self.output = self._interpreter.get_output_details()[0]
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.input["quantization"]
+        q = np.round(np.asarray(x, np.float32) / scale) + zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.output["quantization"]
+        return (q.astype(np.float32) - zero_point) * scale
+
+    def predict_int8(self, x_int8: np.ndarray) -> np.ndarray:
+        """Raw int8 outputs, one sample at a time (converted models have batch size 1)."""
+        outputs = []
+        for sample in x_int8:
+            self._interpreter.set_tensor(self.input["index"], sample[np.newaxis, ...])
+            self._interpreter.invoke()
+            outputs.append(self._interpreter.get_tensor(self.output["index"])[0].copy())
+        return np.stack(outputs)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.dequantize(self.predict_int8(self.quantize(x)))
+
+
+def score(outputs: np.ndarray, dataset: Dataset) -> dict[str, float]:
+    """Accuracy for integer class labels; mean squared error against the labels (or the input) otherwise."""
+    y = dataset.eval_y
+    if is_classification(dataset):
+        return {"accuracy": float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == y))}
+    target = y if y is not None else dataset.eval_x
+    return {"mse": float(np.mean((outputs.reshape(target.shape) - target) ** 2))}
+
+
+def evaluate(model: Any, flatbuffer: bytes, dataset: Dataset) -> dict[str, Any]:
+    """Float (Keras) and int8 (LiteRT) scores on `x_test` (or `x_train` when there is no test split)."""
+    x = np.asarray(dataset.eval_x, np.float32)
+    float_out = np.asarray(model.predict(x, verbose=0, batch_size=256))
+    int8_out = Int8Model(flatbuffer).predict(x)
+    return {
+        "split": "test" if dataset.has_test else "train",
+        "samples": len(x),
+        "float": score(float_out, dataset),
+        "int8": score(int8_out, dataset),
+        "int8_vs_float_max_abs": float(np.max(np.abs(int8_out.reshape(float_out.shape) - float_out))),
+    }
+
+
+def convert_file(model_path: str | Path, data_path: str | Path, out_path: str | Path,
+                 *, samples: int = 300, seed: int = 0) -> dict[str, Any]:
+    """The `tinyrank convert` stage on files: read, convert, evaluate, write atomically."""
+    model_path, out_path = Path(model_path), Path(out_path)
+    if out_path.suffix != ".tflite":
+        raise TinyrankError(f"output {out_path}: name the output *.tflite")
+    check_distinct(model_path, out_path)
+    dataset = load_dataset(data_path)
+    model = load_keras_model(model_path)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(f"model file {model_path}: convert supports one input and one output "
+                         f"(found {len(model.inputs)} and {len(model.outputs)})")
+    check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)
+    scores = evaluate(model, flatbuffer, dataset)
+    atomic_write_bytes(out_path, flatbuffer)
+    return {
+        "stage": "convert",
+        "model": str(model_path),
+        "tflite": str(out_path),
+        "tflite_bytes": len(flatbuffer),
+        "calibration_samples": min(samples, len(dataset.x_train)),
+        **scores,
+    }
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """The people's view of a convert report: one table, float and int8 side by side."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"convert: {report['tflite']} ({report['tflite_bytes']:,} bytes)")
+    table.add_column(f"on {report['split']} ({report['samples']} samples)")
+    table.add_column("float (Keras)", justify="right")
+    table.add_column("int8 (TFLite)", justify="right")
+    for metric, value in report["float"].items():
+        fmt = "{:.2%}" if metric == "accuracy" else "{:.5g}"
+        table.add_row(metric, fmt.format(value), fmt.format(report["int8"][metric]))
+    Console().print(table)
+
+
+def run_convert(args: argparse.Namespace) -> dict[str, Any]:
+    report = convert_file(args.model, args.data, args.out, samples=args.samples, seed=args.seed)
+    print_summary(report)
+    return report
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "convert", parents=[common], help="Keras model -> full-int8 TFLite flatbuffer",
+        description="Convert a Keras model to a full-int8 TFLite flatbuffer (int8 input/output, per-channel "
+                    "weights) calibrated on x_train, and compare float and int8 accuracy on x_test.",
+        epilog="example: tinyrank convert small.keras --data digits.npz --out model.tflite --report convert.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the .keras model")
+    parser.add_argument("--data", required=True, help=".npz with x_train (calibration) and optional x_test, y_test")
+    parser.add_argument("--out", required=True, help="the .tflite file to write")
+    parser.add_argument("--samples", type=int, default=300, help="calibration samples drawn from x_train (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed for the calibration samples")
+    parser.set_defaults(func=run_convert)

@@ -1,0 +1,116 @@
+"""The data contract shared by every stage: one `.npz` file.
+
+Keys: `x_train`, `y_train` (fine-tuning and int8 calibration), and optionally `x_test`,
+`y_test` (evaluation). Checked up front so a shape mistake is reported before minutes of
+work, naming the key, the shape found and the shape expected.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from toolchain.errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays of one `.npz` file; `y_*` may be None for models without labels."""
+
+    path: Path
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    @property
+    def eval_x(self) -> np.ndarray:
+        """The samples to evaluate on: `x_test` when given, else `x_train`."""
+        return self.x_test if self.x_test is not None else self.x_train
+
+    @property
+    def eval_y(self) -> np.ndarray | None:
+        return self.y_test if self.x_test is not None else self.y_train
+
+
+def _check_finite(path: Path, key: str, array: np.ndarray) -> None:
+    if not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"{path}: key '{key}' has dtype {array.dtype}; expected numbers")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise DataError(f"{path}: key '{key}' holds {bad} NaN or Inf values")
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and sanity-check an `.npz` data set (keys present, numeric, finite, lengths agree)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"data file {p}: not a readable .npz archive ({exc})") from exc
+    if "x_train" not in arrays:
+        raise DataError(f"data file {p}: missing key 'x_train' (found: {', '.join(sorted(arrays)) or 'none'})")
+    if ("x_test" in arrays) != ("y_test" in arrays) and "y_train" in arrays:
+        missing = "y_test" if "x_test" in arrays else "x_test"
+        raise DataError(f"data file {p}: has {'x_test' if missing == 'y_test' else 'y_test'} but not '{missing}'")
+    for key, array in arrays.items():
+        _check_finite(p, key, array)
+    for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
+        if x_key in arrays and y_key in arrays and len(arrays[x_key]) != len(arrays[y_key]):
+            raise DataError(
+                f"data file {p}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has {len(arrays[y_key])}"
+            )
+    if len(arrays["x_train"]) == 0:
+        raise DataError(f"data file {p}: 'x_train' is empty")
+    return Dataset(
+        path=p,
+        x_train=arrays["x_train"],
+        y_train=arrays.get("y_train"),
+        x_test=arrays.get("x_test"),
+        y_test=arrays.get("y_test"),
+    )
+
+
+def check_input_shape(dataset: Dataset, expected: Sequence[int | None], where: str = "model") -> None:
+    """Check `x_train`/`x_test` against a model input shape (batch dimension excluded or None)."""
+    want = tuple(int(d) if d is not None else None for d in expected)
+    if want and want[0] is None:
+        want = want[1:]
+    for key in ("x_train", "x_test"):
+        array = getattr(dataset, key)
+        if array is None:
+            continue
+        found = tuple(array.shape[1:])
+        fits = len(found) == len(want) and all(w is None or w == f for w, f in zip(want, found))
+        if not fits:
+            raise DataError(
+                f"{dataset.path}: key '{key}' has samples of shape {found}; the {where} expects {want}"
+            )
+
+
+def is_classification(dataset: Dataset) -> bool:
+    """Integer labels of rank 1 mean classes; anything else is regression or reconstruction."""
+    y = dataset.y_train
+    return y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+
+
+def save_dataset(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write an `.npz` atomically (used by the demo and tests to make data sets)."""
+    import io
+
+    from toolchain.fileio import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,73 @@
+"""Writing outputs without ever losing the user's inputs.
+
+Outputs are written to a temporary file in the same folder and renamed into place, so a
+crash or Ctrl-C leaves either the old file or the new one, never half of one; and no
+stage may write over the file it read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from toolchain.errors import TinyrankError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file + rename in the same folder)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    """Let reports hold numpy scalars and arrays and paths without each stage converting them."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} to a JSON report")
+
+
+def to_json(report: Any) -> str:
+    """Serialise a report the way every stage writes it (sorted keys, indented)."""
+    return json.dumps(report, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+def write_json_report(path: str | os.PathLike, report: dict) -> Path:
+    """Write a stage's JSON report atomically."""
+    return atomic_write_text(path, to_json(report))
+
+
+def check_distinct(input_path: str | os.PathLike, output_path: str | os.PathLike) -> None:
+    """Refuse to write an output over the input it was made from."""
+    src, dst = Path(input_path), Path(output_path)
+    same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
+    if same:
+        raise TinyrankError(f"output {dst} is the input file; choose another --out so the input is kept")
+
+
+def require_file(path: str | os.PathLike, what: str) -> Path:
+    """Return `path` as a Path, or fail with a line naming what was expected there."""
+    p = Path(path)
+    if not p.is_file():
+        raise TinyrankError(f"{what} {p}: no such file")
+    return p

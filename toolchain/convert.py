@@ -147,7 +147,8 @@ class Int8Model:
     def __init__(self, flatbuffer: bytes) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_content=flatbuffer)
+        with _captured_output():  # LiteRT announces its XNNPACK delegate on stderr
+            self._interpreter = Interpreter(model_content=flatbuffer)
         self._interpreter.allocate_tensors()
         self.input = self._interpreter.get_input_details()[0]
         self.output = self._interpreter.get_output_details()[0]

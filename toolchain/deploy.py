@@ -69,7 +69,7 @@ def deploy(model_path: str | Path, data_path: str | Path, board_id: str, out_dir
     _timed(report, "build", start)
 
     start = time.perf_counter()
-    if flash and board.qemu_machine is None:
+    if flash and not board.is_emulated:
         report["flash"] = build.flash(gen_dir, board, port=port)
         _timed(report, "flash", start)
         if port is None:
@@ -128,10 +128,11 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
 def run_deploy(args: argparse.Namespace) -> dict[str, Any]:
     options = None if args.no_compress else {
         key: value for key, value in (("method", args.method), ("energy", args.energy),
+                                      ("target_params", args.target_params),
                                       ("finetune_epochs", args.finetune_epochs)) if value is not None
     }
-    if options is not None and "energy" not in options:
-        options["energy"] = 0.9
+    if options is not None and "energy" not in options and "target_params" not in options:
+        options["energy"] = 0.95
     report = deploy(args.model, args.data, args.board, args.out or Path("build") / args.board,
                     compress_options=options, runs=args.runs, port=args.port, flash=args.flash, prefix=args.prefix)
     print_deploy_summary(report)
@@ -154,7 +155,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", default="qemu_m4", help="board id (see `tinyrank boards`)")
     parser.add_argument("--out", type=Path, help="output folder (default build/BOARD)")
     parser.add_argument("--method", default=None, help="compression method (default svd)")
-    parser.add_argument("--energy", type=float, default=None, help="fraction of singular-value energy kept (default 0.9)")
+    parser.add_argument("--energy", type=float, default=None,
+                        help="fraction of singular-value energy kept (the default, 0.95, unless --target-params)")
+    parser.add_argument("--target-params", type=float, default=None,
+                        help="keep this fraction of the factorable layers' parameters (budget search)")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs after factorizing")
     parser.add_argument("--no-compress", action="store_true", help="deploy the model as it is")
     parser.add_argument("--runs", type=int, default=10, help="timed inferences (default 10)")

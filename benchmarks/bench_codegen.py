@@ -1,0 +1,146 @@
+"""Codegen benchmark: per MLPerf Tiny architecture, what the generated C costs.
+
+For each model (random weights, BatchNorm settled): generated code bytes (kernels and
+model.c, without weights) and weight bytes for a Cortex-M4 at -O2, our arena next to
+TFLite Micro's (its recording allocator, same model), and instructions per inference on
+the emulated Cortex-M4 (QEMU mps2-an386, `-icount shift=0`, 40-instruction resolution)
+and Cortex-M3, against TFLite Micro + CMSIS-NN counted the same way (figures of issue 4).
+
+`python -m benchmarks.bench_codegen --out build/bench/codegen [--quick]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.mlperf_tiny import build_tflite
+from toolchain.fileio import write_json_report
+
+# TFLite Micro + CMSIS-NN, -O2, mps2-an386 under icount (issue 4): instructions, arena bytes.
+TFLM_CMSIS_NN = {
+    "ds_cnn": {"instructions": 7.70e6, "arena_bytes": 23.2e3},
+    "resnet8": {"instructions": 29.9e6, "arena_bytes": 55.4e3},
+    "mobilenet_v1_025": {"instructions": 24.4e6, "arena_bytes": 100.6e3},
+    "fc_autoencoder": {"instructions": 0.60e6, "arena_bytes": 16.0e3},
+    "mlp": {"instructions": 1.55e6, "arena_bytes": 10.7e3},
+}
+QUICK_MODELS = ("fc_autoencoder", "ds_cnn")
+M4_FLAGS = ["-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+
+
+def _section_bytes(objects: list[Path]) -> dict[str, int]:
+    """text/data/bss of object files (arm-none-eabi-size, Berkeley format)."""
+    out = subprocess.run(["arm-none-eabi-size", *map(str, objects)], capture_output=True, text=True, timeout=60,
+                         check=True).stdout.splitlines()[1:]
+    totals = {"text": 0, "data": 0, "bss": 0}
+    for line in out:
+        text, data, bss = (int(v) for v in line.split()[:3])
+        totals["text"] += text
+        totals["data"] += data
+        totals["bss"] += bss
+    return totals
+
+
+def code_sizes(gen: Path, work: Path) -> dict[str, int]:
+    """Flash bytes of the generated code (kernels + model.c) and of model_weights.c, built -O2 for the M4."""
+    objects = {}
+    for source in sorted(gen.glob("*.c")):
+        obj = work / f"{source.stem}.o"
+        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-O2", "-ffunction-sections", "-fdata-sections",
+                        *M4_FLAGS, f"-I{gen}", "-c", str(source), "-o", str(obj)], check=True, timeout=300)
+        objects[source.name] = obj
+    weights = _section_bytes([objects.pop("model_weights.c")])
+    code = _section_bytes(list(objects.values()))
+    return {"code_bytes": code["text"] + code["data"], "weights_flash_bytes": weights["text"] + weights["data"],
+            "static_ram_bytes": code["bss"] + code["data"]}
+
+
+def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
+    from toolchain.codegen import cortexm, generate
+    from toolchain.codegen.graph import parse
+
+    start = time.perf_counter()
+    data, _ = build_tflite(name, samples=16)
+    tflite = work / f"{name}.tflite"
+    tflite.write_bytes(data)
+    info = generate(tflite, work / name)
+    result: dict[str, Any] = {
+        "macs": info["macs"], "ops": len(info["ops"]), "arena_bytes": info["arena_bytes"],
+        "tflm_arena_bytes": info["tflm_arena_bytes"], "weights_bytes": info["weights_bytes"],
+        "tflite_bytes": len(data), **code_sizes(work / name, work),
+    }
+    if info["tflm_arena_bytes"]:
+        result["arena_vs_tflm"] = round(info["arena_bytes"] / info["tflm_arena_bytes"], 3)
+    if cortexm.available():
+        from toolchain import oracle
+
+        shape = parse(tflite).inputs[0].shape
+        x = np.random.default_rng(0).integers(-128, 128, size=(samples, *shape[1:]), dtype=np.int8)
+        expected = oracle.run(tflite, x)[0]
+        for core in ("cortex-m4", "cortex-m3"):
+            run = cortexm.run_on_core(work / name, info, x, core, work)
+            key = core.replace("cortex-", "")
+            result[f"instructions_{key}"] = int(np.median(run.instructions))
+            result[f"instructions_per_mac_{key}"] = round(float(np.median(run.instructions)) / info["macs"], 2)
+            result[f"bit_exact_{key}"] = bool(np.array_equal(run.outputs, expected))
+    reference = TFLM_CMSIS_NN.get(name)
+    if reference and "instructions_m4" in result:
+        result["tflm_cmsis_nn_instructions"] = int(reference["instructions"])
+        result["instructions_vs_tflm_cmsis_nn"] = round(result["instructions_m4"] / reference["instructions"], 2)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def _print(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="codegen: generated C per MLPerf Tiny model (Cortex-M4, -O2)")
+    columns = [("model", None), ("MACs", "macs"), ("code B", "code_bytes"), ("weights B", "weights_flash_bytes"),
+               ("arena B", "arena_bytes"), ("TFLM arena B", "tflm_arena_bytes"), ("M4 instr", "instructions_m4"),
+               ("instr/MAC", "instructions_per_mac_m4"), ("vs TFLM+CMSIS", "instructions_vs_tflm_cmsis_nn"),
+               ("exact", "bit_exact_m4")]
+    for title, _ in columns:
+        table.add_column(title, justify="left" if title == "model" else "right")
+    for name, r in results["models"].items():
+        cells = [name] + [f"{r[key]:,}" if isinstance(r.get(key), int) and not isinstance(r.get(key), bool)
+                          else str(r.get(key, "-")) for _, key in columns[1:]]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
+    """Benchmark every MLPerf Tiny model (`quick`: the two smallest, fewer samples); writes
+    `out_dir/bench_codegen.json` and returns the same dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = QUICK_MODELS if quick else tuple(TFLM_CMSIS_NN)
+    results: dict[str, Any] = {"models": {}, "reference": TFLM_CMSIS_NN,
+                               "method": "QEMU mps2-an386/an385 -icount shift=0, CMSDK timer (40 instructions/tick)"}
+    with tempfile.TemporaryDirectory(prefix="bench-codegen-") as tmp:
+        for name in names:
+            work = Path(tmp) / name
+            work.mkdir()
+            results["models"][name] = bench_model(name, work, samples=2 if quick else 3)
+    write_json_report(out / "bench_codegen.json", results)
+    _print(results)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_codegen", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/bench/codegen"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    run(args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+/*
+ * tr_common.h - integer requantization shared by every tinyrank kernel.
+ *
+ * These follow TensorFlow Lite Micro's reference arithmetic exactly (gemmlowp's
+ * SaturatingRoundingDoublingHighMul and RoundingDivideByPOT, and TFLM's double-rounding
+ * MultiplyByQuantizedMultiplier), so generated models match TFLM byte for byte.
+ *
+ * Kernels are prefix-free shared code: every kernel function is defined with TR_KERNEL,
+ * a weak symbol on GCC/Clang, so two generated models (different --prefix) linked into
+ * one firmware each bring identical copies and the linker keeps one.
+ */
+#ifndef TR_COMMON_H
+#define TR_COMMON_H
+
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TR_KERNEL __attribute__((weak))
+#define TR_INLINE static inline __attribute__((always_inline))
+#else
+#define TR_KERNEL
+#define TR_INLINE static inline
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TR_NO_DSP)
+#define TR_USE_DSP 1
+#include <arm_acle.h>
+#else
+#define TR_USE_DSP 0
+#endif
+
+/* (a * b * 2) >> 32 rounded to nearest, saturating the single overflow case.
+ * gemmlowp writes it as (ab + nudge) / 2^31 with nudge = ab >= 0 ? 2^30 : 1 - 2^30 and a
+ * division that truncates toward zero; for negative ab that truncation adds 2^31 - 1
+ * before an arithmetic shift, which makes both cases (ab + 2^30) >> 31: the same value,
+ * in four instructions (SMULL, ADDS, ADC, and a funnel shift) instead of a branchy divide. */
+TR_INLINE int32_t tr_saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)(((int64_t)a * (int64_t)b + (1LL << 30)) >> 31);
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero. */
+TR_INLINE int32_t tr_rounding_divide_by_pot(int32_t x, int exponent)
+{
+    int32_t mask = (int32_t)((1LL << exponent) - 1);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* x * multiplier * 2^(shift - 31), rounded twice as TFLite Micro does. */
+TR_INLINE int32_t tr_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
+{
+    int left_shift = shift > 0 ? shift : 0;
+    int right_shift = shift > 0 ? 0 : -shift;
+    /* unsigned multiply: wraps like the int32 product TFLM computes, without C's overflow UB */
+    int32_t shifted = (int32_t)((uint32_t)x * ((uint32_t)1 << left_shift));
+    return tr_rounding_divide_by_pot(tr_saturating_rounding_doubling_high_mul(shifted, multiplier), right_shift);
+}
+
+TR_INLINE int8_t tr_clamp_to_int8(int32_t x, int32_t lo, int32_t hi)
+{
+    if (x < lo) {
+        x = lo;
+    }
+    if (x > hi) {
+        x = hi;
+    }
+    return (int8_t)x;
+}
+
+TR_INLINE int32_t tr_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+TR_INLINE int32_t tr_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TR_ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define TR_ALIGNED(n)
+#endif
+
+#if TR_USE_DSP
+#include <string.h>
+
+/* Four int8 from any address as one word (the M4 allows unaligned LDR). */
+TR_INLINE int32_t tr_read_int8x4(const int8_t *p)
+{
+    int32_t word;
+    memcpy(&word, p, 4);
+    return word;
+}
+
+/* Bytes 1 and 3 of a word, sign-extended to two halfwords: one SXTB16 with its rotate
+ * operand (gcc 12 has no __ror, and a shift-or is not folded into the SXTB16). */
+TR_INLINE uint32_t tr_sxtb16_ror8(uint32_t x)
+{
+    uint32_t result;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(result) : "r"(x));
+    return result;
+}
+
+/* acc + dot(a[0..3], b[0..3]) with two SMLADs; bytes 0,2 and 1,3 pair up on both sides,
+ * so the sum equals the plain C loop exactly. */
+TR_INLINE int32_t tr_dot4_int8(int32_t acc, int32_t a, int32_t b)
+{
+    uint32_t a_even = __sxtb16((uint32_t)a);
+    uint32_t b_even = __sxtb16((uint32_t)b);
+    acc = (int32_t)__smlad(a_even, b_even, (uint32_t)acc);
+    return (int32_t)__smlad(tr_sxtb16_ror8((uint32_t)a), tr_sxtb16_ror8((uint32_t)b), (uint32_t)acc);
+}
+#endif
+
+/* acc + sum a[i] * b[i] over n int8 pairs. */
+TR_INLINE int32_t tr_dot_int8(int32_t acc, const int8_t *a, const int8_t *b, int n)
+{
+    int i = 0;
+#if TR_USE_DSP
+    for (; i + 4 <= n; i += 4) {
+        acc = tr_dot4_int8(acc, tr_read_int8x4(a + i), tr_read_int8x4(b + i));
+    }
+#endif
+    for (; i < n; ++i) {
+        acc += (int32_t)a[i] * (int32_t)b[i];
+    }
+    return acc;
+}
+
+/* acc[r] += dot(x, row r) for a group of four rows of length n stored "packed by four":
+ * for every whole word of the rows, 16 bytes (row 0's four bytes, then rows 1, 2, 3),
+ * then the n % 4 leftover bytes of row 0, 1, 2, 3. The generator packs weights this way
+ * (codegen/packing.py), so one pointer walks all four rows and each input word is loaded
+ * and sign-extended once for the four. */
+TR_INLINE void tr_dot_int8_x4(const int8_t *x, const int8_t *packed, int n, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int words = n / 4;
+    const int8_t *w = packed;
+#if TR_USE_DSP
+    for (int j = 0; j < words; ++j, x += 4, w += 16) {
+        uint32_t word = (uint32_t)tr_read_int8x4(x);
+        uint32_t even = __sxtb16(word), odd = tr_sxtb16_ror8(word);
+        uint32_t w0 = (uint32_t)tr_read_int8x4(w), w1 = (uint32_t)tr_read_int8x4(w + 4);
+        a0 = (int32_t)__smlad(odd, tr_sxtb16_ror8(w0), __smlad(even, __sxtb16(w0), (uint32_t)a0));
+        a1 = (int32_t)__smlad(odd, tr_sxtb16_ror8(w1), __smlad(even, __sxtb16(w1), (uint32_t)a1));
+        uint32_t w2 = (uint32_t)tr_read_int8x4(w + 8), w3 = (uint32_t)tr_read_int8x4(w + 12);
+        a2 = (int32_t)__smlad(odd, tr_sxtb16_ror8(w2), __smlad(even, __sxtb16(w2), (uint32_t)a2));
+        a3 = (int32_t)__smlad(odd, tr_sxtb16_ror8(w3), __smlad(even, __sxtb16(w3), (uint32_t)a3));
+    }
+#else
+    for (int j = 0; j < words; ++j, x += 4, w += 16) {
+        for (int k = 0; k < 4; ++k) {
+            int32_t xk = x[k];
+            a0 += xk * w[k];
+            a1 += xk * w[4 + k];
+            a2 += xk * w[8 + k];
+            a3 += xk * w[12 + k];
+        }
+    }
+#endif
+    const int rest = n - 4 * words;
+    for (int k = 0; k < rest; ++k) {
+        int32_t xk = x[k];
+        a0 += xk * w[k];
+        a1 += xk * w[rest + k];
+        a2 += xk * w[2 * rest + k];
+        a3 += xk * w[3 * rest + k];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Requantize an int32 accumulator to int8: scale, add the output zero point, clamp.
+ * Equal to tr_multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset,
+ * clamped, for every multiplier TFLite's QuantizeMultiplier produces (0 or in
+ * [2^30, 2^31), never INT32_MIN, so the saturating case cannot occur and is not tested);
+ * written out so the compiler emits ~20 instructions, since depthwise convolutions spend
+ * one requantization per 9 MACs. */
+TR_INLINE int8_t tr_requantize(int32_t acc, int32_t multiplier, int shift, int32_t output_offset,
+                               int32_t act_min, int32_t act_max)
+{
+    int32_t x = (int32_t)((uint32_t)acc << (shift > 0 ? shift : 0));
+    int right = shift > 0 ? 0 : -shift;
+    int32_t high = (int32_t)(((int64_t)x * multiplier + (1LL << 30)) >> 31);
+    int32_t mask = (int32_t)((1u << right) - 1u);
+    int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+    int32_t value = (high >> right) + ((high & mask) > threshold ? 1 : 0) + output_offset;
+    value = value < act_min ? act_min : value;
+    return (int8_t)(value > act_max ? act_max : value);
+}
+
+#endif /* TR_COMMON_H */

@@ -1,0 +1,76 @@
+"""`tinyrank codegen` / `tinyrank verify`: registered sub-commands, reports, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.codegen.cli import register
+from toolchain.errors import TinyrankError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyrank")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--report")
+    register(parser.add_subparsers(dest="command"), common)
+    return parser
+
+
+def _run(argv: list[str]) -> dict:
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import keras
+
+    from toolchain.convert import convert_model
+    from toolchain.data import save_dataset
+
+    folder = tmp_path_factory.mktemp("codegen_cli")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    x = np.random.default_rng(1).normal(size=(64, 12)).astype(np.float32)
+    tflite = folder / "tiny.tflite"
+    tflite.write_bytes(convert_model(model, x, samples=64))
+    data = save_dataset(folder / "tiny.npz", x_train=x, y_train=np.zeros(64, np.int64))
+    return tflite, data
+
+
+def test_codegen_command_writes_sources_and_prints_table(tiny, tmp_path: Path, capsys) -> None:
+    tflite, _ = tiny
+    info = _run(["codegen", str(tflite), "--out", str(tmp_path / "gen"), "--prefix", "tiny"])
+    assert (tmp_path / "gen" / "model.c").is_file()
+    assert json.loads((tmp_path / "gen" / "model_info.json").read_text())["prefix"] == "tiny"
+    assert info["macs"] == 12 * 8 + 8 * 3
+    out = capsys.readouterr().out
+    assert "FULLY_CONNECTED" in out and "arena" in out
+
+
+def test_verify_command_reports_bit_exact(tiny, capsys) -> None:
+    tflite, data = tiny
+    report = _run(["verify", str(tflite), "--data", str(data), "--samples", "40"])
+    assert report["samples"] == 40 and report["mismatches"] == 0
+    assert "0 mismatching output bytes" in capsys.readouterr().out
+
+
+def test_verify_command_fails_on_wrong_data_shape(tiny, tmp_path: Path) -> None:
+    from toolchain.data import save_dataset
+
+    tflite, _ = tiny
+    bad = save_dataset(tmp_path / "bad.npz", x_train=np.zeros((4, 7), np.float32), y_train=np.zeros(4, np.int64))
+    with pytest.raises(TinyrankError, match=r"samples of shape \(7,\) do not match the model input"):
+        _run(["verify", str(tflite), "--data", str(bad)])
+
+
+def test_help_has_an_example() -> None:
+    parser = _parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("codegen", "verify"):
+        assert "example: tinyrank " + name in subparsers.choices[name].format_help()

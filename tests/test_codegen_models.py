@@ -1,0 +1,95 @@
+"""Whole MLPerf Tiny architectures (random weights, BatchNorm settled) through codegen:
+bit-exact with TFLite Micro on the host, on an emulated Cortex-M4 (DSP path) and Cortex-M3
+(generic path), warning-free for every Cortex-M, and arena never above TFLite Micro's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from toolchain import oracle  # noqa: E402
+from toolchain.codegen import cortexm, generate  # noqa: E402
+from toolchain.codegen.verify import verify  # noqa: E402
+
+MODELS = {
+    "ds_cnn": {},
+    "resnet8": {},
+    "mobilenet_v1_025": {"size": 32},
+    "fc_autoencoder": {},
+    "fc_autoencoder_factored": {"rank": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from benchmarks.mlperf_tiny import build_tflite
+
+    folder = tmp_path_factory.mktemp("mlperf")
+    paths = {}
+    for name, options in MODELS.items():
+        data, _ = build_tflite(name, samples=16, **options)
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def _samples(path: Path, n: int, seed: int = 0) -> np.ndarray:
+    from toolchain.codegen.graph import parse
+
+    shape = parse(path).inputs[0].shape
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_is_bit_exact_on_the_host(tflites: dict[str, Path], name: str) -> None:
+    report = verify(tflites[name], _samples(tflites[name], 6))
+    assert report["bit_exact"], report["first_mismatch"]
+    assert report["arena_bytes"] <= report["tflm_arena_bytes"]
+
+
+def test_ds_cnn_arena_is_at_least_30_percent_below_tflm(tflites: dict[str, Path], tmp_path: Path) -> None:
+    info = generate(tflites["ds_cnn"], tmp_path / "gen")
+    assert info["arena_bytes"] <= 0.7 * info["tflm_arena_bytes"]
+
+
+def test_factored_model_needs_no_more_arena_than_the_original(tflites: dict[str, Path], tmp_path: Path) -> None:
+    original = generate(tflites["fc_autoencoder"], tmp_path / "a", tflm_arena=False)
+    factored = generate(tflites["fc_autoencoder_factored"], tmp_path / "b", tflm_arena=False)
+    assert factored["arena_bytes"] <= original["arena_bytes"]
+    assert factored["macs"] < original["macs"]
+    fused = verify(tflites["fc_autoencoder_factored"], _samples(tflites["fc_autoencoder_factored"], 4), fuse=True,
+                   tflm_arena=False)
+    assert fused["bit_exact"] and "tr_fully_connected_factored_int8" in fused["kernels"]
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard",
+                                 "cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard"])
+def test_every_kernel_and_a_model_cross_compile_warning_free(tflites: dict[str, Path], tmp_path: Path,
+                                                             cpu: str) -> None:
+    from toolchain.codegen.render import KERNELS
+
+    gen = tmp_path / "gen"
+    generate(tflites["ds_cnn"], gen, tflm_arena=False)
+    sources = [gen / "model.c", gen / "model_weights.c", *sorted(KERNELS.glob("*.c"))]
+    subprocess.run([cortexm.CC, "-std=c99", "-O2", "-mthumb", *f"-mcpu={cpu}".split(), "-Wall", "-Wextra", "-Werror",
+                    f"-I{gen}", "-c", *map(str, sources)], check=True, timeout=300, capture_output=True, cwd=tmp_path)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", ["ds_cnn", "mobilenet_v1_025", "fc_autoencoder_factored"])
+def test_dsp_and_generic_paths_are_bit_exact_in_qemu(tflites: dict[str, Path], tmp_path: Path, name: str) -> None:
+    x = _samples(tflites[name], 2, seed=1)
+    expected = oracle.run(tflites[name], x)[0]
+    info = generate(tflites[name], tmp_path / "gen", tflm_arena=False, fuse=True)
+    for core in ("cortex-m4", "cortex-m3"):
+        run = cortexm.run_on_core(tmp_path / "gen", info, x, core, tmp_path)
+        np.testing.assert_array_equal(run.outputs, expected, err_msg=f"{name} on {core}")
+        assert all(n > info["macs"] for n in run.instructions)  # at least one instruction per MAC

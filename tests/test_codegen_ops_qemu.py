@@ -1,0 +1,64 @@
+"""The non-matmul kernels stay bit-exact on Cortex-M: one model chaining them, in QEMU.
+
+The model strings PAD, AVERAGE_POOL_2D, MAX_POOL_2D, TANH, ADD (fused RELU), MEAN,
+MUL (broadcast), CONCATENATION, LOGISTIC, RELU6 and SOFTMAX together. It is generated
+once, built for the Cortex-M4 (DSP path) and the Cortex-M3 (no DSP) QEMU boards, and
+every test sample's output must equal TFLite Micro's on the host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
+
+CHAIN_OPS = {"PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TANH", "ADD", "MEAN", "MUL", "CONCATENATION", "LOGISTIC",
+             "RELU6", "SOFTMAX"}
+
+
+def _chain_model():
+    import keras
+    from keras import layers
+
+    x = keras.Input((8, 8, 3))
+    a = layers.AveragePooling2D(2, 1, padding="same")(layers.ZeroPadding2D(1)(x))
+    b = layers.MaxPooling2D(2)(a)
+    d = layers.ReLU()(layers.Add()([b, layers.Activation("tanh")(b)]))
+    e = layers.Multiply()([d, layers.GlobalAveragePooling2D(keepdims=True)(d)])
+    f = layers.Concatenate()([e, layers.MaxPooling2D(2, 1, padding="same")(e)])
+    g = layers.ReLU(6.0)(layers.GlobalAveragePooling2D()(layers.Activation("sigmoid")(f)))
+    return keras.Model(x, layers.Softmax()(g))
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(codegen folder, data set) of the op chain."""
+    from toolchain import codegen
+    from toolchain.codegen.graph import parse
+    from toolchain.convert import convert_model
+    from toolchain.data import save_dataset
+
+    out = tmp_path_factory.mktemp("ops_qemu")
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.3, 1.5, size=(80, 8, 8, 3)).astype(np.float32)
+    (out / "model.tflite").write_bytes(convert_model(_chain_model(), x, samples=64))
+    assert CHAIN_OPS <= {op.opcode for op in parse(out / "model.tflite").ops}
+    codegen.generate(out / "model.tflite", out / "gen")
+    y = rng.integers(0, 6, size=len(x))
+    data = save_dataset(out / "data.npz", x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:])
+    return out / "gen", data
+
+
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
+def test_op_chain_is_bit_exact_in_qemu(chain, board, tmp_path):
+    from toolchain.bench.measure import run_benchmark
+    from toolchain.build import build
+
+    gen, data = chain
+    build(gen, board)
+    report = run_benchmark(gen, board, runs=2, dataset=data)
+    assert report["samples"] == 20
+    assert report["matches"] == 20 and report["mismatches"] == []

@@ -1,0 +1,65 @@
+"""The walking skeleton: a Dense model through every real stage, ending in QEMU.
+
+compress (SVD) -> convert (int8) -> codegen (C) -> build (PlatformIO, offline) -> bench
+(qemu-system-arm mps2-an386 over the serial link) -> outputs compared with TFLite Micro.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from toolchain.cli import main
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, digits_mlp: Path, digits_npz: Path) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("deploy")
+    before = hashlib.sha256(digits_mlp.read_bytes()).hexdigest()
+    code = main(["deploy", str(digits_mlp), "--data", str(digits_npz), "--board", "qemu_m4", "--out", str(out),
+                 "--target-params", "0.5", "--finetune-epochs", "3", "--runs", "3", "--report", str(out / "cli.json")])
+    assert code == 0
+    return out, json.loads((out / "report.json").read_text()), before
+
+
+def test_every_stage_left_its_file(deployed: tuple[Path, dict, str]) -> None:
+    out, _, _ = deployed
+    for name in ("compressed.keras", "model.tflite", "gen/model.c", "gen/model_weights.c", "gen/model_info.json",
+                 "gen/firmware_qemu_m4/platformio.ini", "report.json", "cli.json"):
+        assert (out / name).is_file(), name
+
+
+def test_input_model_untouched(deployed: tuple[Path, dict, str], digits_mlp: Path) -> None:
+    assert hashlib.sha256(digits_mlp.read_bytes()).hexdigest() == deployed[2]
+
+
+def test_compression_shrank_the_dense_layers(deployed: tuple[Path, dict, str]) -> None:
+    report = deployed[1]["compress"]
+    assert report["params"]["after"] < 0.75 * report["params"]["before"]
+    assert any(layer["status"] == "factored" for layer in report["layers"])
+
+
+def test_device_outputs_match_tflite_micro(deployed: tuple[Path, dict, str]) -> None:
+    bench = deployed[1]["bench"]
+    assert bench["samples"] == 360
+    assert bench["matches"] == bench["samples"]
+
+
+def test_device_accuracy_is_the_int8_accuracy(deployed: tuple[Path, dict, str]) -> None:
+    report = deployed[1]
+    assert report["bench"]["accuracy"] > 0.85
+    assert abs(report["bench"]["accuracy"] - report["convert"]["int8"]["accuracy"]) <= 0.01
+
+
+def test_costs_are_measured(deployed: tuple[Path, dict, str]) -> None:
+    report = deployed[1]
+    latency = report["bench"]["latency"]
+    assert latency["unit"] == "instructions" and latency["min"] > 1000
+    assert latency["max"] - latency["min"] <= 0.01 * latency["min"]  # icount makes QEMU deterministic
+    assert 0 < report["build"]["flash_bytes"] < 1024 * 1024
+    assert report["bench"]["ram_bytes"] > report["codegen"]["arena_bytes"]

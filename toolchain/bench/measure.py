@@ -1,0 +1,257 @@
+"""One benchmark: latency, RAM, flash, correctness against the host reference, accuracy.
+
+`run_benchmark` starts QEMU itself for emulated boards (and always stops it), or talks to
+a real board on `port`. Latency is the board's counter over N runs of one sample after a
+warm-up: CPU cycles (and microseconds) on DWT boards, instructions under QEMU's
+`-icount`, never presented as time. RAM is the ELF's static RAM plus the stack
+high-water mark the firmware measures. Correctness sends every evaluation sample and
+compares the outputs byte for byte with TFLite Micro on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.bench.client import BenchClient, DeviceInfo
+from toolchain.errors import DataError, DeviceError, TinyrankError
+
+MISMATCHES_KEPT = 10  # mismatching samples listed in the report
+
+
+def _find_tflite(model_dir: Path, info: dict) -> Path:
+    name = info.get("tflite", "model.tflite")
+    for candidate in (model_dir / name, model_dir.parent / name):
+        if candidate.is_file():
+            return candidate
+    raise TinyrankError(f"{model_dir}: cannot find {name} (looked in {model_dir} and {model_dir.parent}); "
+                        "the host reference needs the .tflite the C was generated from")
+
+
+def quantized_samples(x: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:
+    """Samples as the int8 bytes the device takes: (N, input size)."""
+    from toolchain.oracle import quantize_input
+
+    x = np.asarray(x)
+    size = int(edge["size"])
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != size:
+        raise DataError(f"samples of shape {x.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
+                        f"of shape {edge.get('shape')} ({size} values)")
+    q = quantize_input(x, float(edge["scale"]), int(edge["zero_point"]))
+    return q.reshape(len(q), size)
+
+
+def latency_stats(counts: list[int], unit: str, clock_hz: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "unit": unit,
+        "runs": len(counts),
+        "min": min(counts),
+        "median": int(statistics.median(counts)),
+        "max": max(counts),
+        "mean": round(statistics.fmean(counts), 1),
+        "counts": counts,
+    }
+    if unit == "cycles" and clock_hz:
+        stats["microseconds"] = {k: round(stats[k] * 1e6 / clock_hz, 2) for k in ("min", "median", "max")}
+    return stats
+
+
+def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
+    """The ELF `tinyrank build` made for this board, and its sizes; (None, None) if there is none."""
+    from toolchain.build import elf_path, elf_sizes
+
+    elf = elf_path(model_dir / f"firmware_{board.id}", board)
+    if not elf.is_file():
+        return None, None
+    return elf, elf_sizes(elf)
+
+
+def bench_app_ram_bytes(elf: Path) -> int | None:
+    """RAM the benchmark app itself takes (its statics are all named bench_*), so a reader can
+    subtract it to get what the model needs in a deployment without the harness."""
+    import subprocess
+
+    from toolchain.build import ARM_PREFIX
+
+    try:
+        result = subprocess.run([f"{ARM_PREFIX}nm", "-S", "--defined-only", str(elf)], capture_output=True,
+                                text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    total = 0
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "bBdD" and parts[3].startswith("bench_"):
+            total += int(parts[1], 16)
+    return total
+
+
+def _check_device(device: DeviceInfo, info: dict, board: Any) -> None:
+    sizes = tuple(int(e["size"]) for e in info["inputs"]), tuple(int(e["size"]) for e in info["outputs"])
+    if (device.input_sizes, device.output_sizes) != sizes:
+        raise DeviceError(f"firmware tensors in {device.input_sizes} out {device.output_sizes} differ from "
+                          f"model_info.json in {sizes[0]} out {sizes[1]}; rebuild the firmware")
+    if device.counter_unit != board.counter_unit:
+        raise DeviceError(f"firmware counts {device.counter_unit} but board '{board.id}' should count "
+                          f"{board.counter_unit}; was it built for another board?")
+
+
+def measure_session(client: BenchClient, info: dict, board: Any, *, samples: np.ndarray | None,
+                    labels: np.ndarray | None, reference: list[np.ndarray] | None, runs: int, warmup: int,
+                    per_op: bool, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Everything measured over one open link (the part shared by boards and QEMU)."""
+    device = client.hello()
+    _check_device(device, info, board)
+    if samples is not None and len(samples):
+        timing_input = samples[0].tobytes()
+    else:  # no data: time the model on an all-zero-point input
+        timing_input = np.full(device.input_sizes[0], info["inputs"][0]["zero_point"], np.int8).tobytes()
+    extra_inputs = [bytes(size) for size in device.input_sizes[1:]]
+
+    timed = client.run([timing_input, *extra_inputs], runs=runs, warmup=warmup)
+    if timed.status != 0:
+        raise DeviceError(f"{client.name}: tr_invoke returned {timed.status} on the device")
+    report: dict[str, Any] = {
+        "latency": latency_stats(timed.counts, device.counter_unit, device.clock_hz),
+        "stack_high_water_bytes": timed.stack_used_bytes,
+    }
+    if per_op:
+        profiled = client.run([timing_input, *extra_inputs], runs=max(1, min(runs, 5)), per_op=True)
+        report["per_op"] = per_op_rows(profiled.op_counts, info)
+        report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], profiled.stack_used_bytes)
+
+    checked = check_samples(client, samples, reference, extra_inputs, progress)
+    report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], checked.pop("stack_high_water_bytes"))
+    predictions = checked.pop("predictions")
+    report.update(checked, accuracy=None)
+    if labels is not None and predictions and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        report["accuracy"] = round(float(np.mean(np.asarray(predictions) == labels[: len(predictions)])), 4)
+    report["device"] = {"board_id": device.board_id, "protocol_version": device.protocol_version,
+                        "model_hash": f"{device.model_hash:08x}", "clock_hz": device.clock_hz,
+                        "static_ram_bytes": device.static_ram_bytes, "stack_bytes": device.stack_bytes,
+                        "arena_bytes": device.arena_bytes}
+    report["link"] = {"url": client.name, "retries": client.retries_used, "bad_frames": client.bad_frames,
+                      "resets": client.resets_seen}
+    return report
+
+
+def check_samples(client: BenchClient, samples: np.ndarray | None, reference: list[np.ndarray] | None,
+                  extra_inputs: list[bytes], progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """Run every sample on the device and compare all its outputs byte for byte with the reference."""
+    total = 0 if samples is None else len(samples)
+    matches, mismatches, predictions, stack = 0, [], [], 0
+    for i in range(total):
+        result = client.run([samples[i].tobytes(), *extra_inputs], runs=1, timed=False)
+        got = [np.frombuffer(o, np.int8) for o in result.outputs]
+        expected = [r[i].reshape(-1) for r in reference]
+        if all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
+            matches += 1
+        elif len(mismatches) < MISMATCHES_KEPT:
+            diff = max(int(np.max(np.abs(g.astype(np.int32) - e.astype(np.int32))))
+                       for g, e in zip(got, expected, strict=True))
+            mismatches.append({"index": i, "max_abs_diff": diff})
+        predictions.append(int(np.argmax(got[0])))
+        stack = max(stack, result.stack_used_bytes)
+        if progress is not None:
+            progress(i + 1, total)
+    return {"samples": total, "matches": matches, "mismatches": mismatches, "predictions": predictions,
+            "stack_high_water_bytes": stack}
+
+
+def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
+    """One row per op of model_info.json with its count and share of the total."""
+    ops = info.get("ops", [])
+    total = sum(op_counts) or 1
+    rows = []
+    for i, count in enumerate(op_counts):
+        op = ops[i] if i < len(ops) else {}
+        rows.append({"index": i, "opcode": op.get("opcode", "?"), "kernel": op.get("kernel"),
+                     "macs": op.get("macs", 0), "count": count, "share": round(count / total, 4)})
+    return rows
+
+
+def _labels(dataset: Any) -> np.ndarray | None:
+    y = dataset.eval_y
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        return np.argmax(y, axis=1)
+    y = y.reshape(len(y)) if y.ndim == 2 else y
+    if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
+        return y.astype(np.int64)  # class indices stored as floats
+    return y
+
+
+def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None = None, runs: int = 20,
+                  dataset: Any = None, per_op: bool = False, warmup: int = 2, max_samples: int | None = None,
+                  timeout_s: float = 1.0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Benchmark the firmware `tinyrank build` made from `model_dir` for `board`; returns the report.
+
+    `dataset` is a `toolchain.data.Dataset` or the path of an `.npz`; its `x_test` (else
+    `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
+    """
+    from toolchain.boards import load_board
+    from toolchain.build import read_model_info
+    from toolchain.data import load_dataset
+
+    started = time.monotonic()
+    board = load_board(board)
+    model_dir = Path(model_dir)
+    info = read_model_info(model_dir)
+    if runs < 1:
+        raise TinyrankError(f"--runs {runs}: must be at least 1")
+    if dataset is not None and not hasattr(dataset, "eval_x"):
+        dataset = load_dataset(dataset)
+    elf, sizes = _firmware(model_dir, board)
+    if board.is_emulated and elf is None:
+        raise TinyrankError(f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`")
+    if not board.is_emulated and port is None:
+        raise TinyrankError(f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0")
+
+    samples = labels = reference = None
+    if dataset is not None:
+        from toolchain import oracle
+
+        x = dataset.eval_x if max_samples is None else dataset.eval_x[:max_samples]
+        samples = quantized_samples(x, info["inputs"][0])
+        labels = _labels(dataset)
+        reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
+
+    def measure(url: str) -> dict[str, Any]:
+        with BenchClient.open(url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"])) as client:
+            return measure_session(client, info, board, samples=samples, labels=labels, reference=reference,
+                                   runs=runs, warmup=warmup, per_op=per_op, progress=progress)
+
+    if port is None:
+        from toolchain.qemu import QemuSession
+
+        with QemuSession(board, elf) as qemu:
+            report = measure(qemu.url)
+    else:
+        report = measure(port)
+
+    static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
+    report.update({
+        "stage": "bench",
+        "board": board.id,
+        "board_name": board.name,
+        "emulated": board.is_emulated,
+        "model_dir": str(model_dir),
+        "elf": str(elf) if elf else None,
+        "flash_bytes": sizes["flash_bytes"] if sizes else None,
+        "static_ram_bytes": static_ram,
+        "bench_app_ram_bytes": bench_app_ram_bytes(elf) if elf else None,
+        "heap_bytes": 0,  # neither the app nor the generated kernels allocate
+        "ram_bytes": static_ram + report["stack_high_water_bytes"],
+        "seconds": round(time.monotonic() - started, 2),
+    })
+    return report

@@ -1,0 +1,83 @@
+"""`tinyrank codegen` and `tinyrank verify`: the command-line face of stage 3."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _print_codegen(info: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"codegen: {info['tflite']} -> {out}")
+    for column in ("#", "op", "kernel", "MACs"):
+        table.add_column(column, justify="right" if column in ("#", "MACs") else "left")
+    for op in info["ops"]:
+        table.add_row(str(op["index"]), op["opcode"], op["kernel"] or "(alias)", f"{op['macs']:,}")
+    console = Console()
+    console.print(table)
+    tflm = info["tflm_arena_bytes"]
+    console.print(f"arena {info['arena_bytes']:,} bytes (TFLite Micro: {f'{tflm:,}' if tflm else 'n/a'}), "
+                  f"weights {info['weights_bytes']:,} bytes, {info['macs']:,} MACs")
+
+
+def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
+    from toolchain.codegen import generate
+
+    info = generate(args.model, args.out, prefix=args.prefix)
+    _print_codegen(info, Path(args.out))
+    return info
+
+
+def run_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.console import Console
+
+    from toolchain.codegen.verify import verify
+    from toolchain.data import load_dataset
+    from toolchain.errors import TinyrankError
+
+    dataset = load_dataset(args.data)
+    x = dataset.eval_x[: args.samples] if args.samples else dataset.eval_x
+    report = verify(args.model, x, sanitize=args.sanitize)
+    console = Console()
+    console.print(f"verify: {report['samples']} samples, {report['mismatches']} mismatching output bytes "
+                  f"in {report['mismatched_samples']} samples")
+    first = report["first_mismatch"]
+    if first:
+        console.print(f"first difference: sample {first['sample']}, output {first['output']}[{first['position']}]: "
+                      f"generated {first['generated']}, TFLite Micro {first['tflm']} "
+                      f"(largest difference {first['max_abs_diff']})")
+    if not report["bit_exact"] and not args.allow_mismatch:
+        raise TinyrankError(f"{args.model}: generated C differs from TFLite Micro in {report['mismatches']} output "
+                            f"bytes of {report['samples']} samples (first: sample {first['sample']})")
+    return report
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "codegen", parents=[common], help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
+        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const weights "
+                    "and one statically planned arena. Writes model_info.json next to the sources.",
+        epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the full-int8 .tflite file")
+    parser.add_argument("--out", required=True, help="folder for the generated sources")
+    parser.add_argument("--prefix", default="tr", help="C name prefix, so several models fit one firmware (default tr)")
+    parser.set_defaults(func=run_codegen)
+
+    parser = subparsers.add_parser(
+        "verify", parents=[common], help="compile the generated C for the host and compare with TFLite Micro",
+        description="Generate C for the model, build it with the host gcc, run every sample and compare each "
+                    "output byte with the tflite_micro interpreter. Exits 2 if any byte differs.",
+        epilog="example: tinyrank verify model.tflite --data digits.npz --samples 200 --sanitize",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the full-int8 .tflite file")
+    parser.add_argument("--data", required=True, help=".npz data set; x_test (or x_train) samples are run")
+    parser.add_argument("--samples", type=int, default=0, help="run only the first N samples (default: all)")
+    parser.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")
+    parser.add_argument("--allow-mismatch", action="store_true", help="report differences without failing")
+    parser.set_defaults(func=run_verify)

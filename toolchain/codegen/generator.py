@@ -1,0 +1,192 @@
+"""From a parsed graph to lowered kernel calls and a memory plan (no files written here).
+
+Order matters for the "nothing written on bad input" rule: every op is checked before
+anything is lowered, and lowering happens before rendering, so an unsupported model
+fails before the output folder is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toolchain.codegen import fusion
+from toolchain.codegen.graph import Graph, Op, Tensor
+from toolchain.codegen.lowering import KernelCall, LoweringContext
+from toolchain.codegen.ops import module_for
+from toolchain.codegen.planner import Buffer, plan
+from toolchain.errors import UnsupportedError
+
+EDGE_DTYPES = ("int8",)
+
+
+@dataclass
+class LoweredOp:
+    op: Op
+    call: KernelCall | None  # None for memory aliases (RESHAPE, SQUEEZE)
+    fused: list[Op] = field(default_factory=list)  # further graph ops this call also runs
+
+
+@dataclass
+class LoweredModel:
+    graph: Graph
+    prefix: str
+    ops: list[LoweredOp]
+    ctx: LoweringContext
+    buffers: list[Buffer]
+    offsets: dict[int, int]  # arena tensor index -> byte offset
+    arena_bytes: int
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(c.nbytes for c in self.ctx.constants)
+
+
+# Inputs that only carry a shape the flatbuffer already holds statically (RESHAPE's target shape).
+SHAPE_OPERANDS = {"RESHAPE": (1,)}
+
+
+def prune_shape_ops(graph: Graph) -> Graph:
+    """Drop ops whose results only feed shape operands (Keras' Flatten emits SHAPE -> STRIDED_SLICE
+    -> PACK -> RESHAPE for a dynamic batch); every shape is static in the flatbuffer, so their
+    work is dead. Returns the graph with the live ops only."""
+    needed = {t.index for t in graph.outputs}
+    live: list[Op] = []
+    for op in reversed(graph.ops):
+        if not any(t.index in needed for t in op.outputs):
+            continue
+        live.append(op)
+        skip = SHAPE_OPERANDS.get(op.opcode, ())
+        for position, t in enumerate(op.inputs):
+            if t is not None and position not in skip:
+                needed.add(t.index)
+    live.reverse()
+    if len(live) == len(graph.ops):
+        return graph
+    return Graph(graph.path, graph.sha256, graph.tensors, live, graph.inputs, graph.outputs)
+
+
+def check_graph(graph: Graph) -> None:
+    """Every op, input and output supported, or one UnsupportedError naming the first that is not."""
+    for t, role in [(t, "input") for t in graph.inputs] + [(t, "output") for t in graph.outputs]:
+        if t.dtype not in EDGE_DTYPES or t.scale.size != 1:
+            raise UnsupportedError(
+                f"{graph.path}: model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
+                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor quantized"
+                " (convert with int8 input and output)"
+            )
+    for op in graph.ops:
+        module_for(op).check(op)
+
+
+class _Groups:
+    """Union-find over tensor indices: tensors sharing one arena buffer (aliases, in-place)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, i: int) -> int:
+        self.parent.setdefault(i, i)
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(b)] = self.find(a)
+
+
+def _uses(graph: Graph, lowered: list[LoweredOp]) -> dict[int, list[int]]:
+    """Op positions (in the lowered order) touching each arena tensor; graph edges at -1 and len."""
+    uses: dict[int, list[int]] = {}
+    for position, item in enumerate(lowered):
+        for op in [item.op, *item.fused]:
+            skip = SHAPE_OPERANDS.get(op.opcode, ())
+            data_inputs = [t for i, t in enumerate(op.inputs) if i not in skip]
+            for t in [*data_inputs, *op.outputs]:
+                if t is not None and t.data is None:
+                    uses.setdefault(t.index, []).append(position)
+    for t in graph.inputs:
+        uses.setdefault(t.index, []).append(-1)
+    for t in graph.outputs:
+        uses.setdefault(t.index, []).append(len(lowered))
+    return uses
+
+
+def _internal_tensors(item: LoweredOp) -> set[int]:
+    """Tensors produced and consumed inside a fused call: they never reach the arena."""
+    if not item.fused:
+        return set()
+    produced = {t.index for op in [item.op, *item.fused] for t in op.outputs}
+    final = {t.index for t in item.fused[-1].outputs}
+    return produced - final
+
+
+def _buffers(graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext) -> tuple[list[Buffer], dict[int, Buffer]]:
+    uses = _uses(graph, lowered)
+    internal = set().union(*(_internal_tensors(item) for item in lowered)) if lowered else set()
+    groups = _Groups()
+    for position, item in enumerate(lowered):
+        module = module_for(item.op)
+        src, dst = item.op.inputs[0], item.op.outputs[0]
+        if src is None or src.data is not None:
+            continue
+        if getattr(module, "ALIAS", False):
+            groups.union(src.index, dst.index)
+        elif getattr(module, "INPLACE", False) and not item.fused and src.nbytes == dst.nbytes:
+            group = groups.find(src.index)
+            last = max(max(uses[i]) for i in uses if groups.find(i) == group)
+            if last == position:
+                groups.union(src.index, dst.index)
+    members: dict[int, list[Tensor]] = {}
+    tensors = {t.index: t for t in graph.tensors}
+    for index in uses:
+        if index not in internal:
+            members.setdefault(groups.find(index), []).append(tensors[index])
+    by_tensor: dict[int, Buffer] = {}
+    buffers: list[Buffer] = []
+    for root, ts in members.items():
+        span = [u for t in ts for u in uses[t.index]]
+        buf = Buffer(name=f"tensor {root}", nbytes=max(t.nbytes for t in ts), first=min(span), last=max(span),
+                     members=[t.name for t in ts])
+        buffers.append(buf)
+        for t in ts:
+            by_tensor[t.index] = buf
+    position_of = {item.op.index: p for p, item in enumerate(lowered)}
+    for s in ctx.scratches:
+        p = position_of[s.op_index]
+        buffers.append(Buffer(name=s.name, nbytes=s.nbytes, first=p, last=p, members=[s.name]))
+    return buffers, by_tensor
+
+
+def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
+    ctx = LoweringContext(prefix=prefix)
+    lowered: list[LoweredOp] = []
+    for group in fusion.schedule(graph, fuse):
+        first = group[0]
+        ctx.op_index = first.index
+        call = fusion.lower(group, ctx) if len(group) > 1 else module_for(first).lower(first, ctx)
+        lowered.append(LoweredOp(first, call, list(group[1:])))
+    buffers, by_tensor = _buffers(graph, lowered, ctx)
+    arena = plan(buffers)
+    offsets = {index: buf.offset for index, buf in by_tensor.items()}
+    placed = {b.name: b.offset for b in buffers}
+    for s in ctx.scratches:
+        s.offset = placed[s.name]
+    return LoweredModel(graph, prefix, lowered, ctx, buffers, offsets, arena)
+
+
+def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> LoweredModel:
+    """Check, lower and plan; raises before any output exists if something is unsupported.
+
+    `fuse=None` plans with and without fused factored layers and keeps the smaller arena
+    (fused on a tie: fewer calls); True or False forces the choice.
+    """
+    graph = prune_shape_ops(graph)
+    check_graph(graph)
+    if fuse is not None:
+        return _lower_and_plan(graph, prefix, fuse)
+    plain = _lower_and_plan(graph, prefix, False)
+    if not any(len(group) > 1 for group in fusion.schedule(graph, True)):
+        return plain
+    fused = _lower_and_plan(graph, prefix, True)
+    return fused if fused.arena_bytes <= plain.arena_bytes else plain

@@ -1,0 +1,132 @@
+"""What an op lowering returns, and the context it asks for C names.
+
+A lowering turns one `Op` into one call of a C kernel. It never decides where a tensor
+lives: `ctx.tensor(t)` returns a C expression (a macro of `model.c` defined once the
+memory plan is known), `ctx.constant(...)` puts an array into `model_weights.c`, and
+`ctx.scratch(n)` reserves a temporary buffer in the arena for the duration of the op.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from toolchain.codegen.graph import Tensor
+
+# numpy dtype -> C element type of a const array.
+C_TYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32,
+           "uint32_t": np.uint32, "float": np.float32}
+_TENSOR_C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+                   "float32": "float", "bool": "uint8_t"}
+
+
+@dataclass
+class KernelCall:
+    """One C kernel call of `model.c`."""
+
+    source: str  # kernel file under firmware_templates/kernels/, e.g. 'tr_add.c'
+    function: str  # C function called, e.g. 'tr_add_int8'
+    args: list[str]  # C argument expressions, in order
+    comment: str  # one line: TFLite op, shapes, quantization
+    macs: int = 0
+
+
+@dataclass
+class ConstantArray:
+    """A const array of `model_weights.c`."""
+
+    name: str
+    ctype: str
+    values: np.ndarray  # flat, already of the C type
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+
+@dataclass
+class ScratchBuffer:
+    """A temporary arena buffer alive during one op only."""
+
+    name: str
+    nbytes: int
+    op_index: int
+    offset: int = -1  # set by the memory plan
+
+
+def c_type(t: Tensor) -> str:
+    """The C element type of a tensor."""
+    return _TENSOR_C_TYPES.get(t.dtype, "int8_t")
+
+
+def _identifier(text: str) -> str:
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    return name or "x"
+
+
+@dataclass
+class LoweringContext:
+    """Hands out C names while the ops are lowered; the renderer later defines them."""
+
+    prefix: str = "tr"
+    op_index: int = -1  # the op being lowered (set by the generator)
+    constants: list[ConstantArray] = field(default_factory=list)
+    scratches: list[ScratchBuffer] = field(default_factory=list)
+    used_tensors: dict[int, Tensor] = field(default_factory=dict)
+    _constant_of_tensor: dict[int, str] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+
+    def tensor(self, t: Tensor) -> str:
+        """C expression of the tensor's typed pointer: an arena macro, or the const array of a constant."""
+        if t.data is not None:
+            if t.index not in self._constant_of_tensor:
+                self._constant_of_tensor[t.index] = self.constant(t.name, t.data, c_type(t))
+            return self._constant_of_tensor[t.index]
+        self.used_tensors[t.index] = t
+        return tensor_macro(t)
+
+    def constant(self, hint: str, array: np.ndarray, ctype: str) -> str:
+        """Emit a const array into `model_weights.c`; returns its C name (prefixed, unique)."""
+        if ctype not in C_TYPES:
+            raise ValueError(f"constant '{hint}': C type {ctype} not one of {sorted(C_TYPES)}")
+        values = np.ascontiguousarray(array).reshape(-1)
+        converted = values.astype(C_TYPES[ctype])
+        if np.issubdtype(values.dtype, np.integer) and not np.array_equal(converted, values):
+            raise ValueError(f"constant '{hint}': values do not fit {ctype}")
+        base = f"{self.prefix}_{_identifier(hint)[:40]}"
+        name, n = base, 1
+        while name in self._names:
+            n += 1
+            name = f"{base}_{n}"
+        self._names.add(name)
+        self.constants.append(ConstantArray(name, ctype, converted))
+        return name
+
+    def scratch(self, nbytes: int) -> str:
+        """A scratch buffer pointer (int8_t *), planned in the arena for the current op only."""
+        name = f"S{len(self.scratches)}"
+        self.scratches.append(ScratchBuffer(name, int(nbytes), self.op_index))
+        return name
+
+
+def tensor_macro(t: Tensor) -> str:
+    """The macro `model.c` defines for an arena tensor (e.g. `T5`)."""
+    return f"T{t.index}"
+
+
+def shape_text(t: Tensor | None) -> str:
+    """'int8[1,28,28,8]' for comments."""
+    if t is None:
+        return "none"
+    return f"{t.dtype}[{','.join(str(d) for d in t.shape)}]"
+
+
+def quant_text(t: Tensor) -> str:
+    """'s=0.0235 zp=-128' (or 'per-channel') for comments."""
+    if t.scale.size == 0:
+        return "float"
+    if t.scale.size > 1:
+        return f"per-channel({t.scale.size})"
+    return f"s={float(t.scale[0]):.6g} zp={int(t.zero_point[0])}"

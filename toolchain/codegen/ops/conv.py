@@ -1,0 +1,117 @@
+"""CONV_2D: NHWC int8 input, OHWI int8 weights (per-channel), int32 bias.
+
+The input zero point is folded into the bias. Padding then has to read as the input zero
+point (its contribution w * (zp - zp) is 0 in TFLite), which the kernel's im2col column
+does. A 1x1 stride-1 convolution needs no column at all: it is a FULLY_CONNECTED over
+the H*W pixels and runs on that kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.codegen.graph import Op
+from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.packing import pack_rows_by_four
+from toolchain.codegen.ops.fully_connected import (
+    check_activation,
+    check_int8_activation,
+    check_weights,
+    folded_bias,
+    requant_arrays,
+)
+from toolchain.codegen.quant import activation_range_int8
+from toolchain.errors import UnsupportedError
+
+OPCODES = ("CONV_2D",)
+
+
+def out_size(padding: str, in_size: int, filter_size: int, stride: int, dilation: int) -> int:
+    """TFLite `ComputeOutSize`."""
+    effective = (filter_size - 1) * dilation + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    return (in_size + stride - effective) // stride
+
+
+def pad_before(in_size: int, filter_size: int, stride: int, dilation: int, out: int) -> int:
+    """TFLite `ComputePaddingWithOffset`: the padding before the first row/column (the odd pixel goes after)."""
+    effective = (filter_size - 1) * dilation + 1
+    total = max((out - 1) * stride + effective - in_size, 0)
+    return total // 2
+
+
+def check_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> None:
+    """Strides and dilations >= 1, a known padding, and the output shape TFLite would compute."""
+    o = op.options
+    padding = o.get("padding")
+    if padding not in ("SAME", "VALID"):
+        raise UnsupportedError(f"op {op.index} ({op.opcode}): padding {padding}; supported: SAME, VALID")
+    for key in ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor"):
+        if int(o.get(key, 1)) < 1:
+            raise UnsupportedError(f"op {op.index} ({op.opcode}): option {key}={o.get(key)} must be >= 1")
+    expected = (out_size(padding, in_hw[0], k_hw[0], o["stride_h"], o.get("dilation_h_factor", 1)),
+                out_size(padding, in_hw[1], k_hw[1], o["stride_w"], o.get("dilation_w_factor", 1)))
+    if tuple(out_hw) != expected:
+        raise UnsupportedError(f"op {op.index} ({op.opcode}): output {out_hw[0]}x{out_hw[1]} does not match "
+                               f"the {padding} geometry ({expected[0]}x{expected[1]})")
+
+
+def check(op: Op) -> None:
+    inp, out = op.inputs[0], op.outputs[0]
+    filt = op.inputs[1] if len(op.inputs) > 1 else None
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    check_int8_activation(op, inp, "input")
+    check_int8_activation(op, out, "output")
+    if len(inp.shape) != 4 or len(out.shape) != 4 or filt is None or len(filt.shape) != 4:
+        raise UnsupportedError(f"op {op.index} (CONV_2D): expects 4-D NHWC input/output and OHWI weights")
+    check_weights(op, filt, bias, filt.shape[0])
+    if filt.shape[3] != inp.shape[3]:
+        raise UnsupportedError(f"op {op.index} (CONV_2D): grouped convolution ({inp.shape[3]} input channels, "
+                               f"weights for {filt.shape[3]}); supported: groups=1")
+    if out.shape[3] != filt.shape[0]:
+        raise UnsupportedError(f"op {op.index} (CONV_2D): {out.shape[3]} output channels for {filt.shape[0]} filters")
+    check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
+    check_activation(op)
+
+
+def is_pointwise(op: Op) -> bool:
+    """1x1 kernel, stride 1: every output pixel is a dot product of one input pixel."""
+    filt = op.inputs[1]
+    return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
+
+
+def lower(op: Op, ctx: LoweringContext) -> KernelCall:
+    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    o = op.options
+    n, in_h, in_w, in_c = inp.shape
+    out_c, k_h, k_w, _ = filt.shape
+    out_h, out_w = out.shape[1:3]
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    act = o.get("fused_activation_function", "NONE")
+    lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
+    zp = int(inp.zero_point[0])
+    sums = filt.data.astype(np.int64).reshape(out_c, -1).sum(axis=1)
+    name = filt.name
+    weights = ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t")
+    bias_c = ctx.constant(f"{name}_bias", folded_bias(bias, sums, zp, op), "int32_t")
+    mult_c = ctx.constant(f"{name}_multiplier", mults, "int32_t")
+    shift_c = ctx.constant(f"{name}_shift", shifts, "int32_t")
+    macs = n * out_h * out_w * out_c * k_h * k_w * in_c
+    geometry = (f"{k_h}x{k_w} stride {o['stride_h']}x{o['stride_w']} dilation "
+                f"{o.get('dilation_h_factor', 1)}x{o.get('dilation_w_factor', 1)} {o['padding']}")
+    comment = (f"CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {geometry} -> "
+               f"{shape_text(out)} ({quant_text(out)}), {act}")
+    tail = [mult_c, shift_c, str(int(out.zero_point[0])), str(lo), str(hi)]
+    if is_pointwise(op):
+        args = [ctx.tensor(inp), weights, bias_c, ctx.tensor(out), str(n * in_h * in_w), str(in_c), str(out_c), *tail]
+        return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs)
+    pad_h = pad_before(in_h, k_h, o["stride_h"], o.get("dilation_h_factor", 1), out_h)
+    pad_w = pad_before(in_w, k_w, o["stride_w"], o.get("dilation_w_factor", 1), out_w)
+    column = ctx.scratch(k_h * k_w * in_c)
+    args = [ctx.tensor(inp), weights, bias_c, ctx.tensor(out), str(n), str(in_h), str(in_w), str(in_c),
+            str(out_h), str(out_w), str(out_c), str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]),
+            str(o.get("dilation_h_factor", 1)), str(o.get("dilation_w_factor", 1)), str(pad_h), str(pad_w),
+            str(zp), *tail, column]
+    return KernelCall("tr_conv.c", "tr_conv_int8", args, comment, macs)

@@ -1,0 +1,83 @@
+"""DEPTHWISE_CONV_2D: any depth multiplier, stride, padding and dilation; per-channel weights.
+
+Output channel c = input channel c // depth_multiplier (TFLite's layout: oc = ic * m + j).
+The input zero point is folded into the bias; padding taps then add w * zero_point,
+which the kernel does only on border pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.codegen.graph import Op
+from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops.conv import check_geometry, pad_before
+from toolchain.codegen.ops.fully_connected import (
+    check_activation,
+    check_int8_activation,
+    check_weights,
+    folded_bias,
+    requant_arrays,
+)
+from toolchain.codegen.quant import activation_range_int8
+from toolchain.errors import UnsupportedError
+
+OPCODES = ("DEPTHWISE_CONV_2D",)
+# Room for a pointer in the depth-multiplier-1 kernel's scratch: 8 so a 64-bit host fits too.
+POINTER_BYTES = 8
+
+
+def check(op: Op) -> None:
+    inp, out = op.inputs[0], op.outputs[0]
+    filt = op.inputs[1] if len(op.inputs) > 1 else None
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    check_int8_activation(op, inp, "input")
+    check_int8_activation(op, out, "output")
+    if len(inp.shape) != 4 or len(out.shape) != 4 or filt is None or len(filt.shape) != 4 or filt.shape[0] != 1:
+        raise UnsupportedError(f"op {op.index} (DEPTHWISE_CONV_2D): expects 4-D NHWC input/output and 1HWC weights")
+    out_c = out.shape[3]
+    check_weights(op, filt, bias, out_c)
+    in_c = inp.shape[3]
+    multiplier = out_c // in_c if in_c else 0
+    if filt.shape[3] != out_c or multiplier * in_c != out_c:
+        raise UnsupportedError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels, {filt.shape[3]} "
+                               f"filters for {in_c} input channels; supported: output = input channels x multiplier")
+    check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
+    check_activation(op)
+
+
+def lower(op: Op, ctx: LoweringContext) -> KernelCall:
+    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    o = op.options
+    n, in_h, in_w, in_c = inp.shape
+    _, k_h, k_w, out_c = filt.shape
+    out_h, out_w = out.shape[1:3]
+    dil_h, dil_w = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    act = o.get("fused_activation_function", "NONE")
+    lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
+    zp = int(inp.zero_point[0])
+    sums = filt.data.astype(np.int64).reshape(-1, out_c).sum(axis=0)
+    name = filt.name
+    multiplier = out_c // in_c
+    args = [ctx.tensor(inp), ctx.constant(f"{name}_weights", filt.data, "int8_t"),
+            ctx.constant(f"{name}_bias", folded_bias(bias, sums, zp, op), "int32_t"), ctx.tensor(out),
+            str(n), str(in_h), str(in_w), str(in_c), str(out_h), str(out_w),
+            *([] if multiplier == 1 else [str(multiplier)]),
+            str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]), str(dil_h), str(dil_w),
+            str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
+            str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)), str(zp),
+            ctx.constant(f"{name}_multiplier", mults, "int32_t"), ctx.constant(f"{name}_shift", shifts, "int32_t"),
+            str(int(out.zero_point[0])), str(lo), str(hi)]
+    if multiplier == 1:  # channels in registers; tap pointers (4 bytes each) and a row of zero points
+        function = "tr_depthwise_conv_dm1_int8"
+        args.append(ctx.scratch(k_h * k_w * POINTER_BYTES + in_c))
+    else:  # one int32 accumulator per output channel in scratch
+        function = "tr_depthwise_conv_int8"
+        args.append(f"(int32_t *){ctx.scratch(4 * out_c)}")
+    comment = (f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
+               f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
+               f" -> {shape_text(out)} ({quant_text(out)}), {act}")
+    return KernelCall("tr_depthwise_conv.c", function, args, comment,
+                      macs=n * out_h * out_w * out_c * k_h * k_w)

@@ -1,0 +1,51 @@
+"""MUL (int8), with broadcasting and fused activations, as TFLite Micro computes it.
+
+TFLM multiplies the zero-point-corrected inputs in int32 and requantizes the product
+once with input1_scale * input2_scale / output_scale (`CalculateOpDataMul`, double
+precision on float32 scales).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.codegen.graph import Op, Tensor
+from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops.add import broadcast_geometry, require_fused_activation, require_int8_per_tensor
+from toolchain.codegen.quant import activation_range_int8, quantize_multiplier
+
+OPCODES: tuple[str, ...] = ("MUL",)
+INPLACE = True  # each output element is written after the inputs it reads
+
+
+def check(op: Op) -> None:
+    require_int8_per_tensor(op, [*op.inputs[:2], op.outputs[0]])
+    require_fused_activation(op)
+    broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
+
+
+def mul_params(a: Tensor, b: Tensor, out: Tensor, act: str) -> np.ndarray:
+    """TFLM's OpDataMul for int8, in the order tr_mul.c reads them."""
+    real = float(np.float32(a.scale[0])) * float(np.float32(b.scale[0])) / float(np.float32(out.scale[0]))
+    multiplier, shift = quantize_multiplier(real)
+    lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
+    return np.array([-int(a.zero_point[0]), -int(b.zero_point[0]), int(out.zero_point[0]),
+                     multiplier, shift, lo, hi], np.int32)
+
+
+def lower(op: Op, ctx: LoweringContext) -> KernelCall:
+    a, b = op.inputs[0], op.inputs[1]
+    out = op.outputs[0]
+    act = require_fused_activation(op)
+    params = ctx.constant(f"op{op.index}_mul_params", mul_params(a, b, out, act), "int32_t")
+    comment = (f"MUL {shape_text(a)} ({quant_text(a)}) * {shape_text(b)} ({quant_text(b)}) -> "
+               f"{shape_text(out)} ({quant_text(out)}), act {act}")
+    geometry = broadcast_geometry(op, a, b, out)
+    if geometry is None:
+        return KernelCall(source="tr_mul.c", function="tr_mul_int8",
+                          args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), str(out.size), params],
+                          comment=comment, macs=out.size)
+    shape = ctx.constant(f"op{op.index}_mul_broadcast", geometry, "int32_t")
+    return KernelCall(source="tr_mul.c", function="tr_mul_broadcast_int8",
+                      args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), shape, params],
+                      comment=comment + ", broadcast", macs=out.size)

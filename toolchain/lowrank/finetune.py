@@ -1,0 +1,130 @@
+"""Measuring a model on the data set and fine-tuning a factored one.
+
+The task is read from the labels: integer class labels of rank 1 mean classification
+(accuracy, cross-entropy); anything else, or no labels at all (an autoencoder, whose
+target is its input), means regression (mean squared error). Distillation adds the
+original model's outputs as a second target, which recovers accuracy faster than labels
+alone because it also says how the original ranked the wrong classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DISTILL_WEIGHT = 0.5
+
+
+def is_classifier_labels(y: np.ndarray | None) -> bool:
+    return y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+
+
+def predict(model: Any, x: Any, batch_size: int = 1024) -> list[np.ndarray]:
+    """Outputs as a list of arrays. Calls the model directly: `model.predict` traces a new
+    function for every model, which is slow and noisy when many candidates are measured."""
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, len(x), batch_size):
+        out = model(x[start : start + batch_size], training=False)
+        chunks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]
+
+
+def outputs_are_probabilities(outputs: np.ndarray) -> bool:
+    """True when rows look like softmax output (non-negative, summing to 1)."""
+    return bool(np.all(outputs >= -1e-6) and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def evaluate(model: Any, x: Any, y: np.ndarray | None) -> tuple[str, float]:
+    """('accuracy', fraction) for class labels, else ('mse', value) against y (or x)."""
+    out = predict(model, x)
+    if is_classifier_labels(y) and len(out) == 1:
+        return "accuracy", float(np.mean(np.argmax(out[0], axis=-1) == y))
+    target = [x] if y is None else [y]
+    if len(out) > 1:
+        return "mse", float("nan")
+    return "mse", float(
+        np.mean((out[0] - np.asarray(target[0], dtype=np.float32).reshape(out[0].shape)) ** 2)
+    )
+
+
+def finetune(
+    model: Any,
+    teacher: Any,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    *,
+    epochs: int,
+    distill: bool = False,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    verbose: int = 1,
+) -> dict:
+    """Train `model` in place; returns what happened (epochs run, last losses, targets used)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    targets, loss, note = _targets_and_loss(model, teacher, x, y, distill)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    validation = 0.1 if len(x) >= 50 else 0.0
+    monitor = "val_loss" if validation else "loss"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=3, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=1, min_lr=learning_rate / 64),
+    ]
+    history = model.fit(
+        x,
+        targets,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_split=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=True,
+    )
+    losses = history.history.get("loss", [])
+    return {
+        "epochs_run": len(losses),
+        "target": note,
+        "loss": [float(v) for v in losses],
+        "val_loss": [float(v) for v in history.history.get("val_loss", [])],
+    }
+
+
+def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | None, distill: bool):
+    """The fit targets and loss for the task (labels, teacher outputs, or both)."""
+    import keras
+    from keras import ops
+
+    if len(model.outputs) > 1:  # one label array cannot describe several outputs: match the original
+        return predict(teacher, x), "mse", "original model outputs (several outputs)"
+    soft = predict(teacher, x)[0] if distill else None
+    if is_classifier_labels(y):
+        probabilities = outputs_are_probabilities(predict(model, x[:64])[0])
+        if not distill:
+            return y, keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), "labels"
+        if not probabilities:
+            soft = np.asarray(keras.ops.softmax(soft, axis=-1))
+        packed = np.concatenate([y[:, None].astype(np.float32), soft.astype(np.float32)], axis=1)
+
+        def class_distill_loss(y_true, y_pred):
+            probs = y_pred if probabilities else ops.softmax(y_pred, axis=-1)
+            labels = ops.cast(y_true[:, 0], "int32")
+            hard = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            kd = keras.losses.kl_divergence(y_true[:, 1:], probs)
+            return (1 - DISTILL_WEIGHT) * hard + DISTILL_WEIGHT * kd
+
+        return packed, class_distill_loss, "labels + original model outputs"
+    target = x if y is None else y
+    target = np.asarray(target, dtype=np.float32).reshape((len(x), *model.outputs[0].shape[1:]))
+    if not distill:
+        return target, "mse", "inputs (autoencoder)" if y is None else "labels"
+    packed = np.stack([target, soft.astype(np.float32)], axis=-1)
+
+    def regression_distill_loss(y_true, y_pred):
+        hard = ops.mean(ops.square(y_true[..., 0] - y_pred))
+        kd = ops.mean(ops.square(y_true[..., 1] - y_pred))
+        return (1 - DISTILL_WEIGHT) * hard + DISTILL_WEIGHT * kd
+
+    return packed, regression_distill_loss, "targets + original model outputs"

@@ -30,7 +30,7 @@ bench: setup
 	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench
 
 flash: setup
-	@test -f $(MODEL) || $(MAKE) demo BOARD=qemu_m4
+	@test -f $(MODEL) || $(PY) -m toolchain.demo --out build/demo --no-bench
 	$(TINYRANK) deploy $(MODEL) --data $(DATA) --board $(BOARD) --out $(OUT) --flash $(if $(PORT),--port $(PORT))
 
 run: setup

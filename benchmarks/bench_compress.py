@@ -226,6 +226,8 @@ def print_table(results: dict) -> None:
             f"{r['compress_seconds']:.2f}",
         )
     console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
+        console.width = 160
     console.print(table)
     tb = results["textbook_dense_1024x512_rank64"]
     console.print(

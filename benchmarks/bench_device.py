@@ -17,8 +17,8 @@ from typing import Any
 def run(out_dir: Path, quick: bool = False, board: str = "qemu_m4", port: str | None = None) -> dict[str, Any]:
     from toolchain.bench.measure import run_benchmark
     from toolchain.bench.report import plot_per_op, print_report
-    from toolchain.deploy import deploy
     from toolchain.demo import DEMO_COMPRESSION, prepare
+    from toolchain.deploy import deploy
 
     out_dir = Path(out_dir)
     model_path, data_path = prepare(out_dir / "demo", epochs=10 if quick else 40)

@@ -186,6 +186,27 @@ def factored_autoencoder(seed: int = 0, rank: int = 16) -> Any:
 MODELS["fc_autoencoder_factored"] = factored_autoencoder
 
 
+def conv_block(seed: int = 0, rank: int | None = None, size: int = 24, channels: int = 32) -> Any:
+    """Two 3x3 convolutions; with `rank`, each is a Tucker chain 1x1 (rank) -> 3x3 (rank) -> 1x1,
+    the shape the compress stage gives a factored convolution."""
+    keras, L = _layers()
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((size, size, channels))
+    x = inp
+    for _ in range(2):
+        if rank is None:
+            x = L.Conv2D(channels, 3, padding="same", kernel_initializer=INIT)(x)
+        else:
+            x = L.Conv2D(rank, 1, use_bias=False, kernel_initializer=INIT)(x)
+            x = L.Conv2D(rank, 3, padding="same", use_bias=False, kernel_initializer=INIT)(x)
+            x = L.Conv2D(channels, 1, kernel_initializer=INIT)(x)
+        x = L.ReLU()(x)
+    return keras.Model(inp, x, name="conv_block" if rank is None else "conv_block_tucker")
+
+
+MODELS["conv_block"] = conv_block
+
+
 def build_tflite(name: str, seed: int = 0, samples: int = 32, **options: Any) -> tuple[bytes, np.ndarray]:
     """(flatbuffer, float calibration samples) of one architecture of MODELS (options go to its builder)."""
     model = MODELS[name](seed, **options)

@@ -45,3 +45,15 @@ def digits_mlp(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> Pa
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def _register_hypothesis_profiles() -> None:
+    """CI runs a fixed set of examples so a red build always reproduces; developers explore new ones."""
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    settings.register_profile("dev", deadline=None, print_blob=True)
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+_register_hypothesis_profiles()

@@ -59,6 +59,11 @@ def _build_models(folder: Path) -> dict[str, Path]:
                             L.Dense(5)])
     save("fc_per_channel", _convert_keras(mlp, x))
     save("fc_per_tensor", _convert_keras(mlp, x, per_channel_dense=False))
+    converter = tf.lite.TFLiteConverter.from_keras_model(mlp)  # float input and output: QUANTIZE/DEQUANTIZE edges
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    save("float_edges", converter.convert())
 
     x = rng.normal(size=(48, 9, 12, 3)).astype(np.float32)
     cnn = keras.Sequential([
@@ -109,6 +114,19 @@ def test_bit_exact_with_tflm(models: dict[str, Path], name: str) -> None:
 @pytest.mark.parametrize("name", ["fc_per_channel", "cnn", "dilated"])
 def test_bit_exact_under_address_and_ub_sanitizers(models: dict[str, Path], name: str) -> None:
     report = verify(models[name], _samples(models[name], 20, seed=5), sanitize=True)
+    assert report["bit_exact"], report["first_mismatch"]
+
+
+def test_float_edges_run_on_their_int8_tensors(models: dict[str, Path], tmp_path: Path) -> None:
+    from toolchain.codegen.graph import parse
+
+    graph = parse(models["float_edges"])
+    assert [graph.ops[0].opcode, graph.ops[-1].opcode] == ["QUANTIZE", "DEQUANTIZE"]
+    info = generate(models["float_edges"], tmp_path / "gen")
+    assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["tflite_dtype"] == "float32"
+    assert [op["opcode"] for op in info["ops"]] == ["FULLY_CONNECTED"] * 3
+    x = np.random.default_rng(2).normal(size=(100, 20)).astype(np.float32) * 3
+    report = verify(models["float_edges"], x)  # float outputs compared exactly after TFLM's dequantization
     assert report["bit_exact"], report["first_mismatch"]
 
 
@@ -280,4 +298,4 @@ def test_kernels_prototypes_are_found() -> None:
 
     protos = kernel_prototypes("tr_conv.c")
     assert list(protos) == ["tr_conv_int8"]
-    assert re.match(r"void tr_conv_int8\(const int8_t \*input, .*int8_t \*column\)$", protos["tr_conv_int8"])
+    assert re.match(r"void tr_conv_int8\(const int8_t \*input, .*int8_t \*columns\)$", protos["tr_conv_int8"])

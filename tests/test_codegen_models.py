@@ -25,6 +25,8 @@ MODELS = {
     "mobilenet_v1_025": {"size": 32},
     "fc_autoencoder": {},
     "fc_autoencoder_factored": {"rank": 16},
+    "conv_block": {},
+    "conv_block_tucker": {"rank": 8},
 }
 
 
@@ -35,7 +37,8 @@ def tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("mlperf")
     paths = {}
     for name, options in MODELS.items():
-        data, _ = build_tflite(name, samples=16, **options)
+        builder = "conv_block" if name.startswith("conv_block") else name
+        data, _ = build_tflite(builder, samples=16, **options)
         paths[name] = folder / f"{name}.tflite"
         paths[name].write_bytes(data)
     return paths
@@ -60,11 +63,17 @@ def test_ds_cnn_arena_is_at_least_30_percent_below_tflm(tflites: dict[str, Path]
     assert info["arena_bytes"] <= 0.7 * info["tflm_arena_bytes"]
 
 
-def test_factored_model_needs_no_more_arena_than_the_original(tflites: dict[str, Path], tmp_path: Path) -> None:
-    original = generate(tflites["fc_autoencoder"], tmp_path / "a", tflm_arena=False)
-    factored = generate(tflites["fc_autoencoder_factored"], tmp_path / "b", tflm_arena=False)
-    assert factored["arena_bytes"] <= original["arena_bytes"]
-    assert factored["macs"] < original["macs"]
+@pytest.mark.parametrize("original, factored", [("fc_autoencoder", "fc_autoencoder_factored"),
+                                                 ("conv_block", "conv_block_tucker")])
+def test_factored_model_needs_no_more_arena_than_the_original(tflites: dict[str, Path], tmp_path: Path,
+                                                              original: str, factored: str) -> None:
+    a = generate(tflites[original], tmp_path / "a", tflm_arena=False)
+    b = generate(tflites[factored], tmp_path / "b", tflm_arena=False)
+    assert b["arena_bytes"] <= a["arena_bytes"]
+    assert b["macs"] < a["macs"]
+
+
+def test_fused_factored_pair_is_bit_exact(tflites: dict[str, Path]) -> None:
     fused = verify(tflites["fc_autoencoder_factored"], _samples(tflites["fc_autoencoder_factored"], 4), fuse=True,
                    tflm_arena=False)
     assert fused["bit_exact"] and "tr_fully_connected_factored_int8" in fused["kernels"]

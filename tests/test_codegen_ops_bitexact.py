@@ -115,12 +115,14 @@ def _activation(kind: str):
             "tanh": lambda x: layers.Activation("tanh")(x),
             "relu": lambda x: layers.ReLU()(x),
             "relu6": lambda x: layers.ReLU(6.0)(x),
-            "leaky_relu": lambda x: layers.LeakyReLU(negative_slope=0.15)(x)}[kind]
+            "leaky_relu": lambda x: layers.LeakyReLU(negative_slope=0.15)(x),
+            "hard_swish": lambda x: layers.Activation("hard_swish")(x)}[kind]
 
 
 @pytest.mark.parametrize("spread,offset", CALIBRATIONS)
 @pytest.mark.parametrize("kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH"), ("relu", "RELU"),
-                                         ("relu6", "RELU6"), ("leaky_relu", "LEAKY_RELU")])
+                                         ("relu6", "RELU6"), ("leaky_relu", "LEAKY_RELU"),
+                                         ("hard_swish", "HARD_SWISH")])
 def test_unary_activation_every_input_value(tmp_path, kind, opcode, spread, offset):
     path = _convert(tmp_path, kind, (256,), _activation(kind), spread=spread, offset=offset)
     assert _opcodes(path) == [opcode]
@@ -128,10 +130,11 @@ def test_unary_activation_every_input_value(tmp_path, kind, opcode, spread, offs
 
 
 @pytest.mark.parametrize("spread", [0.02, 40.0])
-@pytest.mark.parametrize("kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH")])
-def test_sigmoid_like_extreme_input_scales(tmp_path, kind, opcode, spread):
-    """Tiny and huge input scales move TFLM's input shift and radius far from the usual."""
+@pytest.mark.parametrize("kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH"), ("hard_swish", "HARD_SWISH")])
+def test_fixed_point_activations_at_extreme_input_scales(tmp_path, kind, opcode, spread):
+    """Tiny and huge input scales move TFLM's shifts (left and right) and radius far from the usual."""
     path = _convert(tmp_path, kind, (256,), _activation(kind), spread=spread)
+    assert _opcodes(path) == [opcode]
     _assert_bit_exact(path, ALL_INT8.reshape(1, 256))
 
 
@@ -146,13 +149,16 @@ def test_relu_with_equal_quantization_is_a_clamp(tmp_path):
 
 # --- SOFTMAX -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,spread", [((10,), 1.0), ((10,), 8.0), ((3, 7), 2.0), ((2, 2, 33), 0.3)])
+@pytest.mark.parametrize("shape,spread", [((10,), 1.0), ((10,), 8.0), ((3, 7), 2.0), ((2, 2, 33), 0.3),
+                                          ((511,), 0.05)])
 def test_softmax(tmp_path, shape, spread):
     from keras import layers
 
     path = _convert(tmp_path, "softmax", shape, lambda x: layers.Softmax()(x), spread=spread)
     assert _opcodes(path) == ["SOFTMAX"]
-    _assert_bit_exact(path, _random_samples(path, 32))
+    x = _random_samples(path, 32)
+    x[0] = 3  # equal values: the largest possible sum of exps (depth * 1.0), the longest final shift
+    _assert_bit_exact(path, x)
 
 
 @pytest.mark.parametrize("beta", [0.25, 3.0])
@@ -221,21 +227,21 @@ def test_add_sub_and_mul(tmp_path, case):
 
 # --- pooling -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pool,size,strides,padding,act", [
-    ("avg", 2, 2, "valid", None),
-    ("avg", 3, 2, "same", None),
-    ("avg", (2, 3), (1, 2), "same", "relu6"),
-    ("avg", 3, 1, "same", None),
-    ("max", 2, 2, "valid", None),
-    ("max", 3, 2, "same", "relu"),
-    ("max", (3, 2), (2, 1), "same", None),
+@pytest.mark.parametrize("pool,size,strides,padding,act,channels", [
+    ("avg", 2, 2, "valid", None, 3),
+    ("avg", 3, 2, "same", None, 3),
+    ("avg", (2, 3), (1, 2), "same", "relu6", 3),
+    ("avg", 3, 1, "same", None, 35),  # channels in three blocks of the kernel
+    ("max", 2, 2, "valid", None, 3),
+    ("max", 3, 2, "same", "relu", 17),
+    ("max", (3, 2), (2, 1), "same", None, 3),
 ])
-def test_pooling(tmp_path, pool, size, strides, padding, act):
+def test_pooling(tmp_path, pool, size, strides, padding, act, channels):
     from keras import layers
 
     layer = layers.AveragePooling2D if pool == "avg" else layers.MaxPooling2D
     activation = {None: lambda t: t, "relu": layers.ReLU(), "relu6": layers.ReLU(6.0)}[act]
-    path = _convert(tmp_path, pool, (7, 6, 3), lambda x: activation(layer(size, strides, padding=padding)(x)),
+    path = _convert(tmp_path, pool, (7, 6, channels), lambda x: activation(layer(size, strides, padding=padding)(x)),
                     spread=2.0, offset=0.5)
     op = _op(path, "AVERAGE_POOL_2D" if pool == "avg" else "MAX_POOL_2D")
     assert op.options["fused_activation_function"] == (act or "none").upper()
@@ -320,7 +326,7 @@ def test_concatenation(tmp_path, axis):
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pool=st.sampled_from(["avg", "max"]), height=st.integers(1, 9), width=st.integers(1, 9),
-       channels=st.integers(1, 5), filter_h=st.integers(1, 4), filter_w=st.integers(1, 4),
+       channels=st.integers(1, 20), filter_h=st.integers(1, 4), filter_w=st.integers(1, 4),
        stride_h=st.integers(1, 3), stride_w=st.integers(1, 3), same=st.booleans())
 def test_random_pooling(tmp_path_factory, pool, height, width, channels, filter_h, filter_w, stride_h, stride_w,
                         same):

@@ -64,7 +64,7 @@ def _rejects(module, op: Op, *words: str) -> str:
 def test_every_opcode_of_this_issue_is_registered():
     table = registry()
     for opcode in ("ADD", "SUB", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "LOGISTIC", "TANH", "RELU",
-                   "RELU6", "LEAKY_RELU", "CONCATENATION", "PAD", "PADV2"):
+                   "RELU6", "LEAKY_RELU", "HARD_SWISH", "CONCATENATION", "PAD", "PADV2"):
         assert opcode in table, opcode
 
 
@@ -144,7 +144,7 @@ def test_softmax_rejects_wrong_output_quantization_and_huge_depth():
              "1/256", "-128")
     big = _tensor(0, (1, 1000), scale=(0.1,))
     _rejects(softmax, _op("SOFTMAX", [big], [_tensor(1, (1, 1000), scale=(1 / 256,), zero_point=(-128,))],
-                          beta=1.0), "depth 1000", "256")
+                          beta=1.0), "depth 1000", "511")
 
 
 def test_logistic_rejects_output_zero_point():

@@ -1,7 +1,8 @@
 """The non-matmul kernels stay bit-exact on Cortex-M: one model chaining them, in QEMU.
 
 The model strings PAD, AVERAGE_POOL_2D, MAX_POOL_2D, TANH, ADD (fused RELU), MEAN,
-MUL (broadcast), CONCATENATION, LOGISTIC, RELU6 and SOFTMAX together. It is generated
+SUB and MUL (broadcast), HARD_SWISH, CONCATENATION, LOGISTIC, LEAKY_RELU, RELU6 and
+SOFTMAX together. It is generated
 once, built for the Cortex-M4 (DSP path) and the Cortex-M3 (no DSP) QEMU boards, and
 every test sample's output must equal TFLite Micro's on the host.
 """
@@ -15,8 +16,8 @@ import pytest
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
 
-CHAIN_OPS = {"PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TANH", "ADD", "MEAN", "MUL", "CONCATENATION", "LOGISTIC",
-             "RELU6", "SOFTMAX"}
+CHAIN_OPS = {"PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TANH", "ADD", "MEAN", "SUB", "MUL", "HARD_SWISH",
+             "CONCATENATION", "LOGISTIC", "LEAKY_RELU", "RELU6", "SOFTMAX"}
 
 
 def _chain_model():
@@ -27,9 +28,11 @@ def _chain_model():
     a = layers.AveragePooling2D(2, 1, padding="same")(layers.ZeroPadding2D(1)(x))
     b = layers.MaxPooling2D(2)(a)
     d = layers.ReLU()(layers.Add()([b, layers.Activation("tanh")(b)]))
-    e = layers.Multiply()([d, layers.GlobalAveragePooling2D(keepdims=True)(d)])
+    mean = layers.GlobalAveragePooling2D(keepdims=True)(d)
+    e = layers.Activation("hard_swish")(layers.Multiply()([layers.Subtract()([d, mean]), mean]))
     f = layers.Concatenate()([e, layers.MaxPooling2D(2, 1, padding="same")(e)])
-    g = layers.ReLU(6.0)(layers.GlobalAveragePooling2D()(layers.Activation("sigmoid")(f)))
+    g = layers.LeakyReLU(negative_slope=0.2)(layers.Activation("sigmoid")(f))
+    g = layers.ReLU(6.0)(layers.GlobalAveragePooling2D()(g))
     return keras.Model(x, layers.Softmax()(g))
 
 

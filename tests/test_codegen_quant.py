@@ -119,3 +119,40 @@ def test_c_requantization_helpers_match_tflm_arithmetic(helpers_exe: Path) -> No
 def test_requantized_value_is_close_to_the_real_product(real: float, acc: int) -> None:
     m, s = quantize_multiplier(real)
     assert abs(ref_mbqm(acc, m, s) - acc * real) <= 1.0 + abs(acc * real) * 2**-28
+
+
+REQUANTIZE_MAIN = r"""
+#include <stdio.h>
+#include "tr_common.h"
+int main(void)
+{
+    long long acc, m, s, zp, lo, hi;
+    while (scanf("%lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi) == 6) {
+        printf("%d\n", (int)tr_requantize((int32_t)acc, (int32_t)m, (int)s, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+    }
+    return 0;
+}
+"""
+
+
+def test_fast_requantize_equals_tflm_requantization(tmp_path: Path) -> None:
+    """tr_requantize (the kernels' hot path, rewritten for speed) against TFLM's arithmetic."""
+    (tmp_path / "main.c").write_text(REQUANTIZE_MAIN)
+    exe = tmp_path / "requantize"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(tmp_path / "main.c"), "-o", str(exe)],
+                   check=True, timeout=120)
+    rng = np.random.default_rng(1)
+    cases = []
+    for _ in range(6000):
+        real = float(np.exp(rng.uniform(np.log(1e-7), np.log(4.0))))
+        m, s = quantize_multiplier(real)
+        acc = int(rng.integers(-(2**31), 2**31)) if rng.random() < 0.2 else int(rng.integers(-(2**20), 2**20))
+        zp = int(rng.integers(-128, 128))
+        lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))
+        cases.append((acc, m, s, zp, lo, hi))
+    cases += [(-(2**31), 2**30, 0, 0, -128, 127), (2**31 - 1, 2**31 - 1, -31, 5, -128, 127), (0, 0, 0, -3, -128, 127)]
+    text = "".join(" ".join(map(str, c)) + "\n" for c in cases)
+    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, timeout=60, check=True)
+    for (acc, m, s, zp, lo, hi), line in zip(cases, out.stdout.splitlines(), strict=True):
+        assert int(line) == min(max(ref_mbqm(acc, m, s) + zp, lo), hi), (acc, m, s, zp)

@@ -217,3 +217,32 @@ def test_requantize_between_two_fully_connected(tmp_path: Path, opcode: str) -> 
 
     assert [op.opcode for op in parse(path).ops] == ["FULLY_CONNECTED", opcode, "FULLY_CONNECTED"]
     _check(path, 3)
+
+
+@pytest.mark.qemu
+def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path) -> None:
+    """Channel counts and depths that are not multiples of four exercise every DSP tail path."""
+    from toolchain import oracle
+    from toolchain.codegen import cortexm, generate
+
+    conv = {"depthwise": False, "h": 7, "w": 6, "c": 5, "k_h": 3, "k_w": 2, "stride_h": 2, "stride_w": 1,
+            "dil_h": 1, "dil_w": 2, "padding": "SAME", "out_c": 7, "multiplier": 1, "per_channel": True,
+            "bias": True, "act": "RELU", "in_zp": -7, "out_zp": 5, "in_scale": 0.05, "out_scale": 0.1, "seed": 3}
+    depthwise = {**conv, "depthwise": True, "c": 7, "multiplier": 1, "k_w": 3, "act": "RELU6"}
+    depthwise_x2 = {**depthwise, "c": 3, "multiplier": 2}
+    fc = {"batches": 2, "depth": 19, "hidden": 6, "units": 11, "per_channel": True, "bias": True, "act1": "RELU",
+          "act2": "NONE", "zps": (3, -9, 12), "scales": (0.04, 0.03, 0.2), "seed": 5}
+    paths = [build_conv(conv, tmp_path / "conv.tflite"), build_conv(depthwise, tmp_path / "dw.tflite"),
+             build_conv(depthwise_x2, tmp_path / "dw2.tflite"), build_fc_chain(fc, tmp_path / "fc.tflite")]
+    for path in paths:
+        from toolchain.codegen.graph import parse
+
+        shape = parse(path).inputs[0].shape
+        x = np.random.default_rng(9).integers(-128, 128, size=(3, *shape), dtype=np.int8)
+        expected = oracle.run(path, x)[0]
+        for fuse in (False, True):
+            gen = tmp_path / f"{path.stem}_{fuse}"
+            info = generate(path, gen, tflm_arena=False, fuse=fuse)
+            for core in ("cortex-m4", "cortex-m3"):
+                run = cortexm.run_on_core(gen, info, x, core, tmp_path)
+                np.testing.assert_array_equal(run.outputs, expected, err_msg=f"{path.name} on {core}")

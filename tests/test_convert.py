@@ -37,9 +37,8 @@ def test_int8_accuracy_close_to_float(converted: dict) -> None:
 
 
 def test_float_model_is_refused_naming_the_op() -> None:
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()

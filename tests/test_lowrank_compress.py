@@ -191,3 +191,33 @@ def test_pareto_sweep_and_plot(mlp, digits, tmp_path):
     assert points[0]["factored"] == pytest.approx(report["accuracy"]["original"])
     path = plot_pareto(report, tmp_path / "pareto.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_hot_labels_count_as_classes(mlp, digits):
+    one_hot = np.eye(10, dtype=np.float32)[digits.y_train]
+    data = {"x_train": digits.x_train, "y_train": one_hot}
+    _, report = compress(mlp, data, ranks="dense_1=8", finetune_epochs=1)
+    assert report["metric"] == "accuracy" and report["finetune"]["target"] == "labels"
+    assert report["accuracy"]["finetuned"] > 0.8
+
+
+def test_board_budget_refuses_activations_that_cannot_fit():
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((100_000,), name="signal"),
+            keras.layers.Reshape((100_000, 1), name="as_sequence"),
+            keras.layers.GlobalAveragePooling1D(name="mean"),
+            keras.layers.Dense(2, name="out"),
+        ]
+    )
+    data = {"x_train": np.zeros((4, 100_000), np.float32), "y_train": np.zeros(4, np.int64)}
+    with pytest.raises(BudgetError, match=r"board 'nano33': activations need about 200000 bytes"):
+        compress(model, data, board="nano33")
+
+
+def test_finetuning_that_only_hurts_is_undone(mlp, digits):
+    _, report = compress(mlp, digits, ranks="dense_1=16", finetune_epochs=2, learning_rate=50.0)
+    assert report["finetune"]["kept_start_weights"] is True
+    assert report["accuracy"]["finetuned"] == report["accuracy"]["factored"]

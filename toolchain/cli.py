@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from toolchain.errors import TinyrankError
 from toolchain.fileio import write_json_report

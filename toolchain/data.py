@@ -8,9 +8,9 @@ work, naming the key, the shape found and the shape expected.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def check_input_shape(dataset: Dataset, expected: Sequence[int | None], where: s
         if array is None:
             continue
         found = tuple(array.shape[1:])
-        fits = len(found) == len(want) and all(w is None or w == f for w, f in zip(want, found))
+        fits = len(found) == len(want) and all(w is None or w == f for w, f in zip(want, found, strict=True))
         if not fits:
             raise DataError(
                 f"{dataset.path}: key '{key}' has samples of shape {found}; the {where} expects {want}"

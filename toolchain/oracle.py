@@ -50,18 +50,21 @@ def _interpreter(data: bytes):
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Float samples -> int8 with the input tensor's parameters (int8 input is returned as is)."""
+    """Float samples -> int8 with the input tensor's parameters, rounding as TFLM's QUANTIZE
+    does (int8 input is returned as is)."""
+    from toolchain.codegen.quant import tflm_quantize
+
     if x.dtype == np.int8:
         return x
-    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return tflm_quantize(x, scale, zero_point)
 
 
 def run(model: bytes | str | os.PathLike, x: np.ndarray) -> list[np.ndarray]:
     """Run every sample of `x` (shape (N, *input_shape without batch)) through TFLM.
 
-    Float `x` is quantized with the input tensor's scale and zero point first. Returns one
-    int8 array per model output, each of shape (N, *output_shape without batch).
+    For an int8 input, float `x` is quantized with the input tensor's scale and zero point
+    first; a float32 input takes `x` as float. Returns one array per model output (int8, or
+    float32 for a float output), each of shape (N, output size).
     """
     data = _model_bytes(model)
     interp = _interpreter(data)
@@ -71,7 +74,9 @@ def run(model: bytes | str | os.PathLike, x: np.ndarray) -> list[np.ndarray]:
     x = np.asarray(x)
     if x.ndim == 0 or int(np.prod(x.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
         raise DataError(f"samples have shape {x.shape[1:]}; the model's input 0 expects {shape[1:]}")
-    if x.dtype != np.int8:
+    if np.dtype(detail["dtype"]) == np.float32:
+        x = x.astype(np.float32)
+    elif x.dtype != np.int8:
         x = quantize_input(x, float(q["scales"][0]), int(q["zero_points"][0]))
     from toolchain.codegen.graph import parse_bytes
 

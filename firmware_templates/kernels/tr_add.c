@@ -30,20 +30,12 @@ static tr_add_output_t tr_add_unpack(const int32_t *params)
     return q;
 }
 
-/* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp for a positive multiplier and a
- * shift <= 0: the same result as tr_multiply_by_quantized_multiplier, minus the branches
- * that cannot happen here (left shift, INT32_MIN * INT32_MIN saturation). */
-TR_INLINE int32_t tr_add_requantize(int32_t x, const tr_add_output_t *q)
-{
-    const int64_t product = (int64_t)x * q->multiplier;
-    const int32_t high = (int32_t)((product + (product >= 0 ? (1LL << 30) : 1 - (1LL << 30))) / (1LL << 31));
-    return tr_rounding_divide_by_pot(high, -q->shift);
-}
-
+/* The sum requantized to the output (TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp,
+ * which tr_requantize equals for the multipliers QuantizeMultiplier produces). */
 TR_INLINE int8_t tr_add_element(int32_t scaled1, int32_t scaled2, const tr_add_output_t *q)
 {
-    const int32_t sum = tr_add_requantize(scaled1 + scaled2, q) + q->zero_point;
-    return tr_clamp_to_int8(sum, q->activation_min, q->activation_max);
+    return tr_requantize(scaled1 + scaled2, q->multiplier, q->shift, q->zero_point, q->activation_min,
+                         q->activation_max);
 }
 
 /* TFLite ADD or SUB, int8, both inputs of the output's shape. output may be input1 (in place). */

@@ -138,7 +138,7 @@ TR_INLINE void tr_dot_int8_x4(const int8_t *x, const int8_t *packed, int n, int3
     const int words = n / 4;
     const int8_t *w = packed;
 #if TR_USE_DSP
-    for (int j = 0; j < words; ++j, x += 4, w += 16) {
+    for (const int8_t *end = x + 4 * words; x < end; x += 4, w += 16) {
         uint32_t word = (uint32_t)tr_read_int8x4(x);
         uint32_t even = __sxtb16(word), odd = tr_sxtb16_ror8(word);
         uint32_t w0 = (uint32_t)tr_read_int8x4(w), w1 = (uint32_t)tr_read_int8x4(w + 4);
@@ -173,6 +173,45 @@ TR_INLINE void tr_dot_int8_x4(const int8_t *x, const int8_t *packed, int n, int3
     acc[3] = a3;
 }
 
+/* Two input rows x0, x1 against two consecutive rows of a packed-by-four group (`w` points
+ * at the first of them inside the group; words are 16 bytes apart): acc[0], acc[1] for x0
+ * with rows 0, 1 and acc[2], acc[3] for x1. Each weight word is loaded and sign-extended
+ * once for the two inputs, which halves the weight work of 1x1 convolutions. Whole words
+ * only; the caller adds the leftover bytes. */
+TR_INLINE void tr_dot_int8_2x2_words(const int8_t *x0, const int8_t *x1, const int8_t *w, int words,
+                                     int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+#if TR_USE_DSP
+    for (const int8_t *end = x0 + 4 * words; x0 < end; x0 += 4, x1 += 4, w += 16) {
+        uint32_t p = (uint32_t)tr_read_int8x4(x0), q = (uint32_t)tr_read_int8x4(x1);
+        uint32_t pe = __sxtb16(p), po = tr_sxtb16_ror8(p), qe = __sxtb16(q), qo = tr_sxtb16_ror8(q);
+        uint32_t r = (uint32_t)tr_read_int8x4(w);
+        uint32_t re = __sxtb16(r), ro = tr_sxtb16_ror8(r);
+        a0 = (int32_t)__smlad(po, ro, __smlad(pe, re, (uint32_t)a0));
+        b0 = (int32_t)__smlad(qo, ro, __smlad(qe, re, (uint32_t)b0));
+        r = (uint32_t)tr_read_int8x4(w + 4);
+        re = __sxtb16(r);
+        ro = tr_sxtb16_ror8(r);
+        a1 = (int32_t)__smlad(po, ro, __smlad(pe, re, (uint32_t)a1));
+        b1 = (int32_t)__smlad(qo, ro, __smlad(qe, re, (uint32_t)b1));
+    }
+#else
+    for (int j = 0; j < words; ++j, x0 += 4, x1 += 4, w += 16) {
+        for (int k = 0; k < 4; ++k) {
+            a0 += (int32_t)x0[k] * w[k];
+            a1 += (int32_t)x0[k] * w[4 + k];
+            b0 += (int32_t)x1[k] * w[k];
+            b1 += (int32_t)x1[k] * w[4 + k];
+        }
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
 /* Requantize an int32 accumulator to int8: scale, add the output zero point, clamp.
  * Equal to tr_multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset,
  * clamped, for every multiplier TFLite's QuantizeMultiplier produces (0 or in
@@ -182,14 +221,49 @@ TR_INLINE void tr_dot_int8_x4(const int8_t *x, const int8_t *packed, int n, int3
 TR_INLINE int8_t tr_requantize(int32_t acc, int32_t multiplier, int shift, int32_t output_offset,
                                int32_t act_min, int32_t act_max)
 {
-    int32_t x = (int32_t)((uint32_t)acc << (shift > 0 ? shift : 0));
-    int right = shift > 0 ? 0 : -shift;
+    int left = shift & ~(shift >> 31); /* max(shift, 0), branch-free */
+    int right = left - shift;          /* max(-shift, 0) */
+    int32_t x = (int32_t)((uint32_t)acc << left);
     int32_t high = (int32_t)(((int64_t)x * multiplier + (1LL << 30)) >> 31);
     int32_t mask = (int32_t)((1u << right) - 1u);
     int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
-    int32_t value = (high >> right) + ((high & mask) > threshold ? 1 : 0) + output_offset;
+    int32_t value = (high >> right) + ((high & mask) > threshold) + output_offset;
     value = value < act_min ? act_min : value;
     return (int8_t)(value > act_max ? act_max : value);
+}
+
+/* Four outputs (one packed group, rows 0..3 of `group`) for two input rows at once, requantized
+ * into y0[0..3] and y1[0..3]: every weight word serves both inputs (1x1 convolution pixels,
+ * im2col columns). */
+TR_INLINE void tr_dense_pair_group(const int8_t *x0, const int8_t *x1, const int8_t *group, const int32_t *bias,
+                                   int depth, int8_t *y0, int8_t *y1, const int32_t *multiplier, const int32_t *shift,
+                                   int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    const int words = depth / 4, rest = depth - 4 * words;
+    int32_t lo[4] = { bias[0], bias[1], bias[0], bias[1] };
+    int32_t hi[4] = { bias[2], bias[3], bias[2], bias[3] };
+    tr_dot_int8_2x2_words(x0, x1, group, words, lo);     /* rows 0, 1 */
+    tr_dot_int8_2x2_words(x0, x1, group + 8, words, hi); /* rows 2, 3 */
+    const int8_t *tail = group + 16 * words;
+    for (int k = 0; k < rest; ++k) {
+        int32_t p = x0[4 * words + k], q = x1[4 * words + k];
+        lo[0] += p * tail[k];
+        lo[1] += p * tail[rest + k];
+        hi[0] += p * tail[2 * rest + k];
+        hi[1] += p * tail[3 * rest + k];
+        lo[2] += q * tail[k];
+        lo[3] += q * tail[rest + k];
+        hi[2] += q * tail[2 * rest + k];
+        hi[3] += q * tail[3 * rest + k];
+    }
+    y0[0] = tr_requantize(lo[0], multiplier[0], shift[0], output_offset, act_min, act_max);
+    y0[1] = tr_requantize(lo[1], multiplier[1], shift[1], output_offset, act_min, act_max);
+    y0[2] = tr_requantize(hi[0], multiplier[2], shift[2], output_offset, act_min, act_max);
+    y0[3] = tr_requantize(hi[1], multiplier[3], shift[3], output_offset, act_min, act_max);
+    y1[0] = tr_requantize(lo[2], multiplier[0], shift[0], output_offset, act_min, act_max);
+    y1[1] = tr_requantize(lo[3], multiplier[1], shift[1], output_offset, act_min, act_max);
+    y1[2] = tr_requantize(hi[2], multiplier[2], shift[2], output_offset, act_min, act_max);
+    y1[3] = tr_requantize(hi[3], multiplier[3], shift[3], output_offset, act_min, act_max);
 }
 
 #endif /* TR_COMMON_H */

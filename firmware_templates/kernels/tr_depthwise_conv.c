@@ -65,7 +65,7 @@ TR_KERNEL void tr_depthwise_conv_int8(const int8_t *input, const int8_t *filter,
  * over the taps with the accumulators in registers, two SMLABB/SMLATT pairs per word on
  * cores with the DSP extension.
  */
-static void tr_depthwise_dm1_pixel(const int8_t *const *taps, int n_taps, const int8_t *filter,
+TR_INLINE void tr_depthwise_dm1_pixel(const int8_t *const *taps, int n_taps, const int8_t *filter,
                                    const int32_t *bias, int channels, const int32_t *multiplier,
                                    const int32_t *shift, int32_t output_offset, int32_t act_min,
                                    int32_t act_max, int8_t *output)

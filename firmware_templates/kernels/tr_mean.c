@@ -19,9 +19,7 @@ TR_KERNEL void tr_mean_int8(const int8_t *input, int8_t *output, int32_t outer, 
             for (int32_t r = 0; r < reduced; r++) {
                 sum += block[r * inner + c];
             }
-            sum -= zero_sum;
-            int32_t value = tr_multiply_by_quantized_multiplier(sum, multiplier, shift) + output_zp;
-            *output++ = tr_clamp_to_int8(value, INT8_MIN, INT8_MAX);
+            *output++ = tr_requantize(sum - zero_sum, multiplier, shift, output_zp, INT8_MIN, INT8_MAX);
         }
     }
 }

@@ -29,9 +29,9 @@ static tr_mul_params_t tr_mul_unpack(const int32_t *p)
 
 TR_INLINE int8_t tr_mul_element(int8_t x, int8_t y, const tr_mul_params_t *q)
 {
-    int32_t product = (q->input1_offset + x) * (q->input2_offset + y);
-    int32_t scaled = tr_multiply_by_quantized_multiplier(product, q->output_multiplier, q->output_shift);
-    return tr_clamp_to_int8(scaled + q->output_offset, q->activation_min, q->activation_max);
+    const int32_t product = (q->input1_offset + x) * (q->input2_offset + y);
+    return tr_requantize(product, q->output_multiplier, q->output_shift, q->output_offset, q->activation_min,
+                         q->activation_max);
 }
 
 /* TFLite MUL, int8, both inputs of the output's shape. output may be input1 (in place). */

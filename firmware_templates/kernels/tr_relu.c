@@ -13,8 +13,9 @@ TR_KERNEL void tr_relu_int8(const int8_t *input, int8_t *output, int32_t size, i
     }
 }
 
-/* RELU that requantizes, and LEAKY_RELU: table[x + 128] is TFLM's output for input x
- * (ReluQuantized, QuantizeLeakyRelu), computed by the code generator. In place is fine. */
+/* RELU that requantizes, LEAKY_RELU and HARD_SWISH: table[x + 128] is TFLM's output for
+ * input x (ReluQuantized, QuantizeLeakyRelu, HardSwish), computed by the code generator.
+ * In place is fine. */
 TR_KERNEL void tr_relu_requantize_int8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table)
 {
     for (int32_t i = 0; i < size; i++) {

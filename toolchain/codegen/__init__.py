@@ -27,7 +27,8 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
     from toolchain.codegen.render import template_values
 
     values = template_values(model)
-    edges = lambda items: [{k: t[k] for k in ("name", "shape", "dtype", "scale", "zero_point", "size")} for t in items]  # noqa: E731
+    keys = ("name", "shape", "dtype", "scale", "zero_point", "size", "tflite_dtype")
+    edges = lambda items: [{k: t[k] for k in keys} for t in items]  # noqa: E731
     ops = []
     for item in model.ops:
         call = item.call

@@ -35,6 +35,7 @@ class LoweredModel:
     buffers: list[Buffer]
     offsets: dict[int, int]  # arena tensor index -> byte offset
     arena_bytes: int
+    float_edges: set[int] = field(default_factory=set)  # int8 tensors standing in for float model edges
 
     @property
     def weights_bytes(self) -> int:
@@ -63,6 +64,40 @@ def prune_shape_ops(graph: Graph) -> Graph:
     if len(live) == len(graph.ops):
         return graph
     return Graph(graph.path, graph.sha256, graph.tensors, live, graph.inputs, graph.outputs)
+
+
+def strip_float_edges(graph: Graph) -> tuple[Graph, set[int]]:
+    """Drop a float32 model input's QUANTIZE and a float32 output's DEQUANTIZE.
+
+    The C API is int8 at its edges (callers quantize with TR_INPUTn_SCALE/ZERO_POINT), so a
+    model converted with float input/output runs on its int8 tensors. Returns the graph and
+    the indices of the int8 tensors that stand in for float edges.
+    """
+    users: dict[int, list[Op]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            if t is not None:
+                users.setdefault(t.index, []).append(op)
+    dropped: set[int] = set()
+    inputs, outputs, stand_ins = list(graph.inputs), list(graph.outputs), set()
+    for i, t in enumerate(inputs):
+        ops = users.get(t.index, [])
+        if t.dtype == "float32" and len(ops) == 1 and ops[0].opcode == "QUANTIZE" and ops[0].outputs[0].dtype == "int8":
+            inputs[i] = ops[0].outputs[0]
+            dropped.add(ops[0].index)
+            stand_ins.add(inputs[i].index)
+    producers = {o.index: op for op in graph.ops for o in op.outputs}
+    for i, t in enumerate(outputs):
+        op = producers.get(t.index)
+        if (t.dtype == "float32" and op is not None and op.opcode == "DEQUANTIZE" and op.inputs[0] is not None
+                and op.inputs[0].dtype == "int8"):
+            outputs[i] = op.inputs[0]
+            dropped.add(op.index)
+            stand_ins.add(outputs[i].index)
+    if not dropped:
+        return graph, set()
+    ops = [op for op in graph.ops if op.index not in dropped]
+    return Graph(graph.path, graph.sha256, graph.tensors, ops, inputs, outputs), stand_ins
 
 
 def check_graph(graph: Graph) -> None:
@@ -181,12 +216,14 @@ def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> L
     `fuse=None` plans with and without fused factored layers and keeps the smaller arena
     (fused on a tie: fewer calls); True or False forces the choice.
     """
-    graph = prune_shape_ops(graph)
+    graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
-        return _lower_and_plan(graph, prefix, fuse)
-    plain = _lower_and_plan(graph, prefix, False)
-    if not any(len(group) > 1 for group in fusion.schedule(graph, True)):
-        return plain
-    fused = _lower_and_plan(graph, prefix, True)
-    return fused if fused.arena_bytes <= plain.arena_bytes else plain
+        model = _lower_and_plan(graph, prefix, fuse)
+    else:
+        model = _lower_and_plan(graph, prefix, False)
+        if any(len(group) > 1 for group in fusion.schedule(graph, True)):
+            fused = _lower_and_plan(graph, prefix, True)
+            model = fused if fused.arena_bytes <= model.arena_bytes else model
+    model.float_edges = stand_ins
+    return model

@@ -81,3 +81,16 @@ def fc_multiplier(input_scale: float, filter_scale: float, output_scale: float) 
     """
     product = float(np.float32(input_scale) * np.float32(filter_scale))
     return quantize_multiplier(product / float(np.float32(output_scale)))
+
+
+def tflm_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Float -> int8 exactly as TFLM's QUANTIZE (AffineQuantize): float32 division, round half
+    away from zero, add the zero point, clamp."""
+    q = np.asarray(x, np.float32) / np.float32(scale)
+    rounded = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5))
+    return np.clip(rounded.astype(np.int64) + int(zero_point), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def tflm_dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """int8 -> float exactly as TFLM's DEQUANTIZE: double(scale) * (q - zero_point), then float32."""
+    return (float(np.float32(scale)) * (np.asarray(q, np.int64) - int(zero_point)).astype(np.float64)).astype(np.float32)

@@ -62,10 +62,10 @@ def _rows(values: np.ndarray) -> list[str]:
     return [", ".join(items[i:i + _VALUES_PER_LINE]) for i in range(0, len(items), _VALUES_PER_LINE)]
 
 
-def _edge(t: Tensor) -> dict:
+def _edge(t: Tensor, float_edges: set[int]) -> dict:
     return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": float(t.scale[0]),
             "zero_point": int(t.zero_point[0]), "size": t.size, "scale_c": _c_float(t.scale[0]),
-            "macro": tensor_macro(t)}
+            "macro": tensor_macro(t), "tflite_dtype": "float32" if t.index in float_edges else t.dtype}
 
 
 def template_values(model: LoweredModel) -> dict:
@@ -93,8 +93,8 @@ def template_values(model: LoweredModel) -> dict:
         "tflite": graph.path.name,
         "sha256": graph.sha256,
         "hash32": f"0x{graph.hash32:08x}u",
-        "inputs": [_edge(t) for t in graph.inputs],
-        "outputs": [_edge(t) for t in graph.outputs],
+        "inputs": [_edge(t, model.float_edges) for t in graph.inputs],
+        "outputs": [_edge(t, model.float_edges) for t in graph.outputs],
         "arena_bytes": max(model.arena_bytes, 16),
         "tensors": tensors,
         "scratches": ctx.scratches,

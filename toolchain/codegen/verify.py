@@ -147,8 +147,19 @@ def verify(tflite_path: str | os.PathLike, x: np.ndarray, *, sanitize: bool = Fa
         samples = _as_int8_samples(x, info)
         exe = build_host(gen, info, Path(tmp) / "model_host", sanitize=sanitize, extra_flags=extra_flags)
         ours = run_host(exe, samples, info)
-    expected = oracle.run(tflite_path, samples)
-    return compare(ours, expected, info)
+    float_input = info["inputs"][0]["tflite_dtype"] == "float32"
+    if float_input and np.asarray(x).dtype == np.int8:
+        raise TinyrankError(f"{tflite_path}: the model takes float input; give float samples")
+    expected = oracle.run(tflite_path, np.asarray(x).reshape(len(samples), -1) if float_input else samples)
+    return compare(_as_model_outputs(ours, info), expected, info)
+
+
+def _as_model_outputs(ours: list[np.ndarray], info: dict[str, Any]) -> list[np.ndarray]:
+    """Dequantize the outputs that are float in the .tflite (their DEQUANTIZE was left to the caller)."""
+    from toolchain.codegen.quant import tflm_dequantize
+
+    return [tflm_dequantize(a, edge["scale"], edge["zero_point"]) if edge["tflite_dtype"] == "float32" else a
+            for a, edge in zip(ours, info["outputs"], strict=True)]
 
 
 def compare(ours: list[np.ndarray], expected: list[np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +176,9 @@ def compare(ours: list[np.ndarray], expected: list[np.ndarray], info: dict[str, 
         if first is None and rows.size:
             s = int(rows[0])
             col = int(np.nonzero(diff[s])[0][0])
-            first = {"output": index, "sample": s, "position": col, "generated": int(a[s, col]),
-                     "tflm": int(b[s, col]), "max_abs_diff": int(np.abs(a.astype(int) - b.astype(int)).max())}
+            first = {"output": index, "sample": s, "position": col, "generated": a[s, col].item(),
+                     "tflm": b[s, col].item(),
+                     "max_abs_diff": np.abs(a.astype(np.float64) - b.astype(np.float64)).max().item()}
     return {
         "samples": int(len(ours[0])) if ours else 0,
         "outputs": len(ours),

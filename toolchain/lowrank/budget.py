@@ -114,7 +114,7 @@ def _approximations(info: LayerInfo, method: str, points: int, seed: int):
             yield (ranks, approx, *chain_cost(info, method, ranks))
         return
     for ranks in grid:
-        result = factorize(info, method, ranks, seed=seed)
+        result = factorize(info, method, ranks, seed=seed, search=True)
         yield ranks, result.approx_kernel, result.params, result.macs
 
 

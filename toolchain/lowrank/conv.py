@@ -12,9 +12,12 @@ import numpy as np
 from toolchain.lowrank.matrix import svd_factors
 
 CP_ITERATIONS = 100  # ALS sweeps; each costs O(size * rank), so high ranks take seconds
+TUCKER_ITERATIONS = 50  # HOOI sweeps after the HOSVD start
 
 
-def tucker2(kernel: np.ndarray, r_in: int, r_out: int) -> tuple[list[np.ndarray], np.ndarray]:
+def tucker2(
+    kernel: np.ndarray, r_in: int, r_out: int, iterations: int = TUCKER_ITERATIONS
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Tucker-2 on the channel modes: 1x1 C->r_in, kh x kw r_in->r_out, 1x1 r_out->N.
 
     Kernels returned: (1, 1, C, r_in), (kh, kw, r_in, r_out), (1, 1, r_out, N).
@@ -28,20 +31,24 @@ def tucker2(kernel: np.ndarray, r_in: int, r_out: int) -> tuple[list[np.ndarray]
     if full:  # HOOI cannot improve on an exact basis; the identity keeps full rank exact.
         u_in, u_out, core = np.eye(w.shape[2]), np.eye(w.shape[3]), w
     else:
-        (core, (u_in, u_out)), _ = partial_tucker(w, rank=[r_in, r_out], modes=[2, 3], init="svd", n_iter_max=50)
+        (core, (u_in, u_out)), _ = partial_tucker(
+            w, rank=[r_in, r_out], modes=[2, 3], init="svd", n_iter_max=iterations
+        )
     approx = np.einsum("hwab,ca,nb->hwcn", core, u_in, u_out)
     kernels = [u_in[None, None], core, u_out.T[None, None]]
     return [k.astype(np.float32) for k in kernels], approx.astype(np.float32)
 
 
-def cp(kernel: np.ndarray, rank: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+def cp(
+    kernel: np.ndarray, rank: int, seed: int = 0, iterations: int = CP_ITERATIONS
+) -> tuple[list[np.ndarray], np.ndarray]:
     """CP (Lebedev et al. 2015): 1x1 C->R, depthwise kh x 1, depthwise 1 x kw, 1x1 R->N.
 
     Kernels returned: (1, 1, C, R), (kh, 1, R, 1), (1, kw, R, 1), (1, 1, R, N). The scale
     of each rank-one term is spread evenly over the four factors so no layer carries
     extreme values.
     """
-    fh, fw, fc, fn = cp_als(kernel.astype(np.float64), rank, seed=seed)
+    fh, fw, fc, fn = cp_als(kernel.astype(np.float64), rank, iterations=iterations, seed=seed)
     norms = [np.linalg.norm(f, axis=0) + 1e-30 for f in (fh, fw, fc, fn)]
     scale = np.prod(norms, axis=0) ** 0.25
     fh, fw, fc, fn = (f / n * scale for f, n in zip((fh, fw, fc, fn), norms, strict=True))
@@ -53,23 +60,26 @@ def cp(kernel: np.ndarray, rank: int, seed: int = 0) -> tuple[list[np.ndarray], 
 def cp_als(tensor: np.ndarray, rank: int, iterations: int = CP_ITERATIONS, seed: int = 0) -> list[np.ndarray]:
     """CP by alternating least squares on a 4-way tensor, started from the unfoldings' SVDs.
 
-    Written out with einsum rather than TensorLy's `parafac`, which builds Khatri-Rao
-    matrices and was 20-50x slower here for kernels of a few thousand weights.
+    Written out rather than TensorLy's `parafac`, which was 20-50x slower here on kernels
+    of a few thousand weights (the budget search runs it for several ranks per layer).
     """
     rng = np.random.default_rng(seed)
     factors = []
     for mode in range(4):
         u = np.linalg.svd(mode_matrix(tensor, mode), full_matrices=False)[0][:, :rank]
         if u.shape[1] < rank:
-            u = np.concatenate([u, rng.normal(size=(u.shape[0], rank - u.shape[1])) / np.sqrt(u.shape[0])], axis=1)
+            u = np.concatenate(
+                [u, rng.normal(size=(u.shape[0], rank - u.shape[1])) / np.sqrt(u.shape[0])], axis=1
+            )
         factors.append(u)
     norm = np.linalg.norm(tensor)
     previous = np.inf
-    specs = ("hwcn,wr,cr,nr->hr", "hwcn,hr,cr,nr->wr", "hwcn,hr,wr,nr->cr", "hwcn,hr,wr,cr->nr")
+    unfoldings = [mode_matrix(tensor, mode) for mode in range(4)]
     for _ in range(iterations):
-        for mode, spec in enumerate(specs):
+        for mode in range(4):
             others = [f for i, f in enumerate(factors) if i != mode]
-            mttkrp = np.einsum(spec, tensor, *others, optimize=True)
+            khatri_rao = np.einsum("ar,br,cr->abcr", *others).reshape(-1, rank)
+            mttkrp = unfoldings[mode] @ khatri_rao
             gram = np.ones((rank, rank))
             for f in others:
                 gram *= f.T @ f

@@ -20,6 +20,15 @@ def is_classifier_labels(y: np.ndarray | None) -> bool:
     return y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
 
 
+def as_class_labels(y: np.ndarray | None) -> np.ndarray | None:
+    """One-hot rows become integer labels, so both label styles train and score alike."""
+    if y is None or y.ndim != 2 or y.shape[1] < 2:
+        return y
+    if np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return np.argmax(y, axis=1).astype(np.int64)
+    return y
+
+
 def predict(model: Any, x: Any, batch_size: int = 1024) -> list[np.ndarray]:
     """Outputs as a list of arrays. Calls the model directly: `model.predict` traces a new
     function for every model, which is slow and noisy when many candidates are measured."""
@@ -37,6 +46,7 @@ def outputs_are_probabilities(outputs: np.ndarray) -> bool:
 
 def evaluate(model: Any, x: Any, y: np.ndarray | None) -> tuple[str, float]:
     """('accuracy', fraction) for class labels, else ('mse', value) against y (or x)."""
+    y = as_class_labels(y)
     out = predict(model, x)
     if is_classifier_labels(y) and len(out) == 1:
         return "accuracy", float(np.mean(np.argmax(out[0], axis=-1) == y))
@@ -57,39 +67,66 @@ def finetune(
     epochs: int,
     distill: bool = False,
     batch_size: int = 32,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 3e-4,
     seed: int = 0,
     verbose: int = 1,
 ) -> dict:
-    """Train `model` in place; returns what happened (epochs run, last losses, targets used)."""
+    """Train `model` in place; returns what happened (epochs run, losses, targets used).
+
+    The default learning rate is below Adam's usual 1e-3 because a factored model starts
+    near a good solution: on digits, 1e-3 took a near-lossless factored MLP from 98.6% to
+    96.9% test accuracy, 3e-4 kept 98.3%. The last 10% of the samples decide early
+    stopping, and if training never beats the starting held-out loss it is undone.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
+    y = as_class_labels(y)
     targets, loss, note = _targets_and_loss(model, teacher, x, y, distill)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
-    validation = 0.1 if len(x) >= 50 else 0.0
+    x_fit, t_fit, validation = _split(x, targets)
     monitor = "val_loss" if validation else "loss"
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=3, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=1, min_lr=learning_rate / 64),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=5, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=learning_rate / 64),
     ]
+    start_weights = model.get_weights()
+    start_loss = float(model.evaluate(*(validation or (x_fit, t_fit)), verbose=0, batch_size=256))
     history = model.fit(
-        x,
-        targets,
+        x_fit,
+        t_fit,
         epochs=epochs,
         batch_size=batch_size,
-        validation_split=validation,
+        validation_data=validation,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=True,
     )
+    best_loss = min(history.history.get(monitor, [np.inf]))
+    kept_start = best_loss >= start_loss
+    if kept_start:  # training only made the held-out loss worse: undo it
+        model.set_weights(start_weights)
     losses = history.history.get("loss", [])
     return {
         "epochs_run": len(losses),
         "target": note,
+        "start_loss": start_loss,
+        "kept_start_weights": kept_start,
         "loss": [float(v) for v in losses],
         "val_loss": [float(v) for v in history.history.get("val_loss", [])],
     }
+
+
+def _split(x: np.ndarray, targets: Any, fraction: float = 0.1):
+    """The last `fraction` of the samples held out for early stopping (none for tiny sets)."""
+    if len(x) < 50:
+        return x, targets, None
+    cut = int(len(x) * (1 - fraction))
+
+    def part(t, sl):
+        return [a[sl] for a in t] if isinstance(t, list) else t[sl]
+
+    return x[:cut], part(targets, slice(None, cut)), (x[cut:], part(targets, slice(cut, None)))
 
 
 def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | None, distill: bool):

@@ -129,7 +129,8 @@ def rebuild(model: Any, replace: dict[str, list[LayerSpec]], remove: dict[str, s
     try:
         new = (keras.Sequential if sequential else keras.Model).from_config(config)
     except Exception as exc:  # Keras reports config problems with many types
-        raise ModelError(f"model '{model.name}': could not rebuild the factored model ({exc})") from exc
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"model '{model.name}': could not rebuild the factored model ({cause})") from exc
     _load_weights(new, model, replace)
     return new
 

@@ -121,7 +121,9 @@ def describe_layer(index: int, layer: Any, calls: int = 1) -> LayerInfo:
         out_shape = tuple(layer.output.shape[1:])
     except (AttributeError, ValueError):
         in_shape, out_shape = (), ()
-    info = LayerInfo(index, layer.name, type(layer).__name__, layer.get_config(), weights, in_shape, out_shape)
+    info = LayerInfo(
+        index, layer.name, type(layer).__name__, layer.get_config(), weights, in_shape, out_shape
+    )
     for i, w in enumerate(weights):
         if np.issubdtype(w.dtype, np.floating) and not np.all(np.isfinite(w)):
             raise ModelError(f"layer '{layer.name}' (index {index}): weight {i} holds NaN or Inf values")
@@ -230,8 +232,17 @@ def saves_parameters(info: LayerInfo, method: str, ranks: tuple[int, ...]) -> bo
     return chain_cost(info, method, ranks)[0] < info.params
 
 
-def factorize(info: LayerInfo, method: str, ranks: tuple[int, ...], seed: int = 0) -> Factorization:
-    """Decompose the layer's kernel and describe the layers that replace it."""
+SEARCH_ITERATIONS = {"tucker": 5, "cp": 25}  # enough to rank candidates; the chosen one gets the full count
+
+
+def factorize(
+    info: LayerInfo, method: str, ranks: tuple[int, ...], seed: int = 0, search: bool = False
+) -> Factorization:
+    """Decompose the layer's kernel and describe the layers that replace it.
+
+    `search=True` runs the iterative decompositions (Tucker's HOOI, CP's ALS) briefly: the
+    budget search only needs their error to compare candidates.
+    """
     check_ranks(info, method, ranks)
     if method in MATRIX_METHODS:
         make = svd_factors if method == "svd" else (lambda w, r: seminmf_factors(w, r, seed=seed))
@@ -239,10 +250,12 @@ def factorize(info: LayerInfo, method: str, ranks: tuple[int, ...], seed: int = 
         approx = (a @ b).reshape(info.kernel.shape)
         specs = _matrix_specs(info, a, b)
     elif method == "tucker":
-        kernels, approx = conv.tucker2(info.kernel, *ranks)
+        iterations = SEARCH_ITERATIONS["tucker"] if search else conv.TUCKER_ITERATIONS
+        kernels, approx = conv.tucker2(info.kernel, *ranks, iterations=iterations)
         specs = _tucker_specs(info, kernels)
     elif method == "cp":
-        kernels, approx = conv.cp(info.kernel, ranks[0], seed=seed)
+        iterations = SEARCH_ITERATIONS["cp"] if search else conv.CP_ITERATIONS
+        kernels, approx = conv.cp(info.kernel, ranks[0], seed=seed, iterations=iterations)
         specs = _cp_specs(info, kernels)
     elif method == "spatial":
         kernels, approx = conv.spatial_svd(info.kernel, ranks[0])
@@ -356,8 +369,16 @@ def _cp_specs(info: LayerInfo, kernels: list[np.ndarray]) -> list[LayerSpec]:
             specs.append(LayerSpec("ZeroPadding2D", _padding_config(info, pads), []))
     depthwise_padding = info.config["padding"] if (sh, sw) == (1, 1) else "valid"
     specs += [
-        LayerSpec("DepthwiseConv2D", _depthwise_config(info, "_kh", (kh, 1), h_stride, (dh, 1), depthwise_padding), [k_h]),
-        LayerSpec("DepthwiseConv2D", _depthwise_config(info, "_kw", (1, kw), w_stride, (1, dw), depthwise_padding), [k_w]),
+        LayerSpec(
+            "DepthwiseConv2D",
+            _depthwise_config(info, "_kh", (kh, 1), h_stride, (dh, 1), depthwise_padding),
+            [k_h],
+        ),
+        LayerSpec(
+            "DepthwiseConv2D",
+            _depthwise_config(info, "_kw", (1, kw), w_stride, (1, dw), depthwise_padding),
+            [k_w],
+        ),
         LayerSpec("Conv2D", last, _last_weights(info, k_out)),
     ]
     return specs
@@ -381,4 +402,7 @@ def _spatial_specs(info: LayerInfo, kernels: list[np.ndarray]) -> list[LayerSpec
         info, "_kh", filters=vertical.shape[-1], kernel_size=(kh, 1), strides=(sh, 1), dilation_rate=(dh, 1)
     )
     last = _last(info, kernel_size=(1, kw), strides=(1, sw), dilation_rate=(1, dw))
-    return [LayerSpec("Conv2D", first, [vertical]), LayerSpec("Conv2D", last, _last_weights(info, horizontal))]
+    return [
+        LayerSpec("Conv2D", first, [vertical]),
+        LayerSpec("Conv2D", last, _last_weights(info, horizontal)),
+    ]

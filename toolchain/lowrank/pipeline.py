@@ -290,13 +290,19 @@ def compress(
     seed: int = 0,
     verbose: int = 0,
     batch_size: int = 32,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 3e-4,
 ) -> tuple[Any, dict]:
     """Factor a Keras model's Dense and Conv2D layers; return (new model, report dict).
 
     `data` is a `toolchain.data.Dataset`, a path to an `.npz`, or a dict of arrays; it is
     needed for budget search, fine-tuning and accuracy numbers. With no rank option, ranks
     keep 95% of the energy. See `toolchain/lowrank/layers.py` for the names of new layers.
+
+    Report keys: `layers` (per layer: status, method, ranks, params/MACs before and after,
+    rel_error, and `reason` when kept), `params`/`macs`/`int8_flash_bytes` ({before, after}),
+    `metric` ("accuracy" or "mse") and under that key {original, factored, finetuned},
+    `finetune`, `folded_batchnorm`, `budget`, `pareto` (with pareto=True), `compress_seconds`
+    (decomposition and rebuild, without evaluation or fine-tuning).
     """
 
     if isinstance(model, (str, Path)):

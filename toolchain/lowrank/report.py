@@ -17,6 +17,8 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
+        console.width = 160
     table = Table(
         title=f"tinyrank compress: {report['model']} ({report['method']}, {report['rank_selection']})"
     )

@@ -12,7 +12,6 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.codegen.ops.fully_connected import (
     check_activation,
     check_int8_activation,
@@ -20,6 +19,7 @@ from toolchain.codegen.ops.fully_connected import (
     folded_bias,
     requant_arrays,
 )
+from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.codegen.quant import activation_range_int8
 from toolchain.errors import UnsupportedError
 
@@ -109,7 +109,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs)
     pad_h = pad_before(in_h, k_h, o["stride_h"], o.get("dilation_h_factor", 1), out_h)
     pad_w = pad_before(in_w, k_w, o["stride_w"], o.get("dilation_w_factor", 1), out_w)
-    column = ctx.scratch(k_h * k_w * in_c)
+    column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
     args = [ctx.tensor(inp), weights, bias_c, ctx.tensor(out), str(n), str(in_h), str(in_w), str(in_c),
             str(out_h), str(out_w), str(out_c), str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]),
             str(o.get("dilation_h_factor", 1)), str(o.get("dilation_w_factor", 1)), str(pad_h), str(pad_w),

@@ -21,8 +21,9 @@ def paddings(op: Op) -> np.ndarray:
     """The constant paddings tensor as a [rank, 2] int array (before, after)."""
     src = op.inputs[0]
     pads = op.inputs[1] if len(op.inputs) > 1 else None
-    if pads is None or pads.data is None or pads.dtype not in ("int32", "int64"):
-        raise UnsupportedError(f"{op.describe()}: a non-constant paddings tensor is not supported; "
+    if pads is None or pads.data is None or pads.dtype != "int32":
+        what = "a missing" if pads is None else "a non-constant" if pads.data is None else f"a {pads.dtype}"
+        raise UnsupportedError(f"{op.describe()}: {what} paddings tensor is not supported; "
                                "supported: constant int32 paddings")
     table = np.asarray(pads.data, np.int64).reshape(-1, 2)
     if table.shape[0] != len(src.shape) or (table < 0).any():

@@ -1,11 +1,12 @@
-"""Standalone RELU, RELU6 and LEAKY_RELU (int8), as TFLite Micro computes them.
+"""Standalone RELU, RELU6, LEAKY_RELU and HARD_SWISH (int8), as TFLite Micro computes them.
 
 RELU requantizes from the input to the output quantization (`ReluQuantized`); when
 both are equal that is a plain clamp, otherwise a 256-entry table computed here.
 TFLM's int8 RELU6 ignores the output quantization altogether and clamps the raw input
 to [input zero point, quantized 6.0] (`Relu6Prepare`); that is reproduced as is.
 LEAKY_RELU requantizes with one multiplier for x >= 0 and one for alpha * x below
-(`QuantizeLeakyRelu`): a table too.
+(`QuantizeLeakyRelu`), and HARD_SWISH (x * relu6(x + 3) / 6) runs TFLM's int16
+fixed-point recipe (`HardSwishPrepare` + `reference_ops::HardSwish`): tables too.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
 from toolchain.codegen.ops.add import require_int8_per_tensor
-from toolchain.codegen.ops.logistic import multiply_by_quantized_multiplier
+from toolchain.codegen.ops.logistic import multiply_by_quantized_multiplier, rounding_divide_by_pot
 from toolchain.codegen.quant import quantize_multiplier, round_half_away
+from toolchain.errors import UnsupportedError
 
-OPCODES: tuple[str, ...] = ("RELU", "RELU6", "LEAKY_RELU")
+OPCODES: tuple[str, ...] = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH")
 INPLACE = True
 
 
@@ -41,6 +43,71 @@ def relu_table(src: Tensor, dst: Tensor, alpha: float | None = None) -> np.ndarr
     return table
 
 
+def _int16(x: int) -> int:
+    """static_cast<int16_t>: two's-complement wrap."""
+    return (x + (1 << 15)) % (1 << 16) - (1 << 15)
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    total = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return _int16(int(abs(total) // (1 << 15)) * (1 if total >= 0 else -1))
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """TFLM SaturatingDoublingHighMul on int16 (truncating, no rounding)."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return _int16(int(abs(ab) // (1 << 15)) * (1 if ab >= 0 else -1))
+
+
+def _saturating_left_shift16(value: int, amount: int) -> int:
+    return min(max(value * (1 << amount), -(1 << 15)), (1 << 15) - 1)
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier, then TFLM's DownScaleInt32ToInt16Multiplier."""
+    multiplier, exponent = quantize_multiplier(real)
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1, exponent
+    return (multiplier + (1 << 15)) >> 16, exponent
+
+
+def hard_swish_multipliers(src: Tensor, dst: Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+    """HardSwishPrepare: ((output m16, exponent), (reluish m16, exponent)), float32 scale arithmetic."""
+    hires_input_scale = np.float32(1.0 / 128.0) * np.float32(src.scale[0])
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    output = _int16_multiplier(float(hires_input_scale / np.float32(dst.scale[0])))
+    reluish = _int16_multiplier(float(hires_input_scale / reluish_scale))
+    return output, reluish
+
+
+def hard_swish_table(src: Tensor, dst: Tensor) -> np.ndarray:
+    """TFLM reference HardSwish (int16 fixed point) for every int8 input, indexed by input + 128."""
+    (out_m, out_exp), (rel_m, rel_exp) = hard_swish_multipliers(src, dst)
+    in_zp, out_zp = int(src.zero_point[0]), int(dst.zero_point[0])
+    table = np.zeros(256, np.int8)
+    for q in range(-128, 128):
+        hires = _int16((q - in_zp) * (1 << 7))
+        preshift_output = _srdhm16(hires, out_m)
+        reluish = hires
+        if rel_exp > 0:
+            reluish = _saturating_left_shift16(reluish, rel_exp - 1)
+        reluish = _srdhm16(reluish, rel_m)
+        if rel_exp > 0:
+            reluish = _saturating_left_shift16(reluish, 1)
+        if rel_exp < 0:
+            reluish = rounding_divide_by_pot(reluish, -rel_exp)
+        reluish = (reluish + (1 << 15)) >> 1
+        value = rounding_divide_by_pot(_sdhm16(reluish, preshift_output), -out_exp) + out_zp
+        table[q + 128] = min(max(value, -128), 127)
+    return table
+
+
 def relu6_bounds(src: Tensor) -> tuple[int, int]:
     """TFLM Relu6Prepare: [input zero point, FloatToQuantizedType(6.0f)] on the input's quantization."""
     zp = int(src.zero_point[0])
@@ -50,25 +117,29 @@ def relu6_bounds(src: Tensor) -> tuple[int, int]:
 
 def check(op: Op) -> None:
     require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
+    if op.opcode == "HARD_SWISH" and hard_swish_multipliers(op.inputs[0], op.outputs[0])[0][1] > 0:
+        raise UnsupportedError(f"{op.describe()}: output scale {float(op.outputs[0].scale[0]):g} is below input "
+                               "scale / 128; supported: output scale >= input scale / 128 (TFLite Micro's limit)")
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     comment = f"{op.opcode} {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}"
-    if op.opcode == "LEAKY_RELU":
-        alpha = float(op.options.get("alpha", 0.2))
-        table = ctx.constant(f"op{op.index}_leaky_relu_table", relu_table(src, dst, alpha), "int8_t")
-        return KernelCall(source="tr_relu.c", function="tr_relu_requantize_int8",
-                          args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), table],
-                          comment=f"{comment}, alpha {alpha:g}, 256-entry table")
     same = (np.float32(src.scale[0]) == np.float32(dst.scale[0])
             and int(src.zero_point[0]) == int(dst.zero_point[0]))
-    if op.opcode == "RELU6" or same:
+    if op.opcode == "RELU6" or (op.opcode == "RELU" and same):
         lo, hi = relu6_bounds(src) if op.opcode == "RELU6" else (max(-128, int(dst.zero_point[0])), 127)
         return KernelCall(source="tr_relu.c", function="tr_relu_int8",
                           args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), str(lo), str(hi)],
                           comment=f"{comment}, clamp to [{lo}, {hi}]")
-    table = ctx.constant(f"op{op.index}_relu_table", relu_table(src, dst), "int8_t")
+    if op.opcode == "HARD_SWISH":
+        table, note = hard_swish_table(src, dst), ""
+    elif op.opcode == "LEAKY_RELU":
+        alpha = float(op.options.get("alpha", 0.2))
+        table, note = relu_table(src, dst, alpha), f"alpha {alpha:g}, "
+    else:
+        table, note = relu_table(src, dst), "requantizing "
+    name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
     return KernelCall(source="tr_relu.c", function="tr_relu_requantize_int8",
-                      args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), table],
-                      comment=f"{comment}, 256-entry requantization table")
+                      args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
+                      comment=f"{comment}, {note}256-entry table")

@@ -63,3 +63,19 @@ def test_costs_are_measured(deployed: tuple[Path, dict, str]) -> None:
     assert latency["max"] - latency["min"] <= 0.01 * latency["min"]  # icount makes QEMU deterministic
     assert 0 < report["build"]["flash_bytes"] < 1024 * 1024
     assert report["bench"]["ram_bytes"] > report["codegen"]["arena_bytes"]
+
+
+def test_benchmark_firmware_accepts_another_prefix(deployed: tuple[Path, dict, str], digits_npz: Path,
+                                                    tmp_path: Path) -> None:
+    """`--prefix` renames the model's C API; the one benchmark app must still drive it."""
+    from toolchain.bench.measure import run_benchmark
+    from toolchain.build import build
+    from toolchain.codegen import generate
+
+    out = deployed[0]
+    info = generate(out / "model.tflite", tmp_path / "gen", prefix="digits")
+    assert "int digits_invoke(void);" in (tmp_path / "gen" / "model.h").read_text()
+    build(tmp_path / "gen", "qemu_m4")
+    report = run_benchmark(tmp_path / "gen", "qemu_m4", runs=2, dataset=digits_npz, max_samples=20)
+    assert report["matches"] == report["samples"] == 20
+    assert report["device"]["model_hash"] == f"{info['model_hash32']:08x}"

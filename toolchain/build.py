@@ -102,6 +102,14 @@ def render_board_config(board: Board) -> str:
     return _jinja().get_template("board_config.h.j2").render(board=board)
 
 
+def render_bench_model_header(info: dict) -> str:
+    """`bench_model.h`: maps a model generated with another `--prefix` onto the app's `tr_` names."""
+    prefix = info.get("prefix", "tr")
+    return _jinja().get_template("bench_model.h.j2").render(
+        prefix=prefix, PREFIX=prefix.upper(),
+        num_inputs=len(info.get("inputs", [])), num_outputs=len(info.get("outputs", [])))
+
+
 def build_flags(board: Board, *, profile: bool = True, extra: Sequence[str] = ()) -> list[str]:
     """Flags the project adds to the platform's (CPU, warnings, include/ come from the platform)."""
     flags = [OPTIMIZATION]
@@ -175,7 +183,7 @@ def create_project(model_dir: str | os.PathLike, board: Board | str, out_dir: st
     """
     board = load_board(board)
     model_dir = Path(model_dir)
-    read_model_info(model_dir)
+    info = read_model_info(model_dir)
     sources, headers = _model_files(model_dir)
     project = Path(out_dir) if out_dir is not None else model_dir / f"firmware_{board.id}"
     if project.resolve() == model_dir.resolve():
@@ -196,6 +204,7 @@ def create_project(model_dir: str | os.PathLike, board: Board | str, out_dir: st
     _copy_tree_files(app_files, project / "src" / "bench")
     _copy_tree_files(port_files, project / "src" / "port")
     atomic_write_text(project / "include" / "board_config.h", render_board_config(board))
+    atomic_write_text(project / "include" / "bench_model.h", render_bench_model_header(info))
     flags = build_flags(board, profile=profile, extra=extra_build_flags)
     atomic_write_text(project / "platformio.ini", render_platformio_ini(board, flags))
     if board.is_emulated:
@@ -290,6 +299,8 @@ def cross_compile(model_dir: str | os.PathLike, board: Board | str, *, sources: 
     with tempfile.TemporaryDirectory(prefix="tinyrank-cc-") as tmp:
         tmp_dir = Path(tmp)
         (tmp_dir / "board_config.h").write_text(render_board_config(board), encoding="utf-8")
+        (tmp_dir / "bench_model.h").write_text(render_bench_model_header(read_model_info(model_dir)),
+                                               encoding="utf-8")
         flags = board.compile_flags() + [OPTIMIZATION, "-std=c11", "-ffunction-sections", "-fdata-sections",
                                          "-DTR_PROFILE", *WARNING_FLAGS, f"-I{tmp_dir}", f"-I{model_dir}",
                                          f"-I{TEMPLATES_DIR / 'runtime'}"]

@@ -26,10 +26,18 @@ BENCH_SOURCES = TEMPLATES / "runtime" / "bench"
 def build_host_device(model_dir: Path, port_source: Path, out: Path, defines: Iterable[str] = (),
                       profile: bool = True) -> Path:
     """Compile the benchmark app with `port_source` and the model C files in `model_dir`."""
+    import json
+
+    from toolchain.build import render_bench_model_header
+    from toolchain.fileio import atomic_write_text
+
     port_source = Path(port_source)
+    info_file = Path(model_dir) / "model_info.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    atomic_write_text(out.parent / "bench_model.h", render_bench_model_header(info))
     model_sources = [s for s in sorted(Path(model_dir).glob("*.c")) if s.resolve() != port_source.resolve()]
     sources = sorted(BENCH_SOURCES.glob("*.c")) + model_sources + [port_source]
-    includes = [model_dir, port_source.parent, TEMPLATES / "runtime", BENCH_SOURCES]
+    includes = [out.parent, model_dir, port_source.parent, TEMPLATES / "runtime", BENCH_SOURCES]
     command = ["gcc", "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror"] + (["-DTR_PROFILE"] if profile else [])
     command += [f"-D{d}" for d in defines] + [f"-I{i}" for i in includes]
     command += [str(s) for s in sources] + ["-o", str(out)]

@@ -26,12 +26,20 @@ MISMATCHES_KEPT = 10  # mismatching samples listed in the report
 
 
 def _find_tflite(model_dir: Path, info: dict) -> Path:
+    """The .tflite the C came from: where codegen read it, else beside the generated folder."""
     name = info.get("tflite", "model.tflite")
-    for candidate in (model_dir / name, model_dir.parent / name):
-        if candidate.is_file():
+    candidates = [Path(info["tflite_path"])] if info.get("tflite_path") else []
+    for candidate in (*candidates, model_dir / name, model_dir.parent / name):
+        if candidate.is_file() and _sha256(candidate) == info.get("model_sha256", _sha256(candidate)):
             return candidate
     raise TinyrankError(f"{model_dir}: cannot find {name} (looked in {model_dir} and {model_dir.parent}); "
                         "the host reference needs the .tflite the C was generated from")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def quantized_samples(x: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:

@@ -37,7 +37,8 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
                     "kernel": call.function if call else None, "macs": call.macs if call else 0,
                     "comment": call.comment if call else "memory alias"})
     return {
-        "prefix": model.prefix, "tflite": model.graph.path.name, "model_sha256": model.graph.sha256,
+        "prefix": model.prefix, "tflite": model.graph.path.name,
+        "tflite_path": str(model.graph.path.resolve()), "model_sha256": model.graph.sha256,
         "model_hash32": model.graph.hash32, "inputs": edges(values["inputs"]), "outputs": edges(values["outputs"]),
         "arena_bytes": values["arena_bytes"], "tflm_arena_bytes": tflm_arena, "weights_bytes": model.weights_bytes,
         "macs": sum(op["macs"] for op in ops), "ops": ops, "kernels": values["kernels"],

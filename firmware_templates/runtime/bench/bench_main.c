@@ -11,7 +11,7 @@
 #include "bench_frame.h"
 #include "bench_protocol.h"
 #include "board_config.h"
-#include "model.h"
+#include "bench_model.h"
 #include "port.h"
 
 #if TR_NUM_INPUTS > 4 || TR_NUM_OUTPUTS > 4

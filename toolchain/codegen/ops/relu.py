@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolchain.codegen.fixedpoint import (
+    multiply_by_quantized_multiplier,
+    rounding_divide_by_pot,
+    saturating_left_shift,
+    sdhm,
+    srdhm,
+    wrap16,
+)
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import require_int8_per_tensor
-from toolchain.codegen.ops.logistic import multiply_by_quantized_multiplier, rounding_divide_by_pot
-from toolchain.codegen.quant import quantize_multiplier, round_half_away
+from toolchain.codegen.ops._common import lookup_table, require_int8_per_tensor
+from toolchain.codegen.quant import INT8_MAX, INT8_MIN, quantize_multiplier, round_half_away
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH")
@@ -34,39 +41,14 @@ def relu_table(src: Tensor, dst: Tensor, alpha: float | None = None) -> np.ndarr
     identity = quantize_multiplier(float(in_scale / out_scale))
     negative = identity if alpha is None else quantize_multiplier(float(in_scale * np.float32(alpha) / out_scale))
     in_zp, out_zp = int(src.zero_point[0]), int(dst.zero_point[0])
-    lo = max(-128, out_zp) if alpha is None else -128
-    table = np.zeros(256, np.int8)
-    for q in range(-128, 128):
+    lo = max(INT8_MIN, out_zp) if alpha is None else INT8_MIN
+
+    def output(q: int) -> int:
         x = q - in_zp
         value = out_zp + multiply_by_quantized_multiplier(x, *(identity if x >= 0 else negative))
-        table[q + 128] = min(max(value, lo), 127)
-    return table
+        return min(max(value, lo), INT8_MAX)
 
-
-def _int16(x: int) -> int:
-    """static_cast<int16_t>: two's-complement wrap."""
-    return (x + (1 << 15)) % (1 << 16) - (1 << 15)
-
-
-def _srdhm16(a: int, b: int) -> int:
-    """gemmlowp SaturatingRoundingDoublingHighMul on int16."""
-    if a == b == -(1 << 15):
-        return (1 << 15) - 1
-    ab = a * b
-    total = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
-    return _int16(int(abs(total) // (1 << 15)) * (1 if total >= 0 else -1))
-
-
-def _sdhm16(a: int, b: int) -> int:
-    """TFLM SaturatingDoublingHighMul on int16 (truncating, no rounding)."""
-    if a == b == -(1 << 15):
-        return (1 << 15) - 1
-    ab = a * b
-    return _int16(int(abs(ab) // (1 << 15)) * (1 if ab >= 0 else -1))
-
-
-def _saturating_left_shift16(value: int, amount: int) -> int:
-    return min(max(value * (1 << amount), -(1 << 15)), (1 << 15) - 1)
+    return lookup_table(output)
 
 
 def _int16_multiplier(real: float) -> tuple[int, int]:
@@ -90,29 +72,30 @@ def hard_swish_table(src: Tensor, dst: Tensor) -> np.ndarray:
     """TFLM reference HardSwish (int16 fixed point) for every int8 input, indexed by input + 128."""
     (out_m, out_exp), (rel_m, rel_exp) = hard_swish_multipliers(src, dst)
     in_zp, out_zp = int(src.zero_point[0]), int(dst.zero_point[0])
-    table = np.zeros(256, np.int8)
-    for q in range(-128, 128):
-        hires = _int16((q - in_zp) * (1 << 7))
-        preshift_output = _srdhm16(hires, out_m)
+
+    def output(q: int) -> int:
+        hires = wrap16((q - in_zp) * (1 << 7))
+        preshift_output = srdhm(hires, out_m, bits=16)
         reluish = hires
         if rel_exp > 0:
-            reluish = _saturating_left_shift16(reluish, rel_exp - 1)
-        reluish = _srdhm16(reluish, rel_m)
+            reluish = saturating_left_shift(reluish, rel_exp - 1)
+        reluish = srdhm(reluish, rel_m, bits=16)
         if rel_exp > 0:
-            reluish = _saturating_left_shift16(reluish, 1)
+            reluish = saturating_left_shift(reluish, 1)
         if rel_exp < 0:
             reluish = rounding_divide_by_pot(reluish, -rel_exp)
         reluish = (reluish + (1 << 15)) >> 1
-        value = rounding_divide_by_pot(_sdhm16(reluish, preshift_output), -out_exp) + out_zp
-        table[q + 128] = min(max(value, -128), 127)
-    return table
+        value = rounding_divide_by_pot(sdhm(reluish, preshift_output), -out_exp) + out_zp
+        return min(max(value, INT8_MIN), INT8_MAX)
+
+    return lookup_table(output)
 
 
 def relu6_bounds(src: Tensor) -> tuple[int, int]:
     """TFLM Relu6Prepare: [input zero point, FloatToQuantizedType(6.0f)] on the input's quantization."""
     zp = int(src.zero_point[0])
     six = round_half_away(float(np.float32(6.0) / np.float32(src.scale[0]))) + zp
-    return zp, min(max(six, -128), 127)
+    return zp, min(max(six, INT8_MIN), INT8_MAX)
 
 
 def check(op: Op) -> None:
@@ -128,7 +111,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     same = (np.float32(src.scale[0]) == np.float32(dst.scale[0])
             and int(src.zero_point[0]) == int(dst.zero_point[0]))
     if op.opcode == "RELU6" or (op.opcode == "RELU" and same):
-        lo, hi = relu6_bounds(src) if op.opcode == "RELU6" else (max(-128, int(dst.zero_point[0])), 127)
+        lo, hi = relu6_bounds(src) if op.opcode == "RELU6" else (max(INT8_MIN, int(dst.zero_point[0])), INT8_MAX)
         return KernelCall(source="tr_relu.c", function="tr_relu_int8",
                           args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), str(lo), str(hi)],
                           comment=f"{comment}, clamp to [{lo}, {hi}]")
@@ -140,6 +123,6 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     else:
         table, note = relu_table(src, dst), "requantizing "
     name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
-    return KernelCall(source="tr_relu.c", function="tr_relu_requantize_int8",
+    return KernelCall(source="tr_lookup.c", function="tr_lookup_int8",
                       args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
                       comment=f"{comment}, {note}256-entry table")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolchain.codegen.fixedpoint import gemmlowp_tanh
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import require_int8_per_tensor
-from toolchain.codegen.ops.logistic import gemmlowp_tanh, sigmoid_style_table
+from toolchain.codegen.ops._common import require_int8_per_tensor, sigmoid_style_table
 
 OPCODES: tuple[str, ...] = ("TANH",)
 INPLACE = True
@@ -33,6 +33,6 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     table = ctx.constant(f"op{op.index}_tanh_table", tanh_table(float(src.scale[0]), int(src.zero_point[0])),
                          "int8_t")
     return KernelCall(
-        source="tr_tanh.c", function="tr_tanh_int8",
+        source="tr_lookup.c", function="tr_lookup_int8",
         args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), table],
         comment=f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table")

@@ -146,10 +146,12 @@ class Int8Model:
     """
 
     def __init__(self, flatbuffer: bytes) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        with _captured_output():  # LiteRT announces its XNNPACK delegate on stderr
-            self._interpreter = Interpreter(model_content=flatbuffer)
+        # The plain builtin kernels: no XNNPACK delegate (and none of its start-up notice on stderr).
+        self._interpreter = Interpreter(
+            model_content=flatbuffer,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self._interpreter.allocate_tensors()
         self.input = self._interpreter.get_input_details()[0]
         self.output = self._interpreter.get_output_details()[0]

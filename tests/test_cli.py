@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,11 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "toolchain.cli", "--help"], capture_output=True, text=True,
                          timeout=120, check=True)
     assert "deploy" in out.stdout
+
+
+def test_make_flash_wires_board_and_port() -> None:
+    """`make flash BOARD=nano33 PORT=...` must reach `tinyrank deploy --flash` with both (dry run: no board here)."""
+    out = subprocess.run(["make", "-n", "flash", "BOARD=nano33", "PORT=/dev/ttyACM0"], capture_output=True,
+                         text=True, timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    deploy = next(line for line in out.splitlines() if "tinyrank deploy" in line)
+    assert "--board nano33" in deploy and "--flash" in deploy and "--port /dev/ttyACM0" in deploy

@@ -16,9 +16,19 @@ from typing import Any
 from toolchain.errors import TinyrankError
 from toolchain.fileio import write_json_report
 
+STAGES = ("compress", "convert", "codegen", "build", "bench")
+
 
 def _timed(report: dict, name: str, start: float) -> None:
     report.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 2)
+
+
+def _announce(name: str, detail: str) -> float:
+    """One line per stage, so a long deploy shows where it is; returns the stage's start time."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold]\\[{STAGES.index(name) + 1}/{len(STAGES)}] {name}[/bold] {detail}")
+    return time.perf_counter()
 
 
 def compress_stage(model_path: Path, data_path: Path, out_dir: Path, options: dict | None) -> tuple[Path, dict]:
@@ -50,25 +60,31 @@ def deploy(model_path: str | Path, data_path: str | Path, board_id: str, out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"stage": "deploy", "board": board.id, "model": str(model_path), "data": str(data_path)}
 
-    start = time.perf_counter()
+    start = _announce("compress", f"{model_path} -> {out_dir / 'compressed.keras'}"
+                      if compress_options is not None else "skipped (--no-compress)")
     keras_path, report["compress"] = compress_stage(model_path, data_path, out_dir, compress_options)
     _timed(report, "compress", start)
+    if compress_options is not None:
+        from toolchain.lowrank.report import print_report
 
-    start = time.perf_counter()
+        print_report(report["compress"])
+
     tflite_path = out_dir / "model.tflite"
+    start = _announce("convert", f"full int8 -> {tflite_path}")
     report["convert"] = convert_file(keras_path, data_path, tflite_path)
     _timed(report, "convert", start)
 
-    start = time.perf_counter()
     gen_dir = out_dir / "gen"
+    start = _announce("codegen", f"C sources -> {gen_dir}")
     report["codegen"] = codegen.generate(tflite_path, gen_dir, prefix=prefix)
     _timed(report, "codegen", start)
 
-    start = time.perf_counter()
+    start = _announce("build", f"PlatformIO firmware for {board.id}")
     report["build"] = build.build(gen_dir, board)
     _timed(report, "build", start)
 
-    start = time.perf_counter()
+    where = "in QEMU" if board.is_emulated else f"on {port or 'the board'}"
+    start = _announce("bench", f"{where}: latency, RAM, every test sample against TFLite Micro")
     if flash and not board.is_emulated:
         report["flash"] = build.flash(gen_dir, board, port=port)
         _timed(report, "flash", start)
@@ -77,8 +93,13 @@ def deploy(model_path: str | Path, data_path: str | Path, board_id: str, out_dir
             write_json_report(out_dir / "report.json", report)
             return report
         start = time.perf_counter()
-    dataset = load_dataset(data_path)
-    report["bench"] = run_benchmark(gen_dir, board, port=port, runs=runs, dataset=dataset)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("checking samples on the device", total=None)
+        report["bench"] = run_benchmark(
+            gen_dir, board, port=port, runs=runs, dataset=load_dataset(data_path),
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
     _timed(report, "bench", start)
     write_json_report(out_dir / "report.json", report)
     return report

@@ -2,9 +2,11 @@
 
 For each model (random weights, BatchNorm settled): generated code bytes (kernels and
 model.c, without weights) and weight bytes for a Cortex-M4 at -O2, our arena next to
-TFLite Micro's (its recording allocator, same model), and instructions per inference on
-the emulated Cortex-M4 (QEMU mps2-an386, `-icount shift=0`, 40-instruction resolution)
-and Cortex-M3, against TFLite Micro + CMSIS-NN counted the same way (figures of issue 4).
+TFLite Micro's (its recording allocator, same model), and instructions per inference in
+the benchmark firmware (`tinyrank build` for qemu_m4, QEMU mps2-an386, and qemu_m3,
+mps2-an385; `-icount shift=0`, SysTick counts exact to +-4 instructions), with the
+instructions per MAC of each kernel on the M4, against TFLite Micro + CMSIS-NN counted
+the same way (figures of issue 4).
 
 `python -m benchmarks.bench_codegen --out build/bench/codegen [--quick]`
 """
@@ -12,6 +14,7 @@ and Cortex-M3, against TFLite Micro + CMSIS-NN counted the same way (figures of 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import tempfile
 import time
@@ -63,8 +66,7 @@ def code_sizes(gen: Path, work: Path) -> dict[str, int]:
 
 
 def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
-    from toolchain.codegen import cortexm, generate
-    from toolchain.codegen.graph import parse
+    from toolchain.codegen import generate
 
     start = time.perf_counter()
     data, _ = build_tflite(name, samples=16)
@@ -78,24 +80,59 @@ def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
     }
     if info["tflm_arena_bytes"]:
         result["arena_vs_tflm"] = round(info["arena_bytes"] / info["tflm_arena_bytes"], 3)
-    if cortexm.available():
-        from toolchain import oracle
-
-        shape = parse(tflite).inputs[0].shape
-        x = np.random.default_rng(0).integers(-128, 128, size=(samples, *shape[1:]), dtype=np.int8)
-        expected = oracle.run(tflite, x)[0]
-        for core in ("cortex-m4", "cortex-m3"):
-            run = cortexm.run_on_core(work / name, info, x, core, work)
-            key = core.replace("cortex-", "")
-            result[f"instructions_{key}"] = int(np.median(run.instructions))
-            result[f"instructions_per_mac_{key}"] = round(float(np.median(run.instructions)) / info["macs"], 2)
-            result[f"bit_exact_{key}"] = bool(np.array_equal(run.outputs, expected))
+    if qemu_available():
+        result.update(count_instructions(tflite, work / name, info, samples))
     reference = TFLM_CMSIS_NN.get(name)
     if reference and "instructions_m4" in result:
         result["tflm_cmsis_nn_instructions"] = int(reference["instructions"])
         result["instructions_vs_tflm_cmsis_nn"] = round(result["instructions_m4"] / reference["instructions"], 2)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def qemu_available() -> bool:
+    from toolchain.qemu import QEMU
+
+    return shutil.which(QEMU) is not None
+
+
+def count_instructions(tflite: Path, gen: Path, info: dict[str, Any], samples: int) -> dict[str, Any]:
+    """Build the benchmark firmware for qemu_m4 (DSP kernels) and qemu_m3 (generic C), run random
+    int8 samples through it, and check every output against TFLite Micro on the host."""
+    from toolchain import oracle
+    from toolchain.bench.measure import run_samples
+    from toolchain.build import build
+    from toolchain.codegen.graph import parse
+
+    shape = parse(tflite).inputs[0].shape
+    x = np.random.default_rng(0).integers(-128, 128, size=(samples, *shape[1:]), dtype=np.int8)
+    expected = oracle.run(tflite, x)
+    result: dict[str, Any] = {}
+    for board in ("qemu_m4", "qemu_m3"):
+        build(gen, board)
+        run = run_samples(gen, board, x, reference=expected, per_op=board == "qemu_m4")
+        key = board.removeprefix("qemu_")
+        median = float(np.median(run["counts"]))
+        result[f"instructions_{key}"] = int(median)
+        result[f"instructions_per_mac_{key}"] = round(median / info["macs"], 2)
+        result[f"bit_exact_{key}"] = run["matches"] == samples
+        if "op_counts" in run:
+            result[f"kernels_{key}"] = kernel_costs(run["op_counts"][0], info)
+    return result
+
+
+def kernel_costs(op_counts: list[int], info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Instructions and MACs per kernel over one inference: where the time goes."""
+    kernels: dict[str, dict[str, Any]] = {}
+    for op, count in zip(info["ops"], op_counts, strict=True):
+        kernel = op.get("kernel") or f"{op['opcode']} (alias, no kernel)"
+        entry = kernels.setdefault(kernel, {"ops": 0, "instructions": 0, "macs": 0})
+        entry["ops"] += 1
+        entry["instructions"] += count
+        entry["macs"] += op.get("macs", 0)
+    for entry in kernels.values():
+        entry["instructions_per_mac"] = round(entry["instructions"] / entry["macs"], 2) if entry["macs"] else None
+    return dict(sorted(kernels.items(), key=lambda item: -item[1]["instructions"]))
 
 
 def _print(results: dict[str, Any]) -> None:
@@ -123,7 +160,8 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     names = QUICK_MODELS if quick else tuple(TFLM_CMSIS_NN)
     results: dict[str, Any] = {"models": {}, "reference": TFLM_CMSIS_NN,
-                               "method": "QEMU mps2-an386/an385 -icount shift=0, CMSDK timer (40 instructions/tick)"}
+                               "method": "benchmark firmware of `tinyrank build` for qemu_m4 / qemu_m3 (QEMU mps2-an386 / "
+                                         "an385, -icount shift=0): SysTick, exact to +-4 instructions"}
     with tempfile.TemporaryDirectory(prefix="bench-codegen-") as tmp:
         for name in names:
             work = Path(tmp) / name

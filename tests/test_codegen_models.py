@@ -1,6 +1,7 @@
 """Whole MLPerf Tiny architectures (random weights, BatchNorm settled) through codegen:
 bit-exact with TFLite Micro on the host, on an emulated Cortex-M4 (DSP path) and Cortex-M3
-(generic path), warning-free for every Cortex-M, and arena never above TFLite Micro's."""
+(generic path) through the real firmware (`tinyrank build` + the benchmark harness),
+warning-free for every Cortex-M, and arena never above TFLite Micro's."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from toolchain import oracle  # noqa: E402
-from toolchain.codegen import cortexm, generate  # noqa: E402
+from toolchain.build import ARM_PREFIX  # noqa: E402
+from toolchain.codegen import generate  # noqa: E402
 from toolchain.codegen.verify import verify  # noqa: E402
 
 MODELS = {
@@ -88,17 +90,68 @@ def test_every_kernel_and_a_model_cross_compile_warning_free(tflites: dict[str, 
     gen = tmp_path / "gen"
     generate(tflites["ds_cnn"], gen, tflm_arena=False)
     sources = [gen / "model.c", gen / "model_weights.c", *sorted(KERNELS.glob("*.c"))]
-    subprocess.run([cortexm.CC, "-std=c99", "-O2", "-mthumb", *f"-mcpu={cpu}".split(), "-Wall", "-Wextra", "-Werror",
+    subprocess.run([f"{ARM_PREFIX}gcc", "-std=c99", "-O2", "-mthumb", *f"-mcpu={cpu}".split(), "-Wall", "-Wextra", "-Werror",
                     f"-I{gen}", "-c", *map(str, sources)], check=True, timeout=300, capture_output=True, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pio_build_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A PlatformIO object cache for this module's firmware builds: the benchmark app, the port and
+    the kernels the models share compile once per board (SCons keys the cache on sources and flags)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(tmp_path_factory.mktemp("pio_build_cache")))
+        yield
+
+
+def _run_in_firmware(gen: Path, board: str, x: np.ndarray, expected: np.ndarray) -> dict:
+    """`tinyrank build` for `board`, then every sample through the benchmark harness in QEMU."""
+    from toolchain.bench.measure import run_samples
+    from toolchain.build import build
+
+    build(gen, board)
+    return run_samples(gen, board, x, reference=[expected], per_op=True)
 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", ["ds_cnn", "mobilenet_v1_025", "fc_autoencoder_factored"])
-def test_dsp_and_generic_paths_are_bit_exact_in_qemu(tflites: dict[str, Path], tmp_path: Path, name: str) -> None:
+def test_dsp_and_generic_paths_are_bit_exact_in_qemu(tflites: dict[str, Path], tmp_path: Path, name: str,
+                                                     pio_build_cache: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     x = _samples(tflites[name], 2, seed=1)
     expected = oracle.run(tflites[name], x)[0]
-    info = generate(tflites[name], tmp_path / "gen", tflm_arena=False, fuse=True)
-    for core in ("cortex-m4", "cortex-m3"):
-        run = cortexm.run_on_core(tmp_path / "gen", info, x, core, tmp_path)
-        np.testing.assert_array_equal(run.outputs, expected, err_msg=f"{name} on {core}")
-        assert all(n > info["macs"] for n in run.instructions)  # at least one instruction per MAC
+    gen = tmp_path / "gen"
+    info = generate(tflites[name], gen, tflm_arena=False, fuse=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # builds and QEMU runs are subprocesses: both boards at once
+        runs = {board: pool.submit(_run_in_firmware, gen, board, x, expected) for board in ("qemu_m4", "qemu_m3")}
+    for board, future in runs.items():  # qemu_m4: DSP path; qemu_m3: generic path
+        run = future.result()
+        np.testing.assert_array_equal(run["outputs"][0], expected, err_msg=f"{name} on {board}")
+        assert run["matches"] == len(x) and run["mismatches"] == []
+        assert run["unit"] == "instructions"
+        assert all(n > info["macs"] for n in run["counts"])  # at least one instruction per MAC
+        for total, ops in zip(run["counts"], run["op_counts"], strict=True):
+            # the ops account for the whole inference: only the hooks' calls and model.c's glue are left
+            assert len(ops) == len(info["ops"]) and 0 <= total - sum(ops) <= 20 * len(ops)
+
+
+def test_run_samples_refuses_bad_samples_before_starting_qemu(tmp_path: Path) -> None:
+    import json
+
+    from toolchain.bench.measure import run_samples
+    from toolchain.errors import DataError, TinyrankError
+
+    info = {"model_hash32": 1, "arena_bytes": 16, "weights_bytes": 0, "ops": [],
+            "inputs": [{"name": "x", "shape": [1, 16], "size": 16}], "outputs": [{"name": "y", "shape": [1, 4], "size": 4}]}
+    (tmp_path / "model_info.json").write_text(json.dumps(info))
+    x = np.zeros((3, 16), np.int8)
+    with pytest.raises(DataError, match=r"input 0 'x' are float32; run_samples takes int8"):
+        run_samples(tmp_path, "qemu_m4", x.astype(np.float32))
+    with pytest.raises(DataError, match=r"samples of shape \(15,\) do not fit input 0 'x' of shape \[1, 16\]"):
+        run_samples(tmp_path, "qemu_m4", x[:, :15])
+    with pytest.raises(DataError, match=r"reference has \[2\] samples per output; the samples are 3"):
+        run_samples(tmp_path, "qemu_m4", x, reference=[np.zeros((2, 4), np.int8)])
+    with pytest.raises(TinyrankError, match="runs=0: must be at least 1"):
+        run_samples(tmp_path, "qemu_m4", x, runs=0)
+    with pytest.raises(TinyrankError, match=r"no firmware for qemu_m3; run `tinyrank build"):
+        run_samples(tmp_path, "qemu_m3", x)

@@ -352,3 +352,24 @@ def test_random_broadcast_constant(tmp_path_factory, kind, shape, keep, seed):
     path = _convert(tmp_path_factory.mktemp("bcast"), kind, shape, build, spread=1.0)
     assert _opcodes(path) == [kind.upper()]
     _assert_bit_exact(path, _random_samples(path, 8))
+
+
+# --- the generated folder carries the kernel headers it needs, and only those ------------------
+
+def test_generated_folder_has_the_headers_its_kernels_include(tmp_path):
+    from keras import layers
+
+    from toolchain import codegen
+
+    both = _convert(tmp_path, "add_softmax", (12,),
+                    lambda x: layers.Softmax()(layers.Add()([x, layers.Activation("tanh")(x)])), spread=2.0)
+    assert _opcodes(both) == ["TANH", "ADD", "SOFTMAX"]
+    codegen.generate(both, tmp_path / "both")
+    names = {p.name for p in (tmp_path / "both").iterdir()}
+    assert {"tr_common.h", "tr_elementwise.h", "tr_fixedpoint.h", "tr_lookup.c", "tr_add.c", "tr_softmax.c"} <= names
+    _assert_bit_exact(both, _random_samples(both, 16))  # verify builds from its own generated folder
+
+    tanh_only = _convert(tmp_path, "tanh", (12,), _activation("tanh"))
+    codegen.generate(tanh_only, tmp_path / "tanh")
+    headers = {p.name for p in (tmp_path / "tanh").glob("*.h")}
+    assert headers == {"model.h", "tr_common.h"}

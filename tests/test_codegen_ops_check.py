@@ -2,9 +2,10 @@
 
 `check(op)` must reject unsupported ops with one line naming the op index, the opcode,
 what is wrong and what is supported, before any file is written. The kernels must
-compile warning-free for the host and the Cortex-M cores tinyrank targets, and the
-fixed-point helpers of the C SOFTMAX kernel must agree with the Python port that
-computes the tables.
+compile warning-free for the host and the Cortex-M cores tinyrank targets, the
+fixed-point helpers of the C kernels (tr_fixedpoint.h) must agree with the Python port
+that computes the tables (fixedpoint.py), and the renderer must copy every header a
+used kernel includes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolchain.codegen import fixedpoint, render
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import LoweringContext
 from toolchain.codegen.ops import (
+    _common,
     add,
     concatenation,
     logistic,
@@ -33,11 +36,11 @@ from toolchain.codegen.ops import (
     softmax,
     tanh,
 )
-from toolchain.errors import UnsupportedError
+from toolchain.errors import TinyrankError, UnsupportedError
 
 KERNELS = Path(__file__).resolve().parent.parent / "firmware_templates" / "kernels"
-MY_KERNELS = ["tr_add.c", "tr_mul.c", "tr_pool.c", "tr_mean.c", "tr_softmax.c", "tr_logistic.c", "tr_tanh.c",
-              "tr_relu.c", "tr_concatenation.c", "tr_pad.c"]
+MY_KERNELS = ["tr_add.c", "tr_mul.c", "tr_pool.c", "tr_mean.c", "tr_softmax.c", "tr_lookup.c", "tr_relu.c",
+              "tr_concatenation.c", "tr_pad.c", "tr_quantize.c"]
 
 
 def _tensor(index: int, shape: tuple[int, ...], *, dtype: str = "int8", scale=(0.05,), zero_point=(0,),
@@ -91,9 +94,9 @@ def test_add_rejects_unknown_activation_and_bad_broadcast():
 def test_broadcast_geometry_repeats_size_one_dimensions():
     a, b, out = _tensor(0, (1, 2, 3, 4)), _tensor(1, (4,)), _tensor(2, (1, 2, 3, 4))
     op = _op("ADD", [a, b], [out], fused_activation_function="NONE")
-    geometry = add.broadcast_geometry(op, a, b, out)
+    geometry = _common.broadcast_geometry(op, a, b, out)
     assert geometry.tolist() == [1, 2, 3, 4, 0, 12, 4, 1, 0, 0, 0, 1]
-    assert add.broadcast_geometry(op, a, _tensor(1, (1, 2, 3, 4)), out) is None
+    assert _common.broadcast_geometry(op, a, _tensor(1, (1, 2, 3, 4)), out) is None
 
 
 def test_pool_rejects_bad_rank_and_padding():
@@ -177,7 +180,7 @@ def test_lowering_emits_named_tables_and_calls():
     ctx = LoweringContext()
     src = _tensor(0, (1, 16), scale=(0.03,), zero_point=(4,))
     call = tanh.lower(_op("TANH", [src], [_tensor(1, (1, 16), scale=(1 / 128,))], index=3), ctx)
-    assert call.source == "tr_tanh.c" and call.function == "tr_tanh_int8"
+    assert call.source == "tr_lookup.c" and call.function == "tr_lookup_int8"
     assert call.args[:3] == ["T0", "T1", "16"]
     table = next(c for c in ctx.constants if c.name == call.args[3])
     assert table.values.dtype == np.int8 and table.values.size == 256
@@ -215,10 +218,10 @@ def test_kernels_compile_without_warnings(tmp_path, cpu):
 
 @pytest.fixture(scope="module")
 def reciprocal_driver(tmp_path_factory) -> Path:
-    """A host program printing tr_softmax.c's fixed-point 1/(1+x) for each x read on stdin."""
+    """A host program printing tr_fixedpoint.h's 1/(1+x) (SOFTMAX's reciprocal) for each x read on stdin."""
     folder = tmp_path_factory.mktemp("fixedpoint")
     driver = folder / "driver.c"
-    driver.write_text('#include <stdio.h>\n#include "tr_softmax.c"\n'
+    driver.write_text('#include <stdio.h>\n#include "tr_fixedpoint.h"\n'
                       "int main(void) { long v; while (scanf(\"%ld\", &v) == 1) "
                       "printf(\"%ld\\n\", (long)tr_fp_one_over_one_plus_x((int32_t)v)); return 0; }\n")
     exe = folder / "driver"
@@ -233,7 +236,7 @@ def test_c_reciprocal_matches_python_port(reciprocal_driver, values):
     result = subprocess.run([str(reciprocal_driver)], input="\n".join(map(str, values)), capture_output=True,
                             text=True, timeout=30, check=True)
     ours = [int(v) for v in result.stdout.split()]
-    assert ours == [logistic.one_over_one_plus_x_for_x_in_0_1(v) for v in values]
+    assert ours == [fixedpoint.one_over_one_plus_x_for_x_in_0_1(v) for v in values]
     for x, r in zip(values, ours, strict=True):  # and it is 1 / (1 + x) in Q0.31
         assert abs(r / 2**31 - 1 / (1 + x / 2**31)) < 1e-6
 
@@ -259,3 +262,57 @@ def test_add_tables_rescale_each_input_to_the_common_scale():
     assert tables[128 + 3] == 0 and tables[256 + 128 - 7] == 0
     assert tables[128 + 13] == pytest.approx(10 * 2**19 * 0.02 / 0.05, abs=1)
     assert params[2] == 1 and params[3] == 1 and params[4] == 127  # zero point, RELU range
+
+
+# --- shared helpers: fixed point, the op registry, kernel headers ------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(2**15), 2**15 - 1), st.integers(-(2**15), 2**15 - 1))
+def test_int16_fixed_point_is_the_int32_one_at_16_bits(a, b):
+    """HARD_SWISH's int16 SaturatingRoundingDoublingHighMul is the int32 one on a * 2^16 (bar saturation)."""
+    if a == b == -(2**15):
+        assert fixedpoint.srdhm(a, b, bits=16) == 2**15 - 1
+        return
+    assert fixedpoint.srdhm(a, b, bits=16) == fixedpoint.srdhm(a * 2**16, b)
+    truncated = fixedpoint.sdhm(a, b)
+    assert truncated == int(a * b / 2**15) and abs(truncated - fixedpoint.srdhm(a, b, bits=16)) <= 1
+
+
+def test_registry_skips_private_modules_and_records_broken_ops(tmp_path, monkeypatch):
+    from toolchain.codegen import ops
+
+    (tmp_path / "_helpers.py").write_text("raise RuntimeError('a helper is never imported as an op')\n")
+    (tmp_path / "zz_broken_op.py").write_text("OPCODES = ('ZZ',)\nraise ImportError('no such thing')\n")
+    monkeypatch.setattr(ops, "__path__", [*ops.__path__, str(tmp_path)])
+    monkeypatch.setattr(ops, "BROKEN", {})
+    ops.registry.cache_clear()
+    try:
+        table = ops.registry()
+        assert "ADD" in table and "ZZ" not in table
+        assert set(ops.BROKEN) == {"zz_broken_op"} and "no such thing" in ops.BROKEN["zz_broken_op"]
+        assert all(not module.__name__.rsplit(".", 1)[-1].startswith("_") for module in table.values())
+        with pytest.raises(UnsupportedError) as info:
+            ops.module_for(_op("ZZ", [], []))
+        message = str(info.value)
+        assert message.startswith("op 7 (ZZ): not supported") and "ADD" in message, message
+        assert "'zz_broken_op' failed to load (ImportError: no such thing)" in message, message
+    finally:
+        ops.registry.cache_clear()
+
+
+def test_kernel_headers_are_found_through_includes():
+    assert render.kernel_headers(["tr_add.c"]) == ["tr_common.h", "tr_elementwise.h"]
+    assert render.kernel_headers(["tr_mul.c", "tr_softmax.c", "tr_lookup.c"]) == [
+        "tr_common.h", "tr_elementwise.h", "tr_fixedpoint.h"]
+    assert render.kernel_headers(["tr_lookup.c"]) == ["tr_common.h"]
+
+
+def test_kernel_headers_follow_nested_includes_and_name_missing_ones(tmp_path, monkeypatch):
+    (tmp_path / "tr_a.c").write_text('#include <string.h>\n#include "tr_outer.h"\n// #include "tr_commented.h"\n')
+    (tmp_path / "tr_outer.h").write_text('  #  include "tr_inner.h"\n#include "tr_outer.h"\n')
+    (tmp_path / "tr_inner.h").write_text("/* no includes */\n")
+    (tmp_path / "tr_b.c").write_text('#include "tr_missing.h"\n')
+    monkeypatch.setattr(render, "KERNELS", tmp_path)
+    assert render.kernel_headers(["tr_a.c"]) == ["tr_inner.h", "tr_outer.h"]
+    with pytest.raises(TinyrankError, match=r"tr_missing\.h: not found"):
+        render.kernel_headers(["tr_b.c"])

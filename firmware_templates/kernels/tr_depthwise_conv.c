@@ -7,6 +7,8 @@
  * weights x input zero point, because the generator folded -zero_point x sum(weights)
  * into the bias.
  */
+#include <string.h>
+
 #include "tr_common.h"
 
 TR_KERNEL void tr_depthwise_conv_int8(const int8_t *input, const int8_t *filter, const int32_t *bias,
@@ -133,6 +135,102 @@ TR_KERNEL void tr_depthwise_conv_dm1_int8(const int8_t *input, const int8_t *fil
                 }
                 tr_depthwise_dm1_pixel(taps, t, filter, bias, channels, multiplier, shift, output_offset,
                                        act_min, act_max, output);
+                output += channels;
+            }
+        }
+    }
+}
+
+/*
+ * Depth multiplier 1, channels a multiple of 4, requantization by tr_requantize_doubled
+ * (the generator checked its preconditions for every channel). The weights arrive doubled
+ * and sign-extended to int16, grouped by four channels and then by tap, each tap as two
+ * words: channels (0, 2) and (1, 3), the halves SXTB16 makes of an input word. So a tap
+ * of four channels is one input load, two SXTB16, one LDRD and four SMLAxy, and the
+ * accumulators come out doubled for the SMMULR of the requantization.
+ */
+/* Every channel of one output pixel, four at a time, the four accumulators in registers.
+ * The tap loop walks pointers to an end pointer (no counter): eleven instructions a tap. */
+TR_INLINE void tr_depthwise_doubled_pixel(const int8_t *const *taps, int n_taps, const int16_t *filter,
+                                          const int32_t *bias2, int channels, const int32_t *multiplier,
+                                          const int32_t *right, const int32_t *round, int32_t act_min,
+                                          int32_t act_max, int8_t *output)
+{
+    const int8_t *const *taps_end = taps + n_taps;
+    const int16_t *w = filter;
+    for (int c = 0; c < channels; c += 4) {
+        int32_t a0 = bias2[c], a1 = bias2[c + 1], a2 = bias2[c + 2], a3 = bias2[c + 3];
+        for (const int8_t *const *tap = taps; tap < taps_end; ++tap, w += 4) {
+            const int8_t *p = *tap + c;
+#if TR_USE_DSP
+            uint32_t pw = (uint32_t)tr_read_int8x4(p);
+            uint32_t pe = __sxtb16(pw), po = tr_sxtb16_ror8(pw);
+            int32_t we, wo;
+            memcpy(&we, w, 4);
+            memcpy(&wo, w + 2, 4);
+            a0 = __smlabb((int32_t)pe, we, a0);
+            a2 = __smlatt((int32_t)pe, we, a2);
+            a1 = __smlabb((int32_t)po, wo, a1);
+            a3 = __smlatt((int32_t)po, wo, a3);
+#else
+            a0 += (int32_t)w[0] * p[0];
+            a2 += (int32_t)w[1] * p[2];
+            a1 += (int32_t)w[2] * p[1];
+            a3 += (int32_t)w[3] * p[3];
+#endif
+        }
+        output[c] = tr_requantize_doubled(a0, multiplier[c], right[c], round[c], act_min, act_max);
+        output[c + 1] = tr_requantize_doubled(a1, multiplier[c + 1], right[c + 1], round[c + 1], act_min, act_max);
+        output[c + 2] = tr_requantize_doubled(a2, multiplier[c + 2], right[c + 2], round[c + 2], act_min, act_max);
+        output[c + 3] = tr_requantize_doubled(a3, multiplier[c + 3], right[c + 3], round[c + 3], act_min, act_max);
+    }
+}
+
+TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const int8_t *input, const int16_t *filter, const int32_t *bias2,
+                                                  int8_t *output, int batches, int in_h, int in_w, int channels,
+                                                  int out_h, int out_w, int k_h, int k_w,
+                                                  int stride_h, int stride_w, int dil_h, int dil_w,
+                                                  int pad_top, int pad_left, int32_t input_zero_point,
+                                                  const int32_t *multiplier, const int32_t *right,
+                                                  const int32_t *round, int32_t act_min, int32_t act_max,
+                                                  int8_t *scratch)
+{
+    const int n_taps = k_h * k_w;
+    const int8_t **taps = (const int8_t **)(void *)scratch;
+    int8_t *pad_row = scratch + n_taps * 8; /* the generator reserves 8 bytes a pointer */
+    for (int c = 0; c < channels; ++c) {
+        pad_row[c] = (int8_t)input_zero_point;
+    }
+    const int span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *image = input + b * in_h * in_w * channels;
+        for (int oy = 0; oy < out_h; ++oy) {
+            const int y0 = oy * stride_h - pad_top;
+            const int rows_inside = y0 >= 0 && y0 + span_h < in_h;
+            for (int ox = 0; ox < out_w; ++ox) {
+                const int x0 = ox * stride_w - pad_left;
+                if (rows_inside && x0 >= 0 && x0 + span_w < in_w) { /* interior: no bounds checks */
+                    const int8_t *corner = image + (y0 * in_w + x0) * channels;
+                    int t = 0;
+                    for (int ky = 0; ky < k_h; ++ky) {
+                        const int8_t *row = corner + ky * dil_h * in_w * channels;
+                        for (int kx = 0; kx < k_w; ++kx, ++t) {
+                            taps[t] = row + kx * dil_w * channels;
+                        }
+                    }
+                } else {
+                    int t = 0;
+                    for (int ky = 0; ky < k_h; ++ky) {
+                        int y = y0 + ky * dil_h;
+                        for (int kx = 0; kx < k_w; ++kx, ++t) {
+                            int x = x0 + kx * dil_w;
+                            int inside = y >= 0 && y < in_h && x >= 0 && x < in_w;
+                            taps[t] = inside ? image + (y * in_w + x) * channels : pad_row;
+                        }
+                    }
+                }
+                tr_depthwise_doubled_pixel(taps, n_taps, filter, bias2, channels, multiplier, right, round, act_min,
+                                           act_max, output);
                 output += channels;
             }
         }

@@ -1,6 +1,7 @@
 /*
  * tr_relu.c - standalone TFLite RELU and RELU6 for int8 tensors, bit-exact with
- * TFLite Micro (activations_common.cc).
+ * TFLite Micro (activations_common.cc). RELU that requantizes runs as a table lookup
+ * (tr_lookup.c).
  */
 #include "tr_common.h"
 
@@ -10,15 +11,5 @@ TR_KERNEL void tr_relu_int8(const int8_t *input, int8_t *output, int32_t size, i
 {
     for (int32_t i = 0; i < size; i++) {
         output[i] = tr_clamp_to_int8(input[i], lo, hi);
-    }
-}
-
-/* RELU that requantizes, LEAKY_RELU and HARD_SWISH: table[x + 128] is TFLM's output for
- * input x (ReluQuantized, QuantizeLeakyRelu, HardSwish), computed by the code generator.
- * In place is fine. */
-TR_KERNEL void tr_relu_requantize_int8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table)
-{
-    for (int32_t i = 0; i < size; i++) {
-        output[i] = table[input[i] + 128];
     }
 }

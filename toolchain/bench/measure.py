@@ -6,6 +6,10 @@ warm-up: CPU cycles (and microseconds) on DWT boards, instructions under QEMU's
 `-icount`, never presented as time. RAM is the ELF's static RAM plus the stack
 high-water mark the firmware measures. Correctness sends every evaluation sample and
 compares the outputs byte for byte with TFLite Micro on the host.
+
+`run_samples` is the same path for callers that hold int8 tensors already (codegen's
+tests and benchmark run the DSP kernels on qemu_m4 and the generic ones on qemu_m3): it
+sends the samples as they are and returns what the device computed and counted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,32 @@ def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
     if not elf.is_file():
         return None, None
     return elf, elf_sizes(elf)
+
+
+def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Path | None, dict | None]:
+    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board without a port."""
+    elf, sizes = _firmware(model_dir, board)
+    if board.is_emulated and elf is None:
+        raise TinyrankError(f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`")
+    if not board.is_emulated and port is None:
+        raise TinyrankError(f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0")
+    return elf, sizes
+
+
+@contextmanager
+def device_url(board: Any, elf: Path | None, port: str | None) -> Iterator[str]:
+    """The pyserial URL of the device: `port` if given, else QEMU running `elf` (always stopped on exit)."""
+    if port is not None:
+        yield port
+        return
+    from toolchain.qemu import QemuSession
+
+    with QemuSession(board, elf) as qemu:
+        yield qemu.url
+
+
+def _open_client(url: str, board: Any, info: dict, timeout_s: float) -> BenchClient:
+    return BenchClient.open(url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"]))
 
 
 def bench_app_ram_bytes(elf: Path) -> int | None:
@@ -159,12 +190,10 @@ def check_samples(client: BenchClient, samples: np.ndarray | None, reference: li
     for i in range(total):
         result = client.run([samples[i].tobytes(), *extra_inputs], runs=1, timed=False)
         got = [np.frombuffer(o, np.int8) for o in result.outputs]
-        expected = [r[i].reshape(-1) for r in reference]
-        if all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
+        diff = _max_abs_diff(got, [r[i] for r in reference])
+        if diff == 0:
             matches += 1
         elif len(mismatches) < MISMATCHES_KEPT:
-            diff = max(int(np.max(np.abs(g.astype(np.int32) - e.astype(np.int32))))
-                       for g, e in zip(got, expected, strict=True))
             mismatches.append({"index": i, "max_abs_diff": diff})
         predictions.append(int(np.argmax(got[0])))
         stack = max(stack, result.stack_used_bytes)
@@ -172,6 +201,12 @@ def check_samples(client: BenchClient, samples: np.ndarray | None, reference: li
             progress(i + 1, total)
     return {"samples": total, "matches": matches, "mismatches": mismatches, "predictions": predictions,
             "stack_high_water_bytes": stack}
+
+
+def _max_abs_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> int:
+    """Largest difference between the device's outputs and the reference's (0: bit-exact)."""
+    return max(int(np.max(np.abs(g.astype(np.int32) - e.reshape(-1).astype(np.int32)), initial=0))
+               for g, e in zip(got, expected, strict=True))
 
 
 def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
@@ -219,11 +254,7 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
         raise TinyrankError(f"--runs {runs}: must be at least 1")
     if dataset is not None and not hasattr(dataset, "eval_x"):
         dataset = load_dataset(dataset)
-    elf, sizes = _firmware(model_dir, board)
-    if board.is_emulated and elf is None:
-        raise TinyrankError(f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`")
-    if not board.is_emulated and port is None:
-        raise TinyrankError(f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0")
+    elf, sizes = _require_firmware(model_dir, board, port)
 
     samples = labels = reference = None
     if dataset is not None:
@@ -234,18 +265,9 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
         labels = _labels(dataset)
         reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
 
-    def measure(url: str) -> dict[str, Any]:
-        with BenchClient.open(url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"])) as client:
-            return measure_session(client, info, board, samples=samples, labels=labels, reference=reference,
-                                   runs=runs, warmup=warmup, per_op=per_op, progress=progress)
-
-    if port is None:
-        from toolchain.qemu import QemuSession
-
-        with QemuSession(board, elf) as qemu:
-            report = measure(qemu.url)
-    else:
-        report = measure(port)
+    with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
+        report = measure_session(client, info, board, samples=samples, labels=labels, reference=reference,
+                                 runs=runs, warmup=warmup, per_op=per_op, progress=progress)
 
     static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
     report.update({
@@ -263,3 +285,79 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
         "seconds": round(time.monotonic() - started, 2),
     })
     return report
+
+
+def device_samples(samples: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:
+    """int8 samples of any shape (N, ...) as the rows of bytes the device takes: (N, input size)."""
+    samples = np.asarray(samples)
+    size = int(edge["size"])
+    if samples.dtype != np.int8:
+        raise DataError(f"samples for input {index} '{edge.get('name', '?')}' are {samples.dtype}; run_samples "
+                        "takes int8 tensors (quantize floats with quantized_samples)")
+    if samples.ndim < 2 or int(np.prod(samples.shape[1:])) != size:
+        raise DataError(f"samples of shape {samples.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
+                        f"of shape {edge.get('shape')} ({size} values)")
+    return np.ascontiguousarray(samples).reshape(len(samples), size)
+
+
+def run_samples(model_dir: str | os.PathLike, board: Any, samples: np.ndarray, *,
+                reference: list[np.ndarray] | None = None, runs: int = 1, per_op: bool = False,
+                port: str | None = None, timeout_s: float = 1.0) -> dict[str, Any]:
+    """Run int8 samples as they are on the firmware `tinyrank build` made, one QEMU session for all.
+
+    For callers that hold int8 tensors already and want the device's raw results, not a
+    report: every sample is run `runs` times (`counts` keeps the least count of each) and,
+    with `per_op`, once more with the op hooks (`op_counts`, one list per sample). Returns
+    `outputs` (one (N, size) int8 array per model output), `counts`, `latency`,
+    `stack_high_water_bytes`, and with `reference` (the host's outputs, one array per
+    model output) `matches` and `mismatches` as `run_benchmark` counts them.
+    """
+    from toolchain.boards import load_board
+    from toolchain.build import read_model_info
+
+    board = load_board(board)
+    model_dir = Path(model_dir)
+    info = read_model_info(model_dir)
+    if runs < 1:
+        raise TinyrankError(f"runs={runs}: must be at least 1")
+    rows = device_samples(samples, info["inputs"][0])
+    if reference is not None and any(len(r) != len(rows) for r in reference):
+        raise DataError(f"reference has {[len(r) for r in reference]} samples per output; the samples are {len(rows)}")
+    elf, _sizes = _require_firmware(model_dir, board, port)
+    with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
+        device = client.hello()
+        _check_device(device, info, board)
+        result = _run_each_sample(client, rows, runs, per_op)
+    if reference is not None:
+        diffs = [_max_abs_diff([o[i] for o in result["outputs"]], [r[i] for r in reference]) for i in range(len(rows))]
+        result["matches"] = sum(d == 0 for d in diffs)
+        result["mismatches"] = [{"index": i, "max_abs_diff": d} for i, d in enumerate(diffs) if d][:MISMATCHES_KEPT]
+    result.update(board=board.id, elf=str(elf) if elf else None, samples=len(rows),
+                  latency=latency_stats(result["counts"], device.counter_unit, device.clock_hz) if len(rows) else None)
+    return result
+
+
+def _run_each_sample(client: BenchClient, rows: np.ndarray, runs: int, per_op: bool) -> dict[str, Any]:
+    """Outputs, least count, and per-op counts of each sample; zeros go to any further inputs."""
+    info = client.info
+    extra_inputs = [bytes(size) for size in info.input_sizes[1:]]
+    outputs = [np.zeros((len(rows), size), np.int8) for size in info.output_sizes]
+    counts, op_counts, stack = [], [], 0
+    for i, row in enumerate(rows):
+        inputs = [row.tobytes(), *extra_inputs]
+        timed = client.run(inputs, runs=runs)
+        if timed.status != 0:
+            raise DeviceError(f"{client.name}: tr_invoke returned {timed.status} on sample {i}")
+        for k, data in enumerate(timed.outputs):
+            outputs[k][i] = np.frombuffer(data, np.int8)
+        counts.append(min(timed.counts))
+        stack = max(stack, timed.stack_used_bytes)
+        if per_op:
+            profiled = client.run(inputs, runs=1, per_op=True, timed=False)
+            op_counts.append(profiled.op_counts)
+            stack = max(stack, profiled.stack_used_bytes)
+    result: dict[str, Any] = {"outputs": outputs, "counts": counts, "unit": info.counter_unit,
+                              "stack_high_water_bytes": stack}
+    if per_op:
+        result["op_counts"] = op_counts
+    return result

@@ -1,20 +1,22 @@
 """Which graph ops run together in one fused kernel call.
 
-A low-rank factored dense layer is two FULLY_CONNECTED ops through a narrow rank-r
-tensor. Fused, the narrow tensor lives in an r-byte scratch buffer during one kernel call
-instead of in the arena. Whether that is smaller depends on the neighbours (fused, input
-and output are alive together), so `generator.lower_graph` plans both ways and keeps the
-smaller arena.
+Low-rank factored layers, as the compress stage writes them:
+- a dense layer is two FULLY_CONNECTED ops through a narrow rank-r tensor; fused, the
+  narrow tensor lives in an r-byte scratch buffer during one call instead of in the arena;
+- a Tucker-2 convolution is CONV_2D 1x1 (C_in -> r1), k x k (r1 -> r2), 1x1 (r2 -> C_out);
+  fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch.
+Whether fusing is smaller depends on the neighbours (fused, input and output are alive
+together), so `generator.lower_graph` plans both ways and keeps the smaller arena.
 
 `schedule(graph, fuse)` returns the ops in execution order, grouped: a group of one op is
-lowered by its op module; a group of two is a factored pair run by `lower`.
+lowered by its op module; a longer group (a factored pair or Tucker chain) by `lower`.
 """
 
 from __future__ import annotations
 
 from toolchain.codegen.graph import Graph, Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext
-from toolchain.codegen.ops import fully_connected
+from toolchain.codegen.ops import conv, fully_connected
 
 
 def _consumers(graph: Graph) -> dict[int, list[Op]]:
@@ -40,13 +42,54 @@ def is_factored_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[
     return rank < min(depth_in, depth_out) and middle.size == batches_in * rank
 
 
+def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """The producer's output is the consumer's first input, read by nothing else and not a model output."""
+    t = producer.outputs[0]
+    return (consumer.inputs[0] is t and [op.index for op in users.get(t.index, [])] == [consumer.index]
+            and all(o.index != t.index for o in graph.outputs))
+
+
+def is_tucker_chain(chain: list[Op], graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """CONV_2D 1x1 -> CONV_2D k x k -> CONV_2D 1x1 through tensors used nowhere else, narrower than the ends."""
+    first, middle, last = chain
+    if any(op.opcode != "CONV_2D" for op in chain) or not (conv.is_pointwise(first) and conv.is_pointwise(last)):
+        return False
+    if not (_feeds_only(first, middle, graph, users) and _feeds_only(middle, last, graph, users)):
+        return False
+    in_c, rank_in = first.inputs[0].shape[3], first.outputs[0].shape[3]
+    rank_out, out_c = middle.outputs[0].shape[3], last.outputs[0].shape[3]
+    return rank_in <= in_c and rank_out <= out_c and (rank_in < in_c or rank_out < out_c)
+
+
+def runs_in_place(group: list[Op]) -> bool:
+    """True if the fused group's output may overwrite its input: a Tucker chain (one image) whose
+    output row oy, written after the input rows up to the bottom of its receptive field were
+    consumed into the window, never reaches an input row still to be read."""
+    if len(group) != 3:
+        return False
+    first, middle, last = group
+    n, in_h, in_w, in_c = first.inputs[0].shape
+    _, out_h, out_w, out_c = last.outputs[0].shape
+    if n != 1:
+        return False
+    k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(middle)
+    for oy in range(out_h):
+        bottom = min(oy * stride_h - pad_top + (k_h - 1) * dil_h, in_h - 1)
+        if bottom < in_h - 1 and (oy + 1) * out_w * out_c > (bottom + 1) * in_w * in_c:
+            return False
+    return True
+
+
 def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
     users = _consumers(graph)
     groups: list[list[Op]] = []
     i = 0
     while i < len(graph.ops):
         op = graph.ops[i]
-        if fuse and i + 1 < len(graph.ops) and is_factored_pair(op, graph.ops[i + 1], graph, users):
+        if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i:i + 3], graph, users):
+            groups.append(graph.ops[i:i + 3])
+            i += 3
+        elif fuse and i + 1 < len(graph.ops) and is_factored_pair(op, graph.ops[i + 1], graph, users):
             groups.append([op, graph.ops[i + 1]])
             i += 2
         else:
@@ -56,6 +99,33 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
 
 
 def lower(group: list[Op], ctx: LoweringContext) -> KernelCall:
+    """The one kernel call of a fused group from `schedule`."""
+    return lower_tucker(group, ctx) if len(group) == 3 else lower_factored_pair(group, ctx)
+
+
+def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
+    first, middle, last = chain
+    n, in_h, in_w, in_c = first.inputs[0].shape
+    _, out_h, out_w, out_c = last.outputs[0].shape
+    rank_in, rank_out = first.outputs[0].shape[3], middle.outputs[0].shape[3]
+    k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left = conv.geometry(middle)
+    window_rows = min((k_h - 1) * dil_h + 1, in_h)
+    window = ctx.scratch(window_rows * in_w * rank_in)
+    row = ctx.scratch(out_w * rank_out)
+    columns = ctx.scratch(2 * k_h * k_w * rank_in)
+    weights2, bias2, mult2, shift2, offset2, lo2, hi2 = conv.layer_arguments(middle, ctx)
+    args = [ctx.tensor(first.inputs[0]), ctx.tensor(last.outputs[0]), *map(str, (n, in_h, in_w, in_c, out_h, out_w,
+            out_c, rank_in, rank_out)), *conv.layer_arguments(first, ctx), weights2, bias2,
+            *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
+            str(int(middle.inputs[0].zero_point[0])), mult2, shift2, offset2, lo2, hi2,
+            *conv.layer_arguments(last, ctx), window, row, columns]
+    macs = n * (in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c))
+    comment = (f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "
+               f"{conv.describe(middle)}; then {conv.describe(last)}")
+    return KernelCall("tr_conv_tucker.c", "tr_conv_tucker_int8", args, comment, macs)
+
+
+def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     first, second = group
     depth_in, rank, depth_out = first.inputs[1].shape[1], first.inputs[1].shape[0], second.inputs[1].shape[0]
     batches = first.inputs[0].size // depth_in

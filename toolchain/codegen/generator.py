@@ -162,12 +162,14 @@ def _buffers(graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext) -> tu
     groups = _Groups()
     for position, item in enumerate(lowered):
         module = module_for(item.op)
-        src, dst = item.op.inputs[0], item.op.outputs[0]
+        src, dst = item.op.inputs[0], (item.fused[-1] if item.fused else item.op).outputs[0]
         if src is None or src.data is not None:
             continue
-        if getattr(module, "ALIAS", False):
+        in_place = fusion.runs_in_place([item.op, *item.fused]) if item.fused else (
+            getattr(module, "INPLACE", False) and src.nbytes == dst.nbytes)
+        if getattr(module, "ALIAS", False) and not item.fused:
             groups.union(src.index, dst.index)
-        elif getattr(module, "INPLACE", False) and not item.fused and src.nbytes == dst.nbytes:
+        elif in_place:
             group = groups.find(src.index)
             last = max(max(uses[i]) for i in uses if groups.find(i) == group)
             if last == position:

@@ -1,7 +1,9 @@
 """Rendering a lowered model into C files with the Jinja2 templates of `firmware_templates/`.
 
 Rendering returns `{file name: text}`; writing is the caller's job, so a failure here
-leaves the output folder untouched.
+leaves the output folder untouched. The kernel sources used are copied with every
+`tr_*.h` header they include (directly or through another header), so kernels can share
+code through headers and the output folder still builds on its own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import numpy as np
 from toolchain.codegen.generator import LoweredModel
 from toolchain.codegen.graph import Tensor
 from toolchain.codegen.lowering import c_type, shape_text, tensor_macro
+from toolchain.errors import TinyrankError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 KERNELS = TEMPLATES / "kernels"
 COMMON_HEADER = "tr_common.h"
 _PROTOTYPE = re.compile(r"TR_KERNEL\s+([^;{}]*?\))\s*\{", re.S)
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(tr_\w+\.h)"', re.M)
 _VALUES_PER_LINE = 16
 
 
@@ -45,6 +49,22 @@ def kernel_prototypes(source: str) -> dict[str, str]:
         name = re.search(r"(\w+)\s*\(", proto).group(1)
         found[name] = proto
     return found
+
+
+def kernel_headers(sources: list[str]) -> list[str]:
+    """The `tr_*.h` headers that the kernel files include, directly or through another header, sorted."""
+    found: set[str] = set()
+    pending = list(sources)
+    while pending:
+        name = pending.pop()
+        path = KERNELS / name
+        if not path.is_file():
+            raise TinyrankError(f"kernel file {path}: not found (included by a kernel or named by an op lowering)")
+        for header in _LOCAL_INCLUDE.findall(path.read_text()):
+            if header not in found:
+                found.add(header)
+                pending.append(header)
+    return sorted(found)
 
 
 def _c_float(value: float) -> str:
@@ -112,6 +132,7 @@ def render(model: LoweredModel) -> dict[str, str]:
     values = template_values(model)
     files = {name: env.get_template(f"{name}.j2").render(**values)
              for name in ("model.h", "model.c", "model_weights.c")}
-    for source in [COMMON_HEADER, *values["kernels"]]:
+    headers = sorted({COMMON_HEADER, *kernel_headers(values["kernels"])})
+    for source in [*headers, *values["kernels"]]:
         files[source] = (KERNELS / source).read_text()
     return files

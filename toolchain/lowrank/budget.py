@@ -31,6 +31,11 @@ def int8_bytes(params: int, bias_params: int) -> int:
     return int(params - bias_params + 4 * bias_params)
 
 
+def layer_cost(info: LayerInfo, kind: str) -> int:
+    """A layer's size as it stands, in one of the budget units (`COSTS`)."""
+    return {"params": info.params, "macs": info.macs, "bytes": int8_bytes(info.params, info.bias_params)}[kind]
+
+
 @dataclass
 class Candidate:
     method: str | None  # None: keep the layer as it is
@@ -84,7 +89,7 @@ def candidate_table(
     for info in infos:
         layer = work.get_layer(info.name)
         original = layer.get_weights()
-        keep = Candidate(None, (), 0.0, info.params, info.macs, int8_bytes(info.params, info.bias_params))
+        keep = Candidate(None, (), 0.0, *(layer_cost(info, kind) for kind in COSTS))
         table[info.name] = [keep]
         for method in methods[info.name]:
             for ranks, approx, params, macs in _approximations(info, method, points, seed):

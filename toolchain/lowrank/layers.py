@@ -81,9 +81,8 @@ class LayerInfo:
 
     @property
     def macs(self) -> int:
-        if self.class_name == "Dense" or self.class_name == "Conv2D":
-            return int(self.kernel.size) * self.positions
-        if self.class_name == "DepthwiseConv2D":
+        """Multiply-accumulates per sample; every kernel weight is used once per output position."""
+        if self.class_name in ("Dense", "Conv2D", "DepthwiseConv2D"):
             return int(self.kernel.size) * self.positions
         return 0
 

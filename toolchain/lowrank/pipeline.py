@@ -211,14 +211,7 @@ def _plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tab
             model, factorable, budget_search.layer_methods(factorable, method), x_calib, seed=seed
         )
     fixed_infos = [i for i in infos if i.name not in table]
-    fixed = sum(
-        i.params
-        if kind == "params"
-        else i.macs
-        if kind == "macs"
-        else budget_search.int8_bytes(i.params, i.bias_params)
-        for i in fixed_infos
-    )
+    fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
     choice = budget_search.select(table, kind, budget_value, fixed)
     plan: dict[str, Factorization | str] = {}
     for info in infos:

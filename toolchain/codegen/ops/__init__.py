@@ -5,6 +5,9 @@ Each module defines `OPCODES` (the TFLite builtin names it handles), `check(op)`
 (None only for ops that become memory aliases, such as RESHAPE). A module may also set
 `INPLACE = True` when its kernel allows the output to overwrite its first input, and
 `ALIAS = True` when the output is the input's memory (no kernel call).
+
+Modules named `_*` (`_common.py`) are helpers the op modules share, not ops: the registry
+skips them, and if one fails to import, every op module using it is reported broken.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ BROKEN: dict[str, str] = {}
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, ModuleType]:
-    """{opcode: module} over every module of this package that defines OPCODES."""
+    """{opcode: module} over every op module of this package (each defines OPCODES)."""
     table: dict[str, ModuleType] = {}
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
         try:
             module = importlib.import_module(f"{__name__}.{info.name}")
         except Exception as exc:  # one broken op module must not take every other op down

@@ -1,4 +1,4 @@
-"""What several op lowerings share: the int8 checks, broadcast geometry and int8 lookup tables.
+"""What several op lowerings share: int8 checks, two-input elementwise calls, int8 lookup tables.
 
 Not an op module (it has no OPCODES, and the registry skips modules named `_*`): op
 modules import from here, never from each other.
@@ -11,9 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from toolchain.codegen.fixedpoint import calculate_input_radius, multiply_by_quantized_multiplier, rounding_divide_by_pot
+from toolchain.codegen.fixedpoint import (
+    calculate_input_radius,
+    multiply_by_quantized_multiplier,
+    rounding_divide_by_pot,
+)
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import shape_text
+from toolchain.codegen.lowering import KernelCall, LoweringContext, shape_text
 from toolchain.codegen.quant import INT8_MAX, INT8_MIN, round_half_away
 from toolchain.errors import UnsupportedError
 
@@ -79,6 +83,31 @@ def broadcast_geometry(op: Op, a: Tensor, b: Tensor, out: Tensor) -> np.ndarray 
     return np.array(list(dims) + strides[0] + strides[1], np.int32)
 
 
+# --- two-input elementwise ops (ADD, SUB, MUL) ----------------------------------------------
+
+def check_elementwise_pair(op: Op) -> None:
+    """ADD, SUB, MUL: int8 per-tensor inputs and output, a clampable fused activation, broadcastable shapes."""
+    require_int8_per_tensor(op, [*op.inputs[:2], op.outputs[0]])
+    require_fused_activation(op)
+    broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
+
+
+def elementwise_pair_call(op: Op, ctx: LoweringContext, kernel: str, params: list[str], comment: str,
+                          macs: int = 0) -> KernelCall:
+    """The call of `tr_<kernel>.c`: `tr_<kernel>_int8(input1, input2, output, size, *params)`, or with
+    broadcasting `tr_<kernel>_broadcast_int8(input1, input2, output, shape, *params)`."""
+    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    geometry = broadcast_geometry(op, a, b, out)
+    if geometry is None:
+        function, extent = f"tr_{kernel}_int8", str(out.size)
+    else:
+        function = f"tr_{kernel}_broadcast_int8"
+        extent = ctx.constant(f"op{op.index}_{op.opcode.lower()}_broadcast", geometry, "int32_t")
+        comment += ", broadcast"
+    return KernelCall(source=f"tr_{kernel}.c", function=function,
+                      args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), extent, *params], comment=comment, macs=macs)
+
+
 # --- int8 lookup tables ---------------------------------------------------------------------
 
 def lookup_table(function: Callable[[int], int], dtype: type = np.int8) -> np.ndarray:
@@ -115,3 +144,11 @@ def sigmoid_style_table(input_scale: float, input_zero_point: int, function: Cal
         return min(max(out, INT8_MIN), INT8_MAX)
 
     return lookup_table(output)
+
+
+def lookup_call(op: Op, ctx: LoweringContext, table: np.ndarray, comment: str) -> KernelCall:
+    """The `tr_lookup_int8` call of a one-input op whose int8 output is tabulated (`lookup_table`)."""
+    src, dst = op.inputs[0], op.outputs[0]
+    name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
+    return KernelCall(source="tr_lookup.c", function="tr_lookup_int8",
+                      args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name], comment=comment)

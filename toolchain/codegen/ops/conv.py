@@ -81,37 +81,61 @@ def is_pointwise(op: Op) -> bool:
     return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
 
-def lower(op: Op, ctx: LoweringContext) -> KernelCall:
+def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
+    """Weights (packed by four filters), folded bias, per-channel multiplier and shift, output zero
+    point and clamp bounds: what one CONV_2D adds to a kernel call (plain, pointwise or fused)."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
+    out_c = filt.shape[0]
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    lo, hi = activation_range_int8(op.options.get("fused_activation_function", "NONE"), float(out.scale[0]),
+                                   int(out.zero_point[0]))
+    sums = filt.data.astype(np.int64).reshape(out_c, -1).sum(axis=1)
+    name = filt.name
+    return [
+        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t"),
+        ctx.constant(f"{name}_bias", folded_bias(bias, sums, int(inp.zero_point[0]), op), "int32_t"),
+        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        ctx.constant(f"{name}_shift", shifts, "int32_t"),
+        str(int(out.zero_point[0])), str(lo), str(hi),
+    ]
+
+
+def geometry(op: Op) -> list[int]:
+    """k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left of a CONV_2D (TFLite's padding)."""
     o = op.options
+    in_h, in_w = op.inputs[0].shape[1:3]
+    k_h, k_w = op.inputs[1].shape[1:3]
+    out_h, out_w = op.outputs[0].shape[1:3]
+    dil_h, dil_w = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
+    return [k_h, k_w, o["stride_h"], o["stride_w"], dil_h, dil_w,
+            pad_before(in_h, k_h, o["stride_h"], dil_h, out_h), pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)]
+
+
+def describe(op: Op) -> str:
+    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    o = op.options
+    act = o.get("fused_activation_function", "NONE")
+    k_h, k_w = filt.shape[1:3]
+    geometry_text = (f"{k_h}x{k_w} stride {o['stride_h']}x{o['stride_w']} dilation "
+                     f"{o.get('dilation_h_factor', 1)}x{o.get('dilation_w_factor', 1)} {o['padding']}")
+    return (f"CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {geometry_text} -> "
+            f"{shape_text(out)} ({quant_text(out)}), {act}")
+
+
+def lower(op: Op, ctx: LoweringContext) -> KernelCall:
+    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     n, in_h, in_w, in_c = inp.shape
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
-    act = o.get("fused_activation_function", "NONE")
-    lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
-    zp = int(inp.zero_point[0])
-    sums = filt.data.astype(np.int64).reshape(out_c, -1).sum(axis=1)
-    name = filt.name
-    weights = ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t")
-    bias_c = ctx.constant(f"{name}_bias", folded_bias(bias, sums, zp, op), "int32_t")
-    mult_c = ctx.constant(f"{name}_multiplier", mults, "int32_t")
-    shift_c = ctx.constant(f"{name}_shift", shifts, "int32_t")
+    weights, bias, mult, shift, offset, lo, hi = layer_arguments(op, ctx)
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
-    geometry = (f"{k_h}x{k_w} stride {o['stride_h']}x{o['stride_w']} dilation "
-                f"{o.get('dilation_h_factor', 1)}x{o.get('dilation_w_factor', 1)} {o['padding']}")
-    comment = (f"CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {geometry} -> "
-               f"{shape_text(out)} ({quant_text(out)}), {act}")
-    tail = [mult_c, shift_c, str(int(out.zero_point[0])), str(lo), str(hi)]
+    comment = describe(op)
+    tail = [mult, shift, offset, lo, hi]
     if is_pointwise(op):
-        args = [ctx.tensor(inp), weights, bias_c, ctx.tensor(out), str(n * in_h * in_w), str(in_c), str(out_c), *tail]
+        args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(n * in_h * in_w), str(in_c), str(out_c), *tail]
         return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs)
-    pad_h = pad_before(in_h, k_h, o["stride_h"], o.get("dilation_h_factor", 1), out_h)
-    pad_w = pad_before(in_w, k_w, o["stride_w"], o.get("dilation_w_factor", 1), out_w)
     column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
-    args = [ctx.tensor(inp), weights, bias_c, ctx.tensor(out), str(n), str(in_h), str(in_w), str(in_c),
-            str(out_h), str(out_w), str(out_c), str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]),
-            str(o.get("dilation_h_factor", 1)), str(o.get("dilation_w_factor", 1)), str(pad_h), str(pad_w),
-            str(zp), *tail, column]
+    args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(n), str(in_h), str(in_w), str(in_c),
+            str(out_h), str(out_w), str(out_c), *map(str, geometry(op)), str(int(inp.zero_point[0])), *tail, column]
     return KernelCall("tr_conv.c", "tr_conv_int8", args, comment, macs)

@@ -25,6 +25,9 @@ from toolchain.errors import UnsupportedError
 OPCODES = ("DEPTHWISE_CONV_2D",)
 # Room for a pointer in the depth-multiplier-1 kernel's scratch: 8 so a 64-bit host fits too.
 POINTER_BYTES = 8
+# tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
+DOUBLED_RIGHT_SHIFTS = range(1, 23)
+DOUBLED_ACC_LIMIT = 2**30
 
 
 def check(op: Op) -> None:
@@ -46,6 +49,32 @@ def check(op: Op) -> None:
     check_activation(op)
 
 
+def doubled_requant(bias: np.ndarray, weights: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                    output_offset: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(right shifts, rounding constants) for tr_requantize_doubled, or None where it would not be exact.
+
+    `bias` is the folded int32 bias and `weights` the (taps, channels) int8 weights: the
+    accumulator of channel c stays within |bias[c]| + 128 * sum|w[., c]| for any int8 input,
+    which must be below 2**30 (the doubled accumulator then fits int32 and the rounding
+    additions cannot overflow).
+    """
+    right = -shifts.astype(np.int64)
+    reach = np.abs(bias.astype(np.int64)) + 128 * np.abs(weights.astype(np.int64)).sum(axis=0)
+    if (np.any(mults <= 0) or right.min() < DOUBLED_RIGHT_SHIFTS.start or right.max() >= DOUBLED_RIGHT_SHIFTS.stop
+            or reach.max() >= DOUBLED_ACC_LIMIT):
+        return None
+    round_ = (1 << (right - 1)) + (int(output_offset) << right)
+    return right.astype(np.int32), round_.astype(np.int32)
+
+
+def doubled_weights(weights: np.ndarray) -> np.ndarray:
+    """(taps, channels) int8 -> the int16 layout of tr_depthwise_conv_dm1_doubled_int8: per group
+    of four channels, per tap, 2*w of channels 0, 2, 1, 3 (channels a multiple of 4)."""
+    taps, channels = weights.shape
+    grouped = (2 * weights.astype(np.int16)).reshape(taps, channels // 4, 4)[:, :, [0, 2, 1, 3]]
+    return np.ascontiguousarray(grouped.transpose(1, 0, 2)).reshape(-1)
+
+
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
@@ -61,8 +90,29 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     sums = filt.data.astype(np.int64).reshape(-1, out_c).sum(axis=0)
     name = filt.name
     multiplier = out_c // in_c
+    bias_folded = folded_bias(bias, sums, zp, op)
+    taps = filt.data.reshape(-1, out_c)
+    doubled = (doubled_requant(bias_folded, taps, mults, shifts, int(out.zero_point[0]))
+               if multiplier == 1 and out_c % 4 == 0 else None)
+    comment = (f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
+               f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
+               f" -> {shape_text(out)} ({quant_text(out)}), {act}")
+    geometry = [str(n), str(in_h), str(in_w), str(in_c), str(out_h), str(out_w), str(k_h), str(k_w),
+                str(o["stride_h"]), str(o["stride_w"]), str(dil_h), str(dil_w),
+                str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
+                str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)), str(zp)]
+    macs = n * out_h * out_w * out_c * k_h * k_w
+    if doubled is not None:  # the fast path: int16 doubled weights, ~10-instruction requantization
+        right, round_ = doubled
+        args = [ctx.tensor(inp), ctx.constant(f"{name}_weights_x2", doubled_weights(taps), "int16_t"),
+                ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t"), ctx.tensor(out),
+                *geometry, ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+                ctx.constant(f"{name}_right_shift", right, "int32_t"),
+                ctx.constant(f"{name}_rounding", round_, "int32_t"), str(lo), str(hi),
+                ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)]
+        return KernelCall("tr_depthwise_conv.c", "tr_depthwise_conv_dm1_doubled_int8", args, comment, macs)
     args = [ctx.tensor(inp), ctx.constant(f"{name}_weights", filt.data, "int8_t"),
-            ctx.constant(f"{name}_bias", folded_bias(bias, sums, zp, op), "int32_t"), ctx.tensor(out),
+            ctx.constant(f"{name}_bias", bias_folded, "int32_t"), ctx.tensor(out),
             str(n), str(in_h), str(in_w), str(in_c), str(out_h), str(out_w),
             *([] if multiplier == 1 else [str(multiplier)]),
             str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]), str(dil_h), str(dil_w),
@@ -76,8 +126,4 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     else:  # one int32 accumulator per output channel in scratch
         function = "tr_depthwise_conv_int8"
         args.append(f"(int32_t *){ctx.scratch(4 * out_c)}")
-    comment = (f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
-               f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
-               f" -> {shape_text(out)} ({quant_text(out)}), {act}")
-    return KernelCall("tr_depthwise_conv.c", function, args, comment,
-                      macs=n * out_h * out_w * out_c * k_h * k_w)
+    return KernelCall("tr_depthwise_conv.c", function, args, comment, macs)

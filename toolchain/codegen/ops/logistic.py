@@ -13,7 +13,7 @@ import numpy as np
 from toolchain.codegen.fixedpoint import gemmlowp_logistic
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor, sigmoid_style_table
+from toolchain.codegen.ops._common import lookup_call, require_int8_per_tensor, sigmoid_style_table
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("LOGISTIC",)
@@ -37,8 +37,5 @@ def check(op: Op) -> None:
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     table = logistic_table(float(src.scale[0]), int(src.zero_point[0]))
-    name = ctx.constant(f"op{op.index}_logistic_table", table, "int8_t")
-    return KernelCall(
-        source="tr_lookup.c", function="tr_lookup_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
-        comment=f"LOGISTIC {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table")
+    return lookup_call(op, ctx, table, f"LOGISTIC {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, "
+                                       "256-entry table")

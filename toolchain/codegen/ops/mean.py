@@ -14,7 +14,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import require_int8_per_tensor
+from toolchain.codegen.ops._common import require_int8_per_tensor
 from toolchain.codegen.quant import quantize_multiplier
 from toolchain.errors import UnsupportedError
 

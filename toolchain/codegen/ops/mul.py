@@ -11,7 +11,11 @@ import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import broadcast_geometry, require_fused_activation, require_int8_per_tensor
+from toolchain.codegen.ops._common import (
+    check_elementwise_pair,
+    elementwise_pair_call,
+    require_fused_activation,
+)
 from toolchain.codegen.quant import activation_range_int8, quantize_multiplier
 
 OPCODES: tuple[str, ...] = ("MUL",)
@@ -19,33 +23,23 @@ INPLACE = True  # each output element is written after the inputs it reads
 
 
 def check(op: Op) -> None:
-    require_int8_per_tensor(op, [*op.inputs[:2], op.outputs[0]])
-    require_fused_activation(op)
-    broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
+    check_elementwise_pair(op)
 
 
 def mul_params(a: Tensor, b: Tensor, out: Tensor, act: str) -> np.ndarray:
-    """TFLM's OpDataMul for int8, in the order tr_mul.c reads them."""
+    """TFLM's OpDataMul for int8, in the order tr_mul.c reads them: [input1 offset, input2 offset,
+    output multiplier, output shift, output zero point, activation min, activation max]."""
     real = float(np.float32(a.scale[0])) * float(np.float32(b.scale[0])) / float(np.float32(out.scale[0]))
     multiplier, shift = quantize_multiplier(real)
     lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
-    return np.array([-int(a.zero_point[0]), -int(b.zero_point[0]), int(out.zero_point[0]),
-                     multiplier, shift, lo, hi], np.int32)
+    return np.array([-int(a.zero_point[0]), -int(b.zero_point[0]), multiplier, shift, int(out.zero_point[0]),
+                     lo, hi], np.int32)
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    a, b = op.inputs[0], op.inputs[1]
-    out = op.outputs[0]
+    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
     act = require_fused_activation(op)
     params = ctx.constant(f"op{op.index}_mul_params", mul_params(a, b, out, act), "int32_t")
     comment = (f"MUL {shape_text(a)} ({quant_text(a)}) * {shape_text(b)} ({quant_text(b)}) -> "
                f"{shape_text(out)} ({quant_text(out)}), act {act}")
-    geometry = broadcast_geometry(op, a, b, out)
-    if geometry is None:
-        return KernelCall(source="tr_mul.c", function="tr_mul_int8",
-                          args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), str(out.size), params],
-                          comment=comment, macs=out.size)
-    shape = ctx.constant(f"op{op.index}_mul_broadcast", geometry, "int32_t")
-    return KernelCall(source="tr_mul.c", function="tr_mul_broadcast_int8",
-                      args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), shape, params],
-                      comment=comment + ", broadcast", macs=out.size)
+    return elementwise_pair_call(op, ctx, "mul", [params], comment, macs=out.size)

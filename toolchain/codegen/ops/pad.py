@@ -10,11 +10,10 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import extended_shape, require_int8_per_tensor
+from toolchain.codegen.ops._common import MAX_DIMS, extended_shape, require_int8_per_tensor
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("PAD", "PADV2")
-MAX_DIMS = 4
 
 
 def paddings(op: Op) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.add import require_fused_activation, require_int8_per_tensor
+from toolchain.codegen.ops._common import require_fused_activation, require_int8_per_tensor
 from toolchain.codegen.quant import activation_range_int8
 from toolchain.errors import UnsupportedError
 

@@ -23,7 +23,7 @@ from toolchain.codegen.fixedpoint import (
 )
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import lookup_table, require_int8_per_tensor
+from toolchain.codegen.ops._common import lookup_call, lookup_table, require_int8_per_tensor
 from toolchain.codegen.quant import INT8_MAX, INT8_MIN, quantize_multiplier, round_half_away
 from toolchain.errors import UnsupportedError
 
@@ -122,7 +122,4 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         table, note = relu_table(src, dst, alpha), f"alpha {alpha:g}, "
     else:
         table, note = relu_table(src, dst), "requantizing "
-    name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
-    return KernelCall(source="tr_lookup.c", function="tr_lookup_int8",
-                      args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
-                      comment=f"{comment}, {note}256-entry table")
+    return lookup_call(op, ctx, table, f"{comment}, {note}256-entry table")

@@ -13,7 +13,7 @@ import numpy as np
 from toolchain.codegen.fixedpoint import gemmlowp_tanh
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor, sigmoid_style_table
+from toolchain.codegen.ops._common import lookup_call, require_int8_per_tensor, sigmoid_style_table
 
 OPCODES: tuple[str, ...] = ("TANH",)
 INPLACE = True
@@ -30,9 +30,6 @@ def check(op: Op) -> None:
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
-    table = ctx.constant(f"op{op.index}_tanh_table", tanh_table(float(src.scale[0]), int(src.zero_point[0])),
-                         "int8_t")
-    return KernelCall(
-        source="tr_lookup.c", function="tr_lookup_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), table],
-        comment=f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table")
+    table = tanh_table(float(src.scale[0]), int(src.zero_point[0]))
+    return lookup_call(op, ctx, table, f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, "
+                                       "256-entry table")

@@ -1,0 +1,140 @@
+"""Fused kernels and the fast depthwise path: the Tucker chain (1x1 -> kxk -> 1x1) as one
+call, in place, bit-exact with TFLite Micro on the host (ASan/UBSan too) and in QEMU on the
+Cortex-M4 (DSP) and Cortex-M3 (generic); the doubled-accumulator requantization's guards.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from toolchain import oracle  # noqa: E402
+from toolchain.codegen import generate  # noqa: E402
+from toolchain.codegen.ops.depthwise_conv import doubled_requant, doubled_weights  # noqa: E402
+from toolchain.codegen.verify import verify  # noqa: E402
+
+# name: (input H, W, C), rank_in, rank_out, kernel, strides, padding, dilation, output channels
+# (Keras turns a dilated convolution into SPACE_TO_BATCH_ND, so dilation is left to the C kernel)
+CHAINS = {
+    "same_3x3": ((12, 10, 16), 4, 6, (3, 3), 1, "same", 1, 16),
+    "stride2_5x3": ((13, 11, 12), 5, 3, (5, 3), 2, "same", 1, 20),
+    "valid_stride1x2": ((12, 12, 8), 3, 4, (3, 3), (1, 2), "valid", 1, 8),
+    "widening": ((8, 8, 4), 2, 2, (3, 3), 1, "same", 1, 48),
+}
+
+
+def _tucker_model(shape, rank_in, rank_out, kernel, strides, padding, dilation, out_c):
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(3)
+    inp = keras.Input(shape)
+    x = L.Conv2D(rank_in, 1, use_bias=False)(inp)
+    x = L.Conv2D(rank_out, kernel, strides=strides, padding=padding, dilation_rate=dilation, use_bias=False)(x)
+    x = L.Conv2D(out_c, 1, activation="relu")(x)
+    return keras.Model(inp, x)
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from benchmarks.mlperf_tiny import convert
+
+    folder = tmp_path_factory.mktemp("tucker")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, spec in CHAINS.items():
+        x = rng.normal(size=(16, *spec[0])).astype(np.float32)
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(convert(_tucker_model(*spec), x))
+    return paths
+
+
+def _samples(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_fused_tucker_chain_is_bit_exact(chains: dict[str, Path], name: str) -> None:
+    report = verify(chains[name], _samples(CHAINS[name][0], 4), fuse=True, tflm_arena=False,
+                    sanitize=name == "stride2_5x3")
+    assert report["kernels"] == ["tr_conv_tucker_int8"]
+    assert report["bit_exact"], report["first_mismatch"]
+
+
+def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(chains: dict[str, Path], tmp_path: Path) -> None:
+    fused = generate(chains["same_3x3"], tmp_path / "fused", tflm_arena=False, fuse=True)
+    unfused = generate(chains["same_3x3"], tmp_path / "unfused", tflm_arena=False, fuse=False)
+    image = 12 * 10 * 16
+    # input and output share one buffer, plus scratch: 3 narrow rows (3 x 10 x 4), one middle row
+    # (10 x 6) and two im2col columns (2 x 9 x 4), each rounded up to 16 bytes
+    assert fused["arena_bytes"] <= image + 128 + 64 + 80
+    assert fused["arena_bytes"] < unfused["arena_bytes"]
+    assert generate(chains["same_3x3"], tmp_path / "auto", tflm_arena=False)["arena_bytes"] == fused["arena_bytes"]
+
+
+def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], tmp_path: Path) -> None:
+    from toolchain.codegen.fusion import runs_in_place, schedule
+    from toolchain.codegen.graph import parse
+
+    def chain(name: str) -> list:
+        groups = [g for g in schedule(parse(chains[name])) if len(g) == 3]
+        assert len(groups) == 1
+        return groups[0]
+
+    assert runs_in_place(chain("stride2_5x3"))  # output row oy (6 x 20) fits in the 3 + 2 oy rows read (11 x 12)
+    assert not runs_in_place(chain("widening"))  # output row 0 (8 x 48) > the two input rows read (8 x 4)
+    info = generate(chains["widening"], tmp_path / "gen", tflm_arena=False, fuse=True)
+    assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
+    assert info["arena_bytes"] >= 8 * 8 * 4 + 8 * 8 * 48
+
+
+@pytest.fixture(scope="module")
+def pio_build_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One PlatformIO object cache for this module's two firmware builds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(tmp_path_factory.mktemp("pio_build_cache")))
+        yield
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
+def test_fused_tucker_is_bit_exact_in_qemu(chains: dict[str, Path], tmp_path: Path, board: str,
+                                           pio_build_cache: None) -> None:
+    from toolchain.bench.measure import run_samples
+    from toolchain.build import build
+
+    x = _samples(CHAINS["stride2_5x3"][0], 2, seed=1)
+    gen = tmp_path / "gen"
+    info = generate(chains["stride2_5x3"], gen, tflm_arena=False, fuse=True)
+    assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
+    build(gen, board)
+    run = run_samples(gen, board, x)
+    np.testing.assert_array_equal(run["outputs"][0], oracle.run(chains["stride2_5x3"], x)[0])
+
+
+def test_doubled_requant_is_refused_outside_its_exact_range() -> None:
+    bias = np.array([100, -50, 0, 7], np.int32)
+    weights = np.ones((9, 4), np.int8)
+    mults = np.full(4, 1 << 30, np.int32)
+    right, round_ = doubled_requant(bias, weights, mults, np.array([-8, -1, -22, -3]), output_offset=-5)
+    assert list(right) == [8, 1, 22, 3]
+    assert list(round_) == [(1 << 7) - (5 << 8), 1 - (5 << 1), (1 << 21) - (5 << 22), 4 - (5 << 3)]
+    assert doubled_requant(bias, weights, mults, np.array([-8, 0, -2, -3]), 0) is None  # shift 0: no right shift
+    assert doubled_requant(bias, weights, mults, np.array([-8, -23, -2, -3]), 0) is None  # rounding could overflow
+    huge = np.array([2**30 - 100, 0, 0, 0], np.int32)
+    assert doubled_requant(huge, weights, mults, np.full(4, -8), 0) is None  # |acc| could reach 2**30
+
+
+def test_doubled_weights_layout() -> None:
+    w = np.arange(2 * 8, dtype=np.int8).reshape(2, 8)  # 2 taps, 8 channels
+    packed = doubled_weights(w).reshape(2, 2, 4)  # group, tap, (c0, c2, c1, c3)
+    assert packed.dtype == np.int16
+    assert list(packed[0, 1]) == [2 * 8, 2 * 10, 2 * 9, 2 * 11]
+    assert list(packed[1, 0]) == [2 * 4, 2 * 6, 2 * 5, 2 * 7]

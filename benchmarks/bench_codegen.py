@@ -132,7 +132,7 @@ def kernel_costs(op_counts: list[int], info: dict[str, Any]) -> dict[str, dict[s
         entry["macs"] += op.get("macs", 0)
     for entry in kernels.values():
         entry["instructions_per_mac"] = round(entry["instructions"] / entry["macs"], 2) if entry["macs"] else None
-    return dict(sorted(kernels.items(), key=lambda item: -item[1]["instructions"]))
+    return kernels
 
 
 def _print(results: dict[str, Any]) -> None:

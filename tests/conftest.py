@@ -7,6 +7,7 @@ second each; tests that need their own variant build it themselves.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,20 @@ def _register_hypothesis_profiles() -> None:
 
 
 _register_hypothesis_profiles()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pio_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One PlatformIO object cache for every firmware build of the session.
+
+    The benchmark app, the ports and the kernels the models share then compile once per
+    board and flags (SCons keys the cache on sources and flags), which keeps the QEMU tests fast.
+    """
+    cache = tmp_path_factory.mktemp("pio_build_cache")
+    previous = os.environ.get("PLATFORMIO_BUILD_CACHE_DIR")
+    os.environ["PLATFORMIO_BUILD_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("PLATFORMIO_BUILD_CACHE_DIR", None)
+    else:
+        os.environ["PLATFORMIO_BUILD_CACHE_DIR"] = previous

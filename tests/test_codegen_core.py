@@ -87,6 +87,17 @@ def _build_models(folder: Path) -> dict[str, Path]:
         return tf.nn.conv2d(t, w_conv, strides=[1, 2, 1, 1], padding="SAME", dilations=[3, 2])
 
     save("dilated", _convert_function(dilated, (11, 10, 4), rng.normal(size=(48, 11, 10, 4)).astype(np.float32)))
+
+    w_dw3 = tf.constant(rng.normal(size=(3, 3, 8, 1)).astype(np.float32) * 0.3)
+    w_dw5 = tf.constant(rng.normal(size=(5, 3, 8, 1)).astype(np.float32) * 0.3)
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 12, 11, 8), tf.float32)])
+    def depthwise_fast(t):  # depth multiplier 1, channels a multiple of 4: the doubled-requantization kernel
+        t = tf.nn.relu(tf.nn.depthwise_conv2d(t, w_dw3, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2]))
+        return tf.nn.depthwise_conv2d(t, w_dw5, strides=[1, 2, 2, 1], padding="VALID")  # 15 taps: the loop
+
+    save("depthwise_fast", _convert_function(depthwise_fast, (12, 11, 8),
+                                             rng.normal(size=(48, 12, 11, 8)).astype(np.float32)))
     return paths
 
 
@@ -103,7 +114,7 @@ def _samples(path: Path, n: int, seed: int = 3) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
 
 
-@pytest.mark.parametrize("name", ["fc_per_channel", "fc_per_tensor", "cnn", "dilated"])
+@pytest.mark.parametrize("name", ["fc_per_channel", "fc_per_tensor", "cnn", "dilated", "depthwise_fast"])
 def test_bit_exact_with_tflm(models: dict[str, Path], name: str) -> None:
     report = verify(models[name], _samples(models[name], 200))
     assert report["samples"] == 200
@@ -299,3 +310,65 @@ def test_kernels_prototypes_are_found() -> None:
     protos = kernel_prototypes("tr_conv.c")
     assert list(protos) == ["tr_conv_int8"]
     assert re.match(r"void tr_conv_int8\(const int8_t \*input, .*int8_t \*columns\)$", protos["tr_conv_int8"])
+
+
+def test_depthwise_fast_path_is_chosen_where_exact(models: dict[str, Path], tmp_path: Path) -> None:
+    info = generate(models["depthwise_fast"], tmp_path / "gen", tflm_arena=False)
+    assert [op["kernel"] for op in info["ops"]] == ["tr_depthwise_conv_dm1_doubled_int8"] * 2
+    weights = (tmp_path / "gen" / "model_weights.c").read_text()
+    assert "int16_t" in weights and "_right_shift" in weights and "_rounding" in weights
+
+
+DOUBLED_MAIN = r"""
+#include <stdio.h>
+#include "tr_common.h"
+int main(void)
+{
+    long long acc, m, s, zp, lo, hi, right, round;
+    while (scanf("%lld %lld %lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi, &right, &round) == 8) {
+        int32_t mult = (int32_t)m, shift = (int32_t)s, rs = (int32_t)right, rc = (int32_t)round;
+        printf("%d %d\n", (int)tr_requantize_channel((int32_t)acc, &mult, &shift, 0, 0, (int32_t)zp, (int32_t)lo,
+                                                       (int32_t)hi),
+               (int)tr_requantize_channel((int32_t)acc, &mult, &rs, &rc, 0, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+    }
+    return 0;
+}
+"""
+
+
+def test_doubled_requantization_equals_tflm_form_where_the_generator_allows_it(tmp_path: Path) -> None:
+    """tr_requantize_channel's doubled form (SMMULR-shaped, ~10 instructions) against the general
+    tr_requantize for accumulators below 2**30 and right shifts 1..22, ties included."""
+    from toolchain.codegen.ops.fully_connected import doubled_requant
+    from toolchain.codegen.quant import quantize_multiplier
+    from toolchain.codegen.render import KERNELS
+
+    (tmp_path / "main.c").write_text(DOUBLED_MAIN)
+    exe = tmp_path / "doubled"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(tmp_path / "main.c"), "-o", str(exe)],
+                   check=True, timeout=120)
+    rng = np.random.default_rng(5)
+    cases = []
+    for i in range(6000):
+        m, s = quantize_multiplier(float(np.exp(rng.uniform(np.log(3e-7), np.log(0.49)))))
+        if i % 7 == 0:
+            m = 1 << 30  # power-of-two scales: the multiplier TFLite gives exactly 2**30
+        right = -s
+        if i % 3 == 0:  # an exact tie of the second rounding, either sign
+            high = (int(rng.integers(-(2**(29 - right)), 2**(29 - right))) << right) + (1 << (right - 1))
+            acc = (high << 31) // m  # near a tie; the neighbours below cover the exact one
+        else:
+            acc = int(rng.integers(-(2**30) + 1, 2**30)) if rng.random() < 0.3 else int(rng.integers(-(2**20), 2**20))
+        zp = int(rng.integers(-128, 128))
+        lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))
+        for a in (acc - 1, acc, acc + 1):
+            params = doubled_requant(np.array([a]), np.zeros(1), np.array([m]), np.array([s]), zp)
+            if params is not None:
+                cases.append((a, m, s, zp, lo, hi, int(params[0][0]), int(params[1][0])))
+    assert len(cases) > 15000
+    text = "".join(" ".join(map(str, c)) + "\n" for c in cases)
+    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, timeout=60, check=True)
+    for case, line in zip(cases, out.stdout.splitlines(), strict=True):
+        general, doubled = line.split()
+        assert general == doubled, case

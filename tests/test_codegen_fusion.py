@@ -17,7 +17,8 @@ if str(REPO_ROOT) not in sys.path:
 
 from toolchain import oracle  # noqa: E402
 from toolchain.codegen import generate  # noqa: E402
-from toolchain.codegen.ops.depthwise_conv import doubled_requant, doubled_weights  # noqa: E402
+from toolchain.codegen.ops.depthwise_conv import doubled_weights  # noqa: E402
+from toolchain.codegen.ops.fully_connected import doubled_requant  # noqa: E402
 from toolchain.codegen.verify import verify  # noqa: E402
 
 # name: (input H, W, C), rank_in, rank_out, kernel, strides, padding, dilation, output channels
@@ -95,18 +96,10 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
     assert info["arena_bytes"] >= 8 * 8 * 4 + 8 * 8 * 48
 
 
-@pytest.fixture(scope="module")
-def pio_build_cache(tmp_path_factory: pytest.TempPathFactory):
-    """One PlatformIO object cache for this module's two firmware builds."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(tmp_path_factory.mktemp("pio_build_cache")))
-        yield
-
-
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
 def test_fused_tucker_is_bit_exact_in_qemu(chains: dict[str, Path], tmp_path: Path, board: str,
-                                           pio_build_cache: None) -> None:
+                                           pio_build_cache: Path) -> None:
     from toolchain.bench.measure import run_samples
     from toolchain.build import build
 
@@ -121,15 +114,15 @@ def test_fused_tucker_is_bit_exact_in_qemu(chains: dict[str, Path], tmp_path: Pa
 
 def test_doubled_requant_is_refused_outside_its_exact_range() -> None:
     bias = np.array([100, -50, 0, 7], np.int32)
-    weights = np.ones((9, 4), np.int8)
+    sums = np.full(4, 9)  # nine taps of weight 1
     mults = np.full(4, 1 << 30, np.int32)
-    right, round_ = doubled_requant(bias, weights, mults, np.array([-8, -1, -22, -3]), output_offset=-5)
+    right, round_ = doubled_requant(bias, sums, mults, np.array([-8, -1, -22, -3]), output_offset=-5)
     assert list(right) == [8, 1, 22, 3]
     assert list(round_) == [(1 << 7) - (5 << 8), 1 - (5 << 1), (1 << 21) - (5 << 22), 4 - (5 << 3)]
-    assert doubled_requant(bias, weights, mults, np.array([-8, 0, -2, -3]), 0) is None  # shift 0: no right shift
-    assert doubled_requant(bias, weights, mults, np.array([-8, -23, -2, -3]), 0) is None  # rounding could overflow
+    assert doubled_requant(bias, sums, mults, np.array([-8, 0, -2, -3]), 0) is None  # shift 0: no right shift
+    assert doubled_requant(bias, sums, mults, np.array([-8, -23, -2, -3]), 0) is None  # rounding could overflow
     huge = np.array([2**30 - 100, 0, 0, 0], np.int32)
-    assert doubled_requant(huge, weights, mults, np.full(4, -8), 0) is None  # |acc| could reach 2**30
+    assert doubled_requant(huge, sums, mults, np.full(4, -8), 0) is None  # |acc| could reach 2**30
 
 
 def test_doubled_weights_layout() -> None:

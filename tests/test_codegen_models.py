@@ -94,15 +94,6 @@ def test_every_kernel_and_a_model_cross_compile_warning_free(tflites: dict[str, 
                     f"-I{gen}", "-c", *map(str, sources)], check=True, timeout=300, capture_output=True, cwd=tmp_path)
 
 
-@pytest.fixture(scope="module")
-def pio_build_cache(tmp_path_factory: pytest.TempPathFactory):
-    """A PlatformIO object cache for this module's firmware builds: the benchmark app, the port and
-    the kernels the models share compile once per board (SCons keys the cache on sources and flags)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(tmp_path_factory.mktemp("pio_build_cache")))
-        yield
-
-
 def _run_in_firmware(gen: Path, board: str, x: np.ndarray, expected: np.ndarray) -> dict:
     """`tinyrank build` for `board`, then every sample through the benchmark harness in QEMU."""
     from toolchain.bench.measure import run_samples
@@ -115,7 +106,7 @@ def _run_in_firmware(gen: Path, board: str, x: np.ndarray, expected: np.ndarray)
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", ["ds_cnn", "mobilenet_v1_025", "fc_autoencoder_factored"])
 def test_dsp_and_generic_paths_are_bit_exact_in_qemu(tflites: dict[str, Path], tmp_path: Path, name: str,
-                                                     pio_build_cache: None) -> None:
+                                                     pio_build_cache: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     x = _samples(tflites[name], 2, seed=1)

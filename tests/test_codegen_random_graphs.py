@@ -219,13 +219,6 @@ def test_requantize_between_two_fully_connected(tmp_path: Path, opcode: str) -> 
     _check(path, 3)
 
 
-@pytest.fixture()
-def pio_build_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One PlatformIO object cache for the firmware builds of a test: the benchmark app, the port
-    and unchanged kernels compile once (SCons keys the cache on sources and flags)."""
-    monkeypatch.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(tmp_path_factory.mktemp("pio_build_cache")))
-
-
 def _build_and_run(gen: Path, board: str, x: np.ndarray) -> np.ndarray:
     """Outputs of the benchmark firmware `tinyrank build` makes from `gen` for `board`, run in QEMU."""
     from toolchain.bench.measure import run_samples
@@ -236,7 +229,7 @@ def _build_and_run(gen: Path, board: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.qemu
-def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path, pio_build_cache: None) -> None:
+def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path, pio_build_cache: Path) -> None:
     """Channel counts and depths that are not multiples of four exercise every DSP tail path.
 
     Each model runs in the benchmark firmware built for qemu_m4 (DSP) and qemu_m3 (generic)."""

@@ -254,12 +254,27 @@ TR_INLINE int8_t tr_requantize_doubled(int32_t acc2, int32_t multiplier, int32_t
     return (int8_t)(value > act_max ? act_max : value);
 }
 
+/* Output channel c of a layer requantized either in TFLM's general form (round == NULL:
+ * tr_requantize with multiplier[c], shift[c]) or, where the generator proved it exact, in the
+ * doubled form (shift[c] holds the right shift and round[c] the rounding constant with the
+ * output offset; see tr_requantize_doubled). */
+TR_INLINE int8_t tr_requantize_channel(int32_t acc, const int32_t *multiplier, const int32_t *shift,
+                                       const int32_t *round, int c, int32_t output_offset, int32_t act_min,
+                                       int32_t act_max)
+{
+    if (round != 0) {
+        return tr_requantize_doubled((int32_t)((uint32_t)acc << 1), multiplier[c], shift[c], round[c], act_min,
+                                     act_max);
+    }
+    return tr_requantize(acc, multiplier[c], shift[c], output_offset, act_min, act_max);
+}
+
 /* Four outputs (one packed group, rows 0..3 of `group`) for two input rows at once, requantized
  * into y0[0..3] and y1[0..3]: every weight word serves both inputs (1x1 convolution pixels,
- * im2col columns). */
+ * im2col columns). `round` as in tr_requantize_channel (NULL: the general form). */
 TR_INLINE void tr_dense_pair_group(const int8_t *x0, const int8_t *x1, const int8_t *group, const int32_t *bias,
                                    int depth, int8_t *y0, int8_t *y1, const int32_t *multiplier, const int32_t *shift,
-                                   int32_t output_offset, int32_t act_min, int32_t act_max)
+                                   const int32_t *round, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int words = depth / 4, rest = depth - 4 * words;
     int32_t lo[4] = { bias[0], bias[1], bias[0], bias[1] };
@@ -277,6 +292,17 @@ TR_INLINE void tr_dense_pair_group(const int8_t *x0, const int8_t *x1, const int
         lo[3] += q * tail[rest + k];
         hi[2] += q * tail[2 * rest + k];
         hi[3] += q * tail[3 * rest + k];
+    }
+    if (round != 0) { /* one test for eight outputs */
+        y0[0] = tr_requantize_channel(lo[0], multiplier, shift, round, 0, output_offset, act_min, act_max);
+        y0[1] = tr_requantize_channel(lo[1], multiplier, shift, round, 1, output_offset, act_min, act_max);
+        y0[2] = tr_requantize_channel(hi[0], multiplier, shift, round, 2, output_offset, act_min, act_max);
+        y0[3] = tr_requantize_channel(hi[1], multiplier, shift, round, 3, output_offset, act_min, act_max);
+        y1[0] = tr_requantize_channel(lo[2], multiplier, shift, round, 0, output_offset, act_min, act_max);
+        y1[1] = tr_requantize_channel(lo[3], multiplier, shift, round, 1, output_offset, act_min, act_max);
+        y1[2] = tr_requantize_channel(hi[2], multiplier, shift, round, 2, output_offset, act_min, act_max);
+        y1[3] = tr_requantize_channel(hi[3], multiplier, shift, round, 3, output_offset, act_min, act_max);
+        return;
     }
     y0[0] = tr_requantize(lo[0], multiplier[0], shift[0], output_offset, act_min, act_max);
     y0[1] = tr_requantize(lo[1], multiplier[1], shift[1], output_offset, act_min, act_max);

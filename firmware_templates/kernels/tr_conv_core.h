@@ -33,29 +33,34 @@
 #define TR_LAYER_LOOP static
 #endif
 
-/* One input row: groups of four outputs, then the leftover rows one at a time. */
-TR_HELPER void tr_fully_connected_row(const int8_t *row_in, const int8_t *filter, const int32_t *bias, int8_t *row_out,
-                                   int input_depth, int output_depth, const int32_t *multiplier,
-                                   const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max)
+/* One input row (an FC row, or a convolution's im2col column): groups of four outputs sharing
+ * every input load, then the leftover rows one at a time. */
+TR_HELPER void tr_dense_row(const int8_t *row_in, const int8_t *filter, const int32_t *bias, int8_t *row_out,
+                            int input_depth, int output_depth, const int32_t *multiplier, const int32_t *shift,
+                            const int32_t *round, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     int o = 0;
-    for (; o + 4 <= output_depth; o += 4) { /* four outputs share every input load */
+    for (; o + 4 <= output_depth; o += 4) {
         int32_t acc[4] = { bias[o], bias[o + 1], bias[o + 2], bias[o + 3] };
         tr_dot_int8_x4(row_in, filter + o * input_depth, input_depth, acc); /* rows packed by four */
-        row_out[o] = tr_requantize(acc[0], multiplier[o], shift[o], output_offset, act_min, act_max);
-        row_out[o + 1] = tr_requantize(acc[1], multiplier[o + 1], shift[o + 1], output_offset, act_min, act_max);
-        row_out[o + 2] = tr_requantize(acc[2], multiplier[o + 2], shift[o + 2], output_offset, act_min, act_max);
-        row_out[o + 3] = tr_requantize(acc[3], multiplier[o + 3], shift[o + 3], output_offset, act_min, act_max);
+        row_out[o] = tr_requantize_channel(acc[0], multiplier, shift, round, o, output_offset, act_min, act_max);
+        row_out[o + 1] =
+            tr_requantize_channel(acc[1], multiplier, shift, round, o + 1, output_offset, act_min, act_max);
+        row_out[o + 2] =
+            tr_requantize_channel(acc[2], multiplier, shift, round, o + 2, output_offset, act_min, act_max);
+        row_out[o + 3] =
+            tr_requantize_channel(acc[3], multiplier, shift, round, o + 3, output_offset, act_min, act_max);
     }
     for (; o < output_depth; ++o) {
         int32_t acc = tr_dot_int8(bias[o], row_in, filter + o * input_depth, input_depth);
-        row_out[o] = tr_requantize(acc, multiplier[o], shift[o], output_offset, act_min, act_max);
+        row_out[o] = tr_requantize_channel(acc, multiplier, shift, round, o, output_offset, act_min, act_max);
     }
 }
 
 TR_LAYER_LOOP void tr_dense_rows(const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
                                  int batches, int input_depth, int output_depth, const int32_t *multiplier,
-                                 const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max)
+                                 const int32_t *shift, const int32_t *round, int32_t output_offset,
+                                 int32_t act_min, int32_t act_max)
 {
     int b = 0;
     for (; b + 2 <= batches; b += 2) { /* input rows in pairs (the pixels of a 1x1 convolution) */
@@ -64,24 +69,24 @@ TR_LAYER_LOOP void tr_dense_rows(const int8_t *input, const int8_t *filter, cons
         int o = 0;
         for (; o + 4 <= output_depth; o += 4) {
             tr_dense_pair_group(x0, x1, filter + o * input_depth, bias + o, input_depth, y0 + o, y1 + o,
-                                          multiplier + o, shift + o, output_offset, act_min, act_max);
+                                multiplier + o, shift + o, round ? round + o : 0, output_offset, act_min, act_max);
         }
         for (; o < output_depth; ++o) {
             const int8_t *w = filter + o * input_depth;
-            y0[o] = tr_requantize(tr_dot_int8(bias[o], x0, w, input_depth), multiplier[o], shift[o], output_offset,
-                                  act_min, act_max);
-            y1[o] = tr_requantize(tr_dot_int8(bias[o], x1, w, input_depth), multiplier[o], shift[o], output_offset,
-                                  act_min, act_max);
+            y0[o] = tr_requantize_channel(tr_dot_int8(bias[o], x0, w, input_depth), multiplier, shift, round, o,
+                                          output_offset, act_min, act_max);
+            y1[o] = tr_requantize_channel(tr_dot_int8(bias[o], x1, w, input_depth), multiplier, shift, round, o,
+                                          output_offset, act_min, act_max);
         }
     }
     for (; b < batches; ++b) {
-        tr_fully_connected_row(input + b * input_depth, filter, bias, output + b * output_depth, input_depth,
-                               output_depth, multiplier, shift, output_offset, act_min, act_max);
+        tr_dense_row(input + b * input_depth, filter, bias, output + b * output_depth, input_depth, output_depth,
+                     multiplier, shift, round, output_offset, act_min, act_max);
     }
 }
 
 TR_HELPER void tr_conv_fill_column(const int8_t *image, int in_h, int in_w, int in_c, int y0, int x0,
-                                int k_h, int k_w, int dil_h, int dil_w, int8_t pad_value, int8_t *column)
+                                   int k_h, int k_w, int dil_h, int dil_w, int8_t pad_value, int8_t *column)
 {
     for (int ky = 0; ky < k_h; ++ky) {
         int y = y0 + ky * dil_h;
@@ -102,31 +107,11 @@ TR_HELPER void tr_conv_fill_column(const int8_t *image, int in_h, int in_w, int 
     }
 }
 
-/* Every output channel of one pixel from its column: packed groups of four, then the rest. */
-TR_HELPER void tr_conv_pixel(const int8_t *column, const int8_t *filter, const int32_t *bias, int depth, int out_c,
-                          const int32_t *multiplier, const int32_t *shift, int32_t output_offset, int32_t act_min,
-                          int32_t act_max, int8_t *output)
-{
-    int oc = 0;
-    for (; oc + 4 <= out_c; oc += 4) { /* four filters share every column load */
-        int32_t acc[4] = { bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3] };
-        tr_dot_int8_x4(column, filter + oc * depth, depth, acc);
-        output[oc] = tr_requantize(acc[0], multiplier[oc], shift[oc], output_offset, act_min, act_max);
-        output[oc + 1] = tr_requantize(acc[1], multiplier[oc + 1], shift[oc + 1], output_offset, act_min, act_max);
-        output[oc + 2] = tr_requantize(acc[2], multiplier[oc + 2], shift[oc + 2], output_offset, act_min, act_max);
-        output[oc + 3] = tr_requantize(acc[3], multiplier[oc + 3], shift[oc + 3], output_offset, act_min, act_max);
-    }
-    for (; oc < out_c; ++oc) {
-        int32_t acc = tr_dot_int8(bias[oc], column, filter + oc * depth, depth);
-        output[oc] = tr_requantize(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max);
-    }
-}
-
 TR_LAYER_LOOP void tr_conv_image(const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
                                  int batches, int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
                                  int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
                                  int pad_top, int pad_left, int32_t input_zero_point,
-                                 const int32_t *multiplier, const int32_t *shift,
+                                 const int32_t *multiplier, const int32_t *shift, const int32_t *round,
                                  int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *columns)
 {
     const int depth = k_h * k_w * in_c;
@@ -144,23 +129,23 @@ TR_LAYER_LOOP void tr_conv_image(const int8_t *input, const int8_t *filter, cons
                 int oc = 0;
                 for (; oc + 4 <= out_c; oc += 4) {
                     tr_dense_pair_group(columns, second, filter + oc * depth, bias + oc, depth, output + oc,
-                                        output + out_c + oc, multiplier + oc, shift + oc, output_offset, act_min,
-                                        act_max);
+                                        output + out_c + oc, multiplier + oc, shift + oc, round ? round + oc : 0,
+                                        output_offset, act_min, act_max);
                 }
                 for (; oc < out_c; ++oc) {
                     const int8_t *w = filter + oc * depth;
-                    output[oc] = tr_requantize(tr_dot_int8(bias[oc], columns, w, depth), multiplier[oc], shift[oc],
-                                               output_offset, act_min, act_max);
-                    output[out_c + oc] = tr_requantize(tr_dot_int8(bias[oc], second, w, depth), multiplier[oc],
-                                                       shift[oc], output_offset, act_min, act_max);
+                    output[oc] = tr_requantize_channel(tr_dot_int8(bias[oc], columns, w, depth), multiplier, shift,
+                                                       round, oc, output_offset, act_min, act_max);
+                    output[out_c + oc] = tr_requantize_channel(tr_dot_int8(bias[oc], second, w, depth), multiplier,
+                                                               shift, round, oc, output_offset, act_min, act_max);
                 }
                 output += 2 * out_c;
             }
             for (; ox < out_w; ++ox) {
                 tr_conv_fill_column(image, in_h, in_w, in_c, y0, ox * stride_w - pad_left, k_h, k_w, dil_h, dil_w,
                                     (int8_t)input_zero_point, columns);
-                tr_conv_pixel(columns, filter, bias, depth, out_c, multiplier, shift, output_offset, act_min, act_max,
-                              output);
+                tr_dense_row(columns, filter, bias, output, depth, out_c, multiplier, shift, round, output_offset,
+                             act_min, act_max);
                 output += out_c;
             }
         }

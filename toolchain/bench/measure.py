@@ -52,12 +52,18 @@ def quantized_samples(x: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:
     from toolchain.oracle import quantize_input
 
     x = np.asarray(x)
-    size = int(edge["size"])
-    if x.ndim < 2 or int(np.prod(x.shape[1:])) != size:
-        raise DataError(f"samples of shape {x.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
-                        f"of shape {edge.get('shape')} ({size} values)")
+    size = _check_fits(x, edge, index)
     q = quantize_input(x, float(edge["scale"]), int(edge["zero_point"]))
     return q.reshape(len(q), size)
+
+
+def _check_fits(samples: np.ndarray, edge: dict, index: int) -> int:
+    """The input's size in values, once each sample is known to hold exactly that many."""
+    size = int(edge["size"])
+    if samples.ndim < 2 or int(np.prod(samples.shape[1:])) != size:
+        raise DataError(f"samples of shape {samples.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
+                        f"of shape {edge.get('shape')} ({size} values)")
+    return size
 
 
 def latency_stats(counts: list[int], unit: str, clock_hz: int) -> dict[str, Any]:
@@ -290,13 +296,10 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
 def device_samples(samples: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:
     """int8 samples of any shape (N, ...) as the rows of bytes the device takes: (N, input size)."""
     samples = np.asarray(samples)
-    size = int(edge["size"])
     if samples.dtype != np.int8:
         raise DataError(f"samples for input {index} '{edge.get('name', '?')}' are {samples.dtype}; run_samples "
                         "takes int8 tensors (quantize floats with quantized_samples)")
-    if samples.ndim < 2 or int(np.prod(samples.shape[1:])) != size:
-        raise DataError(f"samples of shape {samples.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
-                        f"of shape {edge.get('shape')} ({size} values)")
+    size = _check_fits(samples, edge, index)
     return np.ascontiguousarray(samples).reshape(len(samples), size)
 
 

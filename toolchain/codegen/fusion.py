@@ -113,11 +113,11 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     window = ctx.scratch(window_rows * in_w * rank_in)
     row = ctx.scratch(out_w * rank_out)
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
-    weights2, bias2, mult2, shift2, offset2, lo2, hi2 = conv.layer_arguments(middle, ctx)
+    weights2, bias2, *requant2 = conv.layer_arguments(middle, ctx)
     args = [ctx.tensor(first.inputs[0]), ctx.tensor(last.outputs[0]), *map(str, (n, in_h, in_w, in_c, out_h, out_w,
             out_c, rank_in, rank_out)), *conv.layer_arguments(first, ctx), weights2, bias2,
             *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
-            str(int(middle.inputs[0].zero_point[0])), mult2, shift2, offset2, lo2, hi2,
+            str(int(middle.inputs[0].zero_point[0])), *requant2,
             *conv.layer_arguments(last, ctx), window, row, columns]
     macs = n * (in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c))
     comment = (f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "

@@ -17,10 +17,10 @@ from toolchain.codegen.ops.fully_connected import (
     check_int8_activation,
     check_weights,
     folded_bias,
+    requant_arguments,
     requant_arrays,
 )
 from toolchain.codegen.packing import pack_rows_by_four
-from toolchain.codegen.quant import activation_range_int8
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("CONV_2D",)
@@ -82,22 +82,21 @@ def is_pointwise(op: Op) -> bool:
 
 
 def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
-    """Weights (packed by four filters), folded bias, per-channel multiplier and shift, output zero
-    point and clamp bounds: what one CONV_2D adds to a kernel call (plain, pointwise or fused)."""
+    """Weights (packed by four filters), folded bias and the requantization arguments
+    (`fully_connected.requant_arguments`): what one CONV_2D adds to a kernel call (plain,
+    pointwise or fused)."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_c = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
-    lo, hi = activation_range_int8(op.options.get("fused_activation_function", "NONE"), float(out.scale[0]),
-                                   int(out.zero_point[0]))
-    sums = filt.data.astype(np.int64).reshape(out_c, -1).sum(axis=1)
+    weights = filt.data.astype(np.int64).reshape(out_c, -1)
+    folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     name = filt.name
     return [
         ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t"),
-        ctx.constant(f"{name}_bias", folded_bias(bias, sums, int(inp.zero_point[0]), op), "int32_t"),
-        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-        ctx.constant(f"{name}_shift", shifts, "int32_t"),
-        str(int(out.zero_point[0])), str(lo), str(hi),
+        ctx.constant(f"{name}_bias", folded, "int32_t"),
+        *requant_arguments(ctx, name, folded, np.abs(weights).sum(axis=1), mults, shifts, out,
+                           op.options.get("fused_activation_function", "NONE")),
     ]
 
 
@@ -128,10 +127,9 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     n, in_h, in_w, in_c = inp.shape
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]
-    weights, bias, mult, shift, offset, lo, hi = layer_arguments(op, ctx)
+    weights, bias, *tail = layer_arguments(op, ctx)
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
     comment = describe(op)
-    tail = [mult, shift, offset, lo, hi]
     if is_pointwise(op):
         args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(n * in_h * in_w), str(in_c), str(out_c), *tail]
         return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs)

@@ -16,6 +16,7 @@ from toolchain.codegen.ops.fully_connected import (
     check_activation,
     check_int8_activation,
     check_weights,
+    doubled_requant,
     folded_bias,
     requant_arrays,
 )
@@ -25,9 +26,6 @@ from toolchain.errors import UnsupportedError
 OPCODES = ("DEPTHWISE_CONV_2D",)
 # Room for a pointer in the depth-multiplier-1 kernel's scratch: 8 so a 64-bit host fits too.
 POINTER_BYTES = 8
-# tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
-DOUBLED_RIGHT_SHIFTS = range(1, 23)
-DOUBLED_ACC_LIMIT = 2**30
 
 
 def check(op: Op) -> None:
@@ -47,24 +45,6 @@ def check(op: Op) -> None:
                                f"filters for {in_c} input channels; supported: output = input channels x multiplier")
     check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
     check_activation(op)
-
-
-def doubled_requant(bias: np.ndarray, weights: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
-                    output_offset: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(right shifts, rounding constants) for tr_requantize_doubled, or None where it would not be exact.
-
-    `bias` is the folded int32 bias and `weights` the (taps, channels) int8 weights: the
-    accumulator of channel c stays within |bias[c]| + 128 * sum|w[., c]| for any int8 input,
-    which must be below 2**30 (the doubled accumulator then fits int32 and the rounding
-    additions cannot overflow).
-    """
-    right = -shifts.astype(np.int64)
-    reach = np.abs(bias.astype(np.int64)) + 128 * np.abs(weights.astype(np.int64)).sum(axis=0)
-    if (np.any(mults <= 0) or right.min() < DOUBLED_RIGHT_SHIFTS.start or right.max() >= DOUBLED_RIGHT_SHIFTS.stop
-            or reach.max() >= DOUBLED_ACC_LIMIT):
-        return None
-    round_ = (1 << (right - 1)) + (int(output_offset) << right)
-    return right.astype(np.int32), round_.astype(np.int32)
 
 
 def doubled_weights(weights: np.ndarray) -> np.ndarray:
@@ -92,7 +72,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     multiplier = out_c // in_c
     bias_folded = folded_bias(bias, sums, zp, op)
     taps = filt.data.reshape(-1, out_c)
-    doubled = (doubled_requant(bias_folded, taps, mults, shifts, int(out.zero_point[0]))
+    doubled = (doubled_requant(bias_folded, np.abs(taps.astype(np.int64)).sum(axis=0), mults, shifts,
+                                int(out.zero_point[0]))
                if multiplier == 1 and out_c % 4 == 0 else None)
     comment = (f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
                f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"

@@ -18,6 +18,9 @@ from toolchain.errors import UnsupportedError
 
 OPCODES = ("FULLY_CONNECTED",)
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+# tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
+DOUBLED_RIGHT_SHIFTS = range(1, 23)
+DOUBLED_ACC_LIMIT = 2**30
 
 
 def _fail(op: Op, what: str) -> UnsupportedError:
@@ -84,23 +87,55 @@ def folded_bias(bias: Tensor | None, weight_sums: np.ndarray, input_zero_point: 
     return folded.astype(np.int32)
 
 
+def doubled_requant(bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                    output_offset: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(right shifts, rounding constants) for tr_requantize_doubled, or None where it would not be exact.
+
+    `bias` is the folded int32 bias and `weight_abs_sums` the per-channel sum of |weights|:
+    the accumulator of channel c stays within |bias[c]| + 128 * weight_abs_sums[c] for any
+    int8 input, which must be below 2**30 (the doubled accumulator then fits int32 and the
+    rounding additions cannot overflow).
+    """
+    right = -shifts.astype(np.int64)
+    reach = np.abs(bias.astype(np.int64)) + 128 * weight_abs_sums.astype(np.int64)
+    if (np.any(mults <= 0) or right.min() < DOUBLED_RIGHT_SHIFTS.start or right.max() >= DOUBLED_RIGHT_SHIFTS.stop
+            or reach.max() >= DOUBLED_ACC_LIMIT):
+        return None
+    round_ = (1 << (right - 1)) + (int(output_offset) << right)
+    return right.astype(np.int32), round_.astype(np.int32)
+
+
+def requant_arguments(ctx: LoweringContext, name: str, bias: np.ndarray, weight_abs_sums: np.ndarray,
+                      mults: np.ndarray, shifts: np.ndarray, out: Tensor, act: str) -> list[str]:
+    """multiplier, shift, round, output offset, clamp bounds: the requantization arguments of the
+    FULLY_CONNECTED and CONV_2D kernels. `round` is 0 (TFLM's general form, tr_requantize) unless
+    the doubled form is exact for this layer, which then passes its right shifts as `shift`."""
+    offset = int(out.zero_point[0])
+    lo, hi = activation_range_int8(act, float(out.scale[0]), offset)
+    doubled = doubled_requant(bias, weight_abs_sums, mults, shifts, offset)
+    if doubled is None:
+        shift_c, round_c = ctx.constant(f"{name}_shift", shifts, "int32_t"), "0"
+    else:
+        shift_c = ctx.constant(f"{name}_right_shift", doubled[0], "int32_t")
+        round_c = ctx.constant(f"{name}_rounding", doubled[1], "int32_t")
+    return [ctx.constant(f"{name}_multiplier", mults, "int32_t"), shift_c, round_c, str(offset), str(lo), str(hi)]
+
+
 def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
-    """Weights, folded bias, per-channel multiplier and shift, output zero point and clamp bounds:
-    the arguments one FULLY_CONNECTED layer adds to a kernel call (plain or fused)."""
+    """Weights, folded bias, and the requantization arguments (`requant_arguments`): what one
+    FULLY_CONNECTED layer adds to a kernel call (plain or fused)."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_depth = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_depth, per_tensor_fc=True)
-    act = op.options.get("fused_activation_function", "NONE")
-    lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
-    sums = filt.data.astype(np.int64).sum(axis=1)
+    weights = filt.data.astype(np.int64)
+    folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     name = filt.name
     return [
         ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data), "int8_t"),
-        ctx.constant(f"{name}_bias", folded_bias(bias, sums, int(inp.zero_point[0]), op), "int32_t"),
-        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-        ctx.constant(f"{name}_shift", shifts, "int32_t"),
-        str(int(out.zero_point[0])), str(lo), str(hi),
+        ctx.constant(f"{name}_bias", folded, "int32_t"),
+        *requant_arguments(ctx, name, folded, np.abs(weights).sum(axis=1), mults, shifts, out,
+                           op.options.get("fused_activation_function", "NONE")),
     ]
 
 
@@ -115,8 +150,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
-    weights, bias, mult, shift, offset, lo, hi = layer_arguments(op, ctx)
-    args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(batches), str(in_depth), str(out_depth),
-            mult, shift, offset, lo, hi]
+    weights, bias, *requant = layer_arguments(op, ctx)
+    args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(batches), str(in_depth), str(out_depth), *requant]
     return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, describe(op),
                       macs=batches * in_depth * out_depth)

@@ -84,3 +84,22 @@ def test_output_over_input_refused(tmp_path: Path) -> None:
     src.write_text("x")
     with pytest.raises(TinyrankError, match="is the input file"):
         check_distinct(src, tmp_path / "." / "m.keras")
+
+
+def test_class_labels_read_the_task_from_the_labels() -> None:
+    from toolchain.data import class_labels
+
+    assert class_labels(np.array([2, 0, 1])).tolist() == [2, 0, 1]
+    assert class_labels(np.array([[0, 1], [1, 0]])).tolist() == [1, 0]  # one-hot
+    assert class_labels(np.array([[3], [4]])).tolist() == [3, 4]  # a label column
+    assert class_labels(np.array([0.5, 1.5])) is None  # regression targets
+    assert class_labels(None) is None  # autoencoder
+
+
+def test_score_outputs_accuracy_or_mse() -> None:
+    from toolchain.data import score_outputs
+
+    outputs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    assert score_outputs(outputs, np.array([0, 1, 1]), outputs) == {"accuracy": 2 / 3}
+    x = np.ones((3, 2), np.float32)
+    assert score_outputs(x * 3, None, x) == {"mse": 4.0}  # no labels: reconstruction error

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.data import Dataset, check_input_shape, is_classification, load_dataset
+from toolchain.data import Dataset, check_input_shape, load_dataset, score_outputs
 from toolchain.errors import ModelError, TinyrankError, UnsupportedError
 from toolchain.fileio import atomic_write_bytes, check_distinct
-from toolchain.models import load_keras_model, model_input_shape
+from toolchain.models import load_keras_model, model_input_shape, predict_outputs
 
 # Tensor types a full-int8 model may hold: int8 activations and weights, int32 biases and shapes.
 ALLOWED_TENSOR_TYPES = ("INT8", "INT32")
@@ -178,25 +178,16 @@ class Int8Model:
         return self.dequantize(self.predict_int8(self.quantize(x)))
 
 
-def score(outputs: np.ndarray, dataset: Dataset) -> dict[str, float]:
-    """Accuracy for integer class labels; mean squared error against the labels (or the input) otherwise."""
-    y = dataset.eval_y
-    if is_classification(dataset):
-        return {"accuracy": float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == y))}
-    target = y if y is not None else dataset.eval_x
-    return {"mse": float(np.mean((outputs.reshape(target.shape) - target) ** 2))}
-
-
 def evaluate(model: Any, flatbuffer: bytes, dataset: Dataset) -> dict[str, Any]:
     """Float (Keras) and int8 (LiteRT) scores on `x_test` (or `x_train` when there is no test split)."""
     x = np.asarray(dataset.eval_x, np.float32)
-    float_out = np.asarray(model.predict(x, verbose=0, batch_size=256))
+    float_out = predict_outputs(model, x)[0]
     int8_out = Int8Model(flatbuffer).predict(x)
     return {
         "split": "test" if dataset.has_test else "train",
         "samples": len(x),
-        "float": score(float_out, dataset),
-        "int8": score(int8_out, dataset),
+        "float": score_outputs(float_out, dataset.eval_y, x),
+        "int8": score_outputs(int8_out, dataset.eval_y, x),
         "int8_vs_float_max_abs": float(np.max(np.abs(int8_out.reshape(float_out.shape) - float_out))),
     }
 

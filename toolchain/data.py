@@ -99,10 +99,35 @@ def check_input_shape(dataset: Dataset, expected: Sequence[int | None], where: s
             )
 
 
+def class_labels(y: np.ndarray | None) -> np.ndarray | None:
+    """Integer class labels from `y` (rank-1 integers, or one-hot rows), or None when `y` is not classes.
+
+    Every stage reads the task from the labels the same way: classes mean accuracy and
+    cross-entropy; anything else, or no labels (an autoencoder), means mean squared error.
+    """
+    if y is None:
+        return None
+    if y.ndim == 2 and y.shape[1] >= 2 and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return np.argmax(y, axis=1).astype(np.int64)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        return y
+    return None
+
+
 def is_classification(dataset: Dataset) -> bool:
-    """Integer labels of rank 1 mean classes; anything else is regression or reconstruction."""
-    y = dataset.y_train
-    return y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+    """Integer (or one-hot) labels mean classes; anything else is regression or reconstruction."""
+    return class_labels(dataset.y_train) is not None
+
+
+def score_outputs(outputs: np.ndarray, y: np.ndarray | None, x: np.ndarray) -> dict[str, float]:
+    """{'accuracy': ...} against class labels, else {'mse': ...} against `y` (or the input `x`)."""
+    labels = class_labels(y)
+    if labels is not None:
+        return {"accuracy": float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels))}
+    target = np.asarray(x if y is None else y, dtype=np.float32)
+    return {"mse": float(np.mean((np.asarray(outputs, np.float32).reshape(target.shape) - target) ** 2))}
 
 
 def save_dataset(path: str | Path, **arrays: np.ndarray) -> Path:

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolchain.errors import ModelError
 from toolchain.fileio import check_distinct
 
@@ -52,6 +54,19 @@ def save_keras_model(model: Any, path: str | Path, source: str | Path | None = N
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def predict_outputs(model: Any, x: Any, batch_size: int = 1024) -> list[np.ndarray]:
+    """All outputs of `model` on `x`, one array per output.
+
+    Calls the model directly: `model.predict` traces a new function for every model it
+    sees, which is slow and warns when many models (compression candidates, tests) are measured.
+    """
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, len(x), batch_size):
+        out = model(x[start : start + batch_size], training=False)
+        chunks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]
 
 
 def model_input_shape(model: Any) -> tuple:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.bench.client import BenchClient, DeviceInfo
+from toolchain.data import class_labels
 from toolchain.errors import DataError, DeviceError, TinyrankError
 
 MISMATCHES_KEPT = 10  # mismatching samples listed in the report
@@ -227,19 +228,6 @@ def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def _labels(dataset: Any) -> np.ndarray | None:
-    y = dataset.eval_y
-    if y is None:
-        return None
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
-        return np.argmax(y, axis=1)
-    y = y.reshape(len(y)) if y.ndim == 2 else y
-    if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
-        return y.astype(np.int64)  # class indices stored as floats
-    return y
-
-
 def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None = None, runs: int = 20,
                   dataset: Any = None, per_op: bool = False, warmup: int = 2, max_samples: int | None = None,
                   timeout_s: float = 1.0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -268,7 +256,7 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
 
         x = dataset.eval_x if max_samples is None else dataset.eval_x[:max_samples]
         samples = quantized_samples(x, info["inputs"][0])
-        labels = _labels(dataset)
+        labels = class_labels(dataset.eval_y)
         reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
 
     with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:

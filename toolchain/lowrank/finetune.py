@@ -13,30 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.data import class_labels, score_outputs
+from toolchain.models import predict_outputs as predict
+
 DISTILL_WEIGHT = 0.5
-
-
-def is_classifier_labels(y: np.ndarray | None) -> bool:
-    return y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
-
-
-def as_class_labels(y: np.ndarray | None) -> np.ndarray | None:
-    """One-hot rows become integer labels, so both label styles train and score alike."""
-    if y is None or y.ndim != 2 or y.shape[1] < 2:
-        return y
-    if np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
-        return np.argmax(y, axis=1).astype(np.int64)
-    return y
-
-
-def predict(model: Any, x: Any, batch_size: int = 1024) -> list[np.ndarray]:
-    """Outputs as a list of arrays. Calls the model directly: `model.predict` traces a new
-    function for every model, which is slow and noisy when many candidates are measured."""
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, len(x), batch_size):
-        out = model(x[start : start + batch_size], training=False)
-        chunks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
-    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]
 
 
 def outputs_are_probabilities(outputs: np.ndarray) -> bool:
@@ -46,16 +26,11 @@ def outputs_are_probabilities(outputs: np.ndarray) -> bool:
 
 def evaluate(model: Any, x: Any, y: np.ndarray | None) -> tuple[str, float]:
     """('accuracy', fraction) for class labels, else ('mse', value) against y (or x)."""
-    y = as_class_labels(y)
     out = predict(model, x)
-    if is_classifier_labels(y) and len(out) == 1:
-        return "accuracy", float(np.mean(np.argmax(out[0], axis=-1) == y))
-    target = [x] if y is None else [y]
     if len(out) > 1:
         return "mse", float("nan")
-    return "mse", float(
-        np.mean((out[0] - np.asarray(target[0], dtype=np.float32).reshape(out[0].shape)) ** 2)
-    )
+    ((metric, value),) = score_outputs(out[0], y, x).items()
+    return metric, value
 
 
 def finetune(
@@ -81,7 +56,8 @@ def finetune(
     import keras
 
     keras.utils.set_random_seed(seed)
-    y = as_class_labels(y)
+    labels = class_labels(y)  # one-hot rows train like integer labels
+    y = labels if labels is not None else y
     targets, loss, note = _targets_and_loss(model, teacher, x, y, distill)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     x_fit, t_fit, validation = _split(x, targets)
@@ -137,7 +113,7 @@ def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | N
     if len(model.outputs) > 1:  # one label array cannot describe several outputs: match the original
         return predict(teacher, x), "mse", "original model outputs (several outputs)"
     soft = predict(teacher, x)[0] if distill else None
-    if is_classifier_labels(y):
+    if class_labels(y) is not None:
         probabilities = outputs_are_probabilities(predict(model, x[:64])[0])
         if not distill:
             return y, keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), "labels"

@@ -7,19 +7,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cdriver import build_driver, run_driver
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from toolchain.codegen import generate  # noqa: E402
-from toolchain.codegen.verify import build_host, run_host, verify  # noqa: E402
-from toolchain.errors import ModelError, TinyrankError, UnsupportedError  # noqa: E402
+from toolchain.codegen import generate
+from toolchain.codegen.verify import build_host, run_host, verify
+from toolchain.errors import ModelError, TinyrankError, UnsupportedError
 
 
 def _convert_keras(model, x, per_channel_dense=True) -> bytes:
@@ -341,13 +337,7 @@ def test_doubled_requantization_equals_tflm_form_where_the_generator_allows_it(t
     tr_requantize for accumulators below 2**30 and right shifts 1..22, ties included."""
     from toolchain.codegen.ops.fully_connected import doubled_requant
     from toolchain.codegen.quant import quantize_multiplier
-    from toolchain.codegen.render import KERNELS
-
-    (tmp_path / "main.c").write_text(DOUBLED_MAIN)
-    exe = tmp_path / "doubled"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(tmp_path / "main.c"), "-o", str(exe)],
-                   check=True, timeout=120)
+    exe = build_driver(DOUBLED_MAIN, tmp_path, "doubled")
     rng = np.random.default_rng(5)
     cases = []
     for i in range(6000):
@@ -367,8 +357,6 @@ def test_doubled_requantization_equals_tflm_form_where_the_generator_allows_it(t
             if params is not None:
                 cases.append((a, m, s, zp, lo, hi, int(params[0][0]), int(params[1][0])))
     assert len(cases) > 15000
-    text = "".join(" ".join(map(str, c)) + "\n" for c in cases)
-    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, timeout=60, check=True)
-    for case, line in zip(cases, out.stdout.splitlines(), strict=True):
+    for case, line in zip(cases, run_driver(exe, cases), strict=True):
         general, doubled = line.split()
         assert general == doubled, case

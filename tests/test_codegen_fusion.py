@@ -5,21 +5,16 @@ Cortex-M4 (DSP) and Cortex-M3 (generic); the doubled-accumulator requantization'
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from toolchain import oracle  # noqa: E402
-from toolchain.codegen import generate  # noqa: E402
-from toolchain.codegen.ops.depthwise_conv import doubled_weights  # noqa: E402
-from toolchain.codegen.ops.fully_connected import doubled_requant  # noqa: E402
-from toolchain.codegen.verify import verify  # noqa: E402
+from toolchain import oracle
+from toolchain.codegen import generate
+from toolchain.codegen.ops.depthwise_conv import doubled_weights
+from toolchain.codegen.ops.fully_connected import doubled_requant
+from toolchain.codegen.verify import verify
 
 # name: (input H, W, C), rank_in, rank_out, kernel, strides, padding, dilation, output channels
 # (Keras turns a dilated convolution into SPACE_TO_BATCH_ND, so dilation is left to the C kernel)

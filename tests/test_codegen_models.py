@@ -6,20 +6,15 @@ warning-free for every Cortex-M, and arena never above TFLite Micro's."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from toolchain import oracle  # noqa: E402
-from toolchain.build import ARM_PREFIX  # noqa: E402
-from toolchain.codegen import generate  # noqa: E402
-from toolchain.codegen.verify import verify  # noqa: E402
+from toolchain import oracle
+from toolchain.build import ARM_PREFIX
+from toolchain.codegen import generate
+from toolchain.codegen.verify import verify
 
 MODELS = {
     "ds_cnn": {},

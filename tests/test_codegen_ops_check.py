@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cdriver import build_driver, run_driver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -219,23 +220,16 @@ def test_kernels_compile_without_warnings(tmp_path, cpu):
 @pytest.fixture(scope="module")
 def reciprocal_driver(tmp_path_factory) -> Path:
     """A host program printing tr_fixedpoint.h's 1/(1+x) (SOFTMAX's reciprocal) for each x read on stdin."""
-    folder = tmp_path_factory.mktemp("fixedpoint")
-    driver = folder / "driver.c"
-    driver.write_text('#include <stdio.h>\n#include "tr_fixedpoint.h"\n'
-                      "int main(void) { long v; while (scanf(\"%ld\", &v) == 1) "
-                      "printf(\"%ld\\n\", (long)tr_fp_one_over_one_plus_x((int32_t)v)); return 0; }\n")
-    exe = folder / "driver"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}",
-                    str(driver), "-o", str(exe)], check=True, timeout=60)
-    return exe
+    return build_driver('#include <stdio.h>\n#include "tr_fixedpoint.h"\n'
+                        "int main(void) { long v; while (scanf(\"%ld\", &v) == 1) "
+                        "printf(\"%ld\\n\", (long)tr_fp_one_over_one_plus_x((int32_t)v)); return 0; }\n",
+                        tmp_path_factory.mktemp("fixedpoint"))
 
 
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=200))
 def test_c_reciprocal_matches_python_port(reciprocal_driver, values):
-    result = subprocess.run([str(reciprocal_driver)], input="\n".join(map(str, values)), capture_output=True,
-                            text=True, timeout=30, check=True)
-    ours = [int(v) for v in result.stdout.split()]
+    ours = [int(v) for v in run_driver(reciprocal_driver, ([v] for v in values))]
     assert ours == [fixedpoint.one_over_one_plus_x_for_x_in_0_1(v) for v in values]
     for x, r in zip(values, ours, strict=True):  # and it is 1 / (1 + x) in Q0.31
         assert abs(r / 2**31 - 1 / (1 + x / 2**31)) < 1e-6

@@ -3,17 +3,16 @@ independent Python model of TFLite Micro's integer arithmetic."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cdriver import build_driver, run_driver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolchain.codegen.quant import activation_range_int8, quantize_multiplier, round_half_away
 
-KERNELS = Path(__file__).resolve().parent.parent / "firmware_templates" / "kernels"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -89,13 +88,7 @@ int main(void)
 
 @pytest.fixture(scope="module")
 def helpers_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("helpers")
-    (folder / "main.c").write_text(HELPERS_MAIN)
-    exe = folder / "helpers"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(folder / "main.c"), "-o", str(exe)],
-                   check=True, timeout=120)
-    return exe
+    return build_driver(HELPERS_MAIN, tmp_path_factory.mktemp("helpers"), "helpers")
 
 
 def test_c_requantization_helpers_match_tflm_arithmetic(helpers_exe: Path) -> None:
@@ -107,9 +100,7 @@ def test_c_requantization_helpers_match_tflm_arithmetic(helpers_exe: Path) -> No
         m = int(rng.integers(2**30, 2**31))
         s = int(rng.integers(-20, 3)) if abs(x) < 2**24 else int(rng.integers(-31, 1))
         cases.append((int(x), m, s))
-    text = "".join(f"{x} {m} {s}\n" for x, m, s in cases)
-    out = subprocess.run([str(helpers_exe)], input=text, capture_output=True, text=True, timeout=60, check=True)
-    for (x, m, s), line in zip(cases, out.stdout.splitlines(), strict=True):
+    for (x, m, s), line in zip(cases, run_driver(helpers_exe, cases), strict=True):
         expected = (ref_srdhm(x, m), ref_rdbp(x, abs(s) % 31), ref_mbqm(x, m, s))
         assert tuple(int(v) for v in line.split()) == expected, (x, m, s)
 
@@ -137,11 +128,7 @@ int main(void)
 
 def test_fast_requantize_equals_tflm_requantization(tmp_path: Path) -> None:
     """tr_requantize (the kernels' hot path, rewritten for speed) against TFLM's arithmetic."""
-    (tmp_path / "main.c").write_text(REQUANTIZE_MAIN)
-    exe = tmp_path / "requantize"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(tmp_path / "main.c"), "-o", str(exe)],
-                   check=True, timeout=120)
+    exe = build_driver(REQUANTIZE_MAIN, tmp_path, "requantize")
     rng = np.random.default_rng(1)
     cases = []
     for _ in range(6000):
@@ -152,7 +139,5 @@ def test_fast_requantize_equals_tflm_requantization(tmp_path: Path) -> None:
         lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))
         cases.append((acc, m, s, zp, lo, hi))
     cases += [(-(2**31), 2**30, 0, 0, -128, 127), (2**31 - 1, 2**31 - 1, -31, 5, -128, 127), (0, 0, 0, -3, -128, 127)]
-    text = "".join(" ".join(map(str, c)) + "\n" for c in cases)
-    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, timeout=60, check=True)
-    for (acc, m, s, zp, lo, hi), line in zip(cases, out.stdout.splitlines(), strict=True):
+    for (acc, m, s, zp, lo, hi), line in zip(cases, run_driver(exe, cases), strict=True):
         assert int(line) == min(max(ref_mbqm(acc, m, s) + zp, lo), hi), (acc, m, s, zp)

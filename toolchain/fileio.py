@@ -16,10 +16,14 @@ from typing import Any
 from toolchain.errors import TinyrankError
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Read once: reading the umask means setting it, which would race with threads creating files.
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -36,7 +40,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m toolchain.demo --board $(BOARD) --out build/demo
+	$(PY) -m toolchain.deploy.demo --board $(BOARD) --out build/demo
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -30,11 +30,11 @@ bench: setup
 	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench
 
 flash: setup
-	@test -f $(MODEL) || $(PY) -m toolchain.demo --out build/demo --no-bench
+	@test -f $(MODEL) || $(PY) -m toolchain.deploy.demo --out build/demo --no-bench
 	$(TINYRANK) deploy $(MODEL) --data $(DATA) --board $(BOARD) --out $(OUT) --flash $(if $(PORT),--port $(PORT))
 
 run: setup
-	@test -f $(MODEL) || $(PY) -m toolchain.demo --board $(BOARD) --out build/demo --no-bench
+	@test -f $(MODEL) || $(PY) -m toolchain.deploy.demo --board $(BOARD) --out build/demo --no-bench
 	$(TINYRANK) deploy $(MODEL) --data $(DATA) --board $(BOARD) --out $(OUT)
 
 clean:

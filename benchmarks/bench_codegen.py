@@ -40,8 +40,9 @@ M4_FLAGS = ["-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard
 
 def _section_bytes(objects: list[Path]) -> dict[str, int]:
     """text/data/bss of object files (arm-none-eabi-size, Berkeley format)."""
-    out = subprocess.run(["arm-none-eabi-size", *map(str, objects)], capture_output=True, text=True, timeout=60,
-                         check=True).stdout.splitlines()[1:]
+    out = subprocess.run(
+        ["arm-none-eabi-size", *map(str, objects)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()[1:]
     totals = {"text": 0, "data": 0, "bss": 0}
     for line in out:
         text, data, bss = (int(v) for v in line.split()[:3])
@@ -56,13 +57,31 @@ def code_sizes(gen: Path, work: Path) -> dict[str, int]:
     objects = {}
     for source in sorted(gen.glob("*.c")):
         obj = work / f"{source.stem}.o"
-        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-O2", "-ffunction-sections", "-fdata-sections",
-                        *M4_FLAGS, f"-I{gen}", "-c", str(source), "-o", str(obj)], check=True, timeout=300)
+        subprocess.run(
+            [
+                "arm-none-eabi-gcc",
+                "-std=c99",
+                "-O2",
+                "-ffunction-sections",
+                "-fdata-sections",
+                *M4_FLAGS,
+                f"-I{gen}",
+                "-c",
+                str(source),
+                "-o",
+                str(obj),
+            ],
+            check=True,
+            timeout=300,
+        )
         objects[source.name] = obj
     weights = _section_bytes([objects.pop("model_weights.c")])
     code = _section_bytes(list(objects.values()))
-    return {"code_bytes": code["text"] + code["data"], "weights_flash_bytes": weights["text"] + weights["data"],
-            "static_ram_bytes": code["bss"] + code["data"]}
+    return {
+        "code_bytes": code["text"] + code["data"],
+        "weights_flash_bytes": weights["text"] + weights["data"],
+        "static_ram_bytes": code["bss"] + code["data"],
+    }
 
 
 def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
@@ -74,9 +93,13 @@ def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
     tflite.write_bytes(data)
     info = generate(tflite, work / name)
     result: dict[str, Any] = {
-        "macs": info["macs"], "ops": len(info["ops"]), "arena_bytes": info["arena_bytes"],
-        "tflm_arena_bytes": info["tflm_arena_bytes"], "weights_bytes": info["weights_bytes"],
-        "tflite_bytes": len(data), **code_sizes(work / name, work),
+        "macs": info["macs"],
+        "ops": len(info["ops"]),
+        "arena_bytes": info["arena_bytes"],
+        "tflm_arena_bytes": info["tflm_arena_bytes"],
+        "weights_bytes": info["weights_bytes"],
+        "tflite_bytes": len(data),
+        **code_sizes(work / name, work),
     }
     if info["tflm_arena_bytes"]:
         result["arena_vs_tflm"] = round(info["arena_bytes"] / info["tflm_arena_bytes"], 3)
@@ -85,13 +108,15 @@ def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
     reference = TFLM_CMSIS_NN.get(name)
     if reference and "instructions_m4" in result:
         result["tflm_cmsis_nn_instructions"] = int(reference["instructions"])
-        result["instructions_vs_tflm_cmsis_nn"] = round(result["instructions_m4"] / reference["instructions"], 2)
+        result["instructions_vs_tflm_cmsis_nn"] = round(
+            result["instructions_m4"] / reference["instructions"], 2
+        )
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
 
 def qemu_available() -> bool:
-    from toolchain.qemu import QEMU
+    from toolchain.firmware.emulators import QEMU
 
     return shutil.which(QEMU) is not None
 
@@ -101,8 +126,8 @@ def count_instructions(tflite: Path, gen: Path, info: dict[str, Any], samples: i
     int8 samples through it, and check every output against TFLite Micro on the host."""
     from toolchain import oracle
     from toolchain.bench.measure import run_samples
-    from toolchain.build import build
     from toolchain.codegen.graph import parse
+    from toolchain.firmware import build
 
     shape = parse(tflite).inputs[0].shape
     x = np.random.default_rng(0).integers(-128, 128, size=(samples, *shape[1:]), dtype=np.int8)
@@ -131,7 +156,9 @@ def kernel_costs(op_counts: list[int], info: dict[str, Any]) -> dict[str, dict[s
         entry["instructions"] += count
         entry["macs"] += op.get("macs", 0)
     for entry in kernels.values():
-        entry["instructions_per_mac"] = round(entry["instructions"] / entry["macs"], 2) if entry["macs"] else None
+        entry["instructions_per_mac"] = (
+            round(entry["instructions"] / entry["macs"], 2) if entry["macs"] else None
+        )
     return kernels
 
 
@@ -140,15 +167,27 @@ def _print(results: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="codegen: generated C per MLPerf Tiny model (Cortex-M4, -O2)")
-    columns = [("model", None), ("MACs", "macs"), ("code B", "code_bytes"), ("weights B", "weights_flash_bytes"),
-               ("arena B", "arena_bytes"), ("TFLM arena B", "tflm_arena_bytes"), ("M4 instr", "instructions_m4"),
-               ("instr/MAC", "instructions_per_mac_m4"), ("vs TFLM+CMSIS", "instructions_vs_tflm_cmsis_nn"),
-               ("exact", "bit_exact_m4")]
+    columns = [
+        ("model", None),
+        ("MACs", "macs"),
+        ("code B", "code_bytes"),
+        ("weights B", "weights_flash_bytes"),
+        ("arena B", "arena_bytes"),
+        ("TFLM arena B", "tflm_arena_bytes"),
+        ("M4 instr", "instructions_m4"),
+        ("instr/MAC", "instructions_per_mac_m4"),
+        ("vs TFLM+CMSIS", "instructions_vs_tflm_cmsis_nn"),
+        ("exact", "bit_exact_m4"),
+    ]
     for title, _ in columns:
         table.add_column(title, justify="left" if title == "model" else "right")
     for name, r in results["models"].items():
-        cells = [name] + [f"{r[key]:,}" if isinstance(r.get(key), int) and not isinstance(r.get(key), bool)
-                          else str(r.get(key, "-")) for _, key in columns[1:]]
+        cells = [name] + [
+            f"{r[key]:,}"
+            if isinstance(r.get(key), int) and not isinstance(r.get(key), bool)
+            else str(r.get(key, "-"))
+            for _, key in columns[1:]
+        ]
         table.add_row(*cells)
     Console().print(table)
 
@@ -159,9 +198,12 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = QUICK_MODELS if quick else tuple(TFLM_CMSIS_NN)
-    results: dict[str, Any] = {"models": {}, "reference": TFLM_CMSIS_NN,
-                               "method": "benchmark firmware of `tinyrank build` for qemu_m4 / qemu_m3 (QEMU mps2-an386 / "
-                                         "an385, -icount shift=0): SysTick, exact to +-4 instructions"}
+    results: dict[str, Any] = {
+        "models": {},
+        "reference": TFLM_CMSIS_NN,
+        "method": "benchmark firmware of `tinyrank build` for qemu_m4 / qemu_m3 (QEMU mps2-an386 / "
+        "an385, -icount shift=0): SysTick, exact to +-4 instructions",
+    }
     with tempfile.TemporaryDirectory(prefix="bench-codegen-") as tmp:
         for name in names:
             work = Path(tmp) / name
@@ -173,7 +215,9 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_codegen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_codegen", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("build/bench/codegen"))
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()

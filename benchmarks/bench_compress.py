@@ -26,7 +26,7 @@ TARGETS = {"mlp": {"ratio": 4.0, "max_drop": 0.01}, "cnn": {"ratio": 3.0, "max_d
 
 
 def _digits(out_dir: Path):
-    from toolchain.demo import make_digits_dataset
+    from toolchain.deploy.demo import make_digits_dataset
 
     return make_digits_dataset(out_dir / "digits.npz")
 
@@ -83,7 +83,7 @@ def _int8_accuracy(model: Any, dataset) -> float:
 
 
 def _measure(name, model, dataset, budgets, method, epochs, kind) -> list[dict]:
-    from toolchain.lowrank import compress
+    from toolchain.compress import compress
 
     rows = []
     base_int8, base_tflite = _int8_accuracy(model, dataset)
@@ -129,7 +129,7 @@ def _measure(name, model, dataset, budgets, method, epochs, kind) -> list[dict]:
 def _textbook() -> dict:
     import keras
 
-    from toolchain.lowrank.layers import describe_layer, factorize
+    from toolchain.compress.layers import describe_layer, factorize
 
     model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(512, name="big")])
     info = describe_layer(0, model.get_layer("big"))
@@ -173,7 +173,7 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     dataset = _digits(out_dir)
     images = _as_images(dataset)
     train_epochs, tune_epochs = (15, 8) if quick else (60, 40)
-    from toolchain.demo import build_mlp
+    from toolchain.deploy.demo import build_mlp
 
     mlp = _train(build_mlp(64, 10), dataset, train_epochs)
     cnn = _train(build_cnn(), images, train_epochs // 2 if quick else 40)

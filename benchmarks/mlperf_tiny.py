@@ -143,7 +143,7 @@ def convert(model: Any, x_calib: np.ndarray, *, per_channel_dense: bool = True) 
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x_calib[i:i + 1]] for i in range(len(x_calib)))
+    converter.representative_dataset = lambda: ([x_calib[i : i + 1]] for i in range(len(x_calib)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8

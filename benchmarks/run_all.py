@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         options = {"board": args.board, "port": args.port}
         accepted = inspect.signature(module.run).parameters
         start = time.perf_counter()
-        results[name] = module.run(args.out / name, quick=args.quick,
-                                   **{k: v for k, v in options.items() if k in accepted})
+        results[name] = module.run(
+            args.out / name, quick=args.quick, **{k: v for k, v in options.items() if k in accepted}
+        )
         print(f"{name}: {time.perf_counter() - start:.1f} s")
     path = write_json_report(args.out / "bench.json", results)
     print(f"results: {path}")

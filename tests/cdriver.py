@@ -19,14 +19,30 @@ def build_driver(source: str, folder: Path, name: str = "driver") -> Path:
     main = folder / f"{name}.c"
     main.write_text(source)
     exe = folder / name
-    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", f"-I{KERNELS}", str(main), "-o", str(exe)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsanitize=undefined",
+            "-fno-sanitize-recover=all",
+            f"-I{KERNELS}",
+            str(main),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        timeout=120,
+    )
     return exe
 
 
 def run_driver(exe: Path, cases: Iterable[Iterable[object]]) -> list[str]:
     """Feed one case per line (values separated by spaces); return the driver's output lines."""
     text = "".join(" ".join(map(str, case)) + "\n" for case in cases)
-    return subprocess.run([str(exe)], input=text, capture_output=True, text=True, timeout=60,
-                          check=True).stdout.splitlines()
+    return subprocess.run(
+        [str(exe)], input=text, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()

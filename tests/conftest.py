@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scikit-learn's bundled digits in the tinyrank .npz layout (real data, no download)."""
-    from toolchain.demo import make_digits_dataset
+    from toolchain.deploy.demo import make_digits_dataset
 
     path = tmp_path_factory.mktemp("digits") / "digits.npz"
     make_digits_dataset(path)
@@ -34,7 +34,7 @@ def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def digits_mlp(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> Path:
     """A small trained digits MLP saved as .keras (a few seconds to train)."""
     from toolchain.data import load_dataset
-    from toolchain.demo import build_mlp
+    from toolchain.deploy.demo import build_mlp
     from toolchain.models import save_keras_model
 
     dataset = load_dataset(digits_npz)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.host_device import HostDevice, build_host_device
 from toolchain.bench import protocol as p
 from toolchain.bench.client import BenchClient
-from toolchain.bench.host_device import HostDevice, build_host_device
 from toolchain.errors import DeviceError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bench_host"
@@ -54,7 +54,12 @@ def test_hello_reports_the_firmware(client: BenchClient) -> None:
     assert info.protocol_version == p.PROTOCOL_VERSION
     assert info.model_hash == HASH
     assert (info.input_sizes, info.output_sizes, info.num_ops) == ((16,), (4,), 2)
-    assert (info.board_id, info.counter_unit, info.clock_hz, info.per_op) == ("host_test", "cycles", 1_000_000, True)
+    assert (info.board_id, info.counter_unit, info.clock_hz, info.per_op) == (
+        "host_test",
+        "cycles",
+        1_000_000,
+        True,
+    )
     assert (info.arena_bytes, info.static_ram_bytes, info.stack_bytes) == (16, 4096, 1024)
     # port_host.c marks the top 200 bytes of its painted fake stack as used.
     assert info.stack_used_bytes == 200
@@ -97,8 +102,9 @@ def test_invoke_failure_is_reported(client: BenchClient) -> None:
         (0x42, b"", "unknown command"),
     ],
 )
-def test_device_refuses_bad_requests_with_a_reason(client: BenchClient, command: int, body: bytes,
-                                                   message: str) -> None:
+def test_device_refuses_bad_requests_with_a_reason(
+    client: BenchClient, command: int, body: bytes, message: str
+) -> None:
     with pytest.raises(DeviceError, match=message):
         client.request(command, body)
     assert client.retries_used == 0  # a refusal is an answer, not a silence to retry

@@ -20,9 +20,9 @@ BOARD = "qemu_m4"
 def built_model(tmp_path_factory: pytest.TempPathFactory, digits_mlp: Path, digits_npz: Path) -> Path:
     """digits MLP -> int8 .tflite -> C -> firmware for qemu_m4; returns the codegen folder."""
     from toolchain import codegen
-    from toolchain.build import build
     from toolchain.convert import convert_model
     from toolchain.data import load_dataset
+    from toolchain.firmware import build
     from toolchain.models import load_keras_model
 
     out = tmp_path_factory.mktemp("bench_qemu")
@@ -78,7 +78,7 @@ def test_per_op_accounts_for_the_whole_inference(report: dict, built_model: Path
 
 
 def test_ram_and_flash_come_from_the_elf_and_the_stack(report: dict) -> None:
-    from toolchain.build import elf_sizes
+    from toolchain.firmware import elf_sizes
 
     sizes = elf_sizes(report["elf"])
     assert report["flash_bytes"] == sizes["flash_bytes"]
@@ -88,12 +88,29 @@ def test_ram_and_flash_come_from_the_elf_and_the_stack(report: dict) -> None:
     assert (report["link"]["bad_frames"], report["link"]["resets"]) == (0, 0)  # a clean link
 
 
-def test_cli_prints_table_writes_report_and_plot(built_model: Path, digits_npz: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_table_writes_report_and_plot(
+    built_model: Path, digits_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from toolchain.cli import main
 
-    status = main(["bench", str(built_model), "--board", BOARD, "--runs", "3", "--data", str(digits_npz),
-                   "--max-samples", "20", "--plot", str(tmp_path / "ops.png"), "--report", str(tmp_path / "r.json")])
+    status = main(
+        [
+            "bench",
+            str(built_model),
+            "--board",
+            BOARD,
+            "--runs",
+            "3",
+            "--data",
+            str(digits_npz),
+            "--max-samples",
+            "20",
+            "--plot",
+            str(tmp_path / "ops.png"),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert status == 0
     out = capsys.readouterr().out
     assert "20/20" in out and "instructions" in out and "FULLY_CONNECTED" in out
@@ -116,13 +133,13 @@ def test_firmware_for_another_model_is_refused(built_model: Path, tmp_path: Path
 
 
 def test_ctrl_c_stops_qemu_and_closes_the_port(built_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import toolchain.qemu
+    import toolchain.firmware.emulators
     from toolchain.bench import measure
     from toolchain.bench.client import BenchClient
 
     sessions, clients = [], []
 
-    class RecordingSession(toolchain.qemu.QemuSession):
+    class RecordingSession(toolchain.firmware.emulators.QemuSession):
         def __enter__(self):
             sessions.append(self)
             return super().__enter__()
@@ -132,7 +149,7 @@ def test_ctrl_c_stops_qemu_and_closes_the_port(built_model: Path, monkeypatch: p
         client.hello()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(toolchain.qemu, "QemuSession", RecordingSession)
+    monkeypatch.setattr(toolchain.firmware.emulators, "QemuSession", RecordingSession)
     monkeypatch.setattr(measure, "measure_session", interrupted)
     with pytest.raises(KeyboardInterrupt):
         measure.run_benchmark(built_model, BOARD, runs=1)
@@ -141,13 +158,13 @@ def test_ctrl_c_stops_qemu_and_closes_the_port(built_model: Path, monkeypatch: p
 
 
 def test_flaky_link_to_qemu_still_gives_exact_outputs(built_model: Path, digits_npz: Path) -> None:
+    from tests.helpers.faulty_link import FaultyLink
     from toolchain import oracle
     from toolchain.bench.client import BenchClient, open_link
-    from toolchain.bench.faulty_link import FaultyLink
     from toolchain.bench.measure import check_samples, quantized_samples
-    from toolchain.build import elf_path, read_model_info
     from toolchain.data import load_dataset
-    from toolchain.qemu import QemuSession
+    from toolchain.firmware import elf_path, read_model_info
+    from toolchain.firmware.emulators import QemuSession
 
     info = read_model_info(built_model)
     x = load_dataset(digits_npz).x_test[:40]
@@ -156,8 +173,14 @@ def test_flaky_link_to_qemu_still_gives_exact_outputs(built_model: Path, digits_
     elf = elf_path(built_model / f"firmware_{BOARD}", BOARD)
     with QemuSession(BOARD, elf) as qemu:
         link = FaultyLink(open_link(qemu.url), seed=5, drop_rate=0.03, flip_rate=0.03, garbage_rate=0.03)
-        with BenchClient(link, name=qemu.url, timeout=0.2, retries=10, invoke_timeout=0.05,
-                         expected_hash=info["model_hash32"]) as client:
+        with BenchClient(
+            link,
+            name=qemu.url,
+            timeout=0.2,
+            retries=10,
+            invoke_timeout=0.05,
+            expected_hash=info["model_hash32"],
+        ) as client:
             checked = check_samples(client, samples, reference, [], None)
     assert checked["matches"] == checked["samples"] == 40
     assert link.faults_applied >= 5 and client.retries_used >= 1

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import serial
 
+from tests.helpers.faulty_link import FaultyLink
+from tests.helpers.host_device import HostDevice, build_host_device
 from toolchain.bench.client import BenchClient, open_link
-from toolchain.bench.faulty_link import FaultyLink
-from toolchain.bench.host_device import HostDevice, build_host_device
 from toolchain.errors import DeviceError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bench_host"
@@ -37,7 +37,9 @@ def device(executable: Path):
 
 def faulty_client(device: HostDevice, **faults) -> BenchClient:
     link = FaultyLink(open_link(device.url), **faults)
-    return BenchClient(link, name=device.url, timeout=0.15, retries=6, invoke_timeout=0.05, expected_hash=HASH)
+    return BenchClient(
+        link, name=device.url, timeout=0.15, retries=6, invoke_timeout=0.05, expected_hash=HASH
+    )
 
 
 # Sent frames: 0 HELLO, 1 SET_INPUT, 2 INVOKE, 3 STATS, 4 GET_OUTPUT.

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from toolchain import boards as boards_module
-from toolchain.boards import list_boards, load_board
-from toolchain.build import register, render_board_config
 from toolchain.errors import TinyrankError
+from toolchain.firmware import boards as boards_module
+from toolchain.firmware import render_board_config
+from toolchain.firmware.boards import list_boards, load_board
+from toolchain.firmware.cli import register
 
 REQUIRED = {"nano33", "nucleo_l4r5zi", "pico", "teensy41", "qemu_m4", "qemu_m3", "qemu_m33"}
 
@@ -31,7 +32,9 @@ def test_board_rules(board):
         assert board.memory.flash_size >= board.flash_bytes and board.memory.ram_size >= board.ram_bytes
         assert board.instructions_per_tick > 0 and board.uart_base > 0
     else:
-        assert board.family == "arduino" and board.counter_unit == "cycles" and board.pio_framework == "arduino"
+        assert (
+            board.family == "arduino" and board.counter_unit == "cycles" and board.pio_framework == "arduino"
+        )
 
 
 def test_specific_board_facts():
@@ -45,13 +48,16 @@ def test_specific_board_facts():
     assert load_board("qemu_m33").qemu_machine == "mps2-an505"
 
 
-@pytest.mark.parametrize("board_id, expected", [
-    ("pico", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
-    ("qemu_m3", ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]),
-    ("nano33", ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
-    ("teensy41", ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]),
-    ("qemu_m33", ["-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"]),
-])
+@pytest.mark.parametrize(
+    "board_id, expected",
+    [
+        ("pico", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
+        ("qemu_m3", ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]),
+        ("nano33", ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
+        ("teensy41", ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]),
+        ("qemu_m33", ["-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"]),
+    ],
+)
 def test_compile_flags_per_core(board_id, expected):
     assert load_board(board_id).compile_flags() == expected
 
@@ -75,14 +81,17 @@ def test_missing_key_refused(tmp_path):
         load_board("teensy41", boards_dir=tmp_path)
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('clock_hz = 600_000_000', 'clock_hz = "fast"', r"key 'clock_hz' is 'fast', expected an integer"),
-    ('has_dsp = true', 'has_dsp = 1', r"key 'has_dsp' is 1, expected true/false"),
-    ('core = "cortex-m7"', 'core = "cortex-m9"', r"core 'cortex-m9' is not one of"),
-    ('counter = "dwt"', 'counter = "rtc"', r"counter 'rtc' must be 'dwt' or 'systick'"),
-    ('id = "teensy41"', 'id = "teensy40"', r"id 'teensy40' must match the file name"),
-    ('ram_bytes = 1_048_576', 'ram_bytes = 0', r"key 'ram_bytes' must be positive"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("clock_hz = 600_000_000", 'clock_hz = "fast"', r"key 'clock_hz' is 'fast', expected an integer"),
+        ("has_dsp = true", "has_dsp = 1", r"key 'has_dsp' is 1, expected true/false"),
+        ('core = "cortex-m7"', 'core = "cortex-m9"', r"core 'cortex-m9' is not one of"),
+        ('counter = "dwt"', 'counter = "rtc"', r"counter 'rtc' must be 'dwt' or 'systick'"),
+        ('id = "teensy41"', 'id = "teensy40"', r"id 'teensy40' must match the file name"),
+        ("ram_bytes = 1_048_576", "ram_bytes = 0", r"key 'ram_bytes' must be positive"),
+    ],
+)
 def test_bad_values_refused(tmp_path, old, new, message):
     source = (boards_module.BOARDS_DIR / "teensy41.toml").read_text()
     assert old in source
@@ -99,8 +108,11 @@ def test_dsp_on_m0plus_refused(tmp_path):
 
 
 def test_qemu_budget_larger_than_memory_refused(tmp_path):
-    source = (boards_module.BOARDS_DIR / "qemu_m33.toml").read_text().replace("ram_size = 0x00200000",
-                                                                              "ram_size = 0x00010000")
+    source = (
+        (boards_module.BOARDS_DIR / "qemu_m33.toml")
+        .read_text()
+        .replace("ram_size = 0x00200000", "ram_size = 0x00010000")
+    )
     (tmp_path / "qemu_m33.toml").write_text(source)
     with pytest.raises(TinyrankError, match="larger than QEMU's memories"):
         load_board("qemu_m33", boards_dir=tmp_path)
@@ -120,14 +132,18 @@ def test_board_config_header_compiles_with_its_values(board, tmp_path):
     check = tmp_path / "check.c"
     check.write_text(
         '#include <string.h>\n#include "board_config.h"\n'
-        f"_Static_assert(BOARD_CLOCK_HZ == {board.clock_hz}u, \"clock\");\n"
-        f"_Static_assert(BOARD_BAUD == {board.baud}u, \"baud\");\n"
-        f"_Static_assert(sizeof(BOARD_ID) == {len(board.id) + 1}, \"id\");\n"
-        f"_Static_assert(sizeof(BOARD_COUNTER_UNIT) == {len(board.counter_unit) + 1}, \"unit\");\n"
+        f'_Static_assert(BOARD_CLOCK_HZ == {board.clock_hz}u, "clock");\n'
+        f'_Static_assert(BOARD_BAUD == {board.baud}u, "baud");\n'
+        f'_Static_assert(sizeof(BOARD_ID) == {len(board.id) + 1}, "id");\n'
+        f'_Static_assert(sizeof(BOARD_COUNTER_UNIT) == {len(board.counter_unit) + 1}, "unit");\n'
         f"#ifndef BOARD_COUNTER_{board.counter.upper()}\n#error counter\n#endif\n"
     )
-    result = subprocess.run(["arm-none-eabi-gcc", *board.compile_flags(), "-c", str(check), "-o", str(tmp_path / "c.o")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["arm-none-eabi-gcc", *board.compile_flags(), "-c", str(check), "-o", str(tmp_path / "c.o")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 

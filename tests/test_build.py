@@ -16,18 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain.boards import list_boards, load_board
-from toolchain.build import (
+from toolchain.errors import BudgetError, BuildError, TinyrankError
+from toolchain.firmware import (
     BENCH_APP_DIR,
     check_budget,
     create_project,
     cross_compile,
     predict_usage,
-    register,
     render_board_config,
     validate_platformio_ini,
 )
-from toolchain.errors import BudgetError, BuildError, TinyrankError
+from toolchain.firmware.boards import list_boards, load_board
+from toolchain.firmware.cli import register
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_BOARDS = [b for b in list_boards() if not b.is_emulated]
@@ -49,8 +49,14 @@ def generated_model(tmp_path_factory) -> Path:
     from toolchain.convert import convert_model
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(4), keras.layers.Softmax()])
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(4),
+            keras.layers.Softmax(),
+        ]
+    )
     x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
     root = tmp_path_factory.mktemp("generated")
     (root / "model.tflite").write_bytes(convert_model(model, x, samples=32))
@@ -65,9 +71,19 @@ def generated_model(tmp_path_factory) -> Path:
 def test_qemu_project_layout(tiny_model, board):
     project = create_project(tiny_model, board, app_dir=FIXTURES / "port_check_app")
     assert project == tiny_model / f"firmware_{board.id}"
-    for path in ("platformio.ini", "linker.ld", f"boards/{board.pio_board}.json", "include/model.h",
-                 "include/port.h", "include/board_config.h", "src/model/model.c", "src/model/model_weights.c",
-                 "src/bench/port_check_app.c", "src/port/startup.c", "src/port/port_qemu_mps2.c"):
+    for path in (
+        "platformio.ini",
+        "linker.ld",
+        f"boards/{board.pio_board}.json",
+        "include/model.h",
+        "include/port.h",
+        "include/board_config.h",
+        "src/model/model.c",
+        "src/model/model_weights.c",
+        "src/bench/port_check_app.c",
+        "src/port/startup.c",
+        "src/port/port_qemu_mps2.c",
+    ):
         assert (project / path).is_file(), path
     assert validate_platformio_ini(project) == [board.id]
     linker = (project / "linker.ld").read_text()
@@ -87,13 +103,19 @@ def test_real_board_project_validates_offline(tiny_model, board):
     renode_env = [f"{board.id}_renode"] if board.renode_platform else []
     assert validate_platformio_ini(project) == [board.id, *renode_env]
     ini = (project / "platformio.ini").read_text()
-    for line in (f"platform = {board.pio_platform}", f"board = {board.pio_board}", "framework = arduino",
-                 f"upload_protocol = {board.upload_protocol}", f"monitor_speed = {board.baud}"):
+    for line in (
+        f"platform = {board.pio_platform}",
+        f"board = {board.pio_board}",
+        "framework = arduino",
+        f"upload_protocol = {board.upload_protocol}",
+        f"monitor_speed = {board.baud}",
+    ):
         assert line in ini
     assert (project / "src" / "port" / "main.cpp").is_file()
     assert not (project / "linker.ld").exists()
     assert sorted(p.name for p in (project / "src" / "bench").iterdir()) == sorted(
-        p.name for p in BENCH_APP_DIR.iterdir() if p.suffix in (".c", ".h"))
+        p.name for p in BENCH_APP_DIR.iterdir() if p.suffix in (".c", ".h")
+    )
 
 
 def test_validation_treats_unknown_options_as_errors(tiny_model):
@@ -139,8 +161,9 @@ def test_project_never_clears_a_folder_it_did_not_make(tiny_model, tmp_path):
 def test_build_project_only_cli(tiny_model, tmp_path):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
-    args = parser.parse_args(["build", str(tiny_model), "--board", "teensy41", "--project-only",
-                              "--out", str(tmp_path / "fw")])
+    args = parser.parse_args(
+        ["build", str(tiny_model), "--board", "teensy41", "--project-only", "--out", str(tmp_path / "fw")]
+    )
     report = args.func(args)
     assert report["project"] == str(tmp_path / "fw")
     assert (tmp_path / "fw" / "platformio.ini").is_file()
@@ -154,7 +177,9 @@ def test_generated_model_and_bench_app_compile_warning_free(generated_model, boa
     result = cross_compile(generated_model, board, app_dir=BENCH_APP_DIR)
     objects = result["objects"]
     assert {"model.o", "model_weights.o", "tr_fully_connected.o", "bench_main.o"} <= set(objects)
-    assert f"-mcpu={board.compile_flags()[0].split('=')[1]}" in result["flags"] and "-Werror" in result["flags"]
+    assert (
+        f"-mcpu={board.compile_flags()[0].split('=')[1]}" in result["flags"] and "-Werror" in result["flags"]
+    )
     info = json.loads((generated_model / "model_info.json").read_text())
     assert objects["model_weights.o"]["text"] >= info["weights_bytes"]
 
@@ -165,20 +190,50 @@ def test_arduino_port_compiles_for_each_core(board, tmp_path):
     (tmp_path / "board_config.h").write_text(render_board_config(board))
     repo = Path(__file__).resolve().parent.parent
     result = subprocess.run(
-        ["arm-none-eabi-g++", *board.compile_flags(), "-std=gnu++17", "-O2", "-Wall", "-Wextra", "-Werror",
-         "-fno-exceptions", "-fno-rtti", f"-I{tmp_path}", f"-I{repo / 'firmware_templates' / 'runtime'}",
-         f"-I{FIXTURES / 'arduino_shim'}", "-c", str(repo / "firmware_templates/runtime/ports/arduino/main.cpp"),
-         "-o", str(tmp_path / "main.o")], capture_output=True, text=True, timeout=120)
+        [
+            "arm-none-eabi-g++",
+            *board.compile_flags(),
+            "-std=gnu++17",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fno-exceptions",
+            "-fno-rtti",
+            f"-I{tmp_path}",
+            f"-I{repo / 'firmware_templates' / 'runtime'}",
+            f"-I{FIXTURES / 'arduino_shim'}",
+            "-c",
+            str(repo / "firmware_templates/runtime/ports/arduino/main.cpp"),
+            "-o",
+            str(tmp_path / "main.o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
-    symbols = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "main.o")], capture_output=True, text=True,
-                             timeout=30).stdout
-    for name in ("port_read_byte", "port_write", "port_counter_start", "port_counter_elapsed",
-                 "port_stack_bounds", "port_static_ram_bytes", "port_exit", "setup", "loop"):
+    symbols = subprocess.run(
+        ["arm-none-eabi-nm", str(tmp_path / "main.o")], capture_output=True, text=True, timeout=30
+    ).stdout
+    for name in (
+        "port_read_byte",
+        "port_write",
+        "port_counter_start",
+        "port_counter_elapsed",
+        "port_stack_bounds",
+        "port_static_ram_bytes",
+        "port_exit",
+        "setup",
+        "loop",
+    ):
         assert name in symbols
 
 
 def test_compile_error_names_the_file(tiny_model):
-    (tiny_model / "model.c").write_text((tiny_model / "model.c").read_text() + "\nint unused_variable_here = ;\n")
+    (tiny_model / "model.c").write_text(
+        (tiny_model / "model.c").read_text() + "\nint unused_variable_here = ;\n"
+    )
     with pytest.raises(BuildError, match=r"compiling .*model.c for pico \(cortex-m0plus\)"):
         cross_compile(tiny_model, "pico")
 
@@ -211,15 +266,24 @@ def test_over_flash_budget_refused_with_details(generated_model, tmp_path):
         check_budget(model, "qemu_m4")
     message = str(caught.value)
     assert "\n" not in message
-    for part in ("does not fit board 'qemu_m4'", "flash: needs", "> 1048576 B", "weights 3000000",
-                 "largest weights: 'tr_", "largest tensors:", "tinyrank compress MODEL.keras --board qemu_m4"):
+    for part in (
+        "does not fit board 'qemu_m4'",
+        "flash: needs",
+        "> 1048576 B",
+        "weights 3000000",
+        "largest weights: 'tr_",
+        "largest tensors:",
+        "tinyrank compress MODEL.keras --board qemu_m4",
+    ):
         assert part in message, part
     assert "ram:" not in message  # RAM fits: only what is over is reported
 
 
 def test_over_ram_budget_refused(tiny_model):
     _patch_info(tiny_model, arena_bytes=300_000)
-    with pytest.raises(BudgetError, match=r"ram: needs \d+ B \(arena_and_model 300000, stack 16384.*> 262144 B"):
+    with pytest.raises(
+        BudgetError, match=r"ram: needs \d+ B \(arena_and_model 300000, stack 16384.*> 262144 B"
+    ):
         check_budget(tiny_model, "qemu_m4")
     # The same model fits a board with more RAM.
     assert predict_usage(tiny_model, "teensy41")["ram_bytes"] < load_board("teensy41").ram_bytes

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import serial
 
-from toolchain.boards import load_board
-from toolchain.build import build, flash
 from toolchain.errors import BudgetError, BuildError, DeviceError
-from toolchain.qemu import QemuSession, run_to_exit
+from toolchain.firmware import build, flash
+from toolchain.firmware.boards import load_board
+from toolchain.firmware.emulators import QemuSession, run_to_exit
 
 pytestmark = pytest.mark.qemu
 
@@ -107,8 +107,13 @@ def test_counter_survives_systick_wraps(tmp_path):
     which are really executed.
     """
     period = 1000 * 40
-    report = build(_copy_tiny_model(tmp_path), "qemu_m4", app_dir=PORT_CHECK_APP, timeout_s=180,
-                   extra_build_flags=["-DQEMU_MPS2_SYSTICK_RELOAD=999u"])
+    report = build(
+        _copy_tiny_model(tmp_path),
+        "qemu_m4",
+        app_dir=PORT_CHECK_APP,
+        timeout_s=180,
+        extra_build_flags=["-DQEMU_MPS2_SYSTICK_RELOAD=999u"],
+    )
     with QemuSession("qemu_m4", report["elf"], timeout_s=60) as qemu:
         link = serial.serial_for_url(qemu.url, timeout=30)
         try:
@@ -133,14 +138,23 @@ def test_over_budget_refused_before_platformio(tmp_path):
     assert not (model / "firmware_qemu_m4").exists()  # refused before writing or building anything
 
 
-@pytest.mark.parametrize("source, padding, message", [
-    # 1.2 MB more constants than model_info.json admits: only the linker can see them.
-    ("model_weights.c", '__attribute__((section(".rodata.tr_weights"))) const int8_t tr_padding[1200000] = {1};',
-     r"qemu_m4: code \+ weights \+ \.data exceed the flash budget of 1048576 bytes"),
-    # 300 KB more RAM in the arena's section (same object, so --gc-sections keeps it).
-    ("model.c", '__attribute__((section(".bss.tr_arena"))) int8_t tr_ram_padding[300000];',
-     r"qemu_m4: \.data \+ \.bss \(arena\) \+ 0 heap \+ 16384 stack exceed the RAM budget of 262144 bytes"),
-])
+@pytest.mark.parametrize(
+    "source, padding, message",
+    [
+        # 1.2 MB more constants than model_info.json admits: only the linker can see them.
+        (
+            "model_weights.c",
+            '__attribute__((section(".rodata.tr_weights"))) const int8_t tr_padding[1200000] = {1};',
+            r"qemu_m4: code \+ weights \+ \.data exceed the flash budget of 1048576 bytes",
+        ),
+        # 300 KB more RAM in the arena's section (same object, so --gc-sections keeps it).
+        (
+            "model.c",
+            '__attribute__((section(".bss.tr_arena"))) int8_t tr_ram_padding[300000];',
+            r"qemu_m4: \.data \+ \.bss \(arena\) \+ 0 heap \+ 16384 stack exceed the RAM budget of 262144 bytes",
+        ),
+    ],
+)
 def test_wrong_prediction_still_fails_at_link_time(tmp_path, source, padding, message):
     model = _copy_tiny_model(tmp_path)
     path = model / source
@@ -153,8 +167,9 @@ def test_wrong_prediction_still_fails_at_link_time(tmp_path, source, padding, me
 def test_upload_runs_firmware_in_qemu_and_run_to_exit(tmp_path):
     """`pio run -t upload` on a QEMU board runs QEMU; the self-test exits 0 when its count is right."""
     model = _copy_tiny_model(tmp_path)
-    report = build(model, "qemu_m33", app_dir=PORT_CHECK_APP, extra_build_flags=["-DPORT_CHECK_SELFTEST"],
-                   timeout_s=180)
+    report = build(
+        model, "qemu_m33", app_dir=PORT_CHECK_APP, extra_build_flags=["-DPORT_CHECK_SELFTEST"], timeout_s=180
+    )
     uploaded = flash(model, "qemu_m33", timeout_s=120)
     assert uploaded["exit_status"] == 0, uploaded["output"]
     assert abs(int(re.search(r"selftest count (\d+)", uploaded["output"]).group(1)) - 2_000_000) <= 4

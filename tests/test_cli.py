@@ -38,7 +38,9 @@ def test_report_option_everywhere(command: str) -> None:
 def test_help_does_not_import_tensorflow() -> None:
     """`tinyrank --help` and `tinyrank boards` must not pay TensorFlow's multi-second import."""
     code = "import sys; from toolchain.cli import build_parser; build_parser(); print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -49,14 +51,25 @@ def test_missing_file_is_one_line_and_exit_2(capsys: pytest.CaptureFixture, tmp_
 
 
 def test_console_script_is_installed() -> None:
-    out = subprocess.run([sys.executable, "-m", "toolchain.cli", "--help"], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "toolchain.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "deploy" in out.stdout
 
 
 def test_make_flash_wires_board_and_port() -> None:
     """`make flash BOARD=nano33 PORT=...` must reach `tinyrank deploy --flash` with both (dry run: no board here)."""
-    out = subprocess.run(["make", "-n", "flash", "BOARD=nano33", "PORT=/dev/ttyACM0"], capture_output=True,
-                         text=True, timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    out = subprocess.run(
+        ["make", "-n", "flash", "BOARD=nano33", "PORT=/dev/ttyACM0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
     deploy = next(line for line in out.splitlines() if "tinyrank deploy" in line)
     assert "--board nano33" in deploy and "--flash" in deploy and "--port /dev/ttyACM0" in deploy

@@ -35,7 +35,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     folder = tmp_path_factory.mktemp("codegen_cli")
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [keras.Input((12,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    )
     x = np.random.default_rng(1).normal(size=(64, 12)).astype(np.float32)
     tflite = folder / "tiny.tflite"
     tflite.write_bytes(convert_model(model, x, samples=64))
@@ -64,7 +66,9 @@ def test_verify_command_fails_on_wrong_data_shape(tiny, tmp_path: Path) -> None:
     from toolchain.data import save_dataset
 
     tflite, _ = tiny
-    bad = save_dataset(tmp_path / "bad.npz", x_train=np.zeros((4, 7), np.float32), y_train=np.zeros(4, np.int64))
+    bad = save_dataset(
+        tmp_path / "bad.npz", x_train=np.zeros((4, 7), np.float32), y_train=np.zeros(4, np.int64)
+    )
     with pytest.raises(TinyrankError, match=r"samples of shape \(7,\) do not match the model input"):
         _run(["verify", str(tflite), "--data", str(bad)])
 

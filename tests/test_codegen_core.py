@@ -51,27 +51,32 @@ def _build_models(folder: Path) -> dict[str, Path]:
         paths[name].write_bytes(data)
 
     x = rng.normal(size=(48, 20)).astype(np.float32)
-    mlp = keras.Sequential([keras.Input((20,)), L.Dense(16, activation="relu"), L.Dense(12, activation="relu6"),
-                            L.Dense(5)])
+    mlp = keras.Sequential(
+        [keras.Input((20,)), L.Dense(16, activation="relu"), L.Dense(12, activation="relu6"), L.Dense(5)]
+    )
     save("fc_per_channel", _convert_keras(mlp, x))
     save("fc_per_tensor", _convert_keras(mlp, x, per_channel_dense=False))
-    converter = tf.lite.TFLiteConverter.from_keras_model(mlp)  # float input and output: QUANTIZE/DEQUANTIZE edges
+    converter = tf.lite.TFLiteConverter.from_keras_model(
+        mlp
+    )  # float input and output: QUANTIZE/DEQUANTIZE edges
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     save("float_edges", converter.convert())
 
     x = rng.normal(size=(48, 9, 12, 3)).astype(np.float32)
-    cnn = keras.Sequential([
-        keras.Input((9, 12, 3)),
-        L.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
-        L.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
-        L.Conv2D(6, 1),
-        L.DepthwiseConv2D((2, 3), strides=(1, 2), padding="valid", activation="relu6"),
-        L.Conv2D(5, (2, 1), padding="valid"),
-        L.Flatten(),
-        L.Dense(4),
-    ])
+    cnn = keras.Sequential(
+        [
+            keras.Input((9, 12, 3)),
+            L.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+            L.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+            L.Conv2D(6, 1),
+            L.DepthwiseConv2D((2, 3), strides=(1, 2), padding="valid", activation="relu6"),
+            L.Conv2D(5, (2, 1), padding="valid"),
+            L.Flatten(),
+            L.Dense(4),
+        ]
+    )
     save("cnn", _convert_keras(cnn, x))
 
     w_dw = tf.constant(rng.normal(size=(3, 3, 4, 2)).astype(np.float32) * 0.3)
@@ -79,21 +84,30 @@ def _build_models(folder: Path) -> dict[str, Path]:
 
     @tf.function(input_signature=[tf.TensorSpec((1, 11, 10, 4), tf.float32)])
     def dilated(t):
-        t = tf.nn.relu(tf.nn.depthwise_conv2d(t, w_dw, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2]))
+        t = tf.nn.relu(
+            tf.nn.depthwise_conv2d(t, w_dw, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2])
+        )
         return tf.nn.conv2d(t, w_conv, strides=[1, 2, 1, 1], padding="SAME", dilations=[3, 2])
 
-    save("dilated", _convert_function(dilated, (11, 10, 4), rng.normal(size=(48, 11, 10, 4)).astype(np.float32)))
+    save(
+        "dilated",
+        _convert_function(dilated, (11, 10, 4), rng.normal(size=(48, 11, 10, 4)).astype(np.float32)),
+    )
 
     w_dw3 = tf.constant(rng.normal(size=(3, 3, 8, 1)).astype(np.float32) * 0.3)
     w_dw5 = tf.constant(rng.normal(size=(5, 3, 8, 1)).astype(np.float32) * 0.3)
 
     @tf.function(input_signature=[tf.TensorSpec((1, 12, 11, 8), tf.float32)])
     def depthwise_fast(t):  # depth multiplier 1, channels a multiple of 4: the doubled-requantization kernel
-        t = tf.nn.relu(tf.nn.depthwise_conv2d(t, w_dw3, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2]))
+        t = tf.nn.relu(
+            tf.nn.depthwise_conv2d(t, w_dw3, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2])
+        )
         return tf.nn.depthwise_conv2d(t, w_dw5, strides=[1, 2, 2, 1], padding="VALID")  # 15 taps: the loop
 
-    save("depthwise_fast", _convert_function(depthwise_fast, (12, 11, 8),
-                                             rng.normal(size=(48, 12, 11, 8)).astype(np.float32)))
+    save(
+        "depthwise_fast",
+        _convert_function(depthwise_fast, (12, 11, 8), rng.normal(size=(48, 12, 11, 8)).astype(np.float32)),
+    )
     return paths
 
 
@@ -147,13 +161,27 @@ def test_files_api_and_model_info(models: dict[str, Path], tmp_path: Path) -> No
     info = generate(path, tmp_path / "gen", prefix="kws")
     gen = tmp_path / "gen"
     names = {p.name for p in gen.iterdir()}
-    assert {"model.h", "model.c", "model_weights.c", "model_info.json", "tr_common.h", "tr_conv.c",
-            "tr_depthwise_conv.c", "tr_fully_connected.c"} <= names
+    assert {
+        "model.h",
+        "model.c",
+        "model_weights.c",
+        "model_info.json",
+        "tr_common.h",
+        "tr_conv.c",
+        "tr_depthwise_conv.c",
+        "tr_fully_connected.c",
+    } <= names
     assert json.loads((gen / "model_info.json").read_text()) == json.loads(json.dumps(info))
     header = (gen / "model.h").read_text()
-    for macro in ("KWS_NUM_INPUTS 1", "KWS_NUM_OUTPUTS 1", "KWS_INPUT0_SIZE 324", "KWS_OUTPUT0_SIZE 4",
-                  f"KWS_ARENA_SIZE {info['arena_bytes']}", f"KWS_MODEL_HASH 0x{info['model_hash32']:08x}u",
-                  f"KWS_NUM_OPS {len(info['ops'])}"):
+    for macro in (
+        "KWS_NUM_INPUTS 1",
+        "KWS_NUM_OUTPUTS 1",
+        "KWS_INPUT0_SIZE 324",
+        "KWS_OUTPUT0_SIZE 4",
+        f"KWS_ARENA_SIZE {info['arena_bytes']}",
+        f"KWS_MODEL_HASH 0x{info['model_hash32']:08x}u",
+        f"KWS_NUM_OPS {len(info['ops'])}",
+    ):
         assert f"#define {macro}" in header
     assert "int kws_invoke(void);" in header and "const int8_t *kws_output(int i);" in header
     import hashlib
@@ -161,8 +189,15 @@ def test_files_api_and_model_info(models: dict[str, Path], tmp_path: Path) -> No
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert info["model_sha256"] == digest and info["model_hash32"] == int(digest[:8], 16)
     assert info["inputs"][0]["shape"] == [1, 9, 12, 3] and info["inputs"][0]["dtype"] == "int8"
-    assert [op["opcode"] for op in info["ops"]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
-                                                    "DEPTHWISE_CONV_2D", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    assert [op["opcode"] for op in info["ops"]] == [
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "RESHAPE",
+        "FULLY_CONNECTED",
+    ]
     assert info["ops"][2]["kernel"] == "tr_fully_connected_int8"  # 1x1 conv runs as FC over pixels
     assert info["ops"][0]["macs"] == 5 * 6 * 8 * 3 * 3 * 3
     assert 0 < info["arena_bytes"] <= info["tflm_arena_bytes"]
@@ -170,7 +205,9 @@ def test_files_api_and_model_info(models: dict[str, Path], tmp_path: Path) -> No
     assert model_c.count("TR_OP_BEGIN(") == len(info["ops"]) and "CONV_2D int8[1,9,12,3]" in model_c
 
 
-def test_host_build_is_warning_free_and_profiling_hooks_called(models: dict[str, Path], tmp_path: Path) -> None:
+def test_host_build_is_warning_free_and_profiling_hooks_called(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     info = generate(models["cnn"], tmp_path / "gen")
     main = tmp_path / "main.c"
     main.write_text(r"""
@@ -183,14 +220,35 @@ int main(void) { tr_invoke(); printf("%d %d\n", begun, ended); return 0; }
 """)
     sources = [str(p) for p in (tmp_path / "gen").glob("*.c")]
     out = tmp_path / "prof"
-    subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic", "-DTR_PROFILE",
-                    f"-I{tmp_path / 'gen'}", *sources, str(main), "-o", str(out)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-DTR_PROFILE",
+            f"-I{tmp_path / 'gen'}",
+            *sources,
+            str(main),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        timeout=120,
+    )
     n = len(info["ops"])
-    assert subprocess.run([str(out)], capture_output=True, text=True, timeout=30).stdout.split() == \
-        [str(n * (n + 1) // 2)] * 2
+    assert (
+        subprocess.run([str(out)], capture_output=True, text=True, timeout=30).stdout.split()
+        == [str(n * (n + 1) // 2)] * 2
+    )
 
 
-def test_two_models_with_different_prefixes_link_into_one_program(models: dict[str, Path], tmp_path: Path) -> None:
+def test_two_models_with_different_prefixes_link_into_one_program(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     a = generate(models["cnn"], tmp_path / "a", prefix="first")
     b = generate(models["fc_per_channel"], tmp_path / "b", prefix="second")
     xa, xb = _samples(models["cnn"], 1), _samples(models["fc_per_channel"], 1)
@@ -198,8 +256,8 @@ def test_two_models_with_different_prefixes_link_into_one_program(models: dict[s
     main.write_text(f"""
 #include <stdio.h>
 #include <string.h>
-#include "{tmp_path / 'a' / 'model.h'}"
-#include "{tmp_path / 'b' / 'model.h'}"
+#include "{tmp_path / "a" / "model.h"}"
+#include "{tmp_path / "b" / "model.h"}"
 static const int8_t xa[] = {{ {", ".join(map(str, xa.reshape(-1)))} }};
 static const int8_t xb[] = {{ {", ".join(map(str, xb.reshape(-1)))} }};
 int main(void)
@@ -216,15 +274,36 @@ int main(void)
     for folder in ("a", "b"):  # each model compiled in its own folder, as two libraries would be
         for src in sorted((tmp_path / folder).glob("*.c")):
             obj = tmp_path / f"{folder}_{src.stem}.o"
-            subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path / folder}", "-c",
-                            str(src), "-o", str(obj)], check=True, timeout=120)
+            subprocess.run(
+                [
+                    "gcc",
+                    "-std=c99",
+                    "-O2",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    f"-I{tmp_path / folder}",
+                    "-c",
+                    str(src),
+                    "-o",
+                    str(obj),
+                ],
+                check=True,
+                timeout=120,
+            )
             objects.append(str(obj))
     exe = tmp_path / "both"
-    subprocess.run(["gcc", f"-I{tmp_path / 'a'}", str(main), *objects, "-o", str(exe)], check=True, timeout=120)
-    out = np.frombuffer(subprocess.run([str(exe)], capture_output=True, timeout=30, check=True).stdout, np.int8)
+    subprocess.run(
+        ["gcc", f"-I{tmp_path / 'a'}", str(main), *objects, "-o", str(exe)], check=True, timeout=120
+    )
+    out = np.frombuffer(
+        subprocess.run([str(exe)], capture_output=True, timeout=30, check=True).stdout, np.int8
+    )
     from toolchain import oracle
 
-    expected = np.concatenate([oracle.run(models["cnn"], xa)[0][0], oracle.run(models["fc_per_channel"], xb)[0][0]])
+    expected = np.concatenate(
+        [oracle.run(models["cnn"], xa)[0][0], oracle.run(models["fc_per_channel"], xb)[0][0]]
+    )
     assert a["outputs"][0]["size"] + b["outputs"][0]["size"] == out.size
     np.testing.assert_array_equal(out, expected)
 
@@ -277,7 +356,9 @@ def test_unsupported_option_is_a_clear_error(models: dict[str, Path]) -> None:
 
     graph = parse(models["cnn"])
     graph.ops[0].options["fused_activation_function"] = "SIGN_BIT"
-    with pytest.raises(UnsupportedError, match=r"^op 0 \(CONV_2D\): fused activation SIGN_BIT; supported: NONE"):
+    with pytest.raises(
+        UnsupportedError, match=r"^op 0 \(CONV_2D\): fused activation SIGN_BIT; supported: NONE"
+    ):
         lower_graph(graph)
 
 
@@ -337,6 +418,7 @@ def test_doubled_requantization_equals_tflm_form_where_the_generator_allows_it(t
     tr_requantize for accumulators below 2**30 and right shifts 1..22, ties included."""
     from toolchain.codegen.ops.fully_connected import doubled_requant
     from toolchain.codegen.quant import quantize_multiplier
+
     exe = build_driver(DOUBLED_MAIN, tmp_path, "doubled")
     rng = np.random.default_rng(5)
     cases = []
@@ -346,10 +428,14 @@ def test_doubled_requantization_equals_tflm_form_where_the_generator_allows_it(t
             m = 1 << 30  # power-of-two scales: the multiplier TFLite gives exactly 2**30
         right = -s
         if i % 3 == 0:  # an exact tie of the second rounding, either sign
-            high = (int(rng.integers(-(2**(29 - right)), 2**(29 - right))) << right) + (1 << (right - 1))
+            high = (int(rng.integers(-(2 ** (29 - right)), 2 ** (29 - right))) << right) + (1 << (right - 1))
             acc = (high << 31) // m  # near a tie; the neighbours below cover the exact one
         else:
-            acc = int(rng.integers(-(2**30) + 1, 2**30)) if rng.random() < 0.3 else int(rng.integers(-(2**20), 2**20))
+            acc = (
+                int(rng.integers(-(2**30) + 1, 2**30))
+                if rng.random() < 0.3
+                else int(rng.integers(-(2**20), 2**20))
+            )
         zp = int(rng.integers(-128, 128))
         lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))
         for a in (acc - 1, acc, acc + 1):

@@ -33,7 +33,9 @@ def _tucker_model(shape, rank_in, rank_out, kernel, strides, padding, dilation, 
     keras.utils.set_random_seed(3)
     inp = keras.Input(shape)
     x = L.Conv2D(rank_in, 1, use_bias=False)(inp)
-    x = L.Conv2D(rank_out, kernel, strides=strides, padding=padding, dilation_rate=dilation, use_bias=False)(x)
+    x = L.Conv2D(rank_out, kernel, strides=strides, padding=padding, dilation_rate=dilation, use_bias=False)(
+        x
+    )
     x = L.Conv2D(out_c, 1, activation="relu")(x)
     return keras.Model(inp, x)
 
@@ -58,13 +60,20 @@ def _samples(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_fused_tucker_chain_is_bit_exact(chains: dict[str, Path], name: str) -> None:
-    report = verify(chains[name], _samples(CHAINS[name][0], 4), fuse=True, tflm_arena=False,
-                    sanitize=name == "stride2_5x3")
+    report = verify(
+        chains[name],
+        _samples(CHAINS[name][0], 4),
+        fuse=True,
+        tflm_arena=False,
+        sanitize=name == "stride2_5x3",
+    )
     assert report["kernels"] == ["tr_conv_tucker_int8"]
     assert report["bit_exact"], report["first_mismatch"]
 
 
-def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(chains: dict[str, Path], tmp_path: Path) -> None:
+def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(
+    chains: dict[str, Path], tmp_path: Path
+) -> None:
     fused = generate(chains["same_3x3"], tmp_path / "fused", tflm_arena=False, fuse=True)
     unfused = generate(chains["same_3x3"], tmp_path / "unfused", tflm_arena=False, fuse=False)
     image = 12 * 10 * 16
@@ -72,7 +81,10 @@ def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(chains: dict[str
     # (10 x 6) and two im2col columns (2 x 9 x 4), each rounded up to 16 bytes
     assert fused["arena_bytes"] <= image + 128 + 64 + 80
     assert fused["arena_bytes"] < unfused["arena_bytes"]
-    assert generate(chains["same_3x3"], tmp_path / "auto", tflm_arena=False)["arena_bytes"] == fused["arena_bytes"]
+    assert (
+        generate(chains["same_3x3"], tmp_path / "auto", tflm_arena=False)["arena_bytes"]
+        == fused["arena_bytes"]
+    )
 
 
 def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], tmp_path: Path) -> None:
@@ -84,7 +96,9 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
         assert len(groups) == 1
         return groups[0]
 
-    assert runs_in_place(chain("stride2_5x3"))  # output row oy (6 x 20) fits in the 3 + 2 oy rows read (11 x 12)
+    assert runs_in_place(
+        chain("stride2_5x3")
+    )  # output row oy (6 x 20) fits in the 3 + 2 oy rows read (11 x 12)
     assert not runs_in_place(chain("widening"))  # output row 0 (8 x 48) > the two input rows read (8 x 4)
     info = generate(chains["widening"], tmp_path / "gen", tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
@@ -93,10 +107,11 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
-def test_fused_tucker_is_bit_exact_in_qemu(chains: dict[str, Path], tmp_path: Path, board: str,
-                                           pio_build_cache: Path) -> None:
+def test_fused_tucker_is_bit_exact_in_qemu(
+    chains: dict[str, Path], tmp_path: Path, board: str, pio_build_cache: Path
+) -> None:
     from toolchain.bench.measure import run_samples
-    from toolchain.build import build
+    from toolchain.firmware import build
 
     x = _samples(CHAINS["stride2_5x3"][0], 2, seed=1)
     gen = tmp_path / "gen"
@@ -115,7 +130,9 @@ def test_doubled_requant_is_refused_outside_its_exact_range() -> None:
     assert list(right) == [8, 1, 22, 3]
     assert list(round_) == [(1 << 7) - (5 << 8), 1 - (5 << 1), (1 << 21) - (5 << 22), 4 - (5 << 3)]
     assert doubled_requant(bias, sums, mults, np.array([-8, 0, -2, -3]), 0) is None  # shift 0: no right shift
-    assert doubled_requant(bias, sums, mults, np.array([-8, -23, -2, -3]), 0) is None  # rounding could overflow
+    assert (
+        doubled_requant(bias, sums, mults, np.array([-8, -23, -2, -3]), 0) is None
+    )  # rounding could overflow
     huge = np.array([2**30 - 100, 0, 0, 0], np.int32)
     assert doubled_requant(huge, sums, mults, np.full(4, -8), 0) is None  # |acc| could reach 2**30
 

@@ -36,8 +36,15 @@ def _layer(fn: Callable[[Any], Any]):
     return Fn()
 
 
-def _convert(tmp_path: Path, name: str, shape: tuple[int, ...], build: Callable[[Any], Any], *,
-             spread: float = 1.0, offset: float = 0.0) -> Path:
+def _convert(
+    tmp_path: Path,
+    name: str,
+    shape: tuple[int, ...],
+    build: Callable[[Any], Any],
+    *,
+    spread: float = 1.0,
+    offset: float = 0.0,
+) -> Path:
     """Keras model x -> build(x), calibrated on normal(offset, spread) data, saved as .tflite."""
     import keras
 
@@ -98,31 +105,46 @@ def _assert_bit_exact(path: Path, x: np.ndarray) -> dict[str, Any]:
 
     report = verify(path, x, sanitize=True)
     assert report["samples"] == len(x)
-    assert report["bit_exact"], f"{path.name}: {report['mismatches']} bytes differ, first {report['first_mismatch']}"
+    assert report["bit_exact"], (
+        f"{path.name}: {report['mismatches']} bytes differ, first {report['first_mismatch']}"
+    )
     return report
 
 
 # --- table-driven activations: every int8 input value --------------------------------
 
-CALIBRATIONS = [pytest.param(0.4, 0.0, id="narrow"), pytest.param(3.0, 0.0, id="wide"),
-                pytest.param(1.5, 1.0, id="offset")]
+CALIBRATIONS = [
+    pytest.param(0.4, 0.0, id="narrow"),
+    pytest.param(3.0, 0.0, id="wide"),
+    pytest.param(1.5, 1.0, id="offset"),
+]
 
 
 def _activation(kind: str):
     from keras import layers
 
-    return {"logistic": lambda x: layers.Activation("sigmoid")(x),
-            "tanh": lambda x: layers.Activation("tanh")(x),
-            "relu": lambda x: layers.ReLU()(x),
-            "relu6": lambda x: layers.ReLU(6.0)(x),
-            "leaky_relu": lambda x: layers.LeakyReLU(negative_slope=0.15)(x),
-            "hard_swish": lambda x: layers.Activation("hard_swish")(x)}[kind]
+    return {
+        "logistic": lambda x: layers.Activation("sigmoid")(x),
+        "tanh": lambda x: layers.Activation("tanh")(x),
+        "relu": lambda x: layers.ReLU()(x),
+        "relu6": lambda x: layers.ReLU(6.0)(x),
+        "leaky_relu": lambda x: layers.LeakyReLU(negative_slope=0.15)(x),
+        "hard_swish": lambda x: layers.Activation("hard_swish")(x),
+    }[kind]
 
 
 @pytest.mark.parametrize("spread,offset", CALIBRATIONS)
-@pytest.mark.parametrize("kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH"), ("relu", "RELU"),
-                                         ("relu6", "RELU6"), ("leaky_relu", "LEAKY_RELU"),
-                                         ("hard_swish", "HARD_SWISH")])
+@pytest.mark.parametrize(
+    "kind,opcode",
+    [
+        ("logistic", "LOGISTIC"),
+        ("tanh", "TANH"),
+        ("relu", "RELU"),
+        ("relu6", "RELU6"),
+        ("leaky_relu", "LEAKY_RELU"),
+        ("hard_swish", "HARD_SWISH"),
+    ],
+)
 def test_unary_activation_every_input_value(tmp_path, kind, opcode, spread, offset):
     path = _convert(tmp_path, kind, (256,), _activation(kind), spread=spread, offset=offset)
     assert _opcodes(path) == [opcode]
@@ -130,7 +152,9 @@ def test_unary_activation_every_input_value(tmp_path, kind, opcode, spread, offs
 
 
 @pytest.mark.parametrize("spread", [0.02, 40.0])
-@pytest.mark.parametrize("kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH"), ("hard_swish", "HARD_SWISH")])
+@pytest.mark.parametrize(
+    "kind,opcode", [("logistic", "LOGISTIC"), ("tanh", "TANH"), ("hard_swish", "HARD_SWISH")]
+)
 def test_fixed_point_activations_at_extreme_input_scales(tmp_path, kind, opcode, spread):
     """Tiny and huge input scales move TFLM's shifts (left and right) and radius far from the usual."""
     path = _convert(tmp_path, kind, (256,), _activation(kind), spread=spread)
@@ -149,8 +173,10 @@ def test_relu_with_equal_quantization_is_a_clamp(tmp_path):
 
 # --- SOFTMAX -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,spread", [((10,), 1.0), ((10,), 8.0), ((3, 7), 2.0), ((2, 2, 33), 0.3),
-                                          ((511,), 0.05)])
+
+@pytest.mark.parametrize(
+    "shape,spread", [((10,), 1.0), ((10,), 8.0), ((3, 7), 2.0), ((2, 2, 33), 0.3), ((511,), 0.05)]
+)
 def test_softmax(tmp_path, shape, spread):
     from keras import layers
 
@@ -179,6 +205,7 @@ def test_softmax_beta(tmp_path, beta):
 
 # --- ADD and MUL ---------------------------------------------------------------------------
 
+
 def _const(values):
     import keras
 
@@ -192,30 +219,88 @@ def _binary_cases():
     return {
         "add_elementwise": (lambda x: layers.Add()([x, layers.Activation("tanh")(x)]), "ADD", "NONE", False),
         "add_relu": (lambda x: layers.ReLU()(layers.Add()([x, tanh(x)])), "ADD", "RELU", False),
-        "add_relu6": (lambda x: layers.ReLU(6.0)(layers.Add()([x, layers.Activation("tanh")(x)])), "ADD", "RELU6",
-                      False),
-        "add_broadcast_mean": (lambda x: layers.Add()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)]), "ADD",
-                               "NONE", True),
-        "add_const_channels": (lambda x: _layer(lambda t: t + _const([0.5, -1.0, 2.0]))(x), "ADD", "NONE", True),
-        "sub_elementwise": (lambda x: layers.Subtract()([x, layers.Activation("tanh")(x)]), "SUB", "NONE", False),
-        "sub_relu_broadcast": (lambda x: layers.ReLU()(layers.Subtract()([x, layers.GlobalAveragePooling2D(
-            keepdims=True)(x)])), "SUB", "RELU", True),
+        "add_relu6": (
+            lambda x: layers.ReLU(6.0)(layers.Add()([x, layers.Activation("tanh")(x)])),
+            "ADD",
+            "RELU6",
+            False,
+        ),
+        "add_broadcast_mean": (
+            lambda x: layers.Add()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)]),
+            "ADD",
+            "NONE",
+            True,
+        ),
+        "add_const_channels": (
+            lambda x: _layer(lambda t: t + _const([0.5, -1.0, 2.0]))(x),
+            "ADD",
+            "NONE",
+            True,
+        ),
+        "sub_elementwise": (
+            lambda x: layers.Subtract()([x, layers.Activation("tanh")(x)]),
+            "SUB",
+            "NONE",
+            False,
+        ),
+        "sub_relu_broadcast": (
+            lambda x: layers.ReLU()(layers.Subtract()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)])),
+            "SUB",
+            "RELU",
+            True,
+        ),
         "sub_from_const": (lambda x: _layer(lambda t: _const([0.5, -1.0, 2.0]) - t)(x), "SUB", "NONE", True),
-        "mul_elementwise": (lambda x: layers.Multiply()([x, layers.Activation("sigmoid")(x)]), "MUL", "NONE", False),
-        "mul_relu": (lambda x: layers.ReLU()(layers.Multiply()([x, layers.Activation("tanh")(x)])), "MUL", "RELU",
-                     False),
-        "mul_broadcast_mean": (lambda x: layers.Multiply()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)]),
-                               "MUL", "NONE", True),
-        "mul_const_channels": (lambda x: _layer(lambda t: t * _const([0.5, -1.0, 3.0]))(x), "MUL", "NONE", True),
-        "mul_const_rows": (lambda x: _layer(lambda t: t * _const([[[0.5]], [[-2.0]], [[1.0]], [[4.0]]]))(x), "MUL",
-                           "NONE", True),
+        "mul_elementwise": (
+            lambda x: layers.Multiply()([x, layers.Activation("sigmoid")(x)]),
+            "MUL",
+            "NONE",
+            False,
+        ),
+        "mul_relu": (
+            lambda x: layers.ReLU()(layers.Multiply()([x, layers.Activation("tanh")(x)])),
+            "MUL",
+            "RELU",
+            False,
+        ),
+        "mul_broadcast_mean": (
+            lambda x: layers.Multiply()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)]),
+            "MUL",
+            "NONE",
+            True,
+        ),
+        "mul_const_channels": (
+            lambda x: _layer(lambda t: t * _const([0.5, -1.0, 3.0]))(x),
+            "MUL",
+            "NONE",
+            True,
+        ),
+        "mul_const_rows": (
+            lambda x: _layer(lambda t: t * _const([[[0.5]], [[-2.0]], [[1.0]], [[4.0]]]))(x),
+            "MUL",
+            "NONE",
+            True,
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["add_elementwise", "add_relu", "add_relu6", "add_broadcast_mean",
-                                  "add_const_channels", "sub_elementwise", "sub_relu_broadcast", "sub_from_const",
-                                  "mul_elementwise", "mul_relu", "mul_broadcast_mean",
-                                  "mul_const_channels", "mul_const_rows"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "add_elementwise",
+        "add_relu",
+        "add_relu6",
+        "add_broadcast_mean",
+        "add_const_channels",
+        "sub_elementwise",
+        "sub_relu_broadcast",
+        "sub_from_const",
+        "mul_elementwise",
+        "mul_relu",
+        "mul_broadcast_mean",
+        "mul_const_channels",
+        "mul_const_rows",
+    ],
+)
 def test_add_sub_and_mul(tmp_path, case):
     build, opcode, act, broadcast = _binary_cases()[case]
     path = _convert(tmp_path, case, (4, 5, 3), build, spread=1.5, offset=0.3)
@@ -227,22 +312,32 @@ def test_add_sub_and_mul(tmp_path, case):
 
 # --- pooling -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pool,size,strides,padding,act,channels", [
-    ("avg", 2, 2, "valid", None, 3),
-    ("avg", 3, 2, "same", None, 3),
-    ("avg", (2, 3), (1, 2), "same", "relu6", 3),
-    ("avg", 3, 1, "same", None, 35),  # channels in three blocks of the kernel
-    ("max", 2, 2, "valid", None, 3),
-    ("max", 3, 2, "same", "relu", 17),
-    ("max", (3, 2), (2, 1), "same", None, 3),
-])
+
+@pytest.mark.parametrize(
+    "pool,size,strides,padding,act,channels",
+    [
+        ("avg", 2, 2, "valid", None, 3),
+        ("avg", 3, 2, "same", None, 3),
+        ("avg", (2, 3), (1, 2), "same", "relu6", 3),
+        ("avg", 3, 1, "same", None, 35),  # channels in three blocks of the kernel
+        ("max", 2, 2, "valid", None, 3),
+        ("max", 3, 2, "same", "relu", 17),
+        ("max", (3, 2), (2, 1), "same", None, 3),
+    ],
+)
 def test_pooling(tmp_path, pool, size, strides, padding, act, channels):
     from keras import layers
 
     layer = layers.AveragePooling2D if pool == "avg" else layers.MaxPooling2D
     activation = {None: lambda t: t, "relu": layers.ReLU(), "relu6": layers.ReLU(6.0)}[act]
-    path = _convert(tmp_path, pool, (7, 6, channels), lambda x: activation(layer(size, strides, padding=padding)(x)),
-                    spread=2.0, offset=0.5)
+    path = _convert(
+        tmp_path,
+        pool,
+        (7, 6, channels),
+        lambda x: activation(layer(size, strides, padding=padding)(x)),
+        spread=2.0,
+        offset=0.5,
+    )
     op = _op(path, "AVERAGE_POOL_2D" if pool == "avg" else "MAX_POOL_2D")
     assert op.options["fused_activation_function"] == (act or "none").upper()
     assert op.options["padding"] == padding.upper()
@@ -250,6 +345,7 @@ def test_pooling(tmp_path, pool, size, strides, padding, act, channels):
 
 
 # --- MEAN ----------------------------------------------------------------------------------
+
 
 def _mean_cases():
     import keras
@@ -286,6 +382,7 @@ def test_mean_with_equal_quantization_and_exact_ties(tmp_path):
 
 # --- PAD and CONCATENATION -------------------------------------------------------------------
 
+
 def _pad_cases():
     import keras
     from keras import layers
@@ -293,10 +390,18 @@ def _pad_cases():
     return {
         "zero_pad_2d": ((4, 5, 3), lambda x: layers.ZeroPadding2D(((1, 2), (0, 1)))(x), "PAD"),
         "zero_pad_1d": ((5, 3), lambda x: layers.ZeroPadding1D(2)(x), "PAD"),
-        "pad_channels": ((3, 3, 2), lambda x: _layer(lambda t: keras.ops.pad(t, [[0, 0], [0, 0], [1, 0], [2, 3]]))(x),
-                         "PAD"),
-        "padv2_constant": ((4, 4, 3), lambda x: _layer(
-            lambda t: keras.ops.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], constant_values=0.7))(x), "PADV2"),
+        "pad_channels": (
+            (3, 3, 2),
+            lambda x: _layer(lambda t: keras.ops.pad(t, [[0, 0], [0, 0], [1, 0], [2, 3]]))(x),
+            "PAD",
+        ),
+        "padv2_constant": (
+            (4, 4, 3),
+            lambda x: _layer(
+                lambda t: keras.ops.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], constant_values=0.7)
+            )(x),
+            "PADV2",
+        ),
     }
 
 
@@ -324,24 +429,40 @@ def test_concatenation(tmp_path, axis):
 
 # --- random shapes (hypothesis): pooling windows and broadcast patterns ----------------------
 
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pool=st.sampled_from(["avg", "max"]), height=st.integers(1, 9), width=st.integers(1, 9),
-       channels=st.integers(1, 20), filter_h=st.integers(1, 4), filter_w=st.integers(1, 4),
-       stride_h=st.integers(1, 3), stride_w=st.integers(1, 3), same=st.booleans())
-def test_random_pooling(tmp_path_factory, pool, height, width, channels, filter_h, filter_w, stride_h, stride_w,
-                        same):
+@given(
+    pool=st.sampled_from(["avg", "max"]),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    channels=st.integers(1, 20),
+    filter_h=st.integers(1, 4),
+    filter_w=st.integers(1, 4),
+    stride_h=st.integers(1, 3),
+    stride_w=st.integers(1, 3),
+    same=st.booleans(),
+)
+def test_random_pooling(
+    tmp_path_factory, pool, height, width, channels, filter_h, filter_w, stride_h, stride_w, same
+):
     from keras import layers
 
     assume(same or (filter_h <= height and filter_w <= width))
     layer = layers.AveragePooling2D if pool == "avg" else layers.MaxPooling2D
-    build = lambda x: layer((filter_h, filter_w), (stride_h, stride_w), padding="same" if same else "valid")(x)  # noqa: E731
+    build = lambda x: layer((filter_h, filter_w), (stride_h, stride_w), padding="same" if same else "valid")(
+        x
+    )  # noqa: E731
     path = _convert(tmp_path_factory.mktemp("pool"), pool, (height, width, channels), build, spread=2.0)
     _assert_bit_exact(path, _random_samples(path, 8))
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["add", "sub", "mul"]), shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
-       keep=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 1000))
+@given(
+    kind=st.sampled_from(["add", "sub", "mul"]),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+    keep=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    seed=st.integers(0, 1000),
+)
 def test_random_broadcast_constant(tmp_path_factory, kind, shape, keep, seed):
     """x (1,H,W,C) combined with a constant of shape (H|1, W|1, C|1): every broadcast pattern."""
     const_shape = tuple(d if k else 1 for d, k in zip(shape, keep, strict=True))
@@ -356,17 +477,30 @@ def test_random_broadcast_constant(tmp_path_factory, kind, shape, keep, seed):
 
 # --- the generated folder carries the kernel headers it needs, and only those ------------------
 
+
 def test_generated_folder_has_the_headers_its_kernels_include(tmp_path):
     from keras import layers
 
     from toolchain import codegen
 
-    both = _convert(tmp_path, "add_softmax", (12,),
-                    lambda x: layers.Softmax()(layers.Add()([x, layers.Activation("tanh")(x)])), spread=2.0)
+    both = _convert(
+        tmp_path,
+        "add_softmax",
+        (12,),
+        lambda x: layers.Softmax()(layers.Add()([x, layers.Activation("tanh")(x)])),
+        spread=2.0,
+    )
     assert _opcodes(both) == ["TANH", "ADD", "SOFTMAX"]
     codegen.generate(both, tmp_path / "both")
     names = {p.name for p in (tmp_path / "both").iterdir()}
-    assert {"tr_common.h", "tr_elementwise.h", "tr_fixedpoint.h", "tr_lookup.c", "tr_add.c", "tr_softmax.c"} <= names
+    assert {
+        "tr_common.h",
+        "tr_elementwise.h",
+        "tr_fixedpoint.h",
+        "tr_lookup.c",
+        "tr_add.c",
+        "tr_softmax.c",
+    } <= names
     _assert_bit_exact(both, _random_samples(both, 16))  # verify builds from its own generated folder
 
     tanh_only = _convert(tmp_path, "tanh", (12,), _activation("tanh"))

@@ -40,14 +40,39 @@ from toolchain.codegen.ops import (
 from toolchain.errors import TinyrankError, UnsupportedError
 
 KERNELS = Path(__file__).resolve().parent.parent / "firmware_templates" / "kernels"
-MY_KERNELS = ["tr_add.c", "tr_mul.c", "tr_pool.c", "tr_mean.c", "tr_softmax.c", "tr_lookup.c", "tr_relu.c",
-              "tr_concatenation.c", "tr_pad.c", "tr_quantize.c"]
+MY_KERNELS = [
+    "tr_add.c",
+    "tr_mul.c",
+    "tr_pool.c",
+    "tr_mean.c",
+    "tr_softmax.c",
+    "tr_lookup.c",
+    "tr_relu.c",
+    "tr_concatenation.c",
+    "tr_pad.c",
+    "tr_quantize.c",
+]
 
 
-def _tensor(index: int, shape: tuple[int, ...], *, dtype: str = "int8", scale=(0.05,), zero_point=(0,),
-            data: np.ndarray | None = None) -> Tensor:
-    return Tensor(index=index, name=f"t{index}", shape=shape, dtype=dtype, scale=np.asarray(scale, np.float32),
-                  zero_point=np.asarray(zero_point, np.int64), quantized_dimension=0, data=data)
+def _tensor(
+    index: int,
+    shape: tuple[int, ...],
+    *,
+    dtype: str = "int8",
+    scale=(0.05,),
+    zero_point=(0,),
+    data: np.ndarray | None = None,
+) -> Tensor:
+    return Tensor(
+        index=index,
+        name=f"t{index}",
+        shape=shape,
+        dtype=dtype,
+        scale=np.asarray(scale, np.float32),
+        zero_point=np.asarray(zero_point, np.int64),
+        quantized_dimension=0,
+        data=data,
+    )
 
 
 def _op(opcode: str, inputs: list[Tensor | None], outputs: list[Tensor], index: int = 7, **options) -> Op:
@@ -67,8 +92,24 @@ def _rejects(module, op: Op, *words: str) -> str:
 
 def test_every_opcode_of_this_issue_is_registered():
     table = registry()
-    for opcode in ("ADD", "SUB", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "LOGISTIC", "TANH", "RELU",
-                   "RELU6", "LEAKY_RELU", "HARD_SWISH", "CONCATENATION", "PAD", "PADV2"):
+    for opcode in (
+        "ADD",
+        "SUB",
+        "MUL",
+        "AVERAGE_POOL_2D",
+        "MAX_POOL_2D",
+        "MEAN",
+        "SOFTMAX",
+        "LOGISTIC",
+        "TANH",
+        "RELU",
+        "RELU6",
+        "LEAKY_RELU",
+        "HARD_SWISH",
+        "CONCATENATION",
+        "PAD",
+        "PADV2",
+    ):
         assert opcode in table, opcode
 
 
@@ -77,19 +118,38 @@ def test_elementwise_ops_reject_float_and_per_channel_tensors():
     out_float = _tensor(2, (1, 4), dtype="float32", scale=(), zero_point=())
     _rejects(add, _op("ADD", [a, b], [out_float], fused_activation_function="NONE"), "float32", "int8")
     per_channel = _tensor(1, (1, 4), scale=(0.1, 0.2, 0.3, 0.4), zero_point=(0, 0, 0, 0))
-    _rejects(mul, _op("MUL", [a, per_channel], [_tensor(2, (1, 4))], fused_activation_function="NONE"),
-             "4 per-channel scales", "per-tensor")
+    _rejects(
+        mul,
+        _op("MUL", [a, per_channel], [_tensor(2, (1, 4))], fused_activation_function="NONE"),
+        "4 per-channel scales",
+        "per-tensor",
+    )
 
 
 def test_add_rejects_unknown_activation_and_bad_broadcast():
     a, out = _tensor(0, (1, 2, 2, 3)), _tensor(2, (1, 2, 2, 3))
-    _rejects(add, _op("ADD", [a, _tensor(1, (1, 2, 2, 3))], [out], fused_activation_function="TANH"),
-             "fused activation TANH", "RELU6")
-    _rejects(add, _op("ADD", [a, _tensor(1, (1, 2, 1, 2))], [out], fused_activation_function="NONE"),
-             "do not broadcast")
+    _rejects(
+        add,
+        _op("ADD", [a, _tensor(1, (1, 2, 2, 3))], [out], fused_activation_function="TANH"),
+        "fused activation TANH",
+        "RELU6",
+    )
+    _rejects(
+        add,
+        _op("ADD", [a, _tensor(1, (1, 2, 1, 2))], [out], fused_activation_function="NONE"),
+        "do not broadcast",
+    )
     five_d = _tensor(1, (1, 1, 1, 1, 3))
-    _rejects(mul, _op("MUL", [_tensor(0, (2, 1, 2, 2, 3)), five_d], [_tensor(2, (2, 1, 2, 2, 3))],
-                      fused_activation_function="NONE"), "4 dimensions")
+    _rejects(
+        mul,
+        _op(
+            "MUL",
+            [_tensor(0, (2, 1, 2, 2, 3)), five_d],
+            [_tensor(2, (2, 1, 2, 2, 3))],
+            fused_activation_function="NONE",
+        ),
+        "4 dimensions",
+    )
 
 
 def test_broadcast_geometry_repeats_size_one_dimensions():
@@ -103,17 +163,31 @@ def test_broadcast_geometry_repeats_size_one_dimensions():
 def test_pool_rejects_bad_rank_and_padding():
     src, dst = _tensor(0, (1, 4, 4, 2)), _tensor(1, (1, 2, 2, 2))
     options = dict(filter_height=2, filter_width=2, stride_h=2, stride_w=2, fused_activation_function="NONE")
-    _rejects(pool, _op("MAX_POOL_2D", [_tensor(0, (4, 4, 2))], [_tensor(1, (2, 2, 2))], padding="VALID", **options),
-             "4-D")
-    _rejects(pool, _op("AVERAGE_POOL_2D", [src], [dst], padding="REFLECT", **options), "REFLECT", "SAME, VALID")
+    _rejects(
+        pool,
+        _op("MAX_POOL_2D", [_tensor(0, (4, 4, 2))], [_tensor(1, (2, 2, 2))], padding="VALID", **options),
+        "4-D",
+    )
+    _rejects(
+        pool, _op("AVERAGE_POOL_2D", [src], [dst], padding="REFLECT", **options), "REFLECT", "SAME, VALID"
+    )
     options["stride_w"] = 0
     _rejects(pool, _op("AVERAGE_POOL_2D", [src], [dst], padding="SAME", **options), "stride_w")
 
 
 def test_pool_geometry_pads_same_like_tflite():
     src, dst = _tensor(0, (1, 7, 6, 3)), _tensor(1, (1, 4, 3, 3))
-    op = _op("AVERAGE_POOL_2D", [src], [dst], padding="SAME", filter_height=3, filter_width=3, stride_h=2,
-             stride_w=2, fused_activation_function="NONE")
+    op = _op(
+        "AVERAGE_POOL_2D",
+        [src],
+        [dst],
+        padding="SAME",
+        filter_height=3,
+        filter_width=3,
+        stride_h=2,
+        stride_w=2,
+        fused_activation_function="NONE",
+    )
     # total padding (4-1)*2+3-7 = 2 -> 1 on top; (3-1)*2+3-6 = 1 -> 0 on the left (the odd cell goes after)
     assert pool.pool_geometry(op).tolist() == [1, 7, 6, 3, 4, 3, 3, 3, 2, 2, 1, 0]
 
@@ -125,7 +199,9 @@ def test_mean_rejects_non_contiguous_and_dynamic_axes():
     dynamic = _tensor(1, (2,), dtype="int32", scale=(), zero_point=())
     _rejects(mean, _op("MEAN", [src, dynamic], [_tensor(2, (1, 8))], keep_dims=False), "non-constant axis")
     out_of_range = _tensor(1, (1,), dtype="int32", scale=(), zero_point=(), data=np.array([4], np.int32))
-    _rejects(mean, _op("MEAN", [src, out_of_range], [_tensor(2, (1, 4, 4))], keep_dims=False), "within the rank")
+    _rejects(
+        mean, _op("MEAN", [src, out_of_range], [_tensor(2, (1, 4, 4))], keep_dims=False), "within the rank"
+    )
 
 
 def test_mean_layout_and_negative_axes():
@@ -144,35 +220,60 @@ def test_mean_params_fold_the_count_into_the_multiplier():
 
 def test_softmax_rejects_wrong_output_quantization_and_huge_depth():
     src = _tensor(0, (1, 10), scale=(0.1,))
-    _rejects(softmax, _op("SOFTMAX", [src], [_tensor(1, (1, 10), scale=(1 / 128,), zero_point=(0,))], beta=1.0),
-             "1/256", "-128")
+    _rejects(
+        softmax,
+        _op("SOFTMAX", [src], [_tensor(1, (1, 10), scale=(1 / 128,), zero_point=(0,))], beta=1.0),
+        "1/256",
+        "-128",
+    )
     big = _tensor(0, (1, 1000), scale=(0.1,))
-    _rejects(softmax, _op("SOFTMAX", [big], [_tensor(1, (1, 1000), scale=(1 / 256,), zero_point=(-128,))],
-                          beta=1.0), "depth 1000", "511")
+    _rejects(
+        softmax,
+        _op("SOFTMAX", [big], [_tensor(1, (1, 1000), scale=(1 / 256,), zero_point=(-128,))], beta=1.0),
+        "depth 1000",
+        "511",
+    )
 
 
 def test_logistic_rejects_output_zero_point():
-    _rejects(logistic, _op("LOGISTIC", [_tensor(0, (1, 8))], [_tensor(1, (1, 8), scale=(1 / 256,))]),
-             "zero point 0", "-128")
+    _rejects(
+        logistic,
+        _op("LOGISTIC", [_tensor(0, (1, 8))], [_tensor(1, (1, 8), scale=(1 / 256,))]),
+        "zero point 0",
+        "-128",
+    )
 
 
 def test_concatenation_rejects_activation_and_mismatched_shapes():
     a, b = _tensor(0, (1, 2, 3)), _tensor(1, (1, 2, 5))
     out = _tensor(2, (1, 2, 8))
-    _rejects(concatenation, _op("CONCATENATION", [a, b], [out], axis=-1, fused_activation_function="RELU"),
-             "fused activation RELU")
-    _rejects(concatenation, _op("CONCATENATION", [a, _tensor(1, (1, 3, 5))], [out], axis=2,
-                                fused_activation_function="NONE"), "does not match")
-    _rejects(concatenation, _op("CONCATENATION", [a, b], [out], axis=3, fused_activation_function="NONE"),
-             "axis 3")
+    _rejects(
+        concatenation,
+        _op("CONCATENATION", [a, b], [out], axis=-1, fused_activation_function="RELU"),
+        "fused activation RELU",
+    )
+    _rejects(
+        concatenation,
+        _op("CONCATENATION", [a, _tensor(1, (1, 3, 5))], [out], axis=2, fused_activation_function="NONE"),
+        "does not match",
+    )
+    _rejects(
+        concatenation, _op("CONCATENATION", [a, b], [out], axis=3, fused_activation_function="NONE"), "axis 3"
+    )
 
 
 def test_pad_rejects_dynamic_paddings_and_wrong_output():
     src = _tensor(0, (1, 4, 4, 3))
     dynamic = _tensor(1, (4, 2), dtype="int32", scale=(), zero_point=())
     _rejects(pad, _op("PAD", [src, dynamic], [_tensor(2, (1, 6, 6, 3))]), "non-constant paddings")
-    pads = _tensor(1, (4, 2), dtype="int32", scale=(), zero_point=(),
-                   data=np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32))
+    pads = _tensor(
+        1,
+        (4, 2),
+        dtype="int32",
+        scale=(),
+        zero_point=(),
+        data=np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32),
+    )
     _rejects(pad, _op("PAD", [src, pads], [_tensor(2, (1, 6, 5, 3))]), "int8[1,6,5,3]", "[[0, 0], [1, 1]")
     pad.check(_op("PAD", [src, pads], [_tensor(2, (1, 6, 6, 3))]))
 
@@ -200,9 +301,25 @@ def test_logistic_table_is_monotonic_and_centred():
 
 
 def _compile(cc: str, flags: list[str], source: Path, tmp_path: Path) -> None:
-    result = subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, f"-I{KERNELS}", "-c",
-                             str(source), "-o", str(tmp_path / (source.stem + ".o"))],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            cc,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            *flags,
+            f"-I{KERNELS}",
+            "-c",
+            str(source),
+            "-o",
+            str(tmp_path / (source.stem + ".o")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, f"{cc} {' '.join(flags)} {source.name}:\n{result.stderr}"
 
 
@@ -220,10 +337,12 @@ def test_kernels_compile_without_warnings(tmp_path, cpu):
 @pytest.fixture(scope="module")
 def reciprocal_driver(tmp_path_factory) -> Path:
     """A host program printing tr_fixedpoint.h's 1/(1+x) (SOFTMAX's reciprocal) for each x read on stdin."""
-    return build_driver('#include <stdio.h>\n#include "tr_fixedpoint.h"\n'
-                        "int main(void) { long v; while (scanf(\"%ld\", &v) == 1) "
-                        "printf(\"%ld\\n\", (long)tr_fp_one_over_one_plus_x((int32_t)v)); return 0; }\n",
-                        tmp_path_factory.mktemp("fixedpoint"))
+    return build_driver(
+        '#include <stdio.h>\n#include "tr_fixedpoint.h"\n'
+        'int main(void) { long v; while (scanf("%ld", &v) == 1) '
+        'printf("%ld\\n", (long)tr_fp_one_over_one_plus_x((int32_t)v)); return 0; }\n',
+        tmp_path_factory.mktemp("fixedpoint"),
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -259,6 +378,7 @@ def test_add_tables_rescale_each_input_to_the_common_scale():
 
 
 # --- shared helpers: fixed point, the op registry, kernel headers ------------------------------
+
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(-(2**15), 2**15 - 1), st.integers(-(2**15), 2**15 - 1))
@@ -297,12 +417,17 @@ def test_registry_skips_private_modules_and_records_broken_ops(tmp_path, monkeyp
 def test_kernel_headers_are_found_through_includes():
     assert render.kernel_headers(["tr_add.c"]) == ["tr_common.h", "tr_elementwise.h"]
     assert render.kernel_headers(["tr_mul.c", "tr_softmax.c", "tr_lookup.c"]) == [
-        "tr_common.h", "tr_elementwise.h", "tr_fixedpoint.h"]
+        "tr_common.h",
+        "tr_elementwise.h",
+        "tr_fixedpoint.h",
+    ]
     assert render.kernel_headers(["tr_lookup.c"]) == ["tr_common.h"]
 
 
 def test_kernel_headers_follow_nested_includes_and_name_missing_ones(tmp_path, monkeypatch):
-    (tmp_path / "tr_a.c").write_text('#include <string.h>\n#include "tr_outer.h"\n// #include "tr_commented.h"\n')
+    (tmp_path / "tr_a.c").write_text(
+        '#include <string.h>\n#include "tr_outer.h"\n// #include "tr_commented.h"\n'
+    )
     (tmp_path / "tr_outer.h").write_text('  #  include "tr_inner.h"\n#include "tr_outer.h"\n')
     (tmp_path / "tr_inner.h").write_text("/* no includes */\n")
     (tmp_path / "tr_b.c").write_text('#include "tr_missing.h"\n')

@@ -16,8 +16,22 @@ import pytest
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
 
-CHAIN_OPS = {"PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TANH", "ADD", "MEAN", "SUB", "MUL", "HARD_SWISH",
-             "CONCATENATION", "LOGISTIC", "LEAKY_RELU", "RELU6", "SOFTMAX"}
+CHAIN_OPS = {
+    "PAD",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "TANH",
+    "ADD",
+    "MEAN",
+    "SUB",
+    "MUL",
+    "HARD_SWISH",
+    "CONCATENATION",
+    "LOGISTIC",
+    "LEAKY_RELU",
+    "RELU6",
+    "SOFTMAX",
+}
 
 
 def _chain_model():
@@ -58,7 +72,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
 def test_op_chain_is_bit_exact_in_qemu(chain, board, tmp_path):
     from toolchain.bench.measure import run_benchmark
-    from toolchain.build import build
+    from toolchain.firmware import build
 
     gen, data = chain
     build(gen, board)

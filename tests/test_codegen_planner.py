@@ -37,7 +37,12 @@ def test_plan_is_valid_and_not_worse_than_tflm_greedy(specs) -> None:
 
 def test_chain_reuses_memory() -> None:
     # a -> b -> c -> d, each alive for two consecutive ops: two buffers suffice.
-    buffers = [Buffer("a", 1000, -1, 0), Buffer("b", 1000, 0, 1), Buffer("c", 1000, 1, 2), Buffer("d", 1000, 2, 3)]
+    buffers = [
+        Buffer("a", 1000, -1, 0),
+        Buffer("b", 1000, 0, 1),
+        Buffer("c", 1000, 1, 2),
+        Buffer("d", 1000, 2, 3),
+    ]
     assert plan(buffers) == 2 * _align(1000)
     check_plan(buffers)
     assert buffers[0].offset == buffers[2].offset

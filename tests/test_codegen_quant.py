@@ -43,8 +43,10 @@ def ref_mbqm(x: int, multiplier: int, shift: int) -> int:
     return ref_rdbp(ref_srdhm(_wrap32(x * (1 << left)), multiplier), right)
 
 
-@pytest.mark.parametrize("real, expected", [(0.5, (2**30, 0)), (1.0, (2**30, 1)), (0.25, (2**30, -1)),
-                                            (0.0, (0, 0)), (1e-12, (0, 0))])
+@pytest.mark.parametrize(
+    "real, expected",
+    [(0.5, (2**30, 0)), (1.0, (2**30, 1)), (0.25, (2**30, -1)), (0.0, (0, 0)), (1e-12, (0, 0))],
+)
 def test_quantize_multiplier_known_values(real: float, expected: tuple[int, int]) -> None:
     assert quantize_multiplier(real) == expected
 
@@ -93,8 +95,16 @@ def helpers_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_c_requantization_helpers_match_tflm_arithmetic(helpers_exe: Path) -> None:
     rng = np.random.default_rng(0)
-    cases = [(INT32_MIN, INT32_MIN, 0), (INT32_MAX, INT32_MAX, -31), (INT32_MIN, 2**30, 0), (-5, 2**30, -1),
-             (5, 2**30, -1), (-3, 2**31 - 1, -1), (7, 1518500250, 2), (-1, 1, 0)]
+    cases = [
+        (INT32_MIN, INT32_MIN, 0),
+        (INT32_MAX, INT32_MAX, -31),
+        (INT32_MIN, 2**30, 0),
+        (-5, 2**30, -1),
+        (5, 2**30, -1),
+        (-3, 2**31 - 1, -1),
+        (7, 1518500250, 2),
+        (-1, 1, 0),
+    ]
     xs = rng.integers(-(2**24), 2**24, 3000).tolist() + rng.integers(INT32_MIN, INT32_MAX, 1000).tolist()
     for x in xs:
         m = int(rng.integers(2**30, 2**31))
@@ -138,6 +148,10 @@ def test_fast_requantize_equals_tflm_requantization(tmp_path: Path) -> None:
         zp = int(rng.integers(-128, 128))
         lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))
         cases.append((acc, m, s, zp, lo, hi))
-    cases += [(-(2**31), 2**30, 0, 0, -128, 127), (2**31 - 1, 2**31 - 1, -31, 5, -128, 127), (0, 0, 0, -3, -128, 127)]
+    cases += [
+        (-(2**31), 2**30, 0, 0, -128, 127),
+        (2**31 - 1, 2**31 - 1, -31, 5, -128, 127),
+        (0, 0, 0, -3, -128, 127),
+    ]
     for (acc, m, s, zp, lo, hi), line in zip(cases, run_driver(exe, cases), strict=True):
         assert int(line) == min(max(ref_mbqm(acc, m, s) + zp, lo), hi), (acc, m, s, zp)

@@ -32,7 +32,9 @@ class GraphBuilder:
 
     def activation(self, shape, scale: float, zero_point: int, name: str):
         q = self.me.Quantization(scales=[float(scale)], zero_points=[int(zero_point)])
-        return self.graph.add_tensor(shape=tuple(shape), dtype=self.schema.TensorType.INT8, quantization=q, name=name)
+        return self.graph.add_tensor(
+            shape=tuple(shape), dtype=self.schema.TensorType.INT8, quantization=q, name=name
+        )
 
     def constant(self, array: np.ndarray, dtype, scales, axis: int, name: str):
         scales = [float(s) for s in np.atleast_1d(scales)]
@@ -40,7 +42,9 @@ class GraphBuilder:
         return self.graph.add_tensor(shape=array.shape, dtype=dtype, data=array, quantization=q, name=name)
 
     def op(self, opcode: int, inputs, outputs, options_type: int = 0, options=None) -> None:
-        if opcode not in self._codes:  # the editor leaves deprecated_builtin_code at 0; TFLM reads max of both
+        if (
+            opcode not in self._codes
+        ):  # the editor leaves deprecated_builtin_code at 0; TFLM reads max of both
             code = self.me.OperatorCode(builtin_code=opcode)
             code._fb.deprecatedBuiltinCode = min(opcode, 127)
             self.model.operator_codes.append(code)
@@ -70,20 +74,31 @@ def _bias(b: GraphBuilder, rng, in_scale: float, w_scales, channels: int, name: 
     return b.constant(data, b.schema.TensorType.INT32, scales, 0, name)
 
 
-conv_params = st.fixed_dictionaries({
-    "depthwise": st.booleans(),
-    "h": st.integers(1, 9), "w": st.integers(1, 9), "c": st.integers(1, 6),
-    "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
-    "stride_h": st.integers(1, 3), "stride_w": st.integers(1, 3),
-    "dil_h": st.integers(1, 3), "dil_w": st.integers(1, 3),
-    "padding": st.sampled_from(["SAME", "VALID"]),
-    "out_c": st.integers(1, 7), "multiplier": st.integers(1, 3),
-    "per_channel": st.booleans(), "bias": st.booleans(),
-    "act": st.sampled_from(list(ACTIVATIONS)),
-    "in_zp": st.integers(-128, 127), "out_zp": st.integers(-128, 127),
-    "in_scale": st.floats(0.005, 0.5), "out_scale": st.floats(0.005, 0.5),
-    "seed": st.integers(0, 2**16),
-})
+conv_params = st.fixed_dictionaries(
+    {
+        "depthwise": st.booleans(),
+        "h": st.integers(1, 9),
+        "w": st.integers(1, 9),
+        "c": st.integers(1, 6),
+        "k_h": st.integers(1, 4),
+        "k_w": st.integers(1, 4),
+        "stride_h": st.integers(1, 3),
+        "stride_w": st.integers(1, 3),
+        "dil_h": st.integers(1, 3),
+        "dil_w": st.integers(1, 3),
+        "padding": st.sampled_from(["SAME", "VALID"]),
+        "out_c": st.integers(1, 7),
+        "multiplier": st.integers(1, 3),
+        "per_channel": st.booleans(),
+        "bias": st.booleans(),
+        "act": st.sampled_from(list(ACTIVATIONS)),
+        "in_zp": st.integers(-128, 127),
+        "out_zp": st.integers(-128, 127),
+        "in_scale": st.floats(0.005, 0.5),
+        "out_scale": st.floats(0.005, 0.5),
+        "seed": st.integers(0, 2**16),
+    }
+)
 
 
 def build_conv(p: dict, path: Path) -> Path | None:
@@ -121,14 +136,21 @@ def build_conv(p: dict, path: Path) -> Path | None:
     return b.build([x], [y], path)
 
 
-fc_params = st.fixed_dictionaries({
-    "batches": st.integers(1, 3), "depth": st.integers(1, 40), "hidden": st.integers(1, 8),
-    "units": st.integers(1, 20), "per_channel": st.booleans(), "bias": st.booleans(),
-    "act1": st.sampled_from(list(ACTIVATIONS)), "act2": st.sampled_from(list(ACTIVATIONS)),
-    "zps": st.tuples(st.integers(-128, 127), st.integers(-128, 127), st.integers(-128, 127)),
-    "scales": st.tuples(st.floats(0.005, 0.5), st.floats(0.005, 0.5), st.floats(0.005, 0.5)),
-    "seed": st.integers(0, 2**16),
-})
+fc_params = st.fixed_dictionaries(
+    {
+        "batches": st.integers(1, 3),
+        "depth": st.integers(1, 40),
+        "hidden": st.integers(1, 8),
+        "units": st.integers(1, 20),
+        "per_channel": st.booleans(),
+        "bias": st.booleans(),
+        "act1": st.sampled_from(list(ACTIVATIONS)),
+        "act2": st.sampled_from(list(ACTIVATIONS)),
+        "zps": st.tuples(st.integers(-128, 127), st.integers(-128, 127), st.integers(-128, 127)),
+        "scales": st.tuples(st.floats(0.005, 0.5), st.floats(0.005, 0.5), st.floats(0.005, 0.5)),
+        "seed": st.integers(0, 2**16),
+    }
+)
 
 
 def build_fc_chain(p: dict, path: Path) -> Path:
@@ -141,14 +163,20 @@ def build_fc_chain(p: dict, path: Path) -> Path:
     h = b.activation((p["batches"], p["hidden"]), s1, z1, "hidden")
     y = b.activation((p["batches"], p["units"]), s2, z2, "output")
     for i, (src, dst, n_in, n_out, act, scale) in enumerate(
-            [(x, h, p["depth"], p["hidden"], p["act1"], s0), (h, y, p["hidden"], p["units"], p["act2"], s1)]):
+        [(x, h, p["depth"], p["hidden"], p["act1"], s0), (h, y, p["hidden"], p["units"], p["act2"], s1)]
+    ):
         w, scales = _weights(rng, (n_out, n_in), 0, p["per_channel"])
         filt = b.constant(w, s.TensorType.INT8, scales, 0, f"fc{i}_weights")
         bias = _bias(b, rng, scale, scales, n_out, f"fc{i}_bias") if p["bias"] else None
         options = s.FullyConnectedOptionsT()
         options.fusedActivationFunction = ACTIVATIONS[act]
-        b.op(s.BuiltinOperator.FULLY_CONNECTED, [src, filt, bias], [dst], s.BuiltinOptions.FullyConnectedOptions,
-             options)
+        b.op(
+            s.BuiltinOperator.FULLY_CONNECTED,
+            [src, filt, bias],
+            [dst],
+            s.BuiltinOptions.FullyConnectedOptions,
+            options,
+        )
     return b.build([x], [y], path)
 
 
@@ -183,9 +211,29 @@ def test_random_fully_connected_chains_are_bit_exact(tmp_path: Path, p: dict) ->
 def test_builder_writes_what_the_parser_reads(tmp_path: Path) -> None:
     from toolchain.codegen.graph import parse
 
-    p = {"depthwise": True, "h": 5, "w": 6, "c": 2, "k_h": 3, "k_w": 2, "stride_h": 2, "stride_w": 1, "dil_h": 2,
-         "dil_w": 1, "padding": "SAME", "out_c": 1, "multiplier": 3, "per_channel": True, "bias": True,
-         "act": "RELU6", "in_zp": -3, "out_zp": 7, "in_scale": 0.1, "out_scale": 0.2, "seed": 1}
+    p = {
+        "depthwise": True,
+        "h": 5,
+        "w": 6,
+        "c": 2,
+        "k_h": 3,
+        "k_w": 2,
+        "stride_h": 2,
+        "stride_w": 1,
+        "dil_h": 2,
+        "dil_w": 1,
+        "padding": "SAME",
+        "out_c": 1,
+        "multiplier": 3,
+        "per_channel": True,
+        "bias": True,
+        "act": "RELU6",
+        "in_zp": -3,
+        "out_zp": 7,
+        "in_scale": 0.1,
+        "out_scale": 0.2,
+        "seed": 1,
+    }
     op = parse(build_conv(p, tmp_path / "dw.tflite")).ops[0]
     assert op.opcode == "DEPTHWISE_CONV_2D"
     assert op.options["depth_multiplier"] == 3 and op.options["dilation_h_factor"] == 2
@@ -210,8 +258,13 @@ def test_requantize_between_two_fully_connected(tmp_path: Path, opcode: str) -> 
     for src, dst, w, sc, name in ((x, h, w1, s1, "fc0"), (r, y, w2, s2, "fc1")):
         if name == "fc1":
             b.op(s.BuiltinOperator.QUANTIZE, [h], [r])
-        b.op(s.BuiltinOperator.FULLY_CONNECTED, [src, b.constant(w, s.TensorType.INT8, sc, 0, name), None], [dst],
-             s.BuiltinOptions.FullyConnectedOptions, s.FullyConnectedOptionsT())
+        b.op(
+            s.BuiltinOperator.FULLY_CONNECTED,
+            [src, b.constant(w, s.TensorType.INT8, sc, 0, name), None],
+            [dst],
+            s.BuiltinOptions.FullyConnectedOptions,
+            s.FullyConnectedOptionsT(),
+        )
     path = b.build([x], [y], tmp_path / "requant.tflite")
     from toolchain.codegen.graph import parse
 
@@ -222,14 +275,16 @@ def test_requantize_between_two_fully_connected(tmp_path: Path, opcode: str) -> 
 def _build_and_run(gen: Path, board: str, x: np.ndarray) -> np.ndarray:
     """Outputs of the benchmark firmware `tinyrank build` makes from `gen` for `board`, run in QEMU."""
     from toolchain.bench.measure import run_samples
-    from toolchain.build import build
+    from toolchain.firmware import build
 
     build(gen, board)
     return run_samples(gen, board, x)["outputs"][0]
 
 
 @pytest.mark.qemu
-def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path, pio_build_cache: Path) -> None:
+def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(
+    tmp_path: Path, pio_build_cache: Path
+) -> None:
     """Channel counts and depths that are not multiples of four exercise every DSP tail path.
 
     Each model runs in the benchmark firmware built for qemu_m4 (DSP) and qemu_m3 (generic)."""
@@ -240,15 +295,50 @@ def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path
     from toolchain.codegen import generate
     from toolchain.codegen.graph import parse
 
-    conv = {"depthwise": False, "h": 7, "w": 6, "c": 5, "k_h": 3, "k_w": 2, "stride_h": 2, "stride_w": 1,
-            "dil_h": 1, "dil_w": 2, "padding": "SAME", "out_c": 7, "multiplier": 1, "per_channel": True,
-            "bias": True, "act": "RELU", "in_zp": -7, "out_zp": 5, "in_scale": 0.05, "out_scale": 0.1, "seed": 3}
+    conv = {
+        "depthwise": False,
+        "h": 7,
+        "w": 6,
+        "c": 5,
+        "k_h": 3,
+        "k_w": 2,
+        "stride_h": 2,
+        "stride_w": 1,
+        "dil_h": 1,
+        "dil_w": 2,
+        "padding": "SAME",
+        "out_c": 7,
+        "multiplier": 1,
+        "per_channel": True,
+        "bias": True,
+        "act": "RELU",
+        "in_zp": -7,
+        "out_zp": 5,
+        "in_scale": 0.05,
+        "out_scale": 0.1,
+        "seed": 3,
+    }
     depthwise = {**conv, "depthwise": True, "c": 7, "multiplier": 1, "k_w": 3, "act": "RELU6"}
     depthwise_x2 = {**depthwise, "c": 3, "multiplier": 2}
-    fc = {"batches": 2, "depth": 19, "hidden": 6, "units": 11, "per_channel": True, "bias": True, "act1": "RELU",
-          "act2": "NONE", "zps": (3, -9, 12), "scales": (0.04, 0.03, 0.2), "seed": 5}
-    paths = [build_conv(conv, tmp_path / "conv.tflite"), build_conv(depthwise, tmp_path / "dw.tflite"),
-             build_conv(depthwise_x2, tmp_path / "dw2.tflite"), build_fc_chain(fc, tmp_path / "fc.tflite")]
+    fc = {
+        "batches": 2,
+        "depth": 19,
+        "hidden": 6,
+        "units": 11,
+        "per_channel": True,
+        "bias": True,
+        "act1": "RELU",
+        "act2": "NONE",
+        "zps": (3, -9, 12),
+        "scales": (0.04, 0.03, 0.2),
+        "seed": 5,
+    }
+    paths = [
+        build_conv(conv, tmp_path / "conv.tflite"),
+        build_conv(depthwise, tmp_path / "dw.tflite"),
+        build_conv(depthwise_x2, tmp_path / "dw2.tflite"),
+        build_fc_chain(fc, tmp_path / "fc.tflite"),
+    ]
     cases = {}  # digest of the generated C -> (label, folder, samples, expected outputs)
     for path in paths:
         shape = parse(path).inputs[0].shape
@@ -258,11 +348,16 @@ def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(tmp_path: Path
             gen = tmp_path / f"{path.stem}_{fuse}"
             generate(path, gen, tflm_arena=False, fuse=fuse)
             # Where fusing changes nothing the C is byte for byte the same: one firmware covers both.
-            digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in sorted(gen.glob("*.[ch]"))))
+            digest = hashlib.sha256(
+                b"".join(f.name.encode() + f.read_bytes() for f in sorted(gen.glob("*.[ch]")))
+            )
             cases.setdefault(digest.hexdigest(), (f"{path.name} fuse={fuse}", gen, x, expected))
     assert "fc.tflite fuse=True" in [label for label, *_ in cases.values()]  # the fused FC pair is its own C
     with ThreadPoolExecutor(max_workers=2) as pool:  # builds and QEMU runs are subprocesses: two at a time
-        runs = {(label, board): (pool.submit(_build_and_run, gen, board, x), expected)
-                for label, gen, x, expected in cases.values() for board in ("qemu_m4", "qemu_m3")}
+        runs = {
+            (label, board): (pool.submit(_build_and_run, gen, board, x), expected)
+            for label, gen, x, expected in cases.values()
+            for board in ("qemu_m4", "qemu_m3")
+        }
     for (label, board), (future, expected) in runs.items():
         np.testing.assert_array_equal(future.result(), expected, err_msg=f"{label} on {board}")

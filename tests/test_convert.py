@@ -48,8 +48,23 @@ def test_float_model_is_refused_naming_the_op() -> None:
 
 def test_cli_writes_tflite_and_report(tmp_path: Path, digits_mlp: Path, digits_npz: Path) -> None:
     out, report = tmp_path / "m.tflite", tmp_path / "r.json"
-    assert main(["convert", str(digits_mlp), "--data", str(digits_npz), "--out", str(out),
-                 "--samples", "50", "--report", str(report)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(digits_mlp),
+                "--data",
+                str(digits_npz),
+                "--out",
+                str(out),
+                "--samples",
+                "50",
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.read_text())
     assert out.read_bytes()[4:8] == b"TFL3"
     assert data["tflite_bytes"] == out.stat().st_size and data["calibration_samples"] == 50
@@ -58,7 +73,9 @@ def test_cli_writes_tflite_and_report(tmp_path: Path, digits_mlp: Path, digits_n
 def test_cli_refuses_wrong_shape(tmp_path: Path, digits_mlp: Path, capsys: pytest.CaptureFixture) -> None:
     from toolchain.data import save_dataset
 
-    bad = save_dataset(tmp_path / "bad.npz", x_train=np.zeros((4, 8, 8), np.float32), y_train=np.zeros(4, int))
+    bad = save_dataset(
+        tmp_path / "bad.npz", x_train=np.zeros((4, 8, 8), np.float32), y_train=np.zeros(4, int)
+    )
     assert main(["convert", str(digits_mlp), "--data", str(bad), "--out", str(tmp_path / "m.tflite")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'x_train' has samples of shape (8, 8)" in err and "(64,)" in err
@@ -72,7 +89,9 @@ def test_cli_corrupt_model(tmp_path: Path, digits_npz: Path, capsys: pytest.Capt
     assert f"model file {bad}: not a readable Keras model" in capsys.readouterr().err
 
 
-def test_cli_never_writes_over_its_input(tmp_path: Path, digits_npz: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_never_writes_over_its_input(
+    tmp_path: Path, digits_npz: Path, capsys: pytest.CaptureFixture
+) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(b"keep me")
     assert main(["convert", str(model), "--data", str(digits_npz), "--out", str(model)]) == 2

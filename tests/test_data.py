@@ -18,8 +18,13 @@ def _write(path: Path, **arrays: np.ndarray) -> Path:
 
 
 def test_loads_all_splits(tmp_path: Path, rng: np.random.Generator) -> None:
-    path = save_dataset(tmp_path / "d.npz", x_train=rng.random((10, 4)), y_train=np.arange(10),
-                        x_test=rng.random((3, 4)), y_test=np.arange(3))
+    path = save_dataset(
+        tmp_path / "d.npz",
+        x_train=rng.random((10, 4)),
+        y_train=np.arange(10),
+        x_test=rng.random((3, 4)),
+        y_test=np.arange(3),
+    )
     ds = load_dataset(path)
     assert ds.x_train.shape == (10, 4) and ds.has_test
     assert ds.eval_x is ds.x_test and is_classification(ds)
@@ -58,7 +63,9 @@ def test_string_arrays_rejected(tmp_path: Path) -> None:
 def test_shape_check_names_key_found_and_expected(tmp_path: Path) -> None:
     ds = load_dataset(save_dataset(tmp_path / "d.npz", x_train=np.zeros((5, 8, 8)), y_train=np.zeros(5)))
     check_input_shape(ds, (None, 8, 8))
-    with pytest.raises(DataError, match=r"'x_train' has samples of shape \(8, 8\); the model expects \(64,\)"):
+    with pytest.raises(
+        DataError, match=r"'x_train' has samples of shape \(8, 8\); the model expects \(64,\)"
+    ):
         check_input_shape(ds, (None, 64))
 
 

@@ -18,19 +18,47 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory, digits_mlp: Path, digits_npz: Path) -> tuple[Path, dict, str]:
+def deployed(
+    tmp_path_factory: pytest.TempPathFactory, digits_mlp: Path, digits_npz: Path
+) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("deploy")
     before = hashlib.sha256(digits_mlp.read_bytes()).hexdigest()
-    code = main(["deploy", str(digits_mlp), "--data", str(digits_npz), "--board", "qemu_m4", "--out", str(out),
-                 "--target-params", "0.5", "--finetune-epochs", "3", "--runs", "3", "--report", str(out / "cli.json")])
+    code = main(
+        [
+            "deploy",
+            str(digits_mlp),
+            "--data",
+            str(digits_npz),
+            "--board",
+            "qemu_m4",
+            "--out",
+            str(out),
+            "--target-params",
+            "0.5",
+            "--finetune-epochs",
+            "3",
+            "--runs",
+            "3",
+            "--report",
+            str(out / "cli.json"),
+        ]
+    )
     assert code == 0
     return out, json.loads((out / "report.json").read_text()), before
 
 
 def test_every_stage_left_its_file(deployed: tuple[Path, dict, str]) -> None:
     out, _, _ = deployed
-    for name in ("compressed.keras", "model.tflite", "gen/model.c", "gen/model_weights.c", "gen/model_info.json",
-                 "gen/firmware_qemu_m4/platformio.ini", "report.json", "cli.json"):
+    for name in (
+        "compressed.keras",
+        "model.tflite",
+        "gen/model.c",
+        "gen/model_weights.c",
+        "gen/model_info.json",
+        "gen/firmware_qemu_m4/platformio.ini",
+        "report.json",
+        "cli.json",
+    ):
         assert (out / name).is_file(), name
 
 
@@ -65,12 +93,13 @@ def test_costs_are_measured(deployed: tuple[Path, dict, str]) -> None:
     assert report["bench"]["ram_bytes"] > report["codegen"]["arena_bytes"]
 
 
-def test_benchmark_firmware_accepts_another_prefix(deployed: tuple[Path, dict, str], digits_npz: Path,
-                                                    tmp_path: Path) -> None:
+def test_benchmark_firmware_accepts_another_prefix(
+    deployed: tuple[Path, dict, str], digits_npz: Path, tmp_path: Path
+) -> None:
     """`--prefix` renames the model's C API; the one benchmark app must still drive it."""
     from toolchain.bench.measure import run_benchmark
-    from toolchain.build import build
     from toolchain.codegen import generate
+    from toolchain.firmware import build
 
     out = deployed[0]
     info = generate(out / "model.tflite", tmp_path / "gen", prefix="digits")

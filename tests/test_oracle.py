@@ -18,7 +18,9 @@ def mlp_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from toolchain.convert import convert_model
 
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4)])
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4)]
+    )
     x = np.random.default_rng(2).normal(size=(64, 16)).astype(np.float32)
     path = tmp_path_factory.mktemp("oracle") / "mlp.tflite"
     path.write_bytes(convert_model(model, x, samples=64))

@@ -18,12 +18,12 @@ from toolchain.fileio import write_json_report
 
 # Modules that provide `register(subparsers, common)`, in the order of the pipeline.
 STAGE_MODULES = (
-    "toolchain.lowrank.cli",
-    "toolchain.convert",
+    "toolchain.compress.cli",
+    "toolchain.convert.cli",
     "toolchain.codegen.cli",
-    "toolchain.build",
+    "toolchain.firmware.cli",
     "toolchain.bench.cli",
-    "toolchain.deploy",
+    "toolchain.deploy.cli",
 )
 
 

@@ -60,10 +60,14 @@ def load_dataset(path: str | Path) -> Dataset:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise DataError(f"data file {p}: not a readable .npz archive ({exc})") from exc
     if "x_train" not in arrays:
-        raise DataError(f"data file {p}: missing key 'x_train' (found: {', '.join(sorted(arrays)) or 'none'})")
+        raise DataError(
+            f"data file {p}: missing key 'x_train' (found: {', '.join(sorted(arrays)) or 'none'})"
+        )
     if ("x_test" in arrays) != ("y_test" in arrays) and "y_train" in arrays:
         missing = "y_test" if "x_test" in arrays else "x_test"
-        raise DataError(f"data file {p}: has {'x_test' if missing == 'y_test' else 'y_test'} but not '{missing}'")
+        raise DataError(
+            f"data file {p}: has {'x_test' if missing == 'y_test' else 'y_test'} but not '{missing}'"
+        )
     for key, array in arrays.items():
         _check_finite(p, key, array)
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):

@@ -14,21 +14,34 @@ EXAMPLES = """examples:
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
-        "bench", parents=[common], help="measure latency, RAM, flash and correctness on the board (or QEMU)",
+        "bench",
+        parents=[common],
+        help="measure latency, RAM, flash and correctness on the board (or QEMU)",
         description="Run the benchmark firmware built by `tinyrank build`: latency over N runs, RAM (static + "
-                    "stack high-water), flash, and every data sample compared byte for byte with TFLite Micro "
-                    "on the host. QEMU boards are started and stopped automatically.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "stack high-water), flash, and every data sample compared byte for byte with TFLite Micro "
+        "on the host. QEMU boards are started and stopped automatically.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model_dir", metavar="DIR", help="output folder of `tinyrank codegen`, built with `tinyrank build`")
+    parser.add_argument(
+        "model_dir", metavar="DIR", help="output folder of `tinyrank codegen`, built with `tinyrank build`"
+    )
     parser.add_argument("--board", required=True, help="board id (see `tinyrank boards`)")
-    parser.add_argument("--port", metavar="URL", help="serial port or pyserial URL (real boards; default: start QEMU)")
-    parser.add_argument("--runs", type=int, default=20, help="timed inferences after the warm-up (default 20)")
-    parser.add_argument("--data", metavar="DATA.npz", help="samples to check against the host reference (x_test, y_test)")
+    parser.add_argument(
+        "--port", metavar="URL", help="serial port or pyserial URL (real boards; default: start QEMU)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=20, help="timed inferences after the warm-up (default 20)"
+    )
+    parser.add_argument(
+        "--data", metavar="DATA.npz", help="samples to check against the host reference (x_test, y_test)"
+    )
     parser.add_argument("--max-samples", type=int, default=None, help="check only the first N samples")
     parser.add_argument("--per-op", action="store_true", help="also time each op")
     parser.add_argument("--plot", metavar="P.png", help="write the per-op bar chart (implies --per-op)")
-    parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply (default 1)")
+    parser.add_argument(
+        "--timeout", type=float, default=1.0, help="seconds to wait for each reply (default 1)"
+    )
     parser.set_defaults(func=run_bench)
 
 
@@ -44,8 +57,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking samples", total=None)
         report = run_benchmark(
-            args.model_dir, args.board, port=args.port, runs=args.runs, dataset=args.data,
-            per_op=args.per_op or bool(args.plot), max_samples=args.max_samples, timeout_s=args.timeout,
+            args.model_dir,
+            args.board,
+            port=args.port,
+            runs=args.runs,
+            dataset=args.data,
+            per_op=args.per_op or bool(args.plot),
+            max_samples=args.max_samples,
+            timeout_s=args.timeout,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     print_report(report)
@@ -54,6 +73,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if report["matches"] != report["samples"]:
         if args.report:
             write_json_report(args.report, report)
-        raise TinyrankError(f"{report['samples'] - report['matches']} of {report['samples']} outputs differ "
-                            f"from the host reference (first: sample {report['mismatches'][0]['index']})")
+        raise TinyrankError(
+            f"{report['samples'] - report['matches']} of {report['samples']} outputs differ "
+            f"from the host reference (first: sample {report['mismatches'][0]['index']})"
+        )
     return report

@@ -103,8 +103,23 @@ def parse_hello(body: bytes) -> DeviceInfo:
     inputs = tuple(b.take("I") for _ in range(n_in))
     outputs = tuple(b.take("I") for _ in range(n_out))
     unit, board_id = b.string(), b.string()
-    return DeviceInfo(version, model_hash, clock, arena, static_ram, stack, stack_used, max_body, max_runs,
-                      num_ops, inputs, outputs, unit, board_id, bool(features & p.FEATURE_PER_OP))
+    return DeviceInfo(
+        version,
+        model_hash,
+        clock,
+        arena,
+        static_ram,
+        stack,
+        stack_used,
+        max_body,
+        max_runs,
+        num_ops,
+        inputs,
+        outputs,
+        unit,
+        board_id,
+        bool(features & p.FEATURE_PER_OP),
+    )
 
 
 def open_link(url: str, *, baudrate: int = 115200, timeout: float = READ_SLICE_S) -> Any:
@@ -120,7 +135,9 @@ def open_link(url: str, *, baudrate: int = 115200, timeout: float = READ_SLICE_S
         code = getattr(exc, "errno", None)
         text = str(exc)
         if code in (errno.EAGAIN, errno.EBUSY) or "exclusively lock" in text:
-            raise DeviceError(f"port {url} is busy: another program (a serial monitor?) has it open") from None
+            raise DeviceError(
+                f"port {url} is busy: another program (a serial monitor?) has it open"
+            ) from None
         if code == errno.ENOENT or "No such file" in text:
             raise DeviceError(
                 f"port {url}: no such device; is the board plugged in? "
@@ -212,7 +229,9 @@ class BenchClient:
         while time.monotonic() < deadline:
             for packet in self._reader.feed(self._read()):
                 if not hello and (packet.type == p.BOOT or packet.session != self._session):
-                    raise DeviceReset(f"{self.name}: the device restarted (it announced BOOT or lost its session)")
+                    raise DeviceReset(
+                        f"{self.name}: the device restarted (it announced BOOT or lost its session)"
+                    )
                 if packet.seq != seq:
                     continue  # a late reply to an earlier attempt
                 if packet.type == p.INVOKE_STARTED:
@@ -228,7 +247,9 @@ class BenchClient:
         if len(packet.body) >= 5:
             code, detail = packet.body[0], int.from_bytes(packet.body[1:5], "little")
         reason = p.ERROR_NAMES.get(code, f"error {code}")
-        return DeviceError(f"{self.name}: device refused {COMMAND_NAMES.get(command, command)}: {reason} ({detail})")
+        return DeviceError(
+            f"{self.name}: device refused {COMMAND_NAMES.get(command, command)}: {reason} ({detail})"
+        )
 
     def request(self, command: int, body: bytes = b"", *, hello: bool = False, work_s: float = 0.0) -> bytes:
         """Send `command` and return the reply body, resending on silence up to `retries` times."""
@@ -276,7 +297,9 @@ class BenchClient:
         info = self._require_info()
         if index >= len(info.input_sizes) or len(data) != info.input_sizes[index]:
             sizes = list(info.input_sizes)
-            raise DeviceError(f"{self.name}: input {index} of {len(data)} bytes; the firmware expects sizes {sizes}")
+            raise DeviceError(
+                f"{self.name}: input {index} of {len(data)} bytes; the firmware expects sizes {sizes}"
+            )
         chunk = info.max_body - 5
         for offset in range(0, len(data), chunk):
             self.request(p.SET_INPUT, struct.pack("<BI", index, offset) + data[offset : offset + chunk])
@@ -284,10 +307,15 @@ class BenchClient:
     def invoke(self, runs: int = 1, *, per_op: bool = False) -> tuple[int, int]:
         """Run the model `runs` times; returns (status of the first failing run or 0, stack used)."""
         if per_op and not self._require_info().per_op:
-            raise DeviceError(f"{self.name}: the firmware was built without per-op hooks (TR_PROFILE); "
-                              "rebuild it without --no-profile to time each op")
-        body = self.request(p.INVOKE, struct.pack("<HB", runs, 1 if per_op else 0),
-                            work_s=self.timeout + self.invoke_timeout * runs)
+            raise DeviceError(
+                f"{self.name}: the firmware was built without per-op hooks (TR_PROFILE); "
+                "rebuild it without --no-profile to time each op"
+            )
+        body = self.request(
+            p.INVOKE,
+            struct.pack("<HB", runs, 1 if per_op else 0),
+            work_s=self.timeout + self.invoke_timeout * runs,
+        )
         status, done, stack_used, _bad = _Body(body, "INVOKE").take("iHII")
         if done != runs:
             raise DeviceError(f"{self.name}: asked for {runs} runs, the device reports {done}")
@@ -299,7 +327,9 @@ class BenchClient:
             b = _Body(self.request(command, struct.pack("<H", len(counts))), COMMAND_NAMES[command])
             first, n = b.take("2H")
             if first != len(counts) or n == 0:
-                raise DeviceError(f"{self.name}: {COMMAND_NAMES[command]} returned counts from {first}, asked {len(counts)}")
+                raise DeviceError(
+                    f"{self.name}: {COMMAND_NAMES[command]} returned counts from {first}, asked {len(counts)}"
+                )
             counts.extend(b.take(f"{n}I") if n > 1 else [b.take("I")])
         return counts[:total]
 
@@ -314,7 +344,9 @@ class BenchClient:
     def get_output(self, index: int) -> bytes:
         info = self._require_info()
         if index >= len(info.output_sizes):
-            raise DeviceError(f"{self.name}: output {index} requested; the firmware has {len(info.output_sizes)}")
+            raise DeviceError(
+                f"{self.name}: output {index} requested; the firmware has {len(info.output_sizes)}"
+            )
         size, chunk, data = info.output_sizes[index], info.max_body, bytearray()
         while len(data) < size:
             n = min(chunk, size - len(data))
@@ -326,8 +358,9 @@ class BenchClient:
 
     # --- a whole sample, surviving resets ---------------------------------------------
 
-    def run(self, inputs: list[bytes], *, runs: int = 1, warmup: int = 0, per_op: bool = False,
-            timed: bool = True) -> RunResult:
+    def run(
+        self, inputs: list[bytes], *, runs: int = 1, warmup: int = 0, per_op: bool = False, timed: bool = True
+    ) -> RunResult:
         """Set the inputs, run (after `warmup` untimed runs), read counts and outputs back.
 
         `timed=False` skips reading the per-run counts (one round trip less per sample).
@@ -350,7 +383,9 @@ class BenchClient:
     def _run_once(self, inputs: list[bytes], runs: int, warmup: int, per_op: bool, timed: bool) -> RunResult:
         info = self._require_info()
         if len(inputs) != len(info.input_sizes):
-            raise DeviceError(f"{self.name}: {len(inputs)} inputs given; the firmware has {len(info.input_sizes)}")
+            raise DeviceError(
+                f"{self.name}: {len(inputs)} inputs given; the firmware has {len(info.input_sizes)}"
+            )
         for index, data in enumerate(inputs):
             self.set_input(index, data)
         if warmup:

@@ -38,8 +38,10 @@ def _find_tflite(model_dir: Path, info: dict) -> Path:
     for candidate in (*candidates, model_dir / name, model_dir.parent / name):
         if candidate.is_file() and _sha256(candidate) == info.get("model_sha256", _sha256(candidate)):
             return candidate
-    raise TinyrankError(f"{model_dir}: cannot find {name} (looked in {model_dir} and {model_dir.parent}); "
-                        "the host reference needs the .tflite the C was generated from")
+    raise TinyrankError(
+        f"{model_dir}: cannot find {name} (looked in {model_dir} and {model_dir.parent}); "
+        "the host reference needs the .tflite the C was generated from"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -62,8 +64,10 @@ def _check_fits(samples: np.ndarray, edge: dict, index: int) -> int:
     """The input's size in values, once each sample is known to hold exactly that many."""
     size = int(edge["size"])
     if samples.ndim < 2 or int(np.prod(samples.shape[1:])) != size:
-        raise DataError(f"samples of shape {samples.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
-                        f"of shape {edge.get('shape')} ({size} values)")
+        raise DataError(
+            f"samples of shape {samples.shape[1:]} do not fit input {index} '{edge.get('name', '?')}' "
+            f"of shape {edge.get('shape')} ({size} values)"
+        )
     return size
 
 
@@ -84,7 +88,7 @@ def latency_stats(counts: list[int], unit: str, clock_hz: int) -> dict[str, Any]
 
 def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
     """The ELF `tinyrank build` made for this board, and its sizes; (None, None) if there is none."""
-    from toolchain.build import elf_path, elf_sizes
+    from toolchain.firmware import elf_path, elf_sizes
 
     elf = elf_path(model_dir / f"firmware_{board.id}", board)
     if not elf.is_file():
@@ -96,9 +100,13 @@ def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Pa
     """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board without a port."""
     elf, sizes = _firmware(model_dir, board)
     if board.is_emulated and elf is None:
-        raise TinyrankError(f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`")
+        raise TinyrankError(
+            f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`"
+        )
     if not board.is_emulated and port is None:
-        raise TinyrankError(f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0")
+        raise TinyrankError(
+            f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0"
+        )
     return elf, sizes
 
 
@@ -108,14 +116,16 @@ def device_url(board: Any, elf: Path | None, port: str | None) -> Iterator[str]:
     if port is not None:
         yield port
         return
-    from toolchain.qemu import QemuSession
+    from toolchain.firmware.emulators import QemuSession
 
     with QemuSession(board, elf) as qemu:
         yield qemu.url
 
 
 def _open_client(url: str, board: Any, info: dict, timeout_s: float) -> BenchClient:
-    return BenchClient.open(url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"]))
+    return BenchClient.open(
+        url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"])
+    )
 
 
 def bench_app_ram_bytes(elf: Path) -> int | None:
@@ -123,11 +133,12 @@ def bench_app_ram_bytes(elf: Path) -> int | None:
     subtract it to get what the model needs in a deployment without the harness."""
     import subprocess
 
-    from toolchain.build import ARM_PREFIX
+    from toolchain.firmware import ARM_PREFIX
 
     try:
-        result = subprocess.run([f"{ARM_PREFIX}nm", "-S", "--defined-only", str(elf)], capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(
+            [f"{ARM_PREFIX}nm", "-S", "--defined-only", str(elf)], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0:
@@ -143,16 +154,30 @@ def bench_app_ram_bytes(elf: Path) -> int | None:
 def _check_device(device: DeviceInfo, info: dict, board: Any) -> None:
     sizes = tuple(int(e["size"]) for e in info["inputs"]), tuple(int(e["size"]) for e in info["outputs"])
     if (device.input_sizes, device.output_sizes) != sizes:
-        raise DeviceError(f"firmware tensors in {device.input_sizes} out {device.output_sizes} differ from "
-                          f"model_info.json in {sizes[0]} out {sizes[1]}; rebuild the firmware")
+        raise DeviceError(
+            f"firmware tensors in {device.input_sizes} out {device.output_sizes} differ from "
+            f"model_info.json in {sizes[0]} out {sizes[1]}; rebuild the firmware"
+        )
     if device.counter_unit != board.counter_unit:
-        raise DeviceError(f"firmware counts {device.counter_unit} but board '{board.id}' should count "
-                          f"{board.counter_unit}; was it built for another board?")
+        raise DeviceError(
+            f"firmware counts {device.counter_unit} but board '{board.id}' should count "
+            f"{board.counter_unit}; was it built for another board?"
+        )
 
 
-def measure_session(client: BenchClient, info: dict, board: Any, *, samples: np.ndarray | None,
-                    labels: np.ndarray | None, reference: list[np.ndarray] | None, runs: int, warmup: int,
-                    per_op: bool, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def measure_session(
+    client: BenchClient,
+    info: dict,
+    board: Any,
+    *,
+    samples: np.ndarray | None,
+    labels: np.ndarray | None,
+    reference: list[np.ndarray] | None,
+    runs: int,
+    warmup: int,
+    per_op: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Everything measured over one open link (the part shared by boards and QEMU)."""
     device = client.hello()
     _check_device(device, info, board)
@@ -175,22 +200,38 @@ def measure_session(client: BenchClient, info: dict, board: Any, *, samples: np.
         report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], profiled.stack_used_bytes)
 
     checked = check_samples(client, samples, reference, extra_inputs, progress)
-    report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], checked.pop("stack_high_water_bytes"))
+    report["stack_high_water_bytes"] = max(
+        report["stack_high_water_bytes"], checked.pop("stack_high_water_bytes")
+    )
     predictions = checked.pop("predictions")
     report.update(checked, accuracy=None)
     if labels is not None and predictions and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
         report["accuracy"] = round(float(np.mean(np.asarray(predictions) == labels[: len(predictions)])), 4)
-    report["device"] = {"board_id": device.board_id, "protocol_version": device.protocol_version,
-                        "model_hash": f"{device.model_hash:08x}", "clock_hz": device.clock_hz,
-                        "static_ram_bytes": device.static_ram_bytes, "stack_bytes": device.stack_bytes,
-                        "arena_bytes": device.arena_bytes}
-    report["link"] = {"url": client.name, "retries": client.retries_used, "bad_frames": client.bad_frames,
-                      "resets": client.resets_seen}
+    report["device"] = {
+        "board_id": device.board_id,
+        "protocol_version": device.protocol_version,
+        "model_hash": f"{device.model_hash:08x}",
+        "clock_hz": device.clock_hz,
+        "static_ram_bytes": device.static_ram_bytes,
+        "stack_bytes": device.stack_bytes,
+        "arena_bytes": device.arena_bytes,
+    }
+    report["link"] = {
+        "url": client.name,
+        "retries": client.retries_used,
+        "bad_frames": client.bad_frames,
+        "resets": client.resets_seen,
+    }
     return report
 
 
-def check_samples(client: BenchClient, samples: np.ndarray | None, reference: list[np.ndarray] | None,
-                  extra_inputs: list[bytes], progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def check_samples(
+    client: BenchClient,
+    samples: np.ndarray | None,
+    reference: list[np.ndarray] | None,
+    extra_inputs: list[bytes],
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     """Run every sample on the device and compare all its outputs byte for byte with the reference."""
     total = 0 if samples is None else len(samples)
     matches, mismatches, predictions, stack = 0, [], [], 0
@@ -206,14 +247,21 @@ def check_samples(client: BenchClient, samples: np.ndarray | None, reference: li
         stack = max(stack, result.stack_used_bytes)
         if progress is not None:
             progress(i + 1, total)
-    return {"samples": total, "matches": matches, "mismatches": mismatches, "predictions": predictions,
-            "stack_high_water_bytes": stack}
+    return {
+        "samples": total,
+        "matches": matches,
+        "mismatches": mismatches,
+        "predictions": predictions,
+        "stack_high_water_bytes": stack,
+    }
 
 
 def _max_abs_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> int:
     """Largest difference between the device's outputs and the reference's (0: bit-exact)."""
-    return max(int(np.max(np.abs(g.astype(np.int32) - e.reshape(-1).astype(np.int32)), initial=0))
-               for g, e in zip(got, expected, strict=True))
+    return max(
+        int(np.max(np.abs(g.astype(np.int32) - e.reshape(-1).astype(np.int32)), initial=0))
+        for g, e in zip(got, expected, strict=True)
+    )
 
 
 def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
@@ -223,22 +271,40 @@ def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
     rows = []
     for i, count in enumerate(op_counts):
         op = ops[i] if i < len(ops) else {}
-        rows.append({"index": i, "opcode": op.get("opcode", "?"), "kernel": op.get("kernel"),
-                     "macs": op.get("macs", 0), "count": count, "share": round(count / total, 4)})
+        rows.append(
+            {
+                "index": i,
+                "opcode": op.get("opcode", "?"),
+                "kernel": op.get("kernel"),
+                "macs": op.get("macs", 0),
+                "count": count,
+                "share": round(count / total, 4),
+            }
+        )
     return rows
 
 
-def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None = None, runs: int = 20,
-                  dataset: Any = None, per_op: bool = False, warmup: int = 2, max_samples: int | None = None,
-                  timeout_s: float = 1.0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run_benchmark(
+    model_dir: str | os.PathLike,
+    board: Any,
+    *,
+    port: str | None = None,
+    runs: int = 20,
+    dataset: Any = None,
+    per_op: bool = False,
+    warmup: int = 2,
+    max_samples: int | None = None,
+    timeout_s: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Benchmark the firmware `tinyrank build` made from `model_dir` for `board`; returns the report.
 
     `dataset` is a `toolchain.data.Dataset` or the path of an `.npz`; its `x_test` (else
     `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
     """
-    from toolchain.boards import load_board
-    from toolchain.build import read_model_info
     from toolchain.data import load_dataset
+    from toolchain.firmware import read_model_info
+    from toolchain.firmware.boards import load_board
 
     started = time.monotonic()
     board = load_board(board)
@@ -260,24 +326,36 @@ def run_benchmark(model_dir: str | os.PathLike, board: Any, *, port: str | None 
         reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
 
     with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
-        report = measure_session(client, info, board, samples=samples, labels=labels, reference=reference,
-                                 runs=runs, warmup=warmup, per_op=per_op, progress=progress)
+        report = measure_session(
+            client,
+            info,
+            board,
+            samples=samples,
+            labels=labels,
+            reference=reference,
+            runs=runs,
+            warmup=warmup,
+            per_op=per_op,
+            progress=progress,
+        )
 
     static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
-    report.update({
-        "stage": "bench",
-        "board": board.id,
-        "board_name": board.name,
-        "emulated": board.is_emulated,
-        "model_dir": str(model_dir),
-        "elf": str(elf) if elf else None,
-        "flash_bytes": sizes["flash_bytes"] if sizes else None,
-        "static_ram_bytes": static_ram,
-        "bench_app_ram_bytes": bench_app_ram_bytes(elf) if elf else None,
-        "heap_bytes": 0,  # neither the app nor the generated kernels allocate
-        "ram_bytes": static_ram + report["stack_high_water_bytes"],
-        "seconds": round(time.monotonic() - started, 2),
-    })
+    report.update(
+        {
+            "stage": "bench",
+            "board": board.id,
+            "board_name": board.name,
+            "emulated": board.is_emulated,
+            "model_dir": str(model_dir),
+            "elf": str(elf) if elf else None,
+            "flash_bytes": sizes["flash_bytes"] if sizes else None,
+            "static_ram_bytes": static_ram,
+            "bench_app_ram_bytes": bench_app_ram_bytes(elf) if elf else None,
+            "heap_bytes": 0,  # neither the app nor the generated kernels allocate
+            "ram_bytes": static_ram + report["stack_high_water_bytes"],
+            "seconds": round(time.monotonic() - started, 2),
+        }
+    )
     return report
 
 
@@ -285,15 +363,25 @@ def device_samples(samples: np.ndarray, edge: dict, index: int = 0) -> np.ndarra
     """int8 samples of any shape (N, ...) as the rows of bytes the device takes: (N, input size)."""
     samples = np.asarray(samples)
     if samples.dtype != np.int8:
-        raise DataError(f"samples for input {index} '{edge.get('name', '?')}' are {samples.dtype}; run_samples "
-                        "takes int8 tensors (quantize floats with quantized_samples)")
+        raise DataError(
+            f"samples for input {index} '{edge.get('name', '?')}' are {samples.dtype}; run_samples "
+            "takes int8 tensors (quantize floats with quantized_samples)"
+        )
     size = _check_fits(samples, edge, index)
     return np.ascontiguousarray(samples).reshape(len(samples), size)
 
 
-def run_samples(model_dir: str | os.PathLike, board: Any, samples: np.ndarray, *,
-                reference: list[np.ndarray] | None = None, runs: int = 1, per_op: bool = False,
-                port: str | None = None, timeout_s: float = 1.0) -> dict[str, Any]:
+def run_samples(
+    model_dir: str | os.PathLike,
+    board: Any,
+    samples: np.ndarray,
+    *,
+    reference: list[np.ndarray] | None = None,
+    runs: int = 1,
+    per_op: bool = False,
+    port: str | None = None,
+    timeout_s: float = 1.0,
+) -> dict[str, Any]:
     """Run int8 samples as they are on the firmware `tinyrank build` made, one QEMU session for all.
 
     For callers that hold int8 tensors already and want the device's raw results, not a
@@ -303,8 +391,8 @@ def run_samples(model_dir: str | os.PathLike, board: Any, samples: np.ndarray, *
     `stack_high_water_bytes`, and with `reference` (the host's outputs, one array per
     model output) `matches` and `mismatches` as `run_benchmark` counts them.
     """
-    from toolchain.boards import load_board
-    from toolchain.build import read_model_info
+    from toolchain.firmware import read_model_info
+    from toolchain.firmware.boards import load_board
 
     board = load_board(board)
     model_dir = Path(model_dir)
@@ -313,18 +401,29 @@ def run_samples(model_dir: str | os.PathLike, board: Any, samples: np.ndarray, *
         raise TinyrankError(f"runs={runs}: must be at least 1")
     rows = device_samples(samples, info["inputs"][0])
     if reference is not None and any(len(r) != len(rows) for r in reference):
-        raise DataError(f"reference has {[len(r) for r in reference]} samples per output; the samples are {len(rows)}")
+        raise DataError(
+            f"reference has {[len(r) for r in reference]} samples per output; the samples are {len(rows)}"
+        )
     elf, _sizes = _require_firmware(model_dir, board, port)
     with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
         device = client.hello()
         _check_device(device, info, board)
         result = _run_each_sample(client, rows, runs, per_op)
     if reference is not None:
-        diffs = [_max_abs_diff([o[i] for o in result["outputs"]], [r[i] for r in reference]) for i in range(len(rows))]
+        diffs = [
+            _max_abs_diff([o[i] for o in result["outputs"]], [r[i] for r in reference])
+            for i in range(len(rows))
+        ]
         result["matches"] = sum(d == 0 for d in diffs)
-        result["mismatches"] = [{"index": i, "max_abs_diff": d} for i, d in enumerate(diffs) if d][:MISMATCHES_KEPT]
-    result.update(board=board.id, elf=str(elf) if elf else None, samples=len(rows),
-                  latency=latency_stats(result["counts"], device.counter_unit, device.clock_hz) if len(rows) else None)
+        result["mismatches"] = [{"index": i, "max_abs_diff": d} for i, d in enumerate(diffs) if d][
+            :MISMATCHES_KEPT
+        ]
+    result.update(
+        board=board.id,
+        elf=str(elf) if elf else None,
+        samples=len(rows),
+        latency=latency_stats(result["counts"], device.counter_unit, device.clock_hz) if len(rows) else None,
+    )
     return result
 
 
@@ -347,8 +446,12 @@ def _run_each_sample(client: BenchClient, rows: np.ndarray, runs: int, per_op: b
             profiled = client.run(inputs, runs=1, per_op=True, timed=False)
             op_counts.append(profiled.op_counts)
             stack = max(stack, profiled.stack_used_bytes)
-    result: dict[str, Any] = {"outputs": outputs, "counts": counts, "unit": info.counter_unit,
-                              "stack_high_water_bytes": stack}
+    result: dict[str, Any] = {
+        "outputs": outputs,
+        "counts": counts,
+        "unit": info.counter_unit,
+        "stack_high_water_bytes": stack,
+    }
     if per_op:
         result["op_counts"] = op_counts
     return result

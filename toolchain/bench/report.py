@@ -24,10 +24,14 @@ def _latency_text(latency: dict[str, Any]) -> str:
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(what, value) pairs of the summary table; also what tests check."""
-    rows = [("board", f"{report['board_name']} ({report['board']})"),
-            ("latency per inference", _latency_text(report["latency"]))]
-    ram = (f"{report['ram_bytes']:,} B = static {report['static_ram_bytes']:,} + "
-           f"stack high-water {report['stack_high_water_bytes']:,}")
+    rows = [
+        ("board", f"{report['board_name']} ({report['board']})"),
+        ("latency per inference", _latency_text(report["latency"])),
+    ]
+    ram = (
+        f"{report['ram_bytes']:,} B = static {report['static_ram_bytes']:,} + "
+        f"stack high-water {report['stack_high_water_bytes']:,}"
+    )
     if report.get("bench_app_ram_bytes"):
         ram += f" (the benchmark app's buffers: {report['bench_app_ram_bytes']:,} of the static)"
     rows.append(("RAM", ram))
@@ -41,8 +45,12 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("accuracy on device", f"{report['accuracy']:.2%}"))
     link = report.get("link", {})
     if link.get("retries") or link.get("bad_frames") or link.get("resets"):
-        rows.append(("link trouble survived",
-                     f"{link['retries']} retries, {link['bad_frames']} bad frames, {link['resets']} resets"))
+        rows.append(
+            (
+                "link trouble survived",
+                f"{link['retries']} retries, {link['bad_frames']} bad frames, {link['resets']} resets",
+            )
+        )
     return rows
 
 
@@ -69,8 +77,14 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         for column in ("#", "op", "kernel", "MACs", unit, "share"):
             ops.add_column(column, justify="right" if column in ("#", "MACs", unit, "share") else "left")
         for row in report["per_op"]:
-            ops.add_row(str(row["index"]), row["opcode"], str(row["kernel"]), f"{row['macs']:,}",
-                        f"{row['count']:,}", f"{row['share']:.1%}")
+            ops.add_row(
+                str(row["index"]),
+                row["opcode"],
+                str(row["kernel"]),
+                f"{row['macs']:,}",
+                f"{row['count']:,}",
+                f"{row['share']:.1%}",
+            )
         console.print(ops)
 
 

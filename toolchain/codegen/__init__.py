@@ -18,7 +18,9 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 
 def check_prefix(prefix: str) -> str:
     if not _PREFIX.match(prefix):
-        raise TinyrankError(f"--prefix '{prefix}': must be a lower-case C identifier of 1..16 characters (e.g. 'kws')")
+        raise TinyrankError(
+            f"--prefix '{prefix}': must be a lower-case C identifier of 1..16 characters (e.g. 'kws')"
+        )
     return prefix
 
 
@@ -32,21 +34,41 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
     ops = []
     for item in model.ops:
         call = item.call
-        ops.append({"index": item.op.index, "opcode": "+".join(op.opcode for op in [item.op, *item.fused]),
-                    "graph_ops": [op.index for op in [item.op, *item.fused]],
-                    "kernel": call.function if call else None, "macs": call.macs if call else 0,
-                    "comment": call.comment if call else "memory alias"})
+        ops.append(
+            {
+                "index": item.op.index,
+                "opcode": "+".join(op.opcode for op in [item.op, *item.fused]),
+                "graph_ops": [op.index for op in [item.op, *item.fused]],
+                "kernel": call.function if call else None,
+                "macs": call.macs if call else 0,
+                "comment": call.comment if call else "memory alias",
+            }
+        )
     return {
-        "prefix": model.prefix, "tflite": model.graph.path.name,
-        "tflite_path": str(model.graph.path.resolve()), "model_sha256": model.graph.sha256,
-        "model_hash32": model.graph.hash32, "inputs": edges(values["inputs"]), "outputs": edges(values["outputs"]),
-        "arena_bytes": values["arena_bytes"], "tflm_arena_bytes": tflm_arena, "weights_bytes": model.weights_bytes,
-        "macs": sum(op["macs"] for op in ops), "ops": ops, "kernels": values["kernels"],
+        "prefix": model.prefix,
+        "tflite": model.graph.path.name,
+        "tflite_path": str(model.graph.path.resolve()),
+        "model_sha256": model.graph.sha256,
+        "model_hash32": model.graph.hash32,
+        "inputs": edges(values["inputs"]),
+        "outputs": edges(values["outputs"]),
+        "arena_bytes": values["arena_bytes"],
+        "tflm_arena_bytes": tflm_arena,
+        "weights_bytes": model.weights_bytes,
+        "macs": sum(op["macs"] for op in ops),
+        "ops": ops,
+        "kernels": values["kernels"],
     }
 
 
-def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, prefix: str = "tr",
-             *, tflm_arena: bool = True, fuse: bool | None = None) -> dict[str, Any]:
+def generate(
+    tflite_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    prefix: str = "tr",
+    *,
+    tflm_arena: bool = True,
+    fuse: bool | None = None,
+) -> dict[str, Any]:
     """Compile a full-int8 `.tflite` into C in `out_dir`; returns model_info (also written as JSON).
 
     Everything is checked, lowered and rendered in memory first, so an unsupported model

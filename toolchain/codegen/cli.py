@@ -19,8 +19,10 @@ def _print_codegen(info: dict[str, Any], out: Path) -> None:
     console = Console()
     console.print(table)
     tflm = info["tflm_arena_bytes"]
-    console.print(f"arena {info['arena_bytes']:,} bytes (TFLite Micro: {f'{tflm:,}' if tflm else 'n/a'}), "
-                  f"weights {info['weights_bytes']:,} bytes, {info['macs']:,} MACs")
+    console.print(
+        f"arena {info['arena_bytes']:,} bytes (TFLite Micro: {f'{tflm:,}' if tflm else 'n/a'}), "
+        f"weights {info['weights_bytes']:,} bytes, {info['macs']:,} MACs"
+    )
 
 
 def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,36 +44,48 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     x = dataset.eval_x[: args.samples] if args.samples else dataset.eval_x
     report = verify(args.model, x, sanitize=args.sanitize)
     console = Console()
-    console.print(f"verify: {report['samples']} samples, {report['mismatches']} mismatching output bytes "
-                  f"in {report['mismatched_samples']} samples")
+    console.print(
+        f"verify: {report['samples']} samples, {report['mismatches']} mismatching output bytes "
+        f"in {report['mismatched_samples']} samples"
+    )
     first = report["first_mismatch"]
     if first:
-        console.print(f"first difference: sample {first['sample']}, output {first['output']}[{first['position']}]: "
-                      f"generated {first['generated']}, TFLite Micro {first['tflm']} "
-                      f"(largest difference {first['max_abs_diff']})")
+        console.print(
+            f"first difference: sample {first['sample']}, output {first['output']}[{first['position']}]: "
+            f"generated {first['generated']}, TFLite Micro {first['tflm']} "
+            f"(largest difference {first['max_abs_diff']})"
+        )
     if not report["bit_exact"] and not args.allow_mismatch:
-        raise TinyrankError(f"{args.model}: generated C differs from TFLite Micro in {report['mismatches']} output "
-                            f"bytes of {report['samples']} samples (first: sample {first['sample']})")
+        raise TinyrankError(
+            f"{args.model}: generated C differs from TFLite Micro in {report['mismatches']} output "
+            f"bytes of {report['samples']} samples (first: sample {first['sample']})"
+        )
     return report
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
-        "codegen", parents=[common], help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
+        "codegen",
+        parents=[common],
+        help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
         description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const weights "
-                    "and one statically planned arena. Writes model_info.json next to the sources.",
+        "and one statically planned arena. Writes model_info.json next to the sources.",
         epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="the full-int8 .tflite file")
     parser.add_argument("--out", required=True, help="folder for the generated sources")
-    parser.add_argument("--prefix", default="tr", help="C name prefix, so several models fit one firmware (default tr)")
+    parser.add_argument(
+        "--prefix", default="tr", help="C name prefix, so several models fit one firmware (default tr)"
+    )
     parser.set_defaults(func=run_codegen)
 
     parser = subparsers.add_parser(
-        "verify", parents=[common], help="compile the generated C for the host and compare with TFLite Micro",
+        "verify",
+        parents=[common],
+        help="compile the generated C for the host and compare with TFLite Micro",
         description="Generate C for the model, build it with the host gcc, run every sample and compare each "
-                    "output byte with the tflite_micro interpreter. Exits 2 if any byte differs.",
+        "output byte with the tflite_micro interpreter. Exits 2 if any byte differs.",
         epilog="example: tinyrank verify model.tflite --data digits.npz --samples 200 --sanitize",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -17,6 +17,7 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # --- integer basics ---------------------------------------------------------------------
 
+
 def _wrap(x: int, bits: int) -> int:
     half = 1 << (bits - 1)
     return (x + half) % (1 << bits) - half
@@ -96,6 +97,7 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
 
 # --- gemmlowp FixedPoint<int32, integer_bits> on raw values --------------------------------
 
+
 def rescale(x: int, from_integer_bits: int, to_integer_bits: int) -> int:
     """gemmlowp Rescale<to>(FixedPoint<int32, from>)."""
     return saturating_rounding_multiply_by_pot(x, from_integer_bits - to_integer_bits)
@@ -123,12 +125,20 @@ def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
     x4 = srdhm(x2, x2)
     x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
     poly = saturating_rounding_multiply_by_pot(
-        wrap32(srdhm(wrap32(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+        wrap32(srdhm(wrap32(x4_over_4 + x3), constant_1_over_3) + x2), -1
+    )
     return wrap32(constant_term + srdhm(constant_term, wrap32(x + poly)))
 
 
-_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
-               (2, 39332535), (3, 720401), (4, 242))
+_EXP_BARREL = (
+    (-2, 1672461947),
+    (-1, 1302514674),
+    (0, 790015084),
+    (1, 290630308),
+    (2, 39332535),
+    (3, 720401),
+    (4, 242),
+)
 
 
 def exp_on_negative_values(a: int, integer_bits: int) -> int:
@@ -138,7 +148,8 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
     mask = one_quarter - 1
     a_mod_quarter_minus_one_quarter = wrap32((a & mask) - one_quarter)
     result = _exp_on_interval_between_negative_one_quarter_and_0_excl(
-        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0))
+        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0)
+    )
     remainder = wrap32(a_mod_quarter_minus_one_quarter - a)
     for exponent, multiplier in _EXP_BARREL:
         if integer_bits > exponent:
@@ -194,9 +205,14 @@ def gemmlowp_tanh(a: int, integer_bits: int) -> int:
     return wrap32(-t) if a < 0 else t
 
 
-def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+def calculate_input_radius(
+    input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31
+) -> int:
     """TFLite CalculateInputRadius (double arithmetic, floored)."""
-    max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1)
-                          * float(1 << (total_signed_bits - input_integer_bits))
-                          / math.ldexp(1.0, input_left_shift))
+    max_input_rescaled = (
+        1.0
+        * ((1 << input_integer_bits) - 1)
+        * float(1 << (total_signed_bits - input_integer_bits))
+        / math.ldexp(1.0, input_left_shift)
+    )
     return int(math.floor(max_input_rescaled))

@@ -45,14 +45,19 @@ def is_factored_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[
 def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
     """The producer's output is the consumer's first input, read by nothing else and not a model output."""
     t = producer.outputs[0]
-    return (consumer.inputs[0] is t and [op.index for op in users.get(t.index, [])] == [consumer.index]
-            and all(o.index != t.index for o in graph.outputs))
+    return (
+        consumer.inputs[0] is t
+        and [op.index for op in users.get(t.index, [])] == [consumer.index]
+        and all(o.index != t.index for o in graph.outputs)
+    )
 
 
 def is_tucker_chain(chain: list[Op], graph: Graph, users: dict[int, list[Op]]) -> bool:
     """CONV_2D 1x1 -> CONV_2D k x k -> CONV_2D 1x1 through tensors used nowhere else, narrower than the ends."""
     first, middle, last = chain
-    if any(op.opcode != "CONV_2D" for op in chain) or not (conv.is_pointwise(first) and conv.is_pointwise(last)):
+    if any(op.opcode != "CONV_2D" for op in chain) or not (
+        conv.is_pointwise(first) and conv.is_pointwise(last)
+    ):
         return False
     if not (_feeds_only(first, middle, graph, users) and _feeds_only(middle, last, graph, users)):
         return False
@@ -86,8 +91,8 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
     i = 0
     while i < len(graph.ops):
         op = graph.ops[i]
-        if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i:i + 3], graph, users):
-            groups.append(graph.ops[i:i + 3])
+        if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i : i + 3], graph, users):
+            groups.append(graph.ops[i : i + 3])
             i += 3
         elif fuse and i + 1 < len(graph.ops) and is_factored_pair(op, graph.ops[i + 1], graph, users):
             groups.append([op, graph.ops[i + 1]])
@@ -114,14 +119,28 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     row = ctx.scratch(out_w * rank_out)
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
     weights2, bias2, *requant2 = conv.layer_arguments(middle, ctx)
-    args = [ctx.tensor(first.inputs[0]), ctx.tensor(last.outputs[0]), *map(str, (n, in_h, in_w, in_c, out_h, out_w,
-            out_c, rank_in, rank_out)), *conv.layer_arguments(first, ctx), weights2, bias2,
-            *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
-            str(int(middle.inputs[0].zero_point[0])), *requant2,
-            *conv.layer_arguments(last, ctx), window, row, columns]
-    macs = n * (in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c))
-    comment = (f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "
-               f"{conv.describe(middle)}; then {conv.describe(last)}")
+    args = [
+        ctx.tensor(first.inputs[0]),
+        ctx.tensor(last.outputs[0]),
+        *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank_in, rank_out)),
+        *conv.layer_arguments(first, ctx),
+        weights2,
+        bias2,
+        *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
+        str(int(middle.inputs[0].zero_point[0])),
+        *requant2,
+        *conv.layer_arguments(last, ctx),
+        window,
+        row,
+        columns,
+    ]
+    macs = n * (
+        in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
+    )
+    comment = (
+        f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "
+        f"{conv.describe(middle)}; then {conv.describe(last)}"
+    )
     return KernelCall("tr_conv_tucker.c", "tr_conv_tucker_int8", args, comment, macs)
 
 
@@ -130,10 +149,25 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     depth_in, rank, depth_out = first.inputs[1].shape[1], first.inputs[1].shape[0], second.inputs[1].shape[0]
     batches = first.inputs[0].size // depth_in
     narrow = ctx.scratch(rank)
-    args = [ctx.tensor(first.inputs[0]), ctx.tensor(second.outputs[0]), str(batches), str(depth_in), str(rank),
-            str(depth_out), *fully_connected.layer_arguments(first, ctx),
-            *fully_connected.layer_arguments(second, ctx), narrow]
-    comment = (f"factored FULLY_CONNECTED pair (rank {rank}): {fully_connected.describe(first)}; then "
-               f"{fully_connected.describe(second)}")
-    return KernelCall("tr_fully_connected.c", "tr_fully_connected_factored_int8", args, comment,
-                      macs=batches * rank * (depth_in + depth_out))
+    args = [
+        ctx.tensor(first.inputs[0]),
+        ctx.tensor(second.outputs[0]),
+        str(batches),
+        str(depth_in),
+        str(rank),
+        str(depth_out),
+        *fully_connected.layer_arguments(first, ctx),
+        *fully_connected.layer_arguments(second, ctx),
+        narrow,
+    ]
+    comment = (
+        f"factored FULLY_CONNECTED pair (rank {rank}): {fully_connected.describe(first)}; then "
+        f"{fully_connected.describe(second)}"
+    )
+    return KernelCall(
+        "tr_fully_connected.c",
+        "tr_fully_connected_factored_int8",
+        args,
+        comment,
+        macs=batches * rank * (depth_in + depth_out),
+    )

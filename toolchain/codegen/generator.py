@@ -82,15 +82,25 @@ def strip_float_edges(graph: Graph) -> tuple[Graph, set[int]]:
     inputs, outputs, stand_ins = list(graph.inputs), list(graph.outputs), set()
     for i, t in enumerate(inputs):
         ops = users.get(t.index, [])
-        if t.dtype == "float32" and len(ops) == 1 and ops[0].opcode == "QUANTIZE" and ops[0].outputs[0].dtype == "int8":
+        if (
+            t.dtype == "float32"
+            and len(ops) == 1
+            and ops[0].opcode == "QUANTIZE"
+            and ops[0].outputs[0].dtype == "int8"
+        ):
             inputs[i] = ops[0].outputs[0]
             dropped.add(ops[0].index)
             stand_ins.add(inputs[i].index)
     producers = {o.index: op for op in graph.ops for o in op.outputs}
     for i, t in enumerate(outputs):
         op = producers.get(t.index)
-        if (t.dtype == "float32" and op is not None and op.opcode == "DEQUANTIZE" and op.inputs[0] is not None
-                and op.inputs[0].dtype == "int8"):
+        if (
+            t.dtype == "float32"
+            and op is not None
+            and op.opcode == "DEQUANTIZE"
+            and op.inputs[0] is not None
+            and op.inputs[0].dtype == "int8"
+        ):
             outputs[i] = op.inputs[0]
             dropped.add(op.index)
             stand_ins.add(outputs[i].index)
@@ -156,7 +166,9 @@ def _internal_tensors(item: LoweredOp) -> set[int]:
     return produced - final
 
 
-def _buffers(graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext) -> tuple[list[Buffer], dict[int, Buffer]]:
+def _buffers(
+    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext
+) -> tuple[list[Buffer], dict[int, Buffer]]:
     uses = _uses(graph, lowered)
     internal = set().union(*(_internal_tensors(item) for item in lowered)) if lowered else set()
     groups = _Groups()
@@ -165,8 +177,11 @@ def _buffers(graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext) -> tu
         src, dst = item.op.inputs[0], (item.fused[-1] if item.fused else item.op).outputs[0]
         if src is None or src.data is not None:
             continue
-        in_place = fusion.runs_in_place([item.op, *item.fused]) if item.fused else (
-            getattr(module, "INPLACE", False) and src.nbytes == dst.nbytes)
+        in_place = (
+            fusion.runs_in_place([item.op, *item.fused])
+            if item.fused
+            else (getattr(module, "INPLACE", False) and src.nbytes == dst.nbytes)
+        )
         if getattr(module, "ALIAS", False) and not item.fused:
             groups.union(src.index, dst.index)
         elif in_place:
@@ -183,8 +198,13 @@ def _buffers(graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext) -> tu
     buffers: list[Buffer] = []
     for root, ts in members.items():
         span = [u for t in ts for u in uses[t.index]]
-        buf = Buffer(name=f"tensor {root}", nbytes=max(t.nbytes for t in ts), first=min(span), last=max(span),
-                     members=[t.name for t in ts])
+        buf = Buffer(
+            name=f"tensor {root}",
+            nbytes=max(t.nbytes for t in ts),
+            first=min(span),
+            last=max(span),
+            members=[t.name for t in ts],
+        )
         buffers.append(buf)
         for t in ts:
             by_tensor[t.index] = buf

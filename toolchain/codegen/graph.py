@@ -20,9 +20,18 @@ from toolchain.errors import ModelError
 
 # TensorType enum value -> numpy dtype name, for the types a model may hold.
 _NUMPY_TYPES = {
-    "float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8,
-    "int64": np.int64, "bool": np.bool_, "int16": np.int16, "int8": np.int8,
-    "float64": np.float64, "uint64": np.uint64, "uint32": np.uint32, "uint16": np.uint16,
+    "float32": np.float32,
+    "float16": np.float16,
+    "int32": np.int32,
+    "uint8": np.uint8,
+    "int64": np.int64,
+    "bool": np.bool_,
+    "int16": np.int16,
+    "int8": np.int8,
+    "float64": np.float64,
+    "uint64": np.uint64,
+    "uint32": np.uint32,
+    "uint16": np.uint16,
 }
 
 # Option fields whose integer value is an enum, and the schema enum naming its values.
@@ -153,14 +162,26 @@ def _tensor(index: int, t: Any, buffers: list[np.ndarray | None], type_names: di
     qdim = 0
     if q is not None and q.ScaleLength():
         scale = np.asarray(q.ScaleAsNumpy(), np.float32)
-        zero_point = np.asarray(q.ZeroPointAsNumpy(), np.int64) if q.ZeroPointLength() else np.zeros_like(scale, np.int64)
+        zero_point = (
+            np.asarray(q.ZeroPointAsNumpy(), np.int64)
+            if q.ZeroPointLength()
+            else np.zeros_like(scale, np.int64)
+        )
         qdim = int(q.QuantizedDimension())
     raw = buffers[t.Buffer()] if t.Buffer() < len(buffers) else None
     data = None
     if raw is not None and dtype in _NUMPY_TYPES:
         data = np.frombuffer(raw.tobytes(), dtype=_NUMPY_TYPES[dtype]).reshape(shape)
-    return Tensor(index=index, name=t.Name().decode("utf-8", "replace"), shape=shape, dtype=dtype,
-                  scale=scale, zero_point=zero_point, quantized_dimension=qdim, data=data)
+    return Tensor(
+        index=index,
+        name=t.Name().decode("utf-8", "replace"),
+        shape=shape,
+        dtype=dtype,
+        scale=scale,
+        zero_point=zero_point,
+        quantized_dimension=qdim,
+        data=data,
+    )
 
 
 def _buffers(model: Any, path: Path) -> list[np.ndarray | None]:
@@ -168,7 +189,9 @@ def _buffers(model: Any, path: Path) -> list[np.ndarray | None]:
     for i in range(model.BuffersLength()):
         b = model.Buffers(i)
         if b.Offset() > 1:
-            raise ModelError(f"{path}: buffer {i} is stored outside the flatbuffer (models over 2 GB are not supported)")
+            raise ModelError(
+                f"{path}: buffer {i} is stored outside the flatbuffer (models over 2 GB are not supported)"
+            )
         buffers.append(b.DataAsNumpy() if b.DataLength() else None)
     return buffers
 
@@ -182,7 +205,9 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
     try:
         model = tfl.Model.GetRootAs(data, 0)
         if model.SubgraphsLength() != 1:
-            raise ModelError(f"{path}: has {model.SubgraphsLength()} subgraphs; only single-subgraph models are supported")
+            raise ModelError(
+                f"{path}: has {model.SubgraphsLength()} subgraphs; only single-subgraph models are supported"
+            )
         opcode_names = _enum_names(tfl.BuiltinOperator)
         opcodes = []
         for i in range(model.OperatorCodesLength()):
@@ -196,18 +221,35 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
         ops = []
         for i in range(sub.OperatorsLength()):
             o = sub.Operators(i)
-            ins = [tensors[j] if j >= 0 else None for j in o.InputsAsNumpy().tolist()] if o.InputsLength() else []
+            ins = (
+                [tensors[j] if j >= 0 else None for j in o.InputsAsNumpy().tolist()]
+                if o.InputsLength()
+                else []
+            )
             outs = [tensors[j] for j in o.OutputsAsNumpy().tolist()] if o.OutputsLength() else []
-            ops.append(Op(index=i, opcode=opcodes[o.OpcodeIndex()], inputs=ins, outputs=outs,
-                          options=_builtin_options(o)))
+            ops.append(
+                Op(
+                    index=i,
+                    opcode=opcodes[o.OpcodeIndex()],
+                    inputs=ins,
+                    outputs=outs,
+                    options=_builtin_options(o),
+                )
+            )
         inputs = [tensors[j] for j in sub.InputsAsNumpy().tolist()] if sub.InputsLength() else []
         outputs = [tensors[j] for j in sub.OutputsAsNumpy().tolist()] if sub.OutputsLength() else []
     except ModelError:
         raise
     except Exception as exc:  # a corrupt flatbuffer fails in many ways inside the binding
         raise ModelError(f"{path}: cannot parse the TFLite flatbuffer ({type(exc).__name__}: {exc})") from exc
-    return Graph(path=path, sha256=hashlib.sha256(data).hexdigest(), tensors=tensors, ops=ops,
-                 inputs=inputs, outputs=outputs)
+    return Graph(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        tensors=tensors,
+        ops=ops,
+        inputs=inputs,
+        outputs=outputs,
+    )
 
 
 def parse(path: str | Path) -> Graph:

@@ -16,10 +16,22 @@ import numpy as np
 from toolchain.codegen.graph import Tensor
 
 # numpy dtype -> C element type of a const array.
-C_TYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32,
-           "uint32_t": np.uint32, "float": np.float32}
-_TENSOR_C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
-                   "float32": "float", "bool": "uint8_t"}
+C_TYPES = {
+    "int8_t": np.int8,
+    "uint8_t": np.uint8,
+    "int16_t": np.int16,
+    "int32_t": np.int32,
+    "uint32_t": np.uint32,
+    "float": np.float32,
+}
+_TENSOR_C_TYPES = {
+    "int8": "int8_t",
+    "uint8": "uint8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "float32": "float",
+    "bool": "uint8_t",
+}
 
 
 @dataclass

@@ -18,8 +18,8 @@ def pack_rows_by_four(rows: np.ndarray) -> np.ndarray:
     words = n // 4
     parts = []
     for start in range(0, count - count % 4, 4):
-        group = rows[start:start + 4]
-        body = group[:, :4 * words].reshape(4, words, 4).transpose(1, 0, 2).reshape(-1)
-        parts += [body, group[:, 4 * words:].reshape(-1)]
-    parts.append(rows[count - count % 4:].reshape(-1))
+        group = rows[start : start + 4]
+        body = group[:, : 4 * words].reshape(4, words, 4).transpose(1, 0, 2).reshape(-1)
+        parts += [body, group[:, 4 * words :].reshape(-1)]
+    parts.append(rows[count - count % 4 :].reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, np.int8)

@@ -81,6 +81,6 @@ def check_plan(buffers: list[Buffer]) -> None:
     for i, a in enumerate(items):
         if a.offset < 0 or a.offset % ALIGNMENT:
             raise AssertionError(f"buffer {a.name} has offset {a.offset}")
-        for b in items[i + 1:]:
+        for b in items[i + 1 :]:
             if a.overlaps_in_time(b) and a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
                 raise AssertionError(f"buffers {a.name} and {b.name} overlap in time and memory")

@@ -50,14 +50,19 @@ def activation_range_int8(act: str, scale: float, zero_point: int) -> tuple[int,
     if act == "RELU":
         return max(lo, quantize_float(0.0, scale, zero_point)), hi
     if act == "RELU6":
-        return max(lo, quantize_float(0.0, scale, zero_point)), min(hi, quantize_float(6.0, scale, zero_point))
+        return max(lo, quantize_float(0.0, scale, zero_point)), min(
+            hi, quantize_float(6.0, scale, zero_point)
+        )
     if act == "RELU_N1_TO_1":
-        return max(lo, quantize_float(-1.0, scale, zero_point)), min(hi, quantize_float(1.0, scale, zero_point))
+        return max(lo, quantize_float(-1.0, scale, zero_point)), min(
+            hi, quantize_float(1.0, scale, zero_point)
+        )
     raise ValueError(f"fused activation {act} has no int8 range (supported: NONE, RELU, RELU6, RELU_N1_TO_1)")
 
 
-def conv_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float,
-                     channels: int) -> tuple[np.ndarray, np.ndarray]:
+def conv_multipliers(
+    input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel (multiplier, shift) of CONV_2D / DEPTHWISE_CONV_2D / per-channel FC.
 
     TFLM's `PopulateConvolutionQuantizationParams` multiplies in double:
@@ -93,4 +98,6 @@ def tflm_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 def tflm_dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """int8 -> float exactly as TFLM's DEQUANTIZE: double(scale) * (q - zero_point), then float32."""
-    return (float(np.float32(scale)) * (np.asarray(q, np.int64) - int(zero_point)).astype(np.float64)).astype(np.float32)
+    return (float(np.float32(scale)) * (np.asarray(q, np.int64) - int(zero_point)).astype(np.float64)).astype(
+        np.float32
+    )

@@ -59,7 +59,9 @@ def kernel_headers(sources: list[str]) -> list[str]:
         name = pending.pop()
         path = KERNELS / name
         if not path.is_file():
-            raise TinyrankError(f"kernel file {path}: not found (included by a kernel or named by an op lowering)")
+            raise TinyrankError(
+                f"kernel file {path}: not found (included by a kernel or named by an op lowering)"
+            )
         for header in _LOCAL_INCLUDE.findall(path.read_text()):
             if header not in found:
                 found.add(header)
@@ -79,13 +81,21 @@ def _rows(values: np.ndarray) -> list[str]:
         items = [_c_float(v) for v in values.tolist()]
     else:
         items = [str(v) for v in values.tolist()]
-    return [", ".join(items[i:i + _VALUES_PER_LINE]) for i in range(0, len(items), _VALUES_PER_LINE)]
+    return [", ".join(items[i : i + _VALUES_PER_LINE]) for i in range(0, len(items), _VALUES_PER_LINE)]
 
 
 def _edge(t: Tensor, float_edges: set[int]) -> dict:
-    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": float(t.scale[0]),
-            "zero_point": int(t.zero_point[0]), "size": t.size, "scale_c": _c_float(t.scale[0]),
-            "macro": tensor_macro(t), "tflite_dtype": "float32" if t.index in float_edges else t.dtype}
+    return {
+        "name": t.name,
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "scale": float(t.scale[0]),
+        "zero_point": int(t.zero_point[0]),
+        "size": t.size,
+        "scale_c": _c_float(t.scale[0]),
+        "macro": tensor_macro(t),
+        "tflite_dtype": "float32" if t.index in float_edges else t.dtype,
+    }
 
 
 def template_values(model: LoweredModel) -> dict:
@@ -96,8 +106,15 @@ def template_values(model: LoweredModel) -> dict:
     tensors = []
     for index in sorted(arena_tensors):
         t = arena_tensors[index]
-        tensors.append({"macro": tensor_macro(t), "ctype": c_type(t), "offset": model.offsets[index],
-                        "nbytes": t.nbytes, "comment": f"tensor {index} '{t.name}' {shape_text(t)}"})
+        tensors.append(
+            {
+                "macro": tensor_macro(t),
+                "ctype": c_type(t),
+                "offset": model.offsets[index],
+                "nbytes": t.nbytes,
+                "comment": f"tensor {index} '{t.name}' {shape_text(t)}",
+            }
+        )
     kernels = sorted({item.call.source for item in model.ops if item.call is not None})
     used = {item.call.function for item in model.ops if item.call is not None}
     prototypes = []
@@ -120,8 +137,10 @@ def template_values(model: LoweredModel) -> dict:
         "scratches": ctx.scratches,
         "prototypes": prototypes,
         "ops": ops,
-        "constants": [{"name": c.name, "ctype": c.ctype, "size": c.values.size, "rows": _rows(c.values)}
-                      for c in ctx.constants],
+        "constants": [
+            {"name": c.name, "ctype": c.ctype, "size": c.values.size, "rows": _rows(c.values)}
+            for c in ctx.constants
+        ],
         "kernels": kernels,
     }
 
@@ -130,8 +149,10 @@ def render(model: LoweredModel) -> dict[str, str]:
     """{file name: content} of the generated model: model.h, model.c, model_weights.c and kernels."""
     env = _environment()
     values = template_values(model)
-    files = {name: env.get_template(f"{name}.j2").render(**values)
-             for name in ("model.h", "model.c", "model_weights.c")}
+    files = {
+        name: env.get_template(f"{name}.j2").render(**values)
+        for name in ("model.h", "model.c", "model_weights.c")
+    }
     headers = sorted({COMMON_HEADER, *kernel_headers(values["kernels"])})
     for source in [*headers, *values["kernels"]]:
         files[source] = (KERNELS / source).read_text()

@@ -21,7 +21,12 @@ from toolchain.errors import BuildError, DataError, TinyrankError
 COMPILE_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 300
 WARNING_FLAGS = ["-Wall", "-Wextra"]
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+SANITIZE_FLAGS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+]
 
 HARNESS = r"""
 /* Host harness: samples on stdin, outputs on stdout (tinyrank verify). */
@@ -66,8 +71,14 @@ def _compiler() -> str:
     return cc
 
 
-def build_host(gen_dir: str | os.PathLike, info: dict[str, Any], exe: str | os.PathLike, *,
-               sanitize: bool = False, extra_flags: list[str] | None = None) -> Path:
+def build_host(
+    gen_dir: str | os.PathLike,
+    info: dict[str, Any],
+    exe: str | os.PathLike,
+    *,
+    sanitize: bool = False,
+    extra_flags: list[str] | None = None,
+) -> Path:
     """Compile a generated model folder plus the stdin/stdout harness into `exe`."""
     gen = Path(gen_dir)
     prefix = info["prefix"]
@@ -75,13 +86,25 @@ def build_host(gen_dir: str | os.PathLike, info: dict[str, Any], exe: str | os.P
         "input_sizes": ", ".join(str(t["size"]) for t in info["inputs"]),
         "output_sizes": ", ".join(str(t["size"]) for t in info["outputs"]),
         "max_input": max(t["size"] for t in info["inputs"]),
-        "prefix": prefix, "PREFIX": prefix.upper(),
+        "prefix": prefix,
+        "PREFIX": prefix.upper(),
     }
     main_c = Path(exe).with_suffix(".harness.c")
     main_c.write_text(harness)
     sources = sorted(str(p) for p in gen.glob("*.c"))
-    cmd = [_compiler(), "-std=c99", "-O2", *WARNING_FLAGS, *(SANITIZE_FLAGS if sanitize else []),
-           *(extra_flags or []), f"-I{gen}", *sources, str(main_c), "-o", str(exe)]
+    cmd = [
+        _compiler(),
+        "-std=c99",
+        "-O2",
+        *WARNING_FLAGS,
+        *(SANITIZE_FLAGS if sanitize else []),
+        *(extra_flags or []),
+        f"-I{gen}",
+        *sources,
+        str(main_c),
+        "-o",
+        str(exe),
+    ]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
@@ -96,8 +119,12 @@ def run_host(exe: str | os.PathLike, x_int8: np.ndarray, info: dict[str, Any]) -
     """Run every sample through the host binary; one (N, size) int8 array per output."""
     n = len(x_int8)
     try:
-        result = subprocess.run([str(exe)], input=np.ascontiguousarray(x_int8).tobytes(), capture_output=True,
-                                timeout=RUN_TIMEOUT_S)
+        result = subprocess.run(
+            [str(exe)],
+            input=np.ascontiguousarray(x_int8).tobytes(),
+            capture_output=True,
+            timeout=RUN_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{exe} did not finish {n} samples in {RUN_TIMEOUT_S} s") from exc
     if result.returncode != 0:
@@ -109,7 +136,7 @@ def run_host(exe: str | os.PathLike, x_int8: np.ndarray, info: dict[str, Any]) -
         raise BuildError(f"{exe} wrote {raw.size} bytes for {n} samples; expected {n * sum(sizes)}")
     per_sample = raw.reshape(n, sum(sizes))
     bounds = np.cumsum([0, *sizes])
-    return [per_sample[:, bounds[i]:bounds[i + 1]] for i in range(len(sizes))]
+    return [per_sample[:, bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
 
 
 def _as_int8_samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -122,14 +149,24 @@ def _as_int8_samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     elif int(np.prod(x.shape, dtype=np.int64)) == edge["size"]:
         x = x.reshape(1, *x.shape)
     else:
-        raise DataError(f"samples of shape {tuple(x.shape[1:])} do not match the model input "
-                        f"'{edge['name']}' of shape {edge['shape']}")
+        raise DataError(
+            f"samples of shape {tuple(x.shape[1:])} do not match the model input "
+            f"'{edge['name']}' of shape {edge['shape']}"
+        )
     return quantize_input(x, edge["scale"], edge["zero_point"]).reshape(len(x), edge["size"])
 
 
-def verify(tflite_path: str | os.PathLike, x: np.ndarray, *, sanitize: bool = False, prefix: str = "tr",
-           work_dir: str | os.PathLike | None = None, extra_flags: list[str] | None = None,
-           tflm_arena: bool = True, fuse: bool | None = None) -> dict[str, Any]:
+def verify(
+    tflite_path: str | os.PathLike,
+    x: np.ndarray,
+    *,
+    sanitize: bool = False,
+    prefix: str = "tr",
+    work_dir: str | os.PathLike | None = None,
+    extra_flags: list[str] | None = None,
+    tflm_arena: bool = True,
+    fuse: bool | None = None,
+) -> dict[str, Any]:
     """Generate, compile for the host, run every sample of `x` and compare with TFLite Micro.
 
     `x` holds int8 samples, or float samples quantized with the input's scale and zero point.
@@ -143,7 +180,9 @@ def verify(tflite_path: str | os.PathLike, x: np.ndarray, *, sanitize: bool = Fa
         gen = Path(tmp) / "gen"
         info = generate(tflite_path, gen, prefix=prefix, tflm_arena=tflm_arena, fuse=fuse)
         if len(info["inputs"]) != 1:
-            raise TinyrankError(f"{tflite_path}: verify supports models with one input; this one has {len(info['inputs'])}")
+            raise TinyrankError(
+                f"{tflite_path}: verify supports models with one input; this one has {len(info['inputs'])}"
+            )
         samples = _as_int8_samples(x, info)
         exe = build_host(gen, info, Path(tmp) / "model_host", sanitize=sanitize, extra_flags=extra_flags)
         ours = run_host(exe, samples, info)
@@ -158,8 +197,10 @@ def _as_model_outputs(ours: list[np.ndarray], info: dict[str, Any]) -> list[np.n
     """Dequantize the outputs that are float in the .tflite (their DEQUANTIZE was left to the caller)."""
     from toolchain.codegen.quant import tflm_dequantize
 
-    return [tflm_dequantize(a, edge["scale"], edge["zero_point"]) if edge["tflite_dtype"] == "float32" else a
-            for a, edge in zip(ours, info["outputs"], strict=True)]
+    return [
+        tflm_dequantize(a, edge["scale"], edge["zero_point"]) if edge["tflite_dtype"] == "float32" else a
+        for a, edge in zip(ours, info["outputs"], strict=True)
+    ]
 
 
 def compare(ours: list[np.ndarray], expected: list[np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
@@ -176,9 +217,14 @@ def compare(ours: list[np.ndarray], expected: list[np.ndarray], info: dict[str, 
         if first is None and rows.size:
             s = int(rows[0])
             col = int(np.nonzero(diff[s])[0][0])
-            first = {"output": index, "sample": s, "position": col, "generated": a[s, col].item(),
-                     "tflm": b[s, col].item(),
-                     "max_abs_diff": np.abs(a.astype(np.float64) - b.astype(np.float64)).max().item()}
+            first = {
+                "output": index,
+                "sample": s,
+                "position": col,
+                "generated": a[s, col].item(),
+                "tflm": b[s, col].item(),
+                "max_abs_diff": np.abs(a.astype(np.float64) - b.astype(np.float64)).max().item(),
+            }
     return {
         "samples": int(len(ours[0])) if ours else 0,
         "outputs": len(ours),

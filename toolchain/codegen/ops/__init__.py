@@ -50,7 +50,9 @@ def module_for(op: Op) -> ModuleType:
     """The lowering module of an op, or an UnsupportedError naming the op and the supported list."""
     module = registry().get(op.opcode)
     if module is None:
-        broken = "".join(f"; op module '{name}' failed to load ({why})" for name, why in sorted(BROKEN.items()))
+        broken = "".join(
+            f"; op module '{name}' failed to load ({why})" for name, why in sorted(BROKEN.items())
+        )
         raise UnsupportedError(
             f"op {op.index} ({op.opcode}): not supported by codegen; supported ops: {', '.join(supported_opcodes())}{broken}"
         )

@@ -27,6 +27,7 @@ MAX_DIMS = 4  # the rank TFLM's broadcasting and PAD kernels handle
 
 # --- checks -------------------------------------------------------------------------------
 
+
 def require_int8_per_tensor(op: Op, tensors: list[Tensor | None]) -> None:
     """Every tensor given must be int8 with one scale and zero point (TFLM's int8 kernels need that)."""
     for t in tensors:
@@ -34,11 +35,13 @@ def require_int8_per_tensor(op: Op, tensors: list[Tensor | None]) -> None:
             raise UnsupportedError(f"{op.describe()}: a missing (optional) tensor is not supported here")
         if t.dtype != "int8":
             raise UnsupportedError(
-                f"{op.describe()}: tensor {t.index} '{t.name}' has dtype {t.dtype}; supported: int8")
+                f"{op.describe()}: tensor {t.index} '{t.name}' has dtype {t.dtype}; supported: int8"
+            )
         if t.scale.size != 1:
             kind = "no quantization" if t.scale.size == 0 else f"{t.scale.size} per-channel scales"
             raise UnsupportedError(
-                f"{op.describe()}: tensor {t.index} '{t.name}' has {kind}; supported: per-tensor int8 quantization")
+                f"{op.describe()}: tensor {t.index} '{t.name}' has {kind}; supported: per-tensor int8 quantization"
+            )
 
 
 def require_fused_activation(op: Op) -> str:
@@ -46,11 +49,13 @@ def require_fused_activation(op: Op) -> str:
     act = op.options.get("fused_activation_function", "NONE")
     if act not in FUSED_ACTIVATIONS:
         raise UnsupportedError(
-            f"{op.describe()}: fused activation {act} is not supported; supported: {', '.join(FUSED_ACTIVATIONS)}")
+            f"{op.describe()}: fused activation {act} is not supported; supported: {', '.join(FUSED_ACTIVATIONS)}"
+        )
     return act
 
 
 # --- shapes -------------------------------------------------------------------------------
+
 
 def extended_shape(shape: tuple[int, ...], rank: int = MAX_DIMS) -> tuple[int, ...]:
     """The shape left-padded with 1s to `rank` dimensions (TFLite's RuntimeShape::ExtendedShape)."""
@@ -68,22 +73,25 @@ def broadcast_geometry(op: Op, a: Tensor, b: Tensor, out: Tensor) -> np.ndarray 
     if max(len(a.shape), len(b.shape), len(out.shape)) > MAX_DIMS:
         raise UnsupportedError(
             f"{op.describe()}: broadcasting {shape_text(a)} with {shape_text(b)} is not supported; "
-            f"supported: up to {MAX_DIMS} dimensions")
+            f"supported: up to {MAX_DIMS} dimensions"
+        )
     dims = extended_shape(out.shape)
     strides = []
     for t in (a, b):
         shape = extended_shape(t.shape)
-        contiguous = [int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(MAX_DIMS)]
+        contiguous = [int(np.prod(shape[d + 1 :], dtype=np.int64)) for d in range(MAX_DIMS)]
         for d in range(MAX_DIMS):
             if shape[d] not in (1, dims[d]):
                 raise UnsupportedError(
                     f"{op.describe()}: shapes {shape_text(a)} and {shape_text(b)} do not broadcast to "
-                    f"{shape_text(out)}; supported: equal dimensions or 1")
+                    f"{shape_text(out)}; supported: equal dimensions or 1"
+                )
         strides.append([0 if shape[d] == 1 else contiguous[d] for d in range(MAX_DIMS)])
     return np.array(list(dims) + strides[0] + strides[1], np.int32)
 
 
 # --- two-input elementwise ops (ADD, SUB, MUL) ----------------------------------------------
+
 
 def check_elementwise_pair(op: Op) -> None:
     """ADD, SUB, MUL: int8 per-tensor inputs and output, a clampable fused activation, broadcastable shapes."""
@@ -92,8 +100,9 @@ def check_elementwise_pair(op: Op) -> None:
     broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
 
 
-def elementwise_pair_call(op: Op, ctx: LoweringContext, kernel: str, params: list[str], comment: str,
-                          macs: int = 0) -> KernelCall:
+def elementwise_pair_call(
+    op: Op, ctx: LoweringContext, kernel: str, params: list[str], comment: str, macs: int = 0
+) -> KernelCall:
     """The call of `tr_<kernel>.c`: `tr_<kernel>_int8(input1, input2, output, size, *params)`, or with
     broadcasting `tr_<kernel>_broadcast_int8(input1, input2, output, shape, *params)`."""
     a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
@@ -104,11 +113,17 @@ def elementwise_pair_call(op: Op, ctx: LoweringContext, kernel: str, params: lis
         function = f"tr_{kernel}_broadcast_int8"
         extent = ctx.constant(f"op{op.index}_{op.opcode.lower()}_broadcast", geometry, "int32_t")
         comment += ", broadcast"
-    return KernelCall(source=f"tr_{kernel}.c", function=function,
-                      args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), extent, *params], comment=comment, macs=macs)
+    return KernelCall(
+        source=f"tr_{kernel}.c",
+        function=function,
+        args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), extent, *params],
+        comment=comment,
+        macs=macs,
+    )
 
 
 # --- int8 lookup tables ---------------------------------------------------------------------
+
 
 def lookup_table(function: Callable[[int], int], dtype: type = np.int8) -> np.ndarray:
     """`function` of every int8 input, indexed by input + 128: the table a lookup kernel reads.
@@ -119,8 +134,13 @@ def lookup_table(function: Callable[[int], int], dtype: type = np.int8) -> np.nd
     return np.array([function(q) for q in range(INT8_MIN, INT8_MAX + 1)], dtype)
 
 
-def sigmoid_style_table(input_scale: float, input_zero_point: int, function: Callable[[int, int], int],
-                        output_fraction_bits: int, output_offset: int) -> np.ndarray:
+def sigmoid_style_table(
+    input_scale: float,
+    input_zero_point: int,
+    function: Callable[[int, int], int],
+    output_fraction_bits: int,
+    output_offset: int,
+) -> np.ndarray:
     """TFLM's int8 LOGISTIC / TANH for every int8 input, indexed by input + 128.
 
     Prepare: the input rescaled into Q4.27 with a frexp multiplier (no QuantizeMultiplier
@@ -150,5 +170,9 @@ def lookup_call(op: Op, ctx: LoweringContext, table: np.ndarray, comment: str) -
     """The `tr_lookup_int8` call of a one-input op whose int8 output is tabulated (`lookup_table`)."""
     src, dst = op.inputs[0], op.outputs[0]
     name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
-    return KernelCall(source="tr_lookup.c", function="tr_lookup_int8",
-                      args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name], comment=comment)
+    return KernelCall(
+        source="tr_lookup.c",
+        function="tr_lookup_int8",
+        args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
+        comment=comment,
+    )

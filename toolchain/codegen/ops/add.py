@@ -33,8 +33,10 @@ def check(op: Op) -> None:
     check_elementwise_pair(op)
     a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
     if quantize_multiplier(_real_multipliers(a, b, out, op.opcode == "SUB")[2])[1] > 0:
-        raise UnsupportedError(f"{op.describe()}: output scale {float(out.scale[0]):g} is over 2^19 times smaller "
-                               "than the input scales; supported: an output multiplier below 1, as TFLite Micro needs")
+        raise UnsupportedError(
+            f"{op.describe()}: output scale {float(out.scale[0]):g} is over 2^19 times smaller "
+            "than the input scales; supported: an output multiplier below 1, as TFLite Micro needs"
+        )
 
 
 def _real_multipliers(a: Tensor, b: Tensor, out: Tensor, subtract: bool) -> tuple[float, float, float]:
@@ -49,7 +51,9 @@ def _real_multipliers(a: Tensor, b: Tensor, out: Tensor, subtract: bool) -> tupl
     return float(sa) / twice_max, float(sb) / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * float(so))
 
 
-def add_params(a: Tensor, b: Tensor, out: Tensor, act: str, subtract: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def add_params(
+    a: Tensor, b: Tensor, out: Tensor, act: str, subtract: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """TFLM's int8 ADD (or SUB) parameters, as (input tables, output params) for tr_add.c.
 
     Each input is rescaled on its own before the sum, so that step is a function of one
@@ -70,8 +74,12 @@ def _input_table(t: Tensor, real: float, sign: int) -> np.ndarray:
     multiplier, shift = quantize_multiplier(real)
     zero_point = int(t.zero_point[0])
     return lookup_table(
-        lambda q: sign * multiply_by_quantized_multiplier((q - zero_point) * (1 << ADD_LEFT_SHIFT), multiplier, shift),
-        np.int32)
+        lambda q: (
+            sign
+            * multiply_by_quantized_multiplier((q - zero_point) * (1 << ADD_LEFT_SHIFT), multiplier, shift)
+        ),
+        np.int32,
+    )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -82,6 +90,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     kind = op.opcode.lower()
     tables = ctx.constant(f"op{op.index}_{kind}_input_tables", tables, "int32_t")
     params = ctx.constant(f"op{op.index}_{kind}_params", params, "int32_t")
-    comment = (f"{op.opcode} {shape_text(a)} ({quant_text(a)}) {'-' if subtract else '+'} {shape_text(b)} "
-               f"({quant_text(b)}) -> {shape_text(out)} ({quant_text(out)}), act {act}")
+    comment = (
+        f"{op.opcode} {shape_text(a)} ({quant_text(a)}) {'-' if subtract else '+'} {shape_text(b)} "
+        f"({quant_text(b)}) -> {shape_text(out)} ({quant_text(out)}), act {act}"
+    )
     return elementwise_pair_call(op, ctx, "add", [tables, params], comment)

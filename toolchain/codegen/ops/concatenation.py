@@ -23,8 +23,10 @@ def concat_axis(op: Op) -> int:
     axis = int(op.options.get("axis", 0))
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < rank:
-        raise UnsupportedError(f"{op.describe()}: axis {op.options.get('axis')} is not supported for "
-                               f"{shape_text(op.outputs[0])}; supported: -{rank}..{rank - 1}")
+        raise UnsupportedError(
+            f"{op.describe()}: axis {op.options.get('axis')} is not supported for "
+            f"{shape_text(op.outputs[0])}; supported: -{rank}..{rank - 1}"
+        )
     return axis
 
 
@@ -32,26 +34,38 @@ def check(op: Op) -> None:
     require_int8_per_tensor(op, [*op.inputs, op.outputs[0]])
     act = op.options.get("fused_activation_function", "NONE")
     if act != "NONE":
-        raise UnsupportedError(f"{op.describe()}: fused activation {act} is not supported; supported: NONE "
-                               "(as in TFLite Micro)")
+        raise UnsupportedError(
+            f"{op.describe()}: fused activation {act} is not supported; supported: NONE (as in TFLite Micro)"
+        )
     axis = concat_axis(op)
     out = op.outputs[0]
     for t in op.inputs:
-        if len(t.shape) != len(out.shape) or any(t.shape[d] != out.shape[d] for d in range(len(out.shape)) if d != axis):
-            raise UnsupportedError(f"{op.describe()}: input {shape_text(t)} does not match output {shape_text(out)} "
-                                   f"outside axis {axis}; supported: equal dimensions except the axis")
+        if len(t.shape) != len(out.shape) or any(
+            t.shape[d] != out.shape[d] for d in range(len(out.shape)) if d != axis
+        ):
+            raise UnsupportedError(
+                f"{op.describe()}: input {shape_text(t)} does not match output {shape_text(out)} "
+                f"outside axis {axis}; supported: equal dimensions except the axis"
+            )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out = op.outputs[0]
     axis = concat_axis(op)
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(out.shape[axis + 1 :], dtype=np.int64))
     pointers = ", ".join(ctx.tensor(t) for t in op.inputs)
     sizes = ", ".join(str(t.shape[axis] * inner) for t in op.inputs)
     inputs_text = " + ".join(shape_text(t) for t in op.inputs)
     return KernelCall(
-        source="tr_concatenation.c", function="tr_concatenation_int8",
-        args=[f"(const int8_t *const[]){{{pointers}}}", f"(const int32_t[]){{{sizes}}}", str(len(op.inputs)),
-              str(outer), ctx.tensor(out)],
-        comment=f"CONCATENATION axis {axis}: {inputs_text} -> {shape_text(out)} ({quant_text(out)})")
+        source="tr_concatenation.c",
+        function="tr_concatenation_int8",
+        args=[
+            f"(const int8_t *const[]){{{pointers}}}",
+            f"(const int32_t[]){{{sizes}}}",
+            str(len(op.inputs)),
+            str(outer),
+            ctx.tensor(out),
+        ],
+        comment=f"CONCATENATION axis {axis}: {inputs_text} -> {shape_text(out)} ({quant_text(out)})",
+    )

@@ -50,11 +50,15 @@ def check_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw
     for key in ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor"):
         if int(o.get(key, 1)) < 1:
             raise UnsupportedError(f"op {op.index} ({op.opcode}): option {key}={o.get(key)} must be >= 1")
-    expected = (out_size(padding, in_hw[0], k_hw[0], o["stride_h"], o.get("dilation_h_factor", 1)),
-                out_size(padding, in_hw[1], k_hw[1], o["stride_w"], o.get("dilation_w_factor", 1)))
+    expected = (
+        out_size(padding, in_hw[0], k_hw[0], o["stride_h"], o.get("dilation_h_factor", 1)),
+        out_size(padding, in_hw[1], k_hw[1], o["stride_w"], o.get("dilation_w_factor", 1)),
+    )
     if tuple(out_hw) != expected:
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): output {out_hw[0]}x{out_hw[1]} does not match "
-                               f"the {padding} geometry ({expected[0]}x{expected[1]})")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): output {out_hw[0]}x{out_hw[1]} does not match "
+            f"the {padding} geometry ({expected[0]}x{expected[1]})"
+        )
 
 
 def check(op: Op) -> None:
@@ -67,10 +71,14 @@ def check(op: Op) -> None:
         raise UnsupportedError(f"op {op.index} (CONV_2D): expects 4-D NHWC input/output and OHWI weights")
     check_weights(op, filt, bias, filt.shape[0])
     if filt.shape[3] != inp.shape[3]:
-        raise UnsupportedError(f"op {op.index} (CONV_2D): grouped convolution ({inp.shape[3]} input channels, "
-                               f"weights for {filt.shape[3]}); supported: groups=1")
+        raise UnsupportedError(
+            f"op {op.index} (CONV_2D): grouped convolution ({inp.shape[3]} input channels, "
+            f"weights for {filt.shape[3]}); supported: groups=1"
+        )
     if out.shape[3] != filt.shape[0]:
-        raise UnsupportedError(f"op {op.index} (CONV_2D): {out.shape[3]} output channels for {filt.shape[0]} filters")
+        raise UnsupportedError(
+            f"op {op.index} (CONV_2D): {out.shape[3]} output channels for {filt.shape[0]} filters"
+        )
     check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
     check_activation(op)
 
@@ -95,8 +103,16 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     return [
         ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t"),
         ctx.constant(f"{name}_bias", folded, "int32_t"),
-        *requant_arguments(ctx, name, folded, np.abs(weights).sum(axis=1), mults, shifts, out,
-                           op.options.get("fused_activation_function", "NONE")),
+        *requant_arguments(
+            ctx,
+            name,
+            folded,
+            np.abs(weights).sum(axis=1),
+            mults,
+            shifts,
+            out,
+            op.options.get("fused_activation_function", "NONE"),
+        ),
     ]
 
 
@@ -107,8 +123,16 @@ def geometry(op: Op) -> list[int]:
     k_h, k_w = op.inputs[1].shape[1:3]
     out_h, out_w = op.outputs[0].shape[1:3]
     dil_h, dil_w = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
-    return [k_h, k_w, o["stride_h"], o["stride_w"], dil_h, dil_w,
-            pad_before(in_h, k_h, o["stride_h"], dil_h, out_h), pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)]
+    return [
+        k_h,
+        k_w,
+        o["stride_h"],
+        o["stride_w"],
+        dil_h,
+        dil_w,
+        pad_before(in_h, k_h, o["stride_h"], dil_h, out_h),
+        pad_before(in_w, k_w, o["stride_w"], dil_w, out_w),
+    ]
 
 
 def describe(op: Op) -> str:
@@ -116,10 +140,14 @@ def describe(op: Op) -> str:
     o = op.options
     act = o.get("fused_activation_function", "NONE")
     k_h, k_w = filt.shape[1:3]
-    geometry_text = (f"{k_h}x{k_w} stride {o['stride_h']}x{o['stride_w']} dilation "
-                     f"{o.get('dilation_h_factor', 1)}x{o.get('dilation_w_factor', 1)} {o['padding']}")
-    return (f"CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {geometry_text} -> "
-            f"{shape_text(out)} ({quant_text(out)}), {act}")
+    geometry_text = (
+        f"{k_h}x{k_w} stride {o['stride_h']}x{o['stride_w']} dilation "
+        f"{o.get('dilation_h_factor', 1)}x{o.get('dilation_w_factor', 1)} {o['padding']}"
+    )
+    return (
+        f"CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {geometry_text} -> "
+        f"{shape_text(out)} ({quant_text(out)}), {act}"
+    )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -131,9 +159,35 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
     comment = describe(op)
     if is_pointwise(op):
-        args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(n * in_h * in_w), str(in_c), str(out_c), *tail]
-        return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs)
+        args = [
+            ctx.tensor(inp),
+            weights,
+            bias,
+            ctx.tensor(out),
+            str(n * in_h * in_w),
+            str(in_c),
+            str(out_c),
+            *tail,
+        ]
+        return KernelCall(
+            "tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs
+        )
     column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
-    args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(n), str(in_h), str(in_w), str(in_c),
-            str(out_h), str(out_w), str(out_c), *map(str, geometry(op)), str(int(inp.zero_point[0])), *tail, column]
+    args = [
+        ctx.tensor(inp),
+        weights,
+        bias,
+        ctx.tensor(out),
+        str(n),
+        str(in_h),
+        str(in_w),
+        str(in_c),
+        str(out_h),
+        str(out_w),
+        str(out_c),
+        *map(str, geometry(op)),
+        str(int(inp.zero_point[0])),
+        *tail,
+        column,
+    ]
     return KernelCall("tr_conv.c", "tr_conv_int8", args, comment, macs)

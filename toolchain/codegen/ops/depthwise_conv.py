@@ -34,15 +34,25 @@ def check(op: Op) -> None:
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     check_int8_activation(op, inp, "input")
     check_int8_activation(op, out, "output")
-    if len(inp.shape) != 4 or len(out.shape) != 4 or filt is None or len(filt.shape) != 4 or filt.shape[0] != 1:
-        raise UnsupportedError(f"op {op.index} (DEPTHWISE_CONV_2D): expects 4-D NHWC input/output and 1HWC weights")
+    if (
+        len(inp.shape) != 4
+        or len(out.shape) != 4
+        or filt is None
+        or len(filt.shape) != 4
+        or filt.shape[0] != 1
+    ):
+        raise UnsupportedError(
+            f"op {op.index} (DEPTHWISE_CONV_2D): expects 4-D NHWC input/output and 1HWC weights"
+        )
     out_c = out.shape[3]
     check_weights(op, filt, bias, out_c)
     in_c = inp.shape[3]
     multiplier = out_c // in_c if in_c else 0
     if filt.shape[3] != out_c or multiplier * in_c != out_c:
-        raise UnsupportedError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels, {filt.shape[3]} "
-                               f"filters for {in_c} input channels; supported: output = input channels x multiplier")
+        raise UnsupportedError(
+            f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels, {filt.shape[3]} "
+            f"filters for {in_c} input channels; supported: output = input channels x multiplier"
+        )
     check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
     check_activation(op)
 
@@ -72,35 +82,79 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     multiplier = out_c // in_c
     bias_folded = folded_bias(bias, sums, zp, op)
     taps = filt.data.reshape(-1, out_c)
-    doubled = (doubled_requant(bias_folded, np.abs(taps.astype(np.int64)).sum(axis=0), mults, shifts,
-                                int(out.zero_point[0]))
-               if multiplier == 1 and out_c % 4 == 0 else None)
-    comment = (f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
-               f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
-               f" -> {shape_text(out)} ({quant_text(out)}), {act}")
-    geometry = [str(n), str(in_h), str(in_w), str(in_c), str(out_h), str(out_w), str(k_h), str(k_w),
-                str(o["stride_h"]), str(o["stride_w"]), str(dil_h), str(dil_w),
-                str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
-                str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)), str(zp)]
+    doubled = (
+        doubled_requant(
+            bias_folded, np.abs(taps.astype(np.int64)).sum(axis=0), mults, shifts, int(out.zero_point[0])
+        )
+        if multiplier == 1 and out_c % 4 == 0
+        else None
+    )
+    comment = (
+        f"DEPTHWISE_CONV_2D {shape_text(inp)} ({quant_text(inp)}) * {shape_text(filt)} {k_h}x{k_w} "
+        f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
+        f" -> {shape_text(out)} ({quant_text(out)}), {act}"
+    )
+    geometry = [
+        str(n),
+        str(in_h),
+        str(in_w),
+        str(in_c),
+        str(out_h),
+        str(out_w),
+        str(k_h),
+        str(k_w),
+        str(o["stride_h"]),
+        str(o["stride_w"]),
+        str(dil_h),
+        str(dil_w),
+        str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
+        str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)),
+        str(zp),
+    ]
     macs = n * out_h * out_w * out_c * k_h * k_w
     if doubled is not None:  # the fast path: int16 doubled weights, ~10-instruction requantization
         right, round_ = doubled
-        args = [ctx.tensor(inp), ctx.constant(f"{name}_weights_x2", doubled_weights(taps), "int16_t"),
-                ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t"), ctx.tensor(out),
-                *geometry, ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-                ctx.constant(f"{name}_right_shift", right, "int32_t"),
-                ctx.constant(f"{name}_rounding", round_, "int32_t"), str(lo), str(hi),
-                ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)]
+        args = [
+            ctx.tensor(inp),
+            ctx.constant(f"{name}_weights_x2", doubled_weights(taps), "int16_t"),
+            ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t"),
+            ctx.tensor(out),
+            *geometry,
+            ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+            ctx.constant(f"{name}_right_shift", right, "int32_t"),
+            ctx.constant(f"{name}_rounding", round_, "int32_t"),
+            str(lo),
+            str(hi),
+            ctx.scratch(k_h * k_w * POINTER_BYTES + in_c),
+        ]
         return KernelCall("tr_depthwise_conv.c", "tr_depthwise_conv_dm1_doubled_int8", args, comment, macs)
-    args = [ctx.tensor(inp), ctx.constant(f"{name}_weights", filt.data, "int8_t"),
-            ctx.constant(f"{name}_bias", bias_folded, "int32_t"), ctx.tensor(out),
-            str(n), str(in_h), str(in_w), str(in_c), str(out_h), str(out_w),
-            *([] if multiplier == 1 else [str(multiplier)]),
-            str(k_h), str(k_w), str(o["stride_h"]), str(o["stride_w"]), str(dil_h), str(dil_w),
-            str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
-            str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)), str(zp),
-            ctx.constant(f"{name}_multiplier", mults, "int32_t"), ctx.constant(f"{name}_shift", shifts, "int32_t"),
-            str(int(out.zero_point[0])), str(lo), str(hi)]
+    args = [
+        ctx.tensor(inp),
+        ctx.constant(f"{name}_weights", filt.data, "int8_t"),
+        ctx.constant(f"{name}_bias", bias_folded, "int32_t"),
+        ctx.tensor(out),
+        str(n),
+        str(in_h),
+        str(in_w),
+        str(in_c),
+        str(out_h),
+        str(out_w),
+        *([] if multiplier == 1 else [str(multiplier)]),
+        str(k_h),
+        str(k_w),
+        str(o["stride_h"]),
+        str(o["stride_w"]),
+        str(dil_h),
+        str(dil_w),
+        str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
+        str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)),
+        str(zp),
+        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        ctx.constant(f"{name}_shift", shifts, "int32_t"),
+        str(int(out.zero_point[0])),
+        str(lo),
+        str(hi),
+    ]
     if multiplier == 1:  # channels in registers; tap pointers (4 bytes each) and a row of zero points
         function = "tr_depthwise_conv_dm1_int8"
         args.append(ctx.scratch(k_h * k_w * POINTER_BYTES + in_c))

@@ -31,27 +31,41 @@ def check_int8_activation(op: Op, t: Tensor | None, role: str) -> None:
     """An int8 per-tensor quantized activation, or an UnsupportedError naming the op and role."""
     if t is None or t.dtype != "int8" or t.scale.size != 1:
         found = "missing" if t is None else f"{t.dtype} with {t.scale.size} scales"
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): {role} tensor is {found}; supported: int8 per-tensor quantized")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): {role} tensor is {found}; supported: int8 per-tensor quantized"
+        )
     if t.data is not None and role != "filter":
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): constant {role} tensor '{t.name}' is not supported")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): constant {role} tensor '{t.name}' is not supported"
+        )
 
 
 def check_weights(op: Op, filt: Tensor | None, bias: Tensor | None, channels: int) -> None:
     """Constant int8 symmetric weights (zero point 0) and an optional constant int32 bias."""
     if filt is None or filt.data is None or filt.dtype != "int8":
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; supported: int8 per-tensor or per-channel")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; supported: int8 per-tensor or per-channel"
+        )
     if np.any(filt.zero_point != 0):
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; supported: symmetric int8")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; supported: symmetric int8"
+        )
     if filt.scale.size not in (1, channels):
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales for {channels} channels")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales for {channels} channels"
+        )
     if bias is not None and (bias.data is None or bias.dtype != "int32"):
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): bias '{bias.name}' is {bias.dtype}; supported: constant int32")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): bias '{bias.name}' is {bias.dtype}; supported: constant int32"
+        )
 
 
 def check_activation(op: Op) -> None:
     act = op.options.get("fused_activation_function", "NONE")
     if act not in ACTIVATIONS:
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): fused activation {act}; supported: {', '.join(ACTIVATIONS)}")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): fused activation {act}; supported: {', '.join(ACTIVATIONS)}"
+        )
 
 
 def check(op: Op) -> None:
@@ -69,8 +83,9 @@ def check(op: Op) -> None:
     check_activation(op)
 
 
-def requant_arrays(op: Op, inp: Tensor, filt: Tensor, out: Tensor, channels: int, per_tensor_fc: bool
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def requant_arrays(
+    op: Op, inp: Tensor, filt: Tensor, out: Tensor, channels: int, per_tensor_fc: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (multiplier, shift) arrays, computed the way TFLM computes them for this op."""
     if per_tensor_fc and filt.scale.size == 1:
         m, s = fc_multiplier(float(inp.scale[0]), float(filt.scale[0]), float(out.scale[0]))
@@ -83,12 +98,15 @@ def folded_bias(bias: Tensor | None, weight_sums: np.ndarray, input_zero_point: 
     b = np.zeros(weight_sums.shape, np.int64) if bias is None else bias.data.astype(np.int64).reshape(-1)
     folded = b - int(input_zero_point) * weight_sums.astype(np.int64)
     if folded.min(initial=0) < -(2**31) or folded.max(initial=0) >= 2**31:
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): bias with folded input zero point overflows int32")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): bias with folded input zero point overflows int32"
+        )
     return folded.astype(np.int32)
 
 
-def doubled_requant(bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
-                    output_offset: int) -> tuple[np.ndarray, np.ndarray] | None:
+def doubled_requant(
+    bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray, output_offset: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(right shifts, rounding constants) for tr_requantize_doubled, or None where it would not be exact.
 
     `bias` is the folded int32 bias and `weight_abs_sums` the per-channel sum of |weights|:
@@ -98,15 +116,27 @@ def doubled_requant(bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.nda
     """
     right = -shifts.astype(np.int64)
     reach = np.abs(bias.astype(np.int64)) + 128 * weight_abs_sums.astype(np.int64)
-    if (np.any(mults <= 0) or right.min() < DOUBLED_RIGHT_SHIFTS.start or right.max() >= DOUBLED_RIGHT_SHIFTS.stop
-            or reach.max() >= DOUBLED_ACC_LIMIT):
+    if (
+        np.any(mults <= 0)
+        or right.min() < DOUBLED_RIGHT_SHIFTS.start
+        or right.max() >= DOUBLED_RIGHT_SHIFTS.stop
+        or reach.max() >= DOUBLED_ACC_LIMIT
+    ):
         return None
     round_ = (1 << (right - 1)) + (int(output_offset) << right)
     return right.astype(np.int32), round_.astype(np.int32)
 
 
-def requant_arguments(ctx: LoweringContext, name: str, bias: np.ndarray, weight_abs_sums: np.ndarray,
-                      mults: np.ndarray, shifts: np.ndarray, out: Tensor, act: str) -> list[str]:
+def requant_arguments(
+    ctx: LoweringContext,
+    name: str,
+    bias: np.ndarray,
+    weight_abs_sums: np.ndarray,
+    mults: np.ndarray,
+    shifts: np.ndarray,
+    out: Tensor,
+    act: str,
+) -> list[str]:
     """multiplier, shift, round, output offset, clamp bounds: the requantization arguments of the
     FULLY_CONNECTED and CONV_2D kernels. `round` is 0 (TFLM's general form, tr_requantize) unless
     the doubled form is exact for this layer, which then passes its right shifts as `shift`."""
@@ -118,7 +148,14 @@ def requant_arguments(ctx: LoweringContext, name: str, bias: np.ndarray, weight_
     else:
         shift_c = ctx.constant(f"{name}_right_shift", doubled[0], "int32_t")
         round_c = ctx.constant(f"{name}_rounding", doubled[1], "int32_t")
-    return [ctx.constant(f"{name}_multiplier", mults, "int32_t"), shift_c, round_c, str(offset), str(lo), str(hi)]
+    return [
+        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        shift_c,
+        round_c,
+        str(offset),
+        str(lo),
+        str(hi),
+    ]
 
 
 def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
@@ -134,16 +171,26 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     return [
         ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data), "int8_t"),
         ctx.constant(f"{name}_bias", folded, "int32_t"),
-        *requant_arguments(ctx, name, folded, np.abs(weights).sum(axis=1), mults, shifts, out,
-                           op.options.get("fused_activation_function", "NONE")),
+        *requant_arguments(
+            ctx,
+            name,
+            folded,
+            np.abs(weights).sum(axis=1),
+            mults,
+            shifts,
+            out,
+            op.options.get("fused_activation_function", "NONE"),
+        ),
     ]
 
 
 def describe(op: Op) -> str:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     act = op.options.get("fused_activation_function", "NONE")
-    return (f"FULLY_CONNECTED {shape_text(inp)} ({quant_text(inp)}) x {shape_text(filt)} ({quant_text(filt)})"
-            f" -> {shape_text(out)} ({quant_text(out)}), {act}")
+    return (
+        f"FULLY_CONNECTED {shape_text(inp)} ({quant_text(inp)}) x {shape_text(filt)} ({quant_text(filt)})"
+        f" -> {shape_text(out)} ({quant_text(out)}), {act}"
+    )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -151,6 +198,20 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
     weights, bias, *requant = layer_arguments(op, ctx)
-    args = [ctx.tensor(inp), weights, bias, ctx.tensor(out), str(batches), str(in_depth), str(out_depth), *requant]
-    return KernelCall("tr_fully_connected.c", "tr_fully_connected_int8", args, describe(op),
-                      macs=batches * in_depth * out_depth)
+    args = [
+        ctx.tensor(inp),
+        weights,
+        bias,
+        ctx.tensor(out),
+        str(batches),
+        str(in_depth),
+        str(out_depth),
+        *requant,
+    ]
+    return KernelCall(
+        "tr_fully_connected.c",
+        "tr_fully_connected_int8",
+        args,
+        describe(op),
+        macs=batches * in_depth * out_depth,
+    )

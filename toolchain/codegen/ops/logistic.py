@@ -31,11 +31,16 @@ def check(op: Op) -> None:
     if int(out.zero_point[0]) != -128:
         raise UnsupportedError(
             f"{op.describe()}: output zero point {int(out.zero_point[0])} is not supported; "
-            "supported: -128 (TFLite Micro requires it for int8 LOGISTIC)")
+            "supported: -128 (TFLite Micro requires it for int8 LOGISTIC)"
+        )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     table = logistic_table(float(src.scale[0]), int(src.zero_point[0]))
-    return lookup_call(op, ctx, table, f"LOGISTIC {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, "
-                                       "256-entry table")
+    return lookup_call(
+        op,
+        ctx,
+        table,
+        f"LOGISTIC {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table",
+    )

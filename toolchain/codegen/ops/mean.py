@@ -25,16 +25,21 @@ def reduced_axes(op: Op) -> list[int]:
     """The axis tensor resolved like TFLM's ResolveAxis: negatives wrapped, duplicates dropped, sorted."""
     src, axis = op.inputs[0], op.inputs[1] if len(op.inputs) > 1 else None
     if axis is None or axis.data is None:
-        raise UnsupportedError(f"{op.describe()}: a non-constant axis tensor is not supported; "
-                               "supported: constant int32 axes")
+        raise UnsupportedError(
+            f"{op.describe()}: a non-constant axis tensor is not supported; supported: constant int32 axes"
+        )
     rank = len(src.shape)
     axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in np.asarray(axis.data).reshape(-1)})
     if not axes or axes[0] < 0 or axes[-1] >= rank:
-        raise UnsupportedError(f"{op.describe()}: axes {np.asarray(axis.data).tolist()} are not supported for "
-                               f"input {shape_text(src)}; supported: 1 to {rank} axes within the rank")
+        raise UnsupportedError(
+            f"{op.describe()}: axes {np.asarray(axis.data).tolist()} are not supported for "
+            f"input {shape_text(src)}; supported: 1 to {rank} axes within the rank"
+        )
     if axes != list(range(axes[0], axes[-1] + 1)):
-        raise UnsupportedError(f"{op.describe()}: axes {axes} are not supported; supported: contiguous axes "
-                               "(e.g. [1, 2] for global average pooling)")
+        raise UnsupportedError(
+            f"{op.describe()}: axes {axes} are not supported; supported: contiguous axes "
+            "(e.g. [1, 2] for global average pooling)"
+        )
     return axes
 
 
@@ -47,14 +52,15 @@ def mean_layout(op: Op) -> tuple[int, int, int]:
     """(outer, reduced, inner) element counts of the input seen as a 3-D array."""
     shape = op.inputs[0].shape
     axes = reduced_axes(op)
-    outer = int(np.prod(shape[:axes[0]], dtype=np.int64))
-    reduced = int(np.prod(shape[axes[0]:axes[-1] + 1], dtype=np.int64))
-    inner = int(np.prod(shape[axes[-1] + 1:], dtype=np.int64))
+    outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
+    reduced = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
     return outer, reduced, inner
 
 
-def mean_params(input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int,
-                count: int) -> np.ndarray:
+def mean_params(
+    input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int, count: int
+) -> np.ndarray:
     """TFLM's QuantizedMeanOrSum constants: [input_zp * count, multiplier, shift, output_zp].
 
     The input/output multiplier (double of float32 scales) absorbs 1/count: shifted left
@@ -70,10 +76,17 @@ def mean_params(input_scale: float, input_zero_point: int, output_scale: float, 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     outer, reduced, inner = mean_layout(op)
-    comment = (f"MEAN {shape_text(src)} ({quant_text(src)}) over axes {reduced_axes(op)} -> "
-               f"{shape_text(dst)} ({quant_text(dst)}), keep_dims {bool(op.options.get('keep_dims', False))}")
-    params = mean_params(float(src.scale[0]), int(src.zero_point[0]), float(dst.scale[0]),
-                         int(dst.zero_point[0]), reduced)
+    comment = (
+        f"MEAN {shape_text(src)} ({quant_text(src)}) over axes {reduced_axes(op)} -> "
+        f"{shape_text(dst)} ({quant_text(dst)}), keep_dims {bool(op.options.get('keep_dims', False))}"
+    )
+    params = mean_params(
+        float(src.scale[0]), int(src.zero_point[0]), float(dst.scale[0]), int(dst.zero_point[0]), reduced
+    )
     name = ctx.constant(f"op{op.index}_mean_params", params, "int32_t")
-    return KernelCall(source="tr_mean.c", function="tr_mean_int8", args=[ctx.tensor(src), ctx.tensor(dst), str(outer), str(reduced), str(inner), name],
-                      comment=comment)
+    return KernelCall(
+        source="tr_mean.c",
+        function="tr_mean_int8",
+        args=[ctx.tensor(src), ctx.tensor(dst), str(outer), str(reduced), str(inner), name],
+        comment=comment,
+    )

@@ -32,14 +32,18 @@ def mul_params(a: Tensor, b: Tensor, out: Tensor, act: str) -> np.ndarray:
     real = float(np.float32(a.scale[0])) * float(np.float32(b.scale[0])) / float(np.float32(out.scale[0]))
     multiplier, shift = quantize_multiplier(real)
     lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
-    return np.array([-int(a.zero_point[0]), -int(b.zero_point[0]), multiplier, shift, int(out.zero_point[0]),
-                     lo, hi], np.int32)
+    return np.array(
+        [-int(a.zero_point[0]), -int(b.zero_point[0]), multiplier, shift, int(out.zero_point[0]), lo, hi],
+        np.int32,
+    )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
     act = require_fused_activation(op)
     params = ctx.constant(f"op{op.index}_mul_params", mul_params(a, b, out, act), "int32_t")
-    comment = (f"MUL {shape_text(a)} ({quant_text(a)}) * {shape_text(b)} ({quant_text(b)}) -> "
-               f"{shape_text(out)} ({quant_text(out)}), act {act}")
+    comment = (
+        f"MUL {shape_text(a)} ({quant_text(a)}) * {shape_text(b)} ({quant_text(b)}) -> "
+        f"{shape_text(out)} ({quant_text(out)}), act {act}"
+    )
     return elementwise_pair_call(op, ctx, "mul", [params], comment, macs=out.size)

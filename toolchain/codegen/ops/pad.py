@@ -22,12 +22,15 @@ def paddings(op: Op) -> np.ndarray:
     pads = op.inputs[1] if len(op.inputs) > 1 else None
     if pads is None or pads.data is None or pads.dtype != "int32":
         what = "a missing" if pads is None else "a non-constant" if pads.data is None else f"a {pads.dtype}"
-        raise UnsupportedError(f"{op.describe()}: {what} paddings tensor is not supported; "
-                               "supported: constant int32 paddings")
+        raise UnsupportedError(
+            f"{op.describe()}: {what} paddings tensor is not supported; supported: constant int32 paddings"
+        )
     table = np.asarray(pads.data, np.int64).reshape(-1, 2)
     if table.shape[0] != len(src.shape) or (table < 0).any():
-        raise UnsupportedError(f"{op.describe()}: paddings {table.tolist()} are not supported for "
-                               f"{shape_text(src)}; supported: one non-negative (before, after) pair per dimension")
+        raise UnsupportedError(
+            f"{op.describe()}: paddings {table.tolist()} are not supported for "
+            f"{shape_text(src)}; supported: one non-negative (before, after) pair per dimension"
+        )
     return table
 
 
@@ -36,8 +39,10 @@ def pad_value(op: Op) -> int:
     if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] is not None:
         value = op.inputs[2]
         if value.data is None or value.dtype != "int8" or value.size != 1:
-            raise UnsupportedError(f"{op.describe()}: constant_values {shape_text(value)} is not supported; "
-                                   "supported: a constant int8 scalar")
+            raise UnsupportedError(
+                f"{op.describe()}: constant_values {shape_text(value)} is not supported; "
+                "supported: a constant int8 scalar"
+            )
         return int(np.asarray(value.data).reshape(-1)[0])
     return int(op.outputs[0].zero_point[0])
 
@@ -61,13 +66,17 @@ def check(op: Op) -> None:
     src, dst = op.inputs[0], op.outputs[0]
     require_int8_per_tensor(op, [src, dst])
     if len(src.shape) > MAX_DIMS:
-        raise UnsupportedError(f"{op.describe()}: input {shape_text(src)} is not supported; "
-                               f"supported: up to {MAX_DIMS} dimensions")
+        raise UnsupportedError(
+            f"{op.describe()}: input {shape_text(src)} is not supported; "
+            f"supported: up to {MAX_DIMS} dimensions"
+        )
     table = paddings(op)
     expected = tuple(int(d + a + b) for d, (a, b) in zip(src.shape, table, strict=True))
     if expected != tuple(dst.shape):
-        raise UnsupportedError(f"{op.describe()}: output {shape_text(dst)} does not match input {shape_text(src)} "
-                               f"padded by {table.tolist()}; supported: output shape = input + paddings")
+        raise UnsupportedError(
+            f"{op.describe()}: output {shape_text(dst)} does not match input {shape_text(src)} "
+            f"padded by {table.tolist()}; supported: output shape = input + paddings"
+        )
     pad_value(op)
 
 
@@ -81,7 +90,9 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     name = ctx.constant(f"op{op.index}_pad_geometry", geometry, "int32_t")
     value = pad_value(op)
     return KernelCall(
-        source="tr_pad.c", function="tr_pad_int8",
+        source="tr_pad.c",
+        function="tr_pad_int8",
         args=[ctx.tensor(src), ctx.tensor(dst), name, str(value)],
         comment=f"{op.opcode} {shape_text(src)} by {table.tolist()} -> {shape_text(dst)} ({quant_text(dst)}), "
-                f"pad value {value}")
+        f"pad value {value}",
+    )

@@ -26,14 +26,16 @@ def check(op: Op) -> None:
     require_fused_activation(op)
     if len(src.shape) != 4 or len(dst.shape) != 4:
         raise UnsupportedError(
-            f"{op.describe()}: input {shape_text(src)} is not supported; supported: 4-D NHWC tensors")
+            f"{op.describe()}: input {shape_text(src)} is not supported; supported: 4-D NHWC tensors"
+        )
     padding = op.options.get("padding")
     if padding not in PADDINGS:
         raise UnsupportedError(f"{op.describe()}: padding {padding} is not supported; supported: SAME, VALID")
     for key in ("stride_h", "stride_w", "filter_height", "filter_width"):
         if int(op.options.get(key, 0)) < 1:
-            raise UnsupportedError(f"{op.describe()}: option {key}={op.options.get(key)} is not supported; "
-                                   "supported: 1 or more")
+            raise UnsupportedError(
+                f"{op.describe()}: option {key}={op.options.get(key)} is not supported; supported: 1 or more"
+            )
 
 
 def _padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
@@ -61,8 +63,14 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     kind = "average" if op.opcode == "AVERAGE_POOL_2D" else "max"
     name = ctx.constant(f"op{op.index}_{kind}_pool_geometry", geometry, "int32_t")
     o = op.options
-    comment = (f"{op.opcode} {shape_text(src)} -> {shape_text(dst)} ({quant_text(dst)}), "
-               f"filter {o['filter_height']}x{o['filter_width']}, stride {o['stride_h']}x{o['stride_w']}, "
-               f"{o['padding']}, act {act}")
-    return KernelCall(source="tr_pool.c", function=f"tr_{kind}_pool_int8",
-                      args=[ctx.tensor(src), ctx.tensor(dst), name, str(lo), str(hi)], comment=comment)
+    comment = (
+        f"{op.opcode} {shape_text(src)} -> {shape_text(dst)} ({quant_text(dst)}), "
+        f"filter {o['filter_height']}x{o['filter_width']}, stride {o['stride_h']}x{o['stride_w']}, "
+        f"{o['padding']}, act {act}"
+    )
+    return KernelCall(
+        source="tr_pool.c",
+        function=f"tr_{kind}_pool_int8",
+        args=[ctx.tensor(src), ctx.tensor(dst), name, str(lo), str(hi)],
+        comment=comment,
+    )

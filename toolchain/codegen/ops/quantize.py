@@ -30,7 +30,14 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, out = op.inputs[0], op.outputs[0]
     real = float(np.float32(inp.scale[0])) / float(np.float32(out.scale[0]))
     multiplier, shift = quantize_multiplier(real)
-    args = [ctx.tensor(inp), ctx.tensor(out), str(inp.size), str(int(inp.zero_point[0])), str(multiplier),
-            str(shift), str(int(out.zero_point[0]))]
+    args = [
+        ctx.tensor(inp),
+        ctx.tensor(out),
+        str(inp.size),
+        str(int(inp.zero_point[0])),
+        str(multiplier),
+        str(shift),
+        str(int(out.zero_point[0])),
+    ]
     comment = f"QUANTIZE {shape_text(inp)} ({quant_text(inp)}) -> {shape_text(out)} ({quant_text(out)})"
     return KernelCall("tr_quantize.c", "tr_requantize_int8", args, comment)

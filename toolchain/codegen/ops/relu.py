@@ -39,7 +39,9 @@ def relu_table(src: Tensor, dst: Tensor, alpha: float | None = None) -> np.ndarr
     """
     in_scale, out_scale = np.float32(src.scale[0]), np.float32(dst.scale[0])
     identity = quantize_multiplier(float(in_scale / out_scale))
-    negative = identity if alpha is None else quantize_multiplier(float(in_scale * np.float32(alpha) / out_scale))
+    negative = (
+        identity if alpha is None else quantize_multiplier(float(in_scale * np.float32(alpha) / out_scale))
+    )
     in_zp, out_zp = int(src.zero_point[0]), int(dst.zero_point[0])
     lo = max(INT8_MIN, out_zp) if alpha is None else INT8_MIN
 
@@ -101,20 +103,28 @@ def relu6_bounds(src: Tensor) -> tuple[int, int]:
 def check(op: Op) -> None:
     require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
     if op.opcode == "HARD_SWISH" and hard_swish_multipliers(op.inputs[0], op.outputs[0])[0][1] > 0:
-        raise UnsupportedError(f"{op.describe()}: output scale {float(op.outputs[0].scale[0]):g} is below input "
-                               "scale / 128; supported: output scale >= input scale / 128 (TFLite Micro's limit)")
+        raise UnsupportedError(
+            f"{op.describe()}: output scale {float(op.outputs[0].scale[0]):g} is below input "
+            "scale / 128; supported: output scale >= input scale / 128 (TFLite Micro's limit)"
+        )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     comment = f"{op.opcode} {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}"
-    same = (np.float32(src.scale[0]) == np.float32(dst.scale[0])
-            and int(src.zero_point[0]) == int(dst.zero_point[0]))
+    same = np.float32(src.scale[0]) == np.float32(dst.scale[0]) and int(src.zero_point[0]) == int(
+        dst.zero_point[0]
+    )
     if op.opcode == "RELU6" or (op.opcode == "RELU" and same):
-        lo, hi = relu6_bounds(src) if op.opcode == "RELU6" else (max(INT8_MIN, int(dst.zero_point[0])), INT8_MAX)
-        return KernelCall(source="tr_relu.c", function="tr_relu_int8",
-                          args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), str(lo), str(hi)],
-                          comment=f"{comment}, clamp to [{lo}, {hi}]")
+        lo, hi = (
+            relu6_bounds(src) if op.opcode == "RELU6" else (max(INT8_MIN, int(dst.zero_point[0])), INT8_MAX)
+        )
+        return KernelCall(
+            source="tr_relu.c",
+            function="tr_relu_int8",
+            args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), str(lo), str(hi)],
+            comment=f"{comment}, clamp to [{lo}, {hi}]",
+        )
     if op.opcode == "HARD_SWISH":
         table, note = hard_swish_table(src, dst), ""
     elif op.opcode == "LEAKY_RELU":

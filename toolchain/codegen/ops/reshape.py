@@ -16,11 +16,17 @@ ALIAS = True
 def check(op: Op) -> None:
     inp, out = op.inputs[0], op.outputs[0]
     if inp is None or inp.data is not None:
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): constant input; supported: an activation tensor")
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): constant input; supported: an activation tensor"
+        )
     if inp.size != out.size or inp.dtype != out.dtype:
-        raise UnsupportedError(f"op {op.index} ({op.opcode}): {inp.dtype}{list(inp.shape)} -> "
-                               f"{out.dtype}{list(out.shape)} changes the data; supported: same type and size")
-    same_quant = (inp.scale.tolist() == out.scale.tolist() and inp.zero_point.tolist() == out.zero_point.tolist())
+        raise UnsupportedError(
+            f"op {op.index} ({op.opcode}): {inp.dtype}{list(inp.shape)} -> "
+            f"{out.dtype}{list(out.shape)} changes the data; supported: same type and size"
+        )
+    same_quant = (
+        inp.scale.tolist() == out.scale.tolist() and inp.zero_point.tolist() == out.zero_point.tolist()
+    )
     if not same_quant:
         raise UnsupportedError(f"op {op.index} ({op.opcode}): output quantization differs from the input's")
 

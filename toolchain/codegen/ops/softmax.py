@@ -30,8 +30,12 @@ MAX_DEPTH = 511
 
 def softmax_scaling(beta: float, input_scale: float) -> tuple[int, int, int]:
     """TFLite PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
-    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)),
-               float((1 << 31) - 1))
+    real = min(
+        float(np.float32(beta))
+        * float(np.float32(input_scale))
+        * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)),
+        float((1 << 31) - 1),
+    )
     multiplier, left_shift = quantize_multiplier(real)
     diff_min = -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, left_shift)
     return multiplier, left_shift, diff_min
@@ -55,15 +59,20 @@ def check(op: Op) -> None:
     if int(dst.zero_point[0]) != -128 or np.float32(dst.scale[0]) != np.float32(1.0 / 256):
         raise UnsupportedError(
             f"{op.describe()}: output quantization {quant_text(dst)} is not supported; "
-            "supported: scale 1/256, zero point -128 (TFLite Micro's int8 SOFTMAX)")
+            "supported: scale 1/256, zero point -128 (TFLite Micro's int8 SOFTMAX)"
+        )
     depth = src.shape[-1] if src.shape else 1
     if depth > MAX_DEPTH:
-        raise UnsupportedError(f"{op.describe()}: depth {depth} (last dimension of {shape_text(src)}) is not "
-                               f"supported; supported: up to {MAX_DEPTH}")
+        raise UnsupportedError(
+            f"{op.describe()}: depth {depth} (last dimension of {shape_text(src)}) is not "
+            f"supported; supported: up to {MAX_DEPTH}"
+        )
     multiplier, _, _ = softmax_scaling(float(op.options.get("beta", 1.0)), float(src.scale[0]))
     if multiplier == 0 or float(op.options.get("beta", 1.0)) * float(src.scale[0]) * (1 << 26) <= 1.0:
-        raise UnsupportedError(f"{op.describe()}: beta {op.options.get('beta')} with input {quant_text(src)} is "
-                               "not supported; supported: beta * input scale above 2^-26")
+        raise UnsupportedError(
+            f"{op.describe()}: beta {op.options.get('beta')} with input {quant_text(src)} is "
+            "not supported; supported: beta * input scale above 2^-26"
+        )
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -72,6 +81,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     depth = src.shape[-1] if src.shape else 1
     table = ctx.constant(f"op{op.index}_softmax_exp", exp_table(beta, float(src.scale[0])), "int32_t")
     return KernelCall(
-        source="tr_softmax.c", function="tr_softmax_int8",
+        source="tr_softmax.c",
+        function="tr_softmax_int8",
         args=[ctx.tensor(src), ctx.tensor(dst), str(src.size // depth), str(depth), table],
-        comment=f"SOFTMAX {shape_text(src)} ({quant_text(src)}) beta {beta:g} -> {shape_text(dst)} ({quant_text(dst)})")
+        comment=f"SOFTMAX {shape_text(src)} ({quant_text(src)}) beta {beta:g} -> {shape_text(dst)} ({quant_text(dst)})",
+    )

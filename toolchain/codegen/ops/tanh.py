@@ -31,5 +31,6 @@ def check(op: Op) -> None:
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     table = tanh_table(float(src.scale[0]), int(src.zero_point[0]))
-    return lookup_call(op, ctx, table, f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, "
-                                       "256-entry table")
+    return lookup_call(
+        op, ctx, table, f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table"
+    )

@@ -14,11 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.data import Dataset, check_input_shape, load_dataset
-from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
-from toolchain.lowrank import budget as budget_search
-from toolchain.lowrank.graph import call_count, fold_batchnorms, rebuild
-from toolchain.lowrank.layers import (
+from toolchain.compress import budget as budget_search
+from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
+from toolchain.compress.layers import (
     METHODS,
     Factorization,
     LayerInfo,
@@ -29,7 +27,9 @@ from toolchain.lowrank.layers import (
     method_for,
     saves_parameters,
 )
-from toolchain.lowrank.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
+from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
+from toolchain.data import Dataset, check_input_shape, load_dataset
+from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
@@ -44,7 +44,7 @@ def board_weight_budget(board_id: str, model: Any) -> tuple[int, dict]:
     RAM is checked too: factoring does not shrink activations, so a model whose largest
     layer input plus output (int8) does not fit the RAM left is refused here, not on the board.
     """
-    from toolchain.boards import load_board
+    from toolchain.firmware.boards import load_board
 
     board = load_board(board_id)
     weights_budget = board.flash_bytes - board.runtime_flash_bytes - KERNEL_CODE_BYTES
@@ -407,13 +407,13 @@ def _budget(model: Any, before: dict, target_params, target_macs, board) -> tupl
 
 
 def _evaluate(model: Any, dataset: Dataset) -> tuple[str, float]:
-    from toolchain.lowrank.finetune import evaluate
+    from toolchain.compress.finetune import evaluate
 
     return evaluate(model, dataset.eval_x, dataset.eval_y)
 
 
 def _finetune(model, teacher, dataset, epochs, distill, seed, verbose, batch_size, learning_rate) -> dict:
-    from toolchain.lowrank.finetune import finetune
+    from toolchain.compress.finetune import finetune
 
     return finetune(
         model,

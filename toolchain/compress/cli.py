@@ -1,4 +1,4 @@
-"""`tinyrank compress`: the command-line face of `toolchain.lowrank.compress`."""
+"""`tinyrank compress`: the command-line face of `toolchain.compress.compress`."""
 
 from __future__ import annotations
 
@@ -87,10 +87,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_compress(args: argparse.Namespace) -> dict:
+    from toolchain.compress.pipeline import compress
+    from toolchain.compress.report import plot_pareto, print_report
     from toolchain.data import load_dataset
     from toolchain.fileio import check_distinct
-    from toolchain.lowrank.pipeline import compress
-    from toolchain.lowrank.report import plot_pareto, print_report
     from toolchain.models import load_keras_model, save_keras_model
 
     check_distinct(args.model, args.out)

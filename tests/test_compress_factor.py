@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolchain.errors import UnsupportedError
-from toolchain.lowrank.layers import chain_cost, describe_layer, factorize, saves_parameters
-from toolchain.lowrank.matrix import (
+from toolchain.compress.layers import chain_cost, describe_layer, factorize, saves_parameters
+from toolchain.compress.matrix import (
     energy_rank,
     relative_error,
     seminmf_factors,
@@ -20,6 +19,7 @@ from toolchain.lowrank.matrix import (
     svd_factors,
     vbmf_rank,
 )
+from toolchain.errors import UnsupportedError
 
 
 def planted(rng, m, n, rank, noise=0.0):
@@ -77,7 +77,7 @@ def _conv_model(kernel_size, strides, padding, dilation, filters=6, channels=4, 
 
 
 def _check_same_function(model, method, ranks, kernel=None, tol=1e-4):
-    from toolchain.lowrank.graph import rebuild
+    from toolchain.compress.graph import rebuild
 
     rng = np.random.default_rng(0)
     layer = model.get_layer("conv")
@@ -147,7 +147,7 @@ def test_pointwise_conv_svd_keeps_stride(rng):
 def test_dense_factored_pair_is_two_plain_dense_layers():
     import keras
 
-    from toolchain.lowrank.graph import rebuild
+    from toolchain.compress.graph import rebuild
 
     model = keras.Sequential(
         [keras.Input((20,), name="x"), keras.layers.Dense(12, activation="tanh", name="dense_1")]

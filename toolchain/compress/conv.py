@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.lowrank.matrix import svd_factors
+from toolchain.compress.matrix import svd_factors
 
 CP_ITERATIONS = 100  # ALS sweeps; each costs O(size * rank), so high ranks take seconds
 TUCKER_ITERATIONS = 50  # HOOI sweeps after the HOSVD start

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.compress.layers import LayerSpec
 from toolchain.errors import ModelError
-from toolchain.lowrank.layers import LayerSpec
 
 FOLDABLE = ("Dense", "Conv2D", "DepthwiseConv2D")
 

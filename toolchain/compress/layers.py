@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.compress import conv
+from toolchain.compress.matrix import relative_error, seminmf_factors, svd_factors
 from toolchain.errors import ModelError, UnsupportedError
-from toolchain.lowrank import conv
-from toolchain.lowrank.matrix import relative_error, seminmf_factors, svd_factors
 
 MATRIX_METHODS = ("svd", "seminmf")
 CONV_METHODS = ("tucker", "cp", "spatial")

@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from toolchain.errors import TinyrankError
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 
 # gcc flags for each core: the CPU, then the float ABI that goes with its FPU (if any).
 CORE_CPU = {
@@ -111,7 +111,9 @@ def _expect(path: Path, key: str, value: Any, kind: type | tuple[type, ...]) -> 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({int: "an integer", str: "a string", bool: "true/false", dict: "a table"}[k] for k in kinds)
+    return " or ".join(
+        {int: "an integer", str: "a string", bool: "true/false", dict: "a table"}[k] for k in kinds
+    )
 
 
 def _table(path: Path, raw: dict, name: str, keys: set[str]) -> dict | None:
@@ -141,7 +143,9 @@ def _parse(path: Path) -> Board:
     allowed = set(_REQUIRED) | _OPTIONAL_TOP
     for key in sorted(raw):
         if key not in allowed:
-            raise TinyrankError(f"board file {path}: unknown key '{key}' (known keys: {', '.join(sorted(allowed))})")
+            raise TinyrankError(
+                f"board file {path}: unknown key '{key}' (known keys: {', '.join(sorted(allowed))})"
+            )
     for key in _REQUIRED:
         if key not in raw:
             raise TinyrankError(f"board file {path}: missing key '{key}'")
@@ -159,7 +163,9 @@ def _parse(path: Path) -> Board:
     if raw["counter"] not in COUNTERS:
         raise TinyrankError(f"board file {path}: counter '{raw['counter']}' must be 'dwt' or 'systick'")
     if raw["family"] not in FAMILIES:
-        raise TinyrankError(f"board file {path}: family '{raw['family']}' must be one of {', '.join(sorted(FAMILIES))}")
+        raise TinyrankError(
+            f"board file {path}: family '{raw['family']}' must be one of {', '.join(sorted(FAMILIES))}"
+        )
     for key in ("clock_hz", "flash_bytes", "ram_bytes", "baud", "stack_bytes"):
         if raw[key] <= 0:
             raise TinyrankError(f"board file {path}: key '{key}' must be positive, got {raw[key]}")

@@ -9,7 +9,6 @@ accuracy are reported side by side so the cost of quantization is visible.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import tempfile
@@ -84,8 +83,10 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
             error = None
     if error is not None:
         detail = [line for line in log if "error" in line.lower()][:3] or [str(error).splitlines()[0]]
-        raise UnsupportedError(f"model '{model.name}': the TFLite converter could not make it full-int8: "
-                               + " | ".join(detail)[:400]) from error
+        raise UnsupportedError(
+            f"model '{model.name}': the TFLite converter could not make it full-int8: "
+            + " | ".join(detail)[:400]
+        ) from error
     check_full_int8(flatbuffer)
     return bytes(flatbuffer)
 
@@ -116,7 +117,9 @@ def find_non_int8(flatbuffer: bytes) -> list[TensorIssue]:
             op = graph.Operators(i)
             code = model.OperatorCodes(op.OpcodeIndex())
             opcode = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-            tensors = [op.Inputs(k) for k in range(op.InputsLength())] + [op.Outputs(k) for k in range(op.OutputsLength())]
+            tensors = [op.Inputs(k) for k in range(op.InputsLength())] + [
+                op.Outputs(k) for k in range(op.OutputsLength())
+            ]
             for t in tensors:
                 if t < 0:
                     continue
@@ -151,7 +154,8 @@ class Int8Model:
         # The plain builtin kernels: no XNNPACK delegate (and none of its start-up notice on stderr).
         self._interpreter = Interpreter(
             model_content=flatbuffer,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         self._interpreter.allocate_tensors()
         self.input = self._interpreter.get_input_details()[0]
         self.output = self._interpreter.get_output_details()[0]
@@ -192,8 +196,9 @@ def evaluate(model: Any, flatbuffer: bytes, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def convert_file(model_path: str | Path, data_path: str | Path, out_path: str | Path,
-                 *, samples: int = 300, seed: int = 0) -> dict[str, Any]:
+def convert_file(
+    model_path: str | Path, data_path: str | Path, out_path: str | Path, *, samples: int = 300, seed: int = 0
+) -> dict[str, Any]:
     """The `tinyrank convert` stage on files: read, convert, evaluate, write atomically."""
     model_path, out_path = Path(model_path), Path(out_path)
     if out_path.suffix != ".tflite":
@@ -202,8 +207,10 @@ def convert_file(model_path: str | Path, data_path: str | Path, out_path: str | 
     dataset = load_dataset(data_path)
     model = load_keras_model(model_path)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(f"model file {model_path}: convert supports one input and one output "
-                         f"(found {len(model.inputs)} and {len(model.outputs)})")
+        raise ModelError(
+            f"model file {model_path}: convert supports one input and one output "
+            f"(found {len(model.inputs)} and {len(model.outputs)})"
+        )
     check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
     flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)
     scores = evaluate(model, flatbuffer, dataset)
@@ -216,40 +223,3 @@ def convert_file(model_path: str | Path, data_path: str | Path, out_path: str | 
         "calibration_samples": min(samples, len(dataset.x_train)),
         **scores,
     }
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """The people's view of a convert report: one table, float and int8 side by side."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"convert: {report['tflite']} ({report['tflite_bytes']:,} bytes)")
-    table.add_column(f"on {report['split']} ({report['samples']} samples)")
-    table.add_column("float (Keras)", justify="right")
-    table.add_column("int8 (TFLite)", justify="right")
-    for metric, value in report["float"].items():
-        fmt = "{:.2%}" if metric == "accuracy" else "{:.5g}"
-        table.add_row(metric, fmt.format(value), fmt.format(report["int8"][metric]))
-    Console().print(table)
-
-
-def run_convert(args: argparse.Namespace) -> dict[str, Any]:
-    report = convert_file(args.model, args.data, args.out, samples=args.samples, seed=args.seed)
-    print_summary(report)
-    return report
-
-
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "convert", parents=[common], help="Keras model -> full-int8 TFLite flatbuffer",
-        description="Convert a Keras model to a full-int8 TFLite flatbuffer (int8 input/output, per-channel "
-                    "weights) calibrated on x_train, and compare float and int8 accuracy on x_test.",
-        epilog="example: tinyrank convert small.keras --data digits.npz --out model.tflite --report convert.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("model", help="the .keras model")
-    parser.add_argument("--data", required=True, help=".npz with x_train (calibration) and optional x_test, y_test")
-    parser.add_argument("--out", required=True, help="the .tflite file to write")
-    parser.add_argument("--samples", type=int, default=300, help="calibration samples drawn from x_train (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed for the calibration samples")
-    parser.set_defaults(func=run_convert)

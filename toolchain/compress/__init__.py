@@ -12,6 +12,6 @@ Entry point: `compress(model, data, **options) -> (model, report)` (also exporte
 - `pipeline`: `compress` itself; `report`: the table and the Pareto plot; `cli`: the command
 """
 
-from toolchain.lowrank.pipeline import compress
+from toolchain.compress.pipeline import compress
 
 __all__ = ["compress"]

@@ -46,15 +46,15 @@ def build_mlp(inputs: int, classes: int, hidden: tuple[int, ...] = HIDDEN_UNITS,
         layers.append(keras.layers.Dense(units, activation="relu", name=f"dense_{i + 1}"))
     layers.append(keras.layers.Dense(classes, activation="softmax", name="classes"))
     model = keras.Sequential(layers, name="digits_mlp")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     return model
 
 
 def train_mlp(dataset: Dataset, epochs: int = 40, seed: int = 0) -> Any:
     model = build_mlp(dataset.x_train.shape[1], int(dataset.y_train.max()) + 1, seed=seed)
-    model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0,
-              validation_split=0.1)
+    model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0, validation_split=0.1)
     return model
 
 
@@ -74,7 +74,7 @@ def prepare(out_dir: Path, epochs: int = 40) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m toolchain.deploy.demo", description=__doc__)
     parser.add_argument("--board", default="qemu_m4", help="board id (default qemu_m4, emulated)")
     parser.add_argument("--out", default="build/demo", type=Path, help="working folder (default build/demo)")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs for the original model")
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from toolchain.deploy import deploy, print_deploy_summary
 
-        report = deploy(model_path, data_path, args.board, args.out / args.board,
-                        compress_options=DEMO_COMPRESSION)
+        report = deploy(
+            model_path, data_path, args.board, args.out / args.board, compress_options=DEMO_COMPRESSION
+        )
         print_deploy_summary(report)
     except TinyrankError as exc:
         print(f"tinyrank: error: {exc}", file=sys.stderr)

@@ -23,13 +23,14 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 BENCH_SOURCES = TEMPLATES / "runtime" / "bench"
 
 
-def build_host_device(model_dir: Path, port_source: Path, out: Path, defines: Iterable[str] = (),
-                      profile: bool = True) -> Path:
+def build_host_device(
+    model_dir: Path, port_source: Path, out: Path, defines: Iterable[str] = (), profile: bool = True
+) -> Path:
     """Compile the benchmark app with `port_source` and the model C files in `model_dir`."""
     import json
 
-    from toolchain.build import render_bench_model_header
     from toolchain.fileio import atomic_write_text
+    from toolchain.firmware import render_bench_model_header
 
     port_source = Path(port_source)
     info_file = Path(model_dir) / "model_info.json"
@@ -38,7 +39,9 @@ def build_host_device(model_dir: Path, port_source: Path, out: Path, defines: It
     model_sources = [s for s in sorted(Path(model_dir).glob("*.c")) if s.resolve() != port_source.resolve()]
     sources = sorted(BENCH_SOURCES.glob("*.c")) + model_sources + [port_source]
     includes = [out.parent, model_dir, port_source.parent, TEMPLATES / "runtime", BENCH_SOURCES]
-    command = ["gcc", "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror"] + (["-DTR_PROFILE"] if profile else [])
+    command = ["gcc", "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror"] + (
+        ["-DTR_PROFILE"] if profile else []
+    )
     command += [f"-D{d}" for d in defines] + [f"-I{i}" for i in includes]
     command += [str(s) for s in sources] + ["-o", str(out)]
     try:
@@ -75,8 +78,9 @@ class HostDevice:
         raise BuildError(f"{self.executable.name}: sent no BOOT frame within 5 s of starting")
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen([str(self.executable)], stdin=self.master, stdout=self.master,
-                                        close_fds=True)
+        self.process = subprocess.Popen(
+            [str(self.executable)], stdin=self.master, stdout=self.master, close_fds=True
+        )
         self.starts += 1
 
     def reset(self) -> None:

@@ -1,13 +1,13 @@
-"""`toolchain.lowrank.compress` on the real digits data: ranks, budgets, fine-tuning, report."""
+"""`toolchain.compress.compress` on the real digits data: ranks, budgets, fine-tuning, report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from toolchain.compress import compress
 from toolchain.data import Dataset, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
-from toolchain.lowrank import compress
 from toolchain.models import load_keras_model
 
 
@@ -181,7 +181,7 @@ def test_distillation_and_autoencoder_finetuning(mlp, digits, rng):
 
 
 def test_pareto_sweep_and_plot(mlp, digits, tmp_path):
-    from toolchain.lowrank.report import plot_pareto
+    from toolchain.compress.report import plot_pareto
 
     _, report = compress(mlp, digits, target_params=0.5, pareto=True)
     points = report["pareto"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.boards import load_board
-from toolchain.build import create_project, validate_platformio_ini
 from toolchain.errors import TinyrankError
-from toolchain.renode import RenodeSession, _listening, renode_available, renode_script
+from toolchain.firmware import create_project, validate_platformio_ini
+from toolchain.firmware.boards import load_board
+from toolchain.firmware.emulators import RenodeSession, _listening, renode_available, renode_script
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -20,10 +20,14 @@ def test_nano33_project_carries_a_renode_script_and_env(tmp_path):
     model = shutil.copytree(FIXTURES / "tiny_model", tmp_path / "tiny_model")
     project = create_project(model, "nano33")
     script = (project / "nano33.resc").read_text()
-    for line in ("machine LoadPlatformDescription @platforms/cpus/nrf52840.repl",
-                 "$bin ?= @$ORIGIN/.pio/build/nano33_renode/firmware.elf",
-                 'emulation CreateServerSocketTerminal $port "host_link" false',
-                 "connector Connect sysbus.uart0 host_link", "sysbus LoadELF $bin", "start"):
+    for line in (
+        "machine LoadPlatformDescription @platforms/cpus/nrf52840.repl",
+        "$bin ?= @$ORIGIN/.pio/build/nano33_renode/firmware.elf",
+        'emulation CreateServerSocketTerminal $port "host_link" false',
+        "connector Connect sysbus.uart0 host_link",
+        "sysbus LoadELF $bin",
+        "start",
+    ):
         assert line in script, line
     assert validate_platformio_ini(project) == ["nano33", "nano33_renode"]
     ini = (project / "platformio.ini").read_text()
@@ -46,15 +50,18 @@ def test_listening_reads_the_socket_table():
         assert _listening(port)
 
 
-@pytest.mark.skipif(not renode_available(), reason="renode is not on the PATH (not installable here; CI uses QEMU)")
+@pytest.mark.skipif(
+    not renode_available(), reason="renode is not on the PATH (not installable here; CI uses QEMU)"
+)
 def test_nano33_firmware_boots_in_renode(tmp_path):
     import serial
 
-    from toolchain.build import build
+    from toolchain.firmware import build
 
     model = shutil.copytree(FIXTURES / "tiny_model", tmp_path / "tiny_model")
-    report = build(model, "nano33", app_dir=FIXTURES / "port_check_app",
-                   extra_build_flags=["-DPORT_SERIAL=Serial1"])
+    report = build(
+        model, "nano33", app_dir=FIXTURES / "port_check_app", extra_build_flags=["-DPORT_SERIAL=Serial1"]
+    )
     with RenodeSession("nano33", report["elf"]) as renode:
         with serial.serial_for_url(renode.url, timeout=60) as link:
             assert link.readline().startswith(b"hello nano33 cycles")

@@ -15,7 +15,7 @@ from toolchain.data import save_dataset
 @pytest.fixture(autouse=True)
 def only_compress(monkeypatch):
     """Register only this stage, so these tests do not depend on the other stages' modules."""
-    monkeypatch.setattr(cli, "STAGE_MODULES", ("toolchain.lowrank.cli",))
+    monkeypatch.setattr(cli, "STAGE_MODULES", ("toolchain.compress.cli",))
 
 
 def _sha(path):

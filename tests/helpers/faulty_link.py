@@ -37,8 +37,11 @@ class FaultyLink:
         self.link = link
         self.rng = random.Random(seed)
         self.sent_faults = {"drop": set(drop_sent), "flip": set(flip_sent), "garbage": set(garbage_sent)}
-        self.received_faults = {"drop": set(drop_received), "flip": set(flip_received),
-                                "garbage": set(garbage_received)}
+        self.received_faults = {
+            "drop": set(drop_received),
+            "flip": set(flip_received),
+            "garbage": set(garbage_received),
+        }
         self.rates = {"drop": drop_rate, "flip": flip_rate, "garbage": garbage_rate}
         self.on_send = on_send
         self.interrupt_on_read = interrupt_on_read

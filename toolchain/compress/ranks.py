@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 
-from toolchain.errors import UnsupportedError
-from toolchain.lowrank import conv
-from toolchain.lowrank.layers import (
+from toolchain.compress import conv
+from toolchain.compress.layers import (
     LayerInfo,
     chain_cost,
     check_ranks,
@@ -20,7 +19,8 @@ from toolchain.lowrank.layers import (
     method_for,
     rank_limits,
 )
-from toolchain.lowrank.matrix import energy_rank, singular_values, vbmf_rank
+from toolchain.compress.matrix import energy_rank, singular_values, vbmf_rank
+from toolchain.errors import UnsupportedError
 
 Ranks = tuple[int, ...]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from toolchain.build import build
 from toolchain.errors import DeviceError, TinyrankError
-from toolchain.qemu import QemuSession, qemu_command, run_to_exit
+from toolchain.firmware import build
+from toolchain.firmware.emulators import QemuSession, qemu_command, run_to_exit
 
 pytestmark = pytest.mark.qemu
 
@@ -31,12 +31,19 @@ def _running(elf: Path) -> bool:
 
 
 def test_command_line_has_the_documented_options(elf):
-    from toolchain.boards import load_board
+    from toolchain.firmware.boards import load_board
 
     command = qemu_command(load_board("qemu_m33"), elf, "tcp:127.0.0.1:5555,server=on,wait=on,nodelay=on")
     text = " ".join(command)
-    for part in ("-M mps2-an505", "-cpu cortex-m33", "-nographic", "-icount shift=0,align=off,sleep=off",
-                 "-semihosting-config enable=on,target=native", "nodelay=on", f"-kernel {elf}"):
+    for part in (
+        "-M mps2-an505",
+        "-cpu cortex-m33",
+        "-nographic",
+        "-icount shift=0,align=off,sleep=off",
+        "-semihosting-config enable=on,target=native",
+        "nodelay=on",
+        f"-kernel {elf}",
+    ):
         assert part in text
 
 
@@ -52,7 +59,10 @@ def test_session_serves_the_uart_and_stops(elf):
 
 
 def test_two_sessions_run_side_by_side(elf):
-    with QemuSession("qemu_m4", elf, timeout_s=30) as first, QemuSession("qemu_m4", elf, timeout_s=30) as second:
+    with (
+        QemuSession("qemu_m4", elf, timeout_s=30) as first,
+        QemuSession("qemu_m4", elf, timeout_s=30) as second,
+    ):
         assert first.port != second.port
         for session in (first, second):
             with serial.serial_for_url(session.url, timeout=10) as link:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.lowrank import compress
-from toolchain.lowrank.graph import fold_batchnorms
+from toolchain.compress import compress
+from toolchain.compress.graph import fold_batchnorms
 
 
 def _randomize_batchnorms(model, rng):

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.compress.layers import LayerInfo, chain_cost, factorize, method_for, rank_limits
 from toolchain.errors import BudgetError
-from toolchain.lowrank.layers import LayerInfo, chain_cost, factorize, method_for, rank_limits
 
 CALIBRATION_SAMPLES = 256
 CP_SEARCH_POINTS = 4  # CP-ALS is by far the slowest decomposition: fewer and lower ranks
@@ -33,7 +33,9 @@ def int8_bytes(params: int, bias_params: int) -> int:
 
 def layer_cost(info: LayerInfo, kind: str) -> int:
     """A layer's size as it stands, in one of the budget units (`COSTS`)."""
-    return {"params": info.params, "macs": info.macs, "bytes": int8_bytes(info.params, info.bias_params)}[kind]
+    return {"params": info.params, "macs": info.macs, "bytes": int8_bytes(info.params, info.bias_params)}[
+        kind
+    ]
 
 
 @dataclass

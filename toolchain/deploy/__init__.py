@@ -1,0 +1,1 @@
+"""Every stage in one command: compress -> convert -> codegen -> build -> bench (`tinyrank deploy`, `make demo`)."""

@@ -1,0 +1,137 @@
+"""`tinyrank deploy`: every stage in one command, and its summary table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from toolchain.deploy.pipeline import deploy
+from toolchain.errors import TinyrankError
+
+
+def _accuracy(section: dict | None, *keys: str) -> str:
+    """Dig a score out of a stage report, as a percentage, or '-' when that stage did not measure it."""
+    value: Any = section
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return "-"
+        value = value[key]
+    if isinstance(value, dict):
+        value = value.get("accuracy", value.get("mse"))
+    return f"{value:.2%}" if isinstance(value, float) and value <= 1.0 else str(value)
+
+
+def print_deploy_summary(report: dict[str, Any]) -> None:
+    """The table a person reads at a glance after `deploy` (or `make demo`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    bench_report = report.get("bench") or {}
+    build_report = report.get("build") or {}
+    table = Table(title=f"tinyrank deploy on {report['board']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    comp = report.get("compress") or {}
+    table.add_row("accuracy, original (float)", _accuracy(comp, "accuracy", "original"))
+    table.add_row("accuracy, compressed + fine-tuned (float)", _accuracy(report.get("convert"), "float"))
+    table.add_row("accuracy, int8 (host)", _accuracy(report.get("convert"), "int8"))
+    if "accuracy" in bench_report:
+        table.add_row("accuracy, int8 (on device)", f"{bench_report['accuracy']:.2%}")
+    if "params" in comp:
+        table.add_row(
+            "parameters, original -> compressed",
+            f"{comp['params']['before']:,} -> {comp['params']['after']:,}",
+        )
+    table.add_row("flash (bytes)", f"{build_report.get('flash_bytes', 0):,}")
+    ram = bench_report.get("ram_bytes", build_report.get("static_ram_bytes", 0))
+    table.add_row("RAM: static + stack high-water (bytes)", f"{ram:,}")
+    latency = bench_report.get("latency") or {}
+    if latency:
+        table.add_row(
+            f"{latency.get('unit', 'units')} per inference (median)", f"{latency.get('median', 0):,}"
+        )
+    if bench_report:
+        table.add_row(
+            "outputs match the host reference", f"{bench_report['matches']}/{bench_report['samples']}"
+        )
+    Console().print(table)
+
+
+def run_deploy(args: argparse.Namespace) -> dict[str, Any]:
+    options = (
+        None
+        if args.no_compress
+        else {
+            key: value
+            for key, value in (
+                ("method", args.method),
+                ("energy", args.energy),
+                ("target_params", args.target_params),
+                ("finetune_epochs", args.finetune_epochs),
+            )
+            if value is not None
+        }
+    )
+    if options is not None and "energy" not in options and "target_params" not in options:
+        options["energy"] = 0.95
+    report = deploy(
+        args.model,
+        args.data,
+        args.board,
+        args.out or Path("build") / args.board,
+        compress_options=options,
+        runs=args.runs,
+        port=args.port,
+        flash=args.flash,
+        prefix=args.prefix,
+    )
+    print_deploy_summary(report)
+    bench_report = report.get("bench")
+    if bench_report and bench_report["matches"] != bench_report["samples"]:
+        raise TinyrankError(
+            f"{bench_report['samples'] - bench_report['matches']} of {bench_report['samples']} "
+            f"outputs differ from the host reference (see {args.out}/report.json)"
+        )
+    return report
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "deploy",
+        parents=[common],
+        help="all stages: compress, convert, codegen, build, bench",
+        description="Run every stage on a Keras model and measure it on the board (QEMU boards run in the emulator).",
+        epilog="example: tinyrank deploy model.keras --data digits.npz --board qemu_m4 --out build/qemu_m4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the trained .keras model (never modified)")
+    parser.add_argument(
+        "--data", required=True, help=".npz with x_train, y_train and optional x_test, y_test"
+    )
+    parser.add_argument("--board", default="qemu_m4", help="board id (see `tinyrank boards`)")
+    parser.add_argument("--out", type=Path, help="output folder (default build/BOARD)")
+    parser.add_argument("--method", default=None, help="compression method (default svd)")
+    parser.add_argument(
+        "--energy",
+        type=float,
+        default=None,
+        help="fraction of singular-value energy kept (the default, 0.95, unless --target-params)",
+    )
+    parser.add_argument(
+        "--target-params",
+        type=float,
+        default=None,
+        help="keep this fraction of the factorable layers' parameters (budget search)",
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=None, help="fine-tuning epochs after factorizing"
+    )
+    parser.add_argument("--no-compress", action="store_true", help="deploy the model as it is")
+    parser.add_argument("--runs", type=int, default=10, help="timed inferences (default 10)")
+    parser.add_argument("--port", help="serial port or pyserial URL of a real board")
+    parser.add_argument(
+        "--flash", action="store_true", help="upload to the connected board before benchmarking"
+    )
+    parser.add_argument("--prefix", default="tr", help="C symbol prefix of the generated model (default tr)")
+    parser.set_defaults(func=run_deploy)

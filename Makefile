@@ -20,11 +20,15 @@ setup:
 demo: setup
 	$(PY) -m toolchain.deploy.demo --board $(BOARD) --out build/demo
 
-test: setup
+test: lint
 	$(PY) -m pytest -q tests
 
+# The same checks as .pre-commit-config.yaml; `make test` (and so CI) runs them first.
+LINT_PATHS := toolchain tests benchmarks
 lint: setup
-	$(VENV)/bin/ruff check toolchain tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy toolchain
 
 bench: setup
 	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench

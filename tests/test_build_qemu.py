@@ -151,7 +151,8 @@ def test_over_budget_refused_before_platformio(tmp_path):
         (
             "model.c",
             '__attribute__((section(".bss.tr_arena"))) int8_t tr_ram_padding[300000];',
-            r"qemu_m4: \.data \+ \.bss \(arena\) \+ 0 heap \+ 16384 stack exceed the RAM budget of 262144 bytes",
+            r"qemu_m4: \.data \+ \.bss \(arena\) \+ 0 heap \+ 16384 stack "
+            r"exceed the RAM budget of 262144 bytes",
         ),
     ],
 )

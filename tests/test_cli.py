@@ -37,7 +37,10 @@ def test_report_option_everywhere(command: str) -> None:
 
 def test_help_does_not_import_tensorflow() -> None:
     """`tinyrank --help` and `tinyrank boards` must not pay TensorFlow's multi-second import."""
-    code = "import sys; from toolchain.cli import build_parser; build_parser(); print('tensorflow' in sys.modules)"
+    code = (
+        "import sys; from toolchain.cli import build_parser; build_parser(); "
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
@@ -62,7 +65,10 @@ def test_console_script_is_installed() -> None:
 
 
 def test_make_flash_wires_board_and_port() -> None:
-    """`make flash BOARD=nano33 PORT=...` must reach `tinyrank deploy --flash` with both (dry run: no board here)."""
+    """`make flash BOARD=nano33 PORT=...` must reach `tinyrank deploy --flash` with both.
+
+    A dry run: there is no board here.
+    """
     out = subprocess.run(
         ["make", "-n", "flash", "BOARD=nano33", "PORT=/dev/ttyACM0"],
         capture_output=True,

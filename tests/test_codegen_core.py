@@ -402,11 +402,12 @@ DOUBLED_MAIN = r"""
 int main(void)
 {
     long long acc, m, s, zp, lo, hi, right, round;
-    while (scanf("%lld %lld %lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi, &right, &round) == 8) {
+    while (scanf("%lld %lld %lld %lld %lld %lld %lld %lld",
+                 &acc, &m, &s, &zp, &lo, &hi, &right, &round) == 8) {
         int32_t mult = (int32_t)m, shift = (int32_t)s, rs = (int32_t)right, rc = (int32_t)round;
-        printf("%d %d\n", (int)tr_requantize_channel((int32_t)acc, &mult, &shift, 0, 0, (int32_t)zp, (int32_t)lo,
-                                                       (int32_t)hi),
-               (int)tr_requantize_channel((int32_t)acc, &mult, &rs, &rc, 0, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+        int32_t a = (int32_t)acc, z = (int32_t)zp, l = (int32_t)lo, h = (int32_t)hi;
+        printf("%d %d\n", (int)tr_requantize_channel(a, &mult, &shift, 0, 0, z, l, h),
+               (int)tr_requantize_channel(a, &mult, &rs, &rc, 0, z, l, h));
     }
     return 0;
 }

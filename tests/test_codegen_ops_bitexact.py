@@ -449,9 +449,10 @@ def test_random_pooling(
 
     assume(same or (filter_h <= height and filter_w <= width))
     layer = layers.AveragePooling2D if pool == "avg" else layers.MaxPooling2D
-    build = lambda x: layer((filter_h, filter_w), (stride_h, stride_w), padding="same" if same else "valid")(
-        x
-    )  # noqa: E731
+
+    def build(x):
+        return layer((filter_h, filter_w), (stride_h, stride_w), padding="same" if same else "valid")(x)
+
     path = _convert(tmp_path_factory.mktemp("pool"), pool, (height, width, channels), build, spread=2.0)
     _assert_bit_exact(path, _random_samples(path, 8))
 

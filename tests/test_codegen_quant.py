@@ -129,7 +129,8 @@ int main(void)
 {
     long long acc, m, s, zp, lo, hi;
     while (scanf("%lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi) == 6) {
-        printf("%d\n", (int)tr_requantize((int32_t)acc, (int32_t)m, (int)s, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+        printf("%d\n", (int)tr_requantize((int32_t)acc, (int32_t)m, (int)s, (int32_t)zp,
+                                           (int32_t)lo, (int32_t)hi));
     }
     return 0;
 }

@@ -73,7 +73,8 @@ def load_dataset(path: str | Path) -> Dataset:
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
         if x_key in arrays and y_key in arrays and len(arrays[x_key]) != len(arrays[y_key]):
             raise DataError(
-                f"data file {p}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has {len(arrays[y_key])}"
+                f"data file {p}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has "
+                f"{len(arrays[y_key])}"
             )
     if len(arrays["x_train"]) == 0:
         raise DataError(f"data file {p}: 'x_train' is empty")
@@ -141,5 +142,5 @@ def save_dataset(path: str | Path, **arrays: np.ndarray) -> Path:
     from toolchain.fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return atomic_write_bytes(path, buffer.getvalue())

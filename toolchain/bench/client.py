@@ -374,7 +374,8 @@ class BenchClient:
                 self.resets_seen += 1
                 if self.resets_seen > self.max_resets:
                     raise DeviceError(
-                        f"{self.name}: the device restarted {self.resets_seen} times (limit {self.max_resets}); "
+                        f"{self.name}: the device restarted {self.resets_seen} times (limit "
+                        f"{self.max_resets}); "
                         "check its power supply and the firmware's stack size"
                     ) from None
                 self._reader.clear()

@@ -97,7 +97,10 @@ def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
 
 
 def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Path | None, dict | None]:
-    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board without a port."""
+    """`_firmware`, refusing what cannot be measured.
+
+    That is a QEMU board without its ELF, or a real board without a port.
+    """
     elf, sizes = _firmware(model_dir, board)
     if board.is_emulated and elf is None:
         raise TinyrankError(
@@ -118,6 +121,8 @@ def device_url(board: Any, elf: Path | None, port: str | None) -> Iterator[str]:
         return
     from toolchain.firmware.emulators import QemuSession
 
+    if elf is None:
+        raise TinyrankError(f"board '{board.id}': no firmware to run in QEMU and no --port")
     with QemuSession(board, elf) as qemu:
         yield qemu.url
 
@@ -233,8 +238,12 @@ def check_samples(
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
     """Run every sample on the device and compare all its outputs byte for byte with the reference."""
-    total = 0 if samples is None else len(samples)
-    matches, mismatches, predictions, stack = 0, [], [], 0
+    if samples is None or reference is None:
+        samples, reference = np.zeros((0,), np.int8), []
+    total = len(samples)
+    matches, stack = 0, 0
+    mismatches: list[dict[str, int]] = []
+    predictions: list[int] = []
     for i in range(total):
         result = client.run([samples[i].tobytes(), *extra_inputs], runs=1, timed=False)
         got = [np.frombuffer(o, np.int8) for o in result.outputs]
@@ -429,7 +438,7 @@ def run_samples(
 
 def _run_each_sample(client: BenchClient, rows: np.ndarray, runs: int, per_op: bool) -> dict[str, Any]:
     """Outputs, least count, and per-op counts of each sample; zeros go to any further inputs."""
-    info = client.info
+    info = client._require_info()
     extra_inputs = [bytes(size) for size in info.input_sizes[1:]]
     outputs = [np.zeros((len(rows), size), np.int8) for size in info.output_sizes]
     counts, op_counts, stack = [], [], 0

@@ -14,7 +14,8 @@ Messages (request body -> reply body; a reply's type is the request's | 0x80):
 
     HELLO      session u8 -> version u16, model_hash u32, clock_hz u32, arena u32,
                static_ram u32, stack_size u32, stack_used u32, max_body u16, max_runs u16,
-               num_ops u16, n_in u8, n_out u8, features u8 (bit 0: per-op hooks), in sizes u32[n_in], out sizes u32[n_out],
+               num_ops u16, n_in u8, n_out u8, features u8 (bit 0: per-op hooks),
+               in sizes u32[n_in], out sizes u32[n_out],
                counter unit (len u8 + ASCII), board id (len u8 + ASCII)
     SET_INPUT  index u8, offset u32, bytes -> (empty)
     INVOKE     runs u16, flags u8 (bit 0: per op) -> INVOKE_STARTED (runs u16) at once, then

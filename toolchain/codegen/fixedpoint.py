@@ -165,7 +165,10 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
 
 
 def _newton_reciprocal_f2(a: int) -> tuple[int, int]:
-    """The Newton-Raphson loop shared by gemmlowp's 1/(1+x) and (1-x)/(1+x): (x in Q2.29, half_denominator)."""
+    """The Newton-Raphson loop shared by gemmlowp's 1/(1+x) and (1-x)/(1+x).
+
+    Returns (x in Q2.29, half_denominator).
+    """
     half_denominator = rounding_half_sum(a, one(0))
     x = wrap32(1515870810 + srdhm(half_denominator, -1010580540))  # 48/17 - 32/17 * d
     for _ in range(3):

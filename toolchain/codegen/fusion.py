@@ -37,8 +37,8 @@ def is_factored_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[
         return False
     if any(t.index == middle.index for t in graph.outputs):
         return False
-    rank, depth_in, depth_out = first.inputs[1].shape[0], first.inputs[1].shape[1], second.inputs[1].shape[0]
-    batches_in = first.inputs[0].size // depth_in
+    rank, depth_in, depth_out = first.input(1).shape[0], first.input(1).shape[1], second.input(1).shape[0]
+    batches_in = first.input(0).size // depth_in
     return rank < min(depth_in, depth_out) and middle.size == batches_in * rank
 
 
@@ -53,7 +53,10 @@ def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[
 
 
 def is_tucker_chain(chain: list[Op], graph: Graph, users: dict[int, list[Op]]) -> bool:
-    """CONV_2D 1x1 -> CONV_2D k x k -> CONV_2D 1x1 through tensors used nowhere else, narrower than the ends."""
+    """CONV_2D 1x1 -> CONV_2D k x k -> CONV_2D 1x1 through tensors used nowhere else.
+
+    The middle is narrower than the ends.
+    """
     first, middle, last = chain
     if any(op.opcode != "CONV_2D" for op in chain) or not (
         conv.is_pointwise(first) and conv.is_pointwise(last)
@@ -61,7 +64,7 @@ def is_tucker_chain(chain: list[Op], graph: Graph, users: dict[int, list[Op]]) -
         return False
     if not (_feeds_only(first, middle, graph, users) and _feeds_only(middle, last, graph, users)):
         return False
-    in_c, rank_in = first.inputs[0].shape[3], first.outputs[0].shape[3]
+    in_c, rank_in = first.input(0).shape[3], first.outputs[0].shape[3]
     rank_out, out_c = middle.outputs[0].shape[3], last.outputs[0].shape[3]
     return rank_in <= in_c and rank_out <= out_c and (rank_in < in_c or rank_out < out_c)
 
@@ -73,7 +76,7 @@ def runs_in_place(group: list[Op]) -> bool:
     if len(group) != 3:
         return False
     first, middle, last = group
-    n, in_h, in_w, in_c = first.inputs[0].shape
+    n, in_h, in_w, in_c = first.input(0).shape
     _, out_h, out_w, out_c = last.outputs[0].shape
     if n != 1:
         return False
@@ -110,7 +113,7 @@ def lower(group: list[Op], ctx: LoweringContext) -> KernelCall:
 
 def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     first, middle, last = chain
-    n, in_h, in_w, in_c = first.inputs[0].shape
+    n, in_h, in_w, in_c = first.input(0).shape
     _, out_h, out_w, out_c = last.outputs[0].shape
     rank_in, rank_out = first.outputs[0].shape[3], middle.outputs[0].shape[3]
     k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left = conv.geometry(middle)
@@ -120,14 +123,14 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
     weights2, bias2, *requant2 = conv.layer_arguments(middle, ctx)
     args = [
-        ctx.tensor(first.inputs[0]),
+        ctx.tensor(first.input(0)),
         ctx.tensor(last.outputs[0]),
         *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank_in, rank_out)),
         *conv.layer_arguments(first, ctx),
         weights2,
         bias2,
         *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
-        str(int(middle.inputs[0].zero_point[0])),
+        str(int(middle.input(0).zero_point[0])),
         *requant2,
         *conv.layer_arguments(last, ctx),
         window,
@@ -146,11 +149,11 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     first, second = group
-    depth_in, rank, depth_out = first.inputs[1].shape[1], first.inputs[1].shape[0], second.inputs[1].shape[0]
-    batches = first.inputs[0].size // depth_in
+    depth_in, rank, depth_out = first.input(1).shape[1], first.input(1).shape[0], second.input(1).shape[0]
+    batches = first.input(0).size // depth_in
     narrow = ctx.scratch(rank)
     args = [
-        ctx.tensor(first.inputs[0]),
+        ctx.tensor(first.input(0)),
         ctx.tensor(second.outputs[0]),
         str(batches),
         str(depth_in),

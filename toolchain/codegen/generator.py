@@ -93,16 +93,16 @@ def strip_float_edges(graph: Graph) -> tuple[Graph, set[int]]:
             stand_ins.add(inputs[i].index)
     producers = {o.index: op for op in graph.ops for o in op.outputs}
     for i, t in enumerate(outputs):
-        op = producers.get(t.index)
+        producer = producers.get(t.index)
         if (
             t.dtype == "float32"
-            and op is not None
-            and op.opcode == "DEQUANTIZE"
-            and op.inputs[0] is not None
-            and op.inputs[0].dtype == "int8"
+            and producer is not None
+            and producer.opcode == "DEQUANTIZE"
+            and producer.inputs[0] is not None
+            and producer.inputs[0].dtype == "int8"
         ):
-            outputs[i] = op.inputs[0]
-            dropped.add(op.index)
+            outputs[i] = producer.inputs[0]
+            dropped.add(producer.index)
             stand_ins.add(outputs[i].index)
     if not dropped:
         return graph, set()
@@ -116,7 +116,8 @@ def check_graph(graph: Graph) -> None:
         if t.dtype not in EDGE_DTYPES or t.scale.size != 1:
             raise UnsupportedError(
                 f"{graph.path}: model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
-                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor quantized"
+                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor "
+                "quantized"
                 " (convert with int8 input and output)"
             )
     for op in graph.ops:

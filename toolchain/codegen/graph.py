@@ -9,6 +9,7 @@ Parsing uses the PyPI `tflite` schema binding, so the layout is TensorFlow's, no
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,13 @@ class Tensor:
         return self.data is not None
 
     @property
+    def values(self) -> np.ndarray:
+        """The data of a constant tensor (weights, bias) that the op's check() found constant."""
+        if self.data is None:
+            raise ModelError(f"tensor {self.index} '{self.name}' must be a constant")
+        return self.data
+
+    @property
     def per_channel(self) -> bool:
         return self.scale.size > 1
 
@@ -83,6 +91,13 @@ class Op:
 
     def describe(self) -> str:
         return f"op {self.index} ({self.opcode})"
+
+    def input(self, i: int) -> Tensor:
+        """Input `i`, which the op needs: TFLite marks an absent optional input (a bias) as None."""
+        t = self.inputs[i] if i < len(self.inputs) else None
+        if t is None:
+            raise ModelError(f"{self.describe()}: input {i} is missing")
+        return t
 
 
 @dataclass
@@ -169,7 +184,7 @@ def _tensor(index: int, t: Any, buffers: list[np.ndarray | None], type_names: di
         )
         qdim = int(q.QuantizedDimension())
     raw = buffers[t.Buffer()] if t.Buffer() < len(buffers) else None
-    data = None
+    data: np.ndarray | None = None
     if raw is not None and dtype in _NUMPY_TYPES:
         data = np.frombuffer(raw.tobytes(), dtype=_NUMPY_TYPES[dtype]).reshape(shape)
     return Tensor(
@@ -252,7 +267,7 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
     )
 
 
-def parse(path: str | Path) -> Graph:
+def parse(path: str | os.PathLike) -> Graph:
     """Parse a `.tflite` file; a missing or corrupt file is a `ModelError` naming it."""
     p = Path(path)
     if not p.is_file():

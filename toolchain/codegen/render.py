@@ -46,8 +46,10 @@ def kernel_prototypes(source: str) -> dict[str, str]:
     found = {}
     for match in _PROTOTYPE.finditer(text):
         proto = " ".join(match.group(1).split())
-        name = re.search(r"(\w+)\s*\(", proto).group(1)
-        found[name] = proto
+        name = re.search(r"(\w+)\s*\(", proto)
+        if name is None:
+            raise TinyrankError(f"kernel {source}: cannot read the function name of '{proto}'")
+        found[name.group(1)] = proto
     return found
 
 

@@ -191,5 +191,6 @@ def layer_methods(infos: list[LayerInfo], method: str) -> dict[str, list[str]]:
                 ["svd"] if info.kind in ("dense", "pointwise") else ["tucker", "cp", "spatial"]
             )
         else:
-            result[info.name] = [method_for(info, method)]
+            chosen = method_for(info, method)
+            result[info.name] = [chosen] if chosen is not None else []
     return result

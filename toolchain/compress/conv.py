@@ -84,7 +84,7 @@ def cp_als(tensor: np.ndarray, rank: int, iterations: int = CP_ITERATIONS, seed:
             for f in others:
                 gram *= f.T @ f
             factors[mode] = np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
-        error = np.linalg.norm(tensor - np.einsum("hr,wr,cr,nr->hwcn", *factors)) / (norm or 1.0)
+        error = float(np.linalg.norm(tensor - np.einsum("hr,wr,cr,nr->hwcn", *factors)) / (norm or 1.0))
         if previous - error < 1e-7:
             break
         previous = error

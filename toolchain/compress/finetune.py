@@ -112,8 +112,8 @@ def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | N
 
     if len(model.outputs) > 1:  # one label array cannot describe several outputs: match the original
         return predict(teacher, x), "mse", "original model outputs (several outputs)"
-    soft = predict(teacher, x)[0] if distill else None
-    if class_labels(y) is not None:
+    soft = predict(teacher, x)[0] if distill else np.zeros(0)  # read only when distilling
+    if y is not None and class_labels(y) is not None:
         probabilities = outputs_are_probabilities(predict(model, x[:64])[0])
         if not distill:
             return y, keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), "labels"

@@ -33,7 +33,7 @@ def call_count(model: Any, layer: Any) -> int:
 
 
 def _entry(spec: LayerSpec, inbound: list | None) -> dict:
-    entry = {
+    entry: dict[str, Any] = {
         "module": "keras.layers",
         "class_name": spec.class_name,
         "config": spec.config,

@@ -12,7 +12,10 @@ consumer keep theirs); the layers before it get derived names:
 | svd     | `<name>_u` (Dense r, no bias), `<name>` (Dense n, bias, act)  |
 | seminmf | the same as svd; the kernel of `<name>` is non-negative      |
 | tucker  | `<name>_in` (1x1 C->r1), `<name>_core` (kxk r1->r2), `<name>` (1x1 r2->N) |
-| cp      | `<name>_in` (1x1 C->R), [`<name>_pad` (ZeroPadding2D, strided 'same' only)], `<name>_kh` (depthwise kh x 1), `<name>_kw` (depthwise 1 x kw), `<name>` (1x1 R->N) |
+| cp      | `<name>_in` (1x1 C->R), [`<name>_pad`], `<name>_kh` (depthwise kh x 1),       |
+|         | `<name>_kw` (depthwise 1 x kw), `<name>` (1x1 R->N)                            |
+
+`<name>_pad` (ZeroPadding2D) is there for a strided 'same' convolution only.
 | spatial | `<name>_kh` (kh x 1 C->r), `<name>` (1 x kw r->N)             |
 
 A 1x1 Conv2D is treated as a matrix: svd/seminmf give two 1x1 convolutions.
@@ -188,7 +191,8 @@ def check_ranks(info: LayerInfo, method: str, ranks: tuple[int, ...]) -> None:
     if len(ranks) != len(limits):
         want = "two ranks r1:r2" if len(limits) == 2 else "one rank"
         raise UnsupportedError(
-            f"layer '{info.name}' (index {info.index}): method {method} takes {want}, got {':'.join(map(str, ranks))}"
+            f"layer '{info.name}' (index {info.index}): method {method} takes {want}, got "
+            f"{':'.join(map(str, ranks))}"
         )
     for r, top in zip(ranks, limits, strict=True):
         if not 1 <= r <= top:
@@ -250,7 +254,8 @@ def factorize(
         specs = _matrix_specs(info, a, b)
     elif method == "tucker":
         iterations = SEARCH_ITERATIONS["tucker"] if search else conv.TUCKER_ITERATIONS
-        kernels, approx = conv.tucker2(info.kernel, *ranks, iterations=iterations)
+        r_in, r_out = ranks
+        kernels, approx = conv.tucker2(info.kernel, r_in, r_out, iterations=iterations)
         specs = _tucker_specs(info, kernels)
     elif method == "cp":
         iterations = SEARCH_ITERATIONS["cp"] if search else conv.CP_ITERATIONS

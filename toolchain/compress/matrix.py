@@ -41,7 +41,7 @@ def energy_rank(s: np.ndarray, energy: float) -> int:
     if total == 0.0:
         return 1
     kept = np.cumsum(power) / total
-    return int(min(np.searchsorted(kept, energy - 1e-12) + 1, len(s)))
+    return min(int(np.searchsorted(kept, energy - 1e-12)) + 1, len(s))
 
 
 def seminmf_factors(

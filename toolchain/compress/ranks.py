@@ -9,6 +9,7 @@ the two Tucker ranks, which keeps about the same energy per channel mode.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from toolchain.compress import conv
 from toolchain.compress.layers import (
@@ -20,7 +21,7 @@ from toolchain.compress.layers import (
     rank_limits,
 )
 from toolchain.compress.matrix import energy_rank, singular_values, vbmf_rank
-from toolchain.errors import UnsupportedError
+from toolchain.errors import TinyrankError, UnsupportedError
 
 Ranks = tuple[int, ...]
 
@@ -43,8 +44,12 @@ def parse_ranks(text: str) -> dict[str, Ranks]:
     return ranks
 
 
-def _spectrum_rank(matrix, energy: float | None, vbmf: bool) -> int:
-    return vbmf_rank(matrix) if vbmf else energy_rank(singular_values(matrix), energy)
+def _spectrum_rank(matrix: Any, energy: float | None, vbmf: bool) -> int:
+    if vbmf:
+        return vbmf_rank(matrix)
+    if energy is None:
+        raise TinyrankError("a rank rule needs an energy threshold (--energy) or --vbmf")
+    return energy_rank(singular_values(matrix), energy)
 
 
 def rule_ranks(info: LayerInfo, method: str, energy: float | None, vbmf: bool) -> Ranks:
@@ -63,14 +68,13 @@ def rule_ranks(info: LayerInfo, method: str, energy: float | None, vbmf: bool) -
 def largest_ranks_within(info: LayerInfo, method: str, params: int) -> Ranks | None:
     """The largest ranks of `method` whose layers hold at most `params` parameters."""
     limits = rank_limits(info, method)
+    best: Ranks | None = None
     if len(limits) == 1:
-        best = None
         for r in range(1, limits[0] + 1):
             if chain_cost(info, method, (r,))[0] > params:
                 break
             best = (r,)
         return best
-    best = None
     steps = 64
     for i in range(1, steps + 1):  # Tucker: grow both ranks in proportion to their limits
         ranks = tuple(max(1, math.ceil(top * i / steps)) for top in limits)
@@ -97,11 +101,13 @@ def auto_choice(info: LayerInfo, reference: tuple[str, Ranks], seed: int = 0):
         tried[method] = {"ranks": list(ranks), "rel_error": result.rel_error, "params": result.params}
         if best is None or result.rel_error < best.rel_error:
             best = result
+    if best is None:
+        raise TinyrankError(f"layer '{info.name}': no factorization fits {budget} parameters")
     best.extra["auto_candidates"] = tried
     return best
 
 
-def reference_method(info: LayerInfo, method: str, explicit: Ranks | None) -> str:
+def reference_method(info: LayerInfo, method: str, explicit: Ranks | None) -> str | None:
     """The method a rank rule (or explicit ranks) is read for when method is `auto`."""
     if method != "auto":
         return method_for(info, method)

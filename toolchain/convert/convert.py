@@ -74,6 +74,7 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    error: Exception | None = None
     with _captured_output() as log:
         try:
             flatbuffer = converter.convert()

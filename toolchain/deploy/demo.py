@@ -53,6 +53,8 @@ def build_mlp(inputs: int, classes: int, hidden: tuple[int, ...] = HIDDEN_UNITS,
 
 
 def train_mlp(dataset: Dataset, epochs: int = 40, seed: int = 0) -> Any:
+    if dataset.y_train is None:
+        raise TinyrankError(f"data file {dataset.path}: the demo MLP needs labels (y_train)")
     model = build_mlp(dataset.x_train.shape[1], int(dataset.y_train.max()) + 1, seed=seed)
     model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0, validation_split=0.1)
     return model
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         model_path, data_path = prepare(args.out, args.epochs)
         if args.no_bench:
             return 0
-        from toolchain.deploy import deploy, print_deploy_summary
+        from toolchain.deploy.cli import print_deploy_summary
+        from toolchain.deploy.pipeline import deploy
 
         report = deploy(
             model_path, data_path, args.board, args.out / args.board, compress_options=DEMO_COMPRESSION

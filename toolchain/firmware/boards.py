@@ -10,14 +10,10 @@ Emulated boards carry a `[qemu]` table (machine, CPU, UART address, SysTick scal
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 from toolchain.errors import TinyrankError
 
@@ -171,7 +167,8 @@ def _parse(path: Path) -> Board:
             raise TinyrankError(f"board file {path}: key '{key}' must be positive, got {raw[key]}")
     if (raw["family"] == "qemu_mps2") != (qemu is not None and memory is not None):
         raise TinyrankError(
-            f"board file {path}: family 'qemu_mps2' needs [qemu] and [memory] tables, and only it may have them"
+            f"board file {path}: family 'qemu_mps2' needs [qemu] and [memory] tables, and only it may have "
+            "them"
         )
 
     extra: dict[str, Any] = {}

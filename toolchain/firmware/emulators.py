@@ -11,11 +11,12 @@ Two ways in:
 - `run_to_exit(board, elf, timeout_s)`: for firmware that runs by itself and exits via
   semihosting; returns the exit status and what it printed.
 
-Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the package registries these machines reach, so CI runs
-the QEMU boards; this module writes a `<board>.resc` into a real board's project so a
-developer with Renode can run the same firmware emulated: `renode firmware_nano33/nano33.resc`,
-or `RenodeSession` from Python. Renode models the nRF52840's UART but not its USB, so
-the script runs the project's `<board>_renode` environment, built with `PORT_SERIAL=Serial1`.
+Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the package
+registries these machines reach, so CI runs the QEMU boards; this module writes a `<board>.resc` into a
+real board's project so a developer with Renode can run the same firmware emulated:
+`renode firmware_nano33/nano33.resc`, or `RenodeSession` from Python. Renode models the nRF52840's
+UART but not its USB, so the script runs the project's `<board>_renode` environment,
+built with `PORT_SERIAL=Serial1`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from toolchain.errors import DeviceError, TinyrankError
 from toolchain.fileio import atomic_write_text
@@ -43,7 +45,7 @@ _LIVE_SESSIONS: weakref.WeakSet[QemuSession] = weakref.WeakSet()
 
 def qemu_command(board: Board, elf: str | os.PathLike, serial: str) -> list[str]:
     """The qemu-system-arm command line for `board`, with the UART on `serial` (a -serial spec)."""
-    if not board.is_emulated:
+    if board.qemu_machine is None or board.qemu_cpu is None:
         raise TinyrankError(f"board '{board.id}' is a real board, not a QEMU machine; use `tinyrank flash`")
     return [
         QEMU,
@@ -94,7 +96,7 @@ class QemuSession:
         self.start_timeout_s = start_timeout_s
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
-        self._stderr_file = None
+        self._stderr_file: IO[bytes] | None = None
         self._watchdog: threading.Timer | None = None
         self.timed_out = False
 
@@ -148,7 +150,7 @@ class QemuSession:
         while time.monotonic() < deadline:
             if "waiting for connection" in self.stderr_text():
                 return True
-            if self.process.poll() is not None:
+            if self.process is None or self.process.poll() is not None:
                 return False
             time.sleep(0.005)
         return False
@@ -168,6 +170,8 @@ class QemuSession:
 
     def wait(self, timeout_s: float) -> int:
         """Wait for the firmware to exit (semihosting) and return its status."""
+        if self.process is None:
+            raise DeviceError(f"QEMU ({self.board.qemu_machine}) is not running")
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired as exc:

@@ -54,6 +54,7 @@ def module_for(op: Op) -> ModuleType:
             f"; op module '{name}' failed to load ({why})" for name, why in sorted(BROKEN.items())
         )
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): not supported by codegen; supported ops: {', '.join(supported_opcodes())}{broken}"
+            f"op {op.index} ({op.opcode}): not supported by codegen; "
+            f"supported ops: {', '.join(supported_opcodes())}{broken}"
         )
     return module

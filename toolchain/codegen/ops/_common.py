@@ -40,7 +40,8 @@ def require_int8_per_tensor(op: Op, tensors: list[Tensor | None]) -> None:
         if t.scale.size != 1:
             kind = "no quantization" if t.scale.size == 0 else f"{t.scale.size} per-channel scales"
             raise UnsupportedError(
-                f"{op.describe()}: tensor {t.index} '{t.name}' has {kind}; supported: per-tensor int8 quantization"
+                f"{op.describe()}: tensor {t.index} '{t.name}' has {kind}; supported: per-tensor int8 "
+                "quantization"
             )
 
 
@@ -49,7 +50,8 @@ def require_fused_activation(op: Op) -> str:
     act = op.options.get("fused_activation_function", "NONE")
     if act not in FUSED_ACTIVATIONS:
         raise UnsupportedError(
-            f"{op.describe()}: fused activation {act} is not supported; supported: {', '.join(FUSED_ACTIVATIONS)}"
+            f"{op.describe()}: fused activation {act} is not supported; supported: "
+            f"{', '.join(FUSED_ACTIVATIONS)}"
         )
     return act
 
@@ -94,10 +96,10 @@ def broadcast_geometry(op: Op, a: Tensor, b: Tensor, out: Tensor) -> np.ndarray 
 
 
 def check_elementwise_pair(op: Op) -> None:
-    """ADD, SUB, MUL: int8 per-tensor inputs and output, a clampable fused activation, broadcastable shapes."""
+    """ADD, SUB, MUL: int8 per-tensor inputs and output, a clampable activation, broadcastable shapes."""
     require_int8_per_tensor(op, [*op.inputs[:2], op.outputs[0]])
     require_fused_activation(op)
-    broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
+    broadcast_geometry(op, op.input(0), op.input(1), op.outputs[0])
 
 
 def elementwise_pair_call(
@@ -105,7 +107,7 @@ def elementwise_pair_call(
 ) -> KernelCall:
     """The call of `tr_<kernel>.c`: `tr_<kernel>_int8(input1, input2, output, size, *params)`, or with
     broadcasting `tr_<kernel>_broadcast_int8(input1, input2, output, shape, *params)`."""
-    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    a, b, out = op.input(0), op.input(1), op.outputs[0]
     geometry = broadcast_geometry(op, a, b, out)
     if geometry is None:
         function, extent = f"tr_{kernel}_int8", str(out.size)
@@ -168,7 +170,7 @@ def sigmoid_style_table(
 
 def lookup_call(op: Op, ctx: LoweringContext, table: np.ndarray, comment: str) -> KernelCall:
     """The `tr_lookup_int8` call of a one-input op whose int8 output is tabulated (`lookup_table`)."""
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
     return KernelCall(
         source="tr_lookup.c",

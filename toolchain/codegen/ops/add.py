@@ -31,7 +31,7 @@ ADD_LEFT_SHIFT = 20  # TFLM's headroom for int8 ADD (15 is for int16)
 
 def check(op: Op) -> None:
     check_elementwise_pair(op)
-    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    a, b, out = op.input(0), op.input(1), op.outputs[0]
     if quantize_multiplier(_real_multipliers(a, b, out, op.opcode == "SUB")[2])[1] > 0:
         raise UnsupportedError(
             f"{op.describe()}: output scale {float(out.scale[0]):g} is over 2^19 times smaller "
@@ -83,13 +83,13 @@ def _input_table(t: Tensor, real: float, sign: int) -> np.ndarray:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    a, b, out = op.input(0), op.input(1), op.outputs[0]
     act = require_fused_activation(op)
     subtract = op.opcode == "SUB"
-    tables, params = add_params(a, b, out, act, subtract)
+    table_values, param_values = add_params(a, b, out, act, subtract)
     kind = op.opcode.lower()
-    tables = ctx.constant(f"op{op.index}_{kind}_input_tables", tables, "int32_t")
-    params = ctx.constant(f"op{op.index}_{kind}_params", params, "int32_t")
+    tables = ctx.constant(f"op{op.index}_{kind}_input_tables", table_values, "int32_t")
+    params = ctx.constant(f"op{op.index}_{kind}_params", param_values, "int32_t")
     comment = (
         f"{op.opcode} {shape_text(a)} ({quant_text(a)}) {'-' if subtract else '+'} {shape_text(b)} "
         f"({quant_text(b)}) -> {shape_text(out)} ({quant_text(out)}), act {act}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.codegen.graph import Op
+from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
 from toolchain.codegen.ops._common import require_int8_per_tensor
 from toolchain.errors import UnsupportedError
@@ -39,7 +39,7 @@ def check(op: Op) -> None:
         )
     axis = concat_axis(op)
     out = op.outputs[0]
-    for t in op.inputs:
+    for t in _inputs(op):
         if len(t.shape) != len(out.shape) or any(
             t.shape[d] != out.shape[d] for d in range(len(out.shape)) if d != axis
         ):
@@ -49,14 +49,18 @@ def check(op: Op) -> None:
             )
 
 
+def _inputs(op: Op) -> list[Tensor]:
+    return [op.input(i) for i in range(len(op.inputs))]
+
+
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out = op.outputs[0]
     axis = concat_axis(op)
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
     inner = int(np.prod(out.shape[axis + 1 :], dtype=np.int64))
-    pointers = ", ".join(ctx.tensor(t) for t in op.inputs)
-    sizes = ", ".join(str(t.shape[axis] * inner) for t in op.inputs)
-    inputs_text = " + ".join(shape_text(t) for t in op.inputs)
+    pointers = ", ".join(ctx.tensor(t) for t in _inputs(op))
+    sizes = ", ".join(str(t.shape[axis] * inner) for t in _inputs(op))
+    inputs_text = " + ".join(shape_text(t) for t in _inputs(op))
     return KernelCall(
         source="tr_concatenation.c",
         function="tr_concatenation_int8",

@@ -35,7 +35,10 @@ def out_size(padding: str, in_size: int, filter_size: int, stride: int, dilation
 
 
 def pad_before(in_size: int, filter_size: int, stride: int, dilation: int, out: int) -> int:
-    """TFLite `ComputePaddingWithOffset`: the padding before the first row/column (the odd pixel goes after)."""
+    """TFLite `ComputePaddingWithOffset`: the padding before the first row or column.
+
+    The odd pixel goes after.
+    """
     effective = (filter_size - 1) * dilation + 1
     total = max((out - 1) * stride + effective - in_size, 0)
     return total // 2
@@ -62,7 +65,7 @@ def check_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw
 
 
 def check(op: Op) -> None:
-    inp, out = op.inputs[0], op.outputs[0]
+    inp, out = op.input(0), op.outputs[0]
     filt = op.inputs[1] if len(op.inputs) > 1 else None
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     check_int8_activation(op, inp, "input")
@@ -85,7 +88,7 @@ def check(op: Op) -> None:
 
 def is_pointwise(op: Op) -> bool:
     """1x1 kernel, stride 1: every output pixel is a dot product of one input pixel."""
-    filt = op.inputs[1]
+    filt = op.input(1)
     return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
 
@@ -93,15 +96,15 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     """Weights (packed by four filters), folded bias and the requantization arguments
     (`fully_connected.requant_arguments`): what one CONV_2D adds to a kernel call (plain,
     pointwise or fused)."""
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_c = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
-    weights = filt.data.astype(np.int64).reshape(out_c, -1)
+    weights = filt.values.astype(np.int64).reshape(out_c, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     name = filt.name
     return [
-        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t"),
+        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.values.reshape(out_c, -1)), "int8_t"),
         ctx.constant(f"{name}_bias", folded, "int32_t"),
         *requant_arguments(
             ctx,
@@ -119,8 +122,8 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
 def geometry(op: Op) -> list[int]:
     """k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left of a CONV_2D (TFLite's padding)."""
     o = op.options
-    in_h, in_w = op.inputs[0].shape[1:3]
-    k_h, k_w = op.inputs[1].shape[1:3]
+    in_h, in_w = op.input(0).shape[1:3]
+    k_h, k_w = op.input(1).shape[1:3]
     out_h, out_w = op.outputs[0].shape[1:3]
     dil_h, dil_w = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
     return [
@@ -136,7 +139,7 @@ def geometry(op: Op) -> list[int]:
 
 
 def describe(op: Op) -> str:
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     o = op.options
     act = o.get("fused_activation_function", "NONE")
     k_h, k_w = filt.shape[1:3]
@@ -151,7 +154,7 @@ def describe(op: Op) -> str:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     n, in_h, in_w, in_c = inp.shape
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]

@@ -29,7 +29,7 @@ POINTER_BYTES = 8
 
 
 def check(op: Op) -> None:
-    inp, out = op.inputs[0], op.outputs[0]
+    inp, out = op.input(0), op.outputs[0]
     filt = op.inputs[1] if len(op.inputs) > 1 else None
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     check_int8_activation(op, inp, "input")
@@ -66,7 +66,7 @@ def doubled_weights(weights: np.ndarray) -> np.ndarray:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     o = op.options
     n, in_h, in_w, in_c = inp.shape
@@ -77,11 +77,11 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     act = o.get("fused_activation_function", "NONE")
     lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
     zp = int(inp.zero_point[0])
-    sums = filt.data.astype(np.int64).reshape(-1, out_c).sum(axis=0)
+    sums = filt.values.astype(np.int64).reshape(-1, out_c).sum(axis=0)
     name = filt.name
     multiplier = out_c // in_c
     bias_folded = folded_bias(bias, sums, zp, op)
-    taps = filt.data.reshape(-1, out_c)
+    taps = filt.values.reshape(-1, out_c)
     doubled = (
         doubled_requant(
             bias_folded, np.abs(taps.astype(np.int64)).sum(axis=0), mults, shifts, int(out.zero_point[0])
@@ -130,7 +130,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         return KernelCall("tr_depthwise_conv.c", "tr_depthwise_conv_dm1_doubled_int8", args, comment, macs)
     args = [
         ctx.tensor(inp),
-        ctx.constant(f"{name}_weights", filt.data, "int8_t"),
+        ctx.constant(f"{name}_weights", filt.values, "int8_t"),
         ctx.constant(f"{name}_bias", bias_folded, "int32_t"),
         ctx.tensor(out),
         str(n),

@@ -44,15 +44,18 @@ def check_weights(op: Op, filt: Tensor | None, bias: Tensor | None, channels: in
     """Constant int8 symmetric weights (zero point 0) and an optional constant int32 bias."""
     if filt is None or filt.data is None or filt.dtype != "int8":
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; supported: int8 per-tensor or per-channel"
+            f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; supported: int8 "
+            "per-tensor or per-channel"
         )
     if np.any(filt.zero_point != 0):
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; supported: symmetric int8"
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; supported: "
+            "symmetric int8"
         )
     if filt.scale.size not in (1, channels):
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales for {channels} channels"
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales for "
+            f"{channels} channels"
         )
     if bias is not None and (bias.data is None or bias.dtype != "int32"):
         raise UnsupportedError(
@@ -69,7 +72,7 @@ def check_activation(op: Op) -> None:
 
 
 def check(op: Op) -> None:
-    inp, filt = op.inputs[0], op.inputs[1] if len(op.inputs) > 1 else None
+    inp, filt = op.input(0), op.inputs[1] if len(op.inputs) > 1 else None
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     check_int8_activation(op, inp, "input")
     check_int8_activation(op, op.outputs[0], "output")
@@ -95,7 +98,7 @@ def requant_arrays(
 
 def folded_bias(bias: Tensor | None, weight_sums: np.ndarray, input_zero_point: int, op: Op) -> np.ndarray:
     """bias - input_zero_point * sum(weights of the channel), checked to fit int32."""
-    b = np.zeros(weight_sums.shape, np.int64) if bias is None else bias.data.astype(np.int64).reshape(-1)
+    b = np.zeros(weight_sums.shape, np.int64) if bias is None else bias.values.astype(np.int64).reshape(-1)
     folded = b - int(input_zero_point) * weight_sums.astype(np.int64)
     if folded.min(initial=0) < -(2**31) or folded.max(initial=0) >= 2**31:
         raise UnsupportedError(
@@ -161,15 +164,15 @@ def requant_arguments(
 def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     """Weights, folded bias, and the requantization arguments (`requant_arguments`): what one
     FULLY_CONNECTED layer adds to a kernel call (plain or fused)."""
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_depth = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_depth, per_tensor_fc=True)
-    weights = filt.data.astype(np.int64)
+    weights = filt.values.astype(np.int64)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     name = filt.name
     return [
-        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data), "int8_t"),
+        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.values), "int8_t"),
         ctx.constant(f"{name}_bias", folded, "int32_t"),
         *requant_arguments(
             ctx,
@@ -185,7 +188,7 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
 
 
 def describe(op: Op) -> str:
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     act = op.options.get("fused_activation_function", "NONE")
     return (
         f"FULLY_CONNECTED {shape_text(inp)} ({quant_text(inp)}) x {shape_text(filt)} ({quant_text(filt)})"
@@ -194,7 +197,7 @@ def describe(op: Op) -> str:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
     weights, bias, *requant = layer_arguments(op, ctx)

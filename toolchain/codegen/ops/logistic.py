@@ -26,7 +26,7 @@ def logistic_table(input_scale: float, input_zero_point: int) -> np.ndarray:
 
 
 def check(op: Op) -> None:
-    require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
+    require_int8_per_tensor(op, [op.input(0), op.outputs[0]])
     out = op.outputs[0]
     if int(out.zero_point[0]) != -128:
         raise UnsupportedError(
@@ -36,7 +36,7 @@ def check(op: Op) -> None:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     table = logistic_table(float(src.scale[0]), int(src.zero_point[0]))
     return lookup_call(
         op,

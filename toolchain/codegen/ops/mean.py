@@ -23,7 +23,7 @@ OPCODES: tuple[str, ...] = ("MEAN",)
 
 def reduced_axes(op: Op) -> list[int]:
     """The axis tensor resolved like TFLM's ResolveAxis: negatives wrapped, duplicates dropped, sorted."""
-    src, axis = op.inputs[0], op.inputs[1] if len(op.inputs) > 1 else None
+    src, axis = op.input(0), op.inputs[1] if len(op.inputs) > 1 else None
     if axis is None or axis.data is None:
         raise UnsupportedError(
             f"{op.describe()}: a non-constant axis tensor is not supported; supported: constant int32 axes"
@@ -44,13 +44,13 @@ def reduced_axes(op: Op) -> list[int]:
 
 
 def check(op: Op) -> None:
-    require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
+    require_int8_per_tensor(op, [op.input(0), op.outputs[0]])
     reduced_axes(op)
 
 
 def mean_layout(op: Op) -> tuple[int, int, int]:
     """(outer, reduced, inner) element counts of the input seen as a 3-D array."""
-    shape = op.inputs[0].shape
+    shape = op.input(0).shape
     axes = reduced_axes(op)
     outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
     reduced = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
@@ -74,7 +74,7 @@ def mean_params(
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     outer, reduced, inner = mean_layout(op)
     comment = (
         f"MEAN {shape_text(src)} ({quant_text(src)}) over axes {reduced_axes(op)} -> "

@@ -39,7 +39,7 @@ def mul_params(a: Tensor, b: Tensor, out: Tensor, act: str) -> np.ndarray:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    a, b, out = op.input(0), op.input(1), op.outputs[0]
     act = require_fused_activation(op)
     params = ctx.constant(f"op{op.index}_mul_params", mul_params(a, b, out, act), "int32_t")
     comment = (

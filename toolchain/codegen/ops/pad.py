@@ -18,7 +18,7 @@ OPCODES: tuple[str, ...] = ("PAD", "PADV2")
 
 def paddings(op: Op) -> np.ndarray:
     """The constant paddings tensor as a [rank, 2] int array (before, after)."""
-    src = op.inputs[0]
+    src = op.input(0)
     pads = op.inputs[1] if len(op.inputs) > 1 else None
     if pads is None or pads.data is None or pads.dtype != "int32":
         what = "a missing" if pads is None else "a non-constant" if pads.data is None else f"a {pads.dtype}"
@@ -37,7 +37,7 @@ def paddings(op: Op) -> np.ndarray:
 def pad_value(op: Op) -> int:
     """The int8 value written into the padding."""
     if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] is not None:
-        value = op.inputs[2]
+        value = op.input(2)
         if value.data is None or value.dtype != "int8" or value.size != 1:
             raise UnsupportedError(
                 f"{op.describe()}: constant_values {shape_text(value)} is not supported; "
@@ -63,7 +63,7 @@ def collapsed(shape: tuple[int, ...], table: np.ndarray) -> tuple[list[int], lis
 
 
 def check(op: Op) -> None:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     require_int8_per_tensor(op, [src, dst])
     if len(src.shape) > MAX_DIMS:
         raise UnsupportedError(
@@ -81,7 +81,7 @@ def check(op: Op) -> None:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     table = paddings(op)
     dims, pads = collapsed(src.shape, table)
     out_dims = [d + a + b for d, (a, b) in zip(dims, pads, strict=True)]
@@ -93,6 +93,6 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         source="tr_pad.c",
         function="tr_pad_int8",
         args=[ctx.tensor(src), ctx.tensor(dst), name, str(value)],
-        comment=f"{op.opcode} {shape_text(src)} by {table.tolist()} -> {shape_text(dst)} ({quant_text(dst)}), "
-        f"pad value {value}",
+        comment=f"{op.opcode} {shape_text(src)} by {table.tolist()} -> {shape_text(dst)} "
+        f"({quant_text(dst)}), pad value {value}",
     )

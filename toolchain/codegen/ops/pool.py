@@ -21,7 +21,7 @@ PADDINGS = ("SAME", "VALID")
 
 
 def check(op: Op) -> None:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     require_int8_per_tensor(op, [src, dst])
     require_fused_activation(op)
     if len(src.shape) != 4 or len(dst.shape) != 4:
@@ -46,7 +46,7 @@ def _padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
 
 def pool_geometry(op: Op) -> np.ndarray:
     """[batches, in_h, in_w, channels, out_h, out_w, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w]."""
-    n, in_h, in_w, channels = op.inputs[0].shape
+    n, in_h, in_w, channels = op.input(0).shape
     _, out_h, out_w, _ = op.outputs[0].shape
     o = op.options
     fh, fw, sh, sw = int(o["filter_height"]), int(o["filter_width"]), int(o["stride_h"]), int(o["stride_w"])
@@ -56,7 +56,7 @@ def pool_geometry(op: Op) -> np.ndarray:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     act = require_fused_activation(op)
     lo, hi = activation_range_int8(act, float(dst.scale[0]), int(dst.zero_point[0]))
     geometry = pool_geometry(op)

@@ -22,12 +22,12 @@ INPLACE = True
 
 
 def check(op: Op) -> None:
-    check_int8_activation(op, op.inputs[0], "input")
+    check_int8_activation(op, op.input(0), "input")
     check_int8_activation(op, op.outputs[0], "output")
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    inp, out = op.inputs[0], op.outputs[0]
+    inp, out = op.input(0), op.outputs[0]
     real = float(np.float32(inp.scale[0])) / float(np.float32(out.scale[0]))
     multiplier, shift = quantize_multiplier(real)
     args = [

@@ -101,8 +101,8 @@ def relu6_bounds(src: Tensor) -> tuple[int, int]:
 
 
 def check(op: Op) -> None:
-    require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
-    if op.opcode == "HARD_SWISH" and hard_swish_multipliers(op.inputs[0], op.outputs[0])[0][1] > 0:
+    require_int8_per_tensor(op, [op.input(0), op.outputs[0]])
+    if op.opcode == "HARD_SWISH" and hard_swish_multipliers(op.input(0), op.outputs[0])[0][1] > 0:
         raise UnsupportedError(
             f"{op.describe()}: output scale {float(op.outputs[0].scale[0]):g} is below input "
             "scale / 128; supported: output scale >= input scale / 128 (TFLite Micro's limit)"
@@ -110,7 +110,7 @@ def check(op: Op) -> None:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     comment = f"{op.opcode} {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}"
     same = np.float32(src.scale[0]) == np.float32(dst.scale[0]) and int(src.zero_point[0]) == int(
         dst.zero_point[0]

@@ -14,7 +14,7 @@ ALIAS = True
 
 
 def check(op: Op) -> None:
-    inp, out = op.inputs[0], op.outputs[0]
+    inp, out = op.input(0), op.outputs[0]
     if inp is None or inp.data is not None:
         raise UnsupportedError(
             f"op {op.index} ({op.opcode}): constant input; supported: an activation tensor"
@@ -32,6 +32,6 @@ def check(op: Op) -> None:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall | None:
-    ctx.tensor(op.inputs[0])
+    ctx.tensor(op.input(0))
     ctx.tensor(op.outputs[0])
     return None

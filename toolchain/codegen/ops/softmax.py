@@ -54,7 +54,7 @@ def exp_table(beta: float, input_scale: float) -> np.ndarray:
 
 
 def check(op: Op) -> None:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     require_int8_per_tensor(op, [src, dst])
     if int(dst.zero_point[0]) != -128 or np.float32(dst.scale[0]) != np.float32(1.0 / 256):
         raise UnsupportedError(
@@ -76,7 +76,7 @@ def check(op: Op) -> None:
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     beta = float(op.options.get("beta", 1.0))
     depth = src.shape[-1] if src.shape else 1
     table = ctx.constant(f"op{op.index}_softmax_exp", exp_table(beta, float(src.scale[0])), "int32_t")
@@ -84,5 +84,6 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         source="tr_softmax.c",
         function="tr_softmax_int8",
         args=[ctx.tensor(src), ctx.tensor(dst), str(src.size // depth), str(depth), table],
-        comment=f"SOFTMAX {shape_text(src)} ({quant_text(src)}) beta {beta:g} -> {shape_text(dst)} ({quant_text(dst)})",
+        comment=f"SOFTMAX {shape_text(src)} ({quant_text(src)}) beta {beta:g} "
+        f"-> {shape_text(dst)} ({quant_text(dst)})",
     )

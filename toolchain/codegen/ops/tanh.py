@@ -25,11 +25,11 @@ def tanh_table(input_scale: float, input_zero_point: int) -> np.ndarray:
 
 
 def check(op: Op) -> None:
-    require_int8_per_tensor(op, [op.inputs[0], op.outputs[0]])
+    require_int8_per_tensor(op, [op.input(0), op.outputs[0]])
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
-    src, dst = op.inputs[0], op.outputs[0]
+    src, dst = op.input(0), op.outputs[0]
     table = tanh_table(float(src.scale[0]), int(src.zero_point[0]))
     return lookup_call(
         op, ctx, table, f"TANH {shape_text(src)} ({quant_text(src)}) -> {quant_text(dst)}, 256-entry table"

@@ -205,6 +205,39 @@ def test_files_api_and_model_info(models: dict[str, Path], tmp_path: Path) -> No
     assert model_c.count("TR_OP_BEGIN(") == len(info["ops"]) and "CONV_2D int8[1,9,12,3]" in model_c
 
 
+def test_model_info_locates_every_tensor_and_constant(models: dict[str, Path], tmp_path: Path) -> None:
+    """model_info.json alone tells where every byte lives: the budget and bench read nothing else."""
+    from toolchain.codegen.graph import parse
+
+    path = models["cnn"]
+    info = generate(path, tmp_path / "gen", prefix="kws", tflm_arena=False)
+    graph = parse(path)
+    assert [t["index"] for t in info["tensors"]] == [t.index for t in graph.tensors]
+    for entry, t in zip(info["tensors"], graph.tensors, strict=True):
+        assert (entry["name"], entry["shape"], entry["dtype"]) == (t.name, list(t.shape), t.dtype)
+        assert entry["bytes"] == t.nbytes
+        if entry["storage"] == "arena":
+            assert 0 <= entry["arena_offset"] and entry["arena_offset"] + t.nbytes <= info["arena_bytes"]
+        else:
+            assert entry["arena_offset"] is None
+        if t.scale.size:
+            assert entry["quantization"]["scale"] == pytest.approx(t.scale.tolist())
+            assert entry["quantization"]["zero_point"] == t.zero_point.tolist()
+    by_index = {t["index"]: t for t in info["tensors"]}
+    for edge, t in [(info["inputs"][0], graph.inputs[0]), (info["outputs"][0], graph.outputs[0])]:
+        assert by_index[t.index]["storage"] == "arena" and by_index[t.index]["c_name"] == f"T{t.index}"
+        assert edge["size"] == t.size
+    # Flatten's SHAPE -> STRIDED_SLICE -> PACK are pruned as dead: their tensors live nowhere.
+    assert {t["storage"] for t in info["tensors"]} == {"arena", "constant", "none"}
+    assert all(t["c_name"] is None for t in info["tensors"] if t["storage"] == "none")
+    assert sum(c["bytes"] for c in info["constants"]) == info["weights_bytes"]
+    weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
+    sizes = {"int8_t": 1, "int32_t": 4}
+    for c in info["constants"]:
+        assert c["c_name"].startswith("kws_") and f" {c['c_name']}[{c['count']}]" in weights_c
+        assert c["bytes"] == c["count"] * sizes[c["c_type"]]
+
+
 def test_host_build_is_warning_free_and_profiling_hooks_called(
     models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ def check_prefix(prefix: str) -> str:
 
 def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
     """The model_info.json contract of ARCHITECTURE.md."""
+    from toolchain.codegen.info import constant_entries, scratch_entries, tensor_entries
     from toolchain.codegen.render import template_values
 
     values = template_values(model)
@@ -58,6 +59,9 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
         "macs": sum(op["macs"] for op in ops),
         "ops": ops,
         "kernels": values["kernels"],
+        "tensors": tensor_entries(model),
+        "constants": constant_entries(model),
+        "scratch": scratch_entries(model),
     }
 
 

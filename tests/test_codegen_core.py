@@ -390,7 +390,8 @@ def test_unsupported_option_is_a_clear_error(models: dict[str, Path]) -> None:
     graph = parse(models["cnn"])
     graph.ops[0].options["fused_activation_function"] = "SIGN_BIT"
     with pytest.raises(
-        UnsupportedError, match=r"^op 0 \(CONV_2D\): fused activation SIGN_BIT; supported: NONE"
+        UnsupportedError,
+        match=r"^op 0 \(CONV_2D\): fused activation SIGN_BIT is not supported; supported: NONE",
     ):
         lower_graph(graph)
 

@@ -28,21 +28,32 @@ MAX_DIMS = 4  # the rank TFLM's broadcasting and PAD kernels handle
 # --- checks -------------------------------------------------------------------------------
 
 
-def require_int8_per_tensor(op: Op, tensors: list[Tensor | None]) -> None:
-    """Every tensor given must be int8 with one scale and zero point (TFLM's int8 kernels need that)."""
+def require_int8_per_tensor(op: Op, tensors: list[Tensor | None], role: str = "") -> None:
+    """Every tensor given must be int8 with one scale and zero point (TFLM's int8 kernels need that).
+
+    `role` ("input", "output") names the tensor in the message.
+    """
+    named = f"{role} tensor" if role else "tensor"
     for t in tensors:
         if t is None:
-            raise UnsupportedError(f"{op.describe()}: a missing (optional) tensor is not supported here")
+            raise UnsupportedError(f"{op.describe()}: a missing (optional) {named} is not supported here")
         if t.dtype != "int8":
             raise UnsupportedError(
-                f"{op.describe()}: tensor {t.index} '{t.name}' has dtype {t.dtype}; supported: int8"
+                f"{op.describe()}: {named} {t.index} '{t.name}' has dtype {t.dtype}; supported: int8"
             )
         if t.scale.size != 1:
             kind = "no quantization" if t.scale.size == 0 else f"{t.scale.size} per-channel scales"
             raise UnsupportedError(
-                f"{op.describe()}: tensor {t.index} '{t.name}' has {kind}; supported: per-tensor int8 "
+                f"{op.describe()}: {named} {t.index} '{t.name}' has {kind}; supported: per-tensor int8 "
                 "quantization"
             )
+
+
+def check_int8_activation(op: Op, t: Tensor | None, role: str) -> None:
+    """An int8 per-tensor tensor computed at run time: a layer's input or output, never a constant."""
+    require_int8_per_tensor(op, [t], role)
+    if t is not None and t.data is not None:
+        raise UnsupportedError(f"{op.describe()}: constant {role} tensor '{t.name}' is not supported")
 
 
 def require_fused_activation(op: Op) -> str:

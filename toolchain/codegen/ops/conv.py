@@ -12,9 +12,8 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
 from toolchain.codegen.ops.fully_connected import (
-    check_activation,
-    check_int8_activation,
     check_weights,
     folded_bias,
     requant_arguments,
@@ -83,7 +82,7 @@ def check(op: Op) -> None:
             f"op {op.index} (CONV_2D): {out.shape[3]} output channels for {filt.shape[0]} filters"
         )
     check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
-    check_activation(op)
+    require_fused_activation(op)
 
 
 def is_pointwise(op: Op) -> bool:

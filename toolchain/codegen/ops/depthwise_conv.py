@@ -11,10 +11,9 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
 from toolchain.codegen.ops.conv import check_geometry, pad_before
 from toolchain.codegen.ops.fully_connected import (
-    check_activation,
-    check_int8_activation,
     check_weights,
     doubled_requant,
     folded_bias,
@@ -54,7 +53,7 @@ def check(op: Op) -> None:
             f"filters for {in_c} input channels; supported: output = input channels x multiplier"
         )
     check_geometry(op, inp.shape[1:3], filt.shape[1:3], out.shape[1:3])
-    check_activation(op)
+    require_fused_activation(op)
 
 
 def doubled_weights(weights: np.ndarray) -> np.ndarray:

@@ -12,12 +12,12 @@ import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
 from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers, fc_multiplier
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("FULLY_CONNECTED",)
-ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 # tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
 DOUBLED_RIGHT_SHIFTS = range(1, 23)
 DOUBLED_ACC_LIMIT = 2**30
@@ -25,19 +25,6 @@ DOUBLED_ACC_LIMIT = 2**30
 
 def _fail(op: Op, what: str) -> UnsupportedError:
     return UnsupportedError(f"op {op.index} (FULLY_CONNECTED): {what}")
-
-
-def check_int8_activation(op: Op, t: Tensor | None, role: str) -> None:
-    """An int8 per-tensor quantized activation, or an UnsupportedError naming the op and role."""
-    if t is None or t.dtype != "int8" or t.scale.size != 1:
-        found = "missing" if t is None else f"{t.dtype} with {t.scale.size} scales"
-        raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): {role} tensor is {found}; supported: int8 per-tensor quantized"
-        )
-    if t.data is not None and role != "filter":
-        raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): constant {role} tensor '{t.name}' is not supported"
-        )
 
 
 def check_weights(op: Op, filt: Tensor | None, bias: Tensor | None, channels: int) -> None:
@@ -63,14 +50,6 @@ def check_weights(op: Op, filt: Tensor | None, bias: Tensor | None, channels: in
         )
 
 
-def check_activation(op: Op) -> None:
-    act = op.options.get("fused_activation_function", "NONE")
-    if act not in ACTIVATIONS:
-        raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): fused activation {act}; supported: {', '.join(ACTIVATIONS)}"
-        )
-
-
 def check(op: Op) -> None:
     inp, filt = op.input(0), op.inputs[1] if len(op.inputs) > 1 else None
     bias = op.inputs[2] if len(op.inputs) > 2 else None
@@ -83,7 +62,7 @@ def check(op: Op) -> None:
         raise _fail(op, f"input of {inp.size} values is not a multiple of the weights' depth {filt.shape[1]}")
     if op.options.get("weights_format", 0) != 0:
         raise _fail(op, "shuffled weights format; supported: DEFAULT")
-    check_activation(op)
+    require_fused_activation(op)
 
 
 def requant_arrays(

@@ -14,7 +14,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.fully_connected import check_int8_activation
+from toolchain.codegen.ops._common import check_int8_activation
 from toolchain.codegen.quant import quantize_multiplier
 
 OPCODES = ("QUANTIZE",)

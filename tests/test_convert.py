@@ -36,6 +36,19 @@ def test_int8_accuracy_close_to_float(converted: dict) -> None:
     assert abs(float_acc - int8_acc) <= 0.02
 
 
+def test_host_int8_quantizes_inputs_as_the_device_does(converted: dict) -> None:
+    """Ties round half away from zero (TFLite Micro's QUANTIZE), not to even as numpy does."""
+    from toolchain.codegen.quant import tflm_quantize
+    from toolchain.convert.convert import Int8Model
+
+    model = Int8Model(Path(converted["tflite"]).read_bytes())
+    scale, zero_point = model.input["quantization"]
+    halves = np.arange(6, dtype=np.float32) + np.float32(0.5)  # 0.5, 1.5, ... 5.5 steps above zero
+    got = model.quantize(halves * np.float32(scale))
+    assert np.array_equal(got, tflm_quantize(halves * np.float32(scale), scale, zero_point))
+    assert (got.astype(np.int64) - zero_point).tolist() == [1, 2, 3, 4, 5, 6]  # np.round: 0, 2, 2, 4, 4, 6
+
+
 def test_float_model_is_refused_naming_the_op() -> None:
     import keras
     import tensorflow as tf

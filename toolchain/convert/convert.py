@@ -162,9 +162,11 @@ class Int8Model:
         self.output = self._interpreter.get_output_details()[0]
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float -> int8 as on the device: TFLite Micro's rounding (half away from zero)."""
+        from toolchain.oracle import quantize_input
+
         scale, zero_point = self.input["quantization"]
-        q = np.round(np.asarray(x, np.float32) / scale) + zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        return quantize_input(np.asarray(x, np.float32), float(scale), int(zero_point))
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         scale, zero_point = self.output["quantization"]

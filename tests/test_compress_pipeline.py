@@ -87,8 +87,11 @@ def test_wrong_data_is_refused_before_work(mlp):
         compress(mlp, {"x_train": x, "y_train": np.zeros(10, np.int64)})
     bad = np.zeros((10, 64), np.float32)
     bad[3, 5] = np.nan
-    with pytest.raises(DataError, match="'x_train' holds NaN"):
+    with pytest.raises(DataError, match="^data dict: key 'x_train' holds 1 NaN or Inf values"):
         compress(mlp, {"x_train": bad})
+    # Arrays in memory get every check a file gets (data.dataset_from_arrays).
+    with pytest.raises(DataError, match="^data dict: 'x_train' has 10 samples but 'y_train' has 9"):
+        compress(mlp, {"x_train": np.zeros((10, 64), np.float32), "y_train": np.zeros(9, np.int64)})
 
 
 def test_nan_weights_are_refused(mlp):

@@ -8,9 +8,10 @@ work, naming the key, the shape found and the shape expected.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,12 @@ class Dataset:
         return self.y_test if self.x_test is not None else self.y_train
 
 
-def _check_finite(path: Path, key: str, array: np.ndarray) -> None:
+def _check_finite(where: str, key: str, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{path}: key '{key}' has dtype {array.dtype}; expected numbers")
+        raise DataError(f"{where}: key '{key}' has dtype {array.dtype}; expected numbers")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise DataError(f"{path}: key '{key}' holds {bad} NaN or Inf values")
+        raise DataError(f"{where}: key '{key}' holds {bad} NaN or Inf values")
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -59,27 +60,33 @@ def load_dataset(path: str | Path) -> Dataset:
             arrays = {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise DataError(f"data file {p}: not a readable .npz archive ({exc})") from exc
+    return dataset_from_arrays(arrays, p, where=f"data file {p}")
+
+
+def dataset_from_arrays(
+    arrays: Mapping[str, Any], path: Path = Path("<arrays>"), *, where: str = "data dict"
+) -> Dataset:
+    """The checks of an `.npz` file, on arrays in memory; `where` starts every error message.
+
+    The one place the data contract is checked: `load_dataset` reads a file into this.
+    """
+    arrays = {key: np.asarray(value) for key, value in arrays.items() if value is not None}
     if "x_train" not in arrays:
-        raise DataError(
-            f"data file {p}: missing key 'x_train' (found: {', '.join(sorted(arrays)) or 'none'})"
-        )
+        raise DataError(f"{where}: missing key 'x_train' (found: {', '.join(sorted(arrays)) or 'none'})")
     if ("x_test" in arrays) != ("y_test" in arrays) and "y_train" in arrays:
         missing = "y_test" if "x_test" in arrays else "x_test"
-        raise DataError(
-            f"data file {p}: has {'x_test' if missing == 'y_test' else 'y_test'} but not '{missing}'"
-        )
+        raise DataError(f"{where}: has {'x_test' if missing == 'y_test' else 'y_test'} but not '{missing}'")
     for key, array in arrays.items():
-        _check_finite(p, key, array)
+        _check_finite(where, key, array)
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
         if x_key in arrays and y_key in arrays and len(arrays[x_key]) != len(arrays[y_key]):
             raise DataError(
-                f"data file {p}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has "
-                f"{len(arrays[y_key])}"
+                f"{where}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has {len(arrays[y_key])}"
             )
     if len(arrays["x_train"]) == 0:
-        raise DataError(f"data file {p}: 'x_train' is empty")
+        raise DataError(f"{where}: 'x_train' is empty")
     return Dataset(
-        path=p,
+        path=path,
         x_train=arrays["x_train"],
         y_train=arrays.get("y_train"),
         x_test=arrays.get("x_test"),

@@ -28,7 +28,7 @@ from toolchain.compress.layers import (
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
-from toolchain.data import Dataset, check_input_shape, load_dataset
+from toolchain.data import Dataset, check_input_shape, dataset_from_arrays, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
@@ -89,21 +89,7 @@ def to_dataset(data: Any) -> Dataset | None:
     if isinstance(data, (str, Path)):
         return load_dataset(data)
     if isinstance(data, dict):
-        if "x_train" not in data:
-            raise DataError("data dict: missing key 'x_train'")
-        arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
-        for key, array in arrays.items():
-            if not np.issubdtype(array.dtype, np.number):
-                raise DataError(f"data dict: key '{key}' has dtype {array.dtype}; expected numbers")
-            if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-                raise DataError(f"data dict: key '{key}' holds NaN or Inf values")
-        return Dataset(
-            Path("<arrays>"),
-            arrays["x_train"],
-            arrays.get("y_train"),
-            arrays.get("x_test"),
-            arrays.get("y_test"),
-        )
+        return dataset_from_arrays(data)
     raise DataError(f"data: expected a Dataset, an .npz path or a dict of arrays, got {type(data).__name__}")
 
 

@@ -27,6 +27,7 @@ from toolchain.firmware import (
     validate_platformio_ini,
 )
 from toolchain.firmware.boards import list_boards, load_board
+from toolchain.firmware.budget import budget_before_codegen, kernel_code_bytes
 from toolchain.firmware.cli import register
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -245,9 +246,12 @@ def test_prediction_counts_weights_code_arena_and_stack(generated_model):
     info = json.loads((generated_model / "model_info.json").read_text())
     usage = check_budget(generated_model, "nano33")
     board = load_board("nano33")
-    assert usage["flash"]["weights"] == info["weights_bytes"]
-    assert usage["flash"]["model_code"] > 0
-    assert usage["ram"]["arena_and_model"] >= info["arena_bytes"]
+    assert usage["flash"]["weights"] == info["weights_bytes"] == sum(c["bytes"] for c in info["constants"])
+    assert usage["flash"]["code"] > 0
+    assert usage["flash"]["framework"] == board.runtime_flash_bytes
+    assert usage["ram"]["arena"] == info["arena_bytes"]
+    # The benchmark app's buffers are linked: the saved inputs, run counts and frames at least.
+    assert usage["ram"]["static"] > 2 * 256
     assert usage["ram"]["stack"] == board.stack_bytes
     assert usage["flash_bytes"] == sum(usage["flash"].values()) < board.flash_bytes
 
@@ -282,9 +286,21 @@ def test_over_flash_budget_refused_with_details(generated_model, tmp_path):
 def test_over_ram_budget_refused(tiny_model):
     _patch_info(tiny_model, arena_bytes=300_000)
     with pytest.raises(
-        BudgetError, match=r"ram: needs \d+ B \(arena_and_model 300000, stack 16384.*> 262144 B"
+        BudgetError,
+        match=r"ram: needs \d+ B \(arena 300000, static \d+, framework 0, stack 16384.*> 262144 B",
     ):
         check_budget(tiny_model, "qemu_m4")
     # The same model fits a board with more RAM.
     assert predict_usage(tiny_model, "teensy41")["ram_bytes"] < load_board("teensy41").ram_bytes
     check_budget(tiny_model, "teensy41")
+
+
+def test_budget_before_codegen_counts_the_app_buffers_and_every_kernel():
+    """compress --board: the input buffer and every kernel are counted before any C exists."""
+    small = budget_before_codegen("qemu_m4", input_sizes=[64], output_sizes=[10], activation_bytes=100)
+    large = budget_before_codegen("qemu_m4", input_sizes=[27_648], output_sizes=[10], activation_bytes=100)
+    assert small["ram_left_bytes"] - large["ram_left_bytes"] >= 27_648 - 64
+    assert small["code_bytes"] > kernel_code_bytes("qemu_m4") > 8_000
+    assert small["weights_budget_bytes"] == load_board("qemu_m4").flash_bytes - small["code_bytes"]
+    with pytest.raises(BudgetError, match=r"board 'qemu_m4': activations need about 300000 bytes"):
+        budget_before_codegen("qemu_m4", input_sizes=[64], output_sizes=[10], activation_bytes=300_000)

@@ -51,9 +51,11 @@ def test_build_reports_elf_sizes_and_prediction(port_check_build):
     report = port_check_build
     board = load_board(report["board"])
     assert Path(report["elf"]).is_file()
-    assert 1000 < report["flash_bytes"] < report["predicted"]["flash_bytes"] <= board.flash_bytes
+    assert 1000 < report["flash_bytes"] < board.flash_bytes
     assert report["static_ram_bytes"] >= 32 + 16  # the arena and the app's state, at least
-    assert report["flash_prediction_error"] > 0  # the prediction errs on the cautious side
+    # The budget links the app the firmware is built with (here the port-check app).
+    assert abs(report["flash_prediction_error"]) <= 0.05
+    assert abs(report["static_ram_prediction_error"]) <= 0.05
 
 
 def test_port_works_over_the_uart(port_check_build):
@@ -199,7 +201,7 @@ def test_build_command_with_the_benchmark_app(tmp_path, capsys):
     assert main(["build", str(model), "--board", "qemu_m3", "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert Path(report["elf"]).is_file() and report["board"] == "qemu_m3"
-    assert 0 < report["flash_bytes"] <= report["predicted"]["flash_bytes"]
+    assert 0 < report["flash_bytes"] and abs(report["flash_prediction_error"]) <= 0.05
     assert "predicted" in capsys.readouterr().out
 
     assert main(["build", str(model), "--board", "qemu_m5"]) == 2

@@ -35,35 +35,21 @@ DEFAULT_ENERGY = 0.95
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 
 
-KERNEL_CODE_BYTES = 16 * 1024  # the generated model code and kernels, beside the board's own runtime
-
-
 def board_weight_budget(board_id: str, model: Any) -> tuple[int, dict]:
-    """Flash bytes left for int8 weights on a board after its runtime and the model code.
+    """Flash bytes left for int8 weights on a board (firmware/budget.py, the one budget model)."""
+    from toolchain.firmware.budget import budget_before_codegen
 
-    RAM is checked too: factoring does not shrink activations, so a model whose largest
-    layer input plus output (int8) does not fit the RAM left is refused here, not on the board.
-    """
-    from toolchain.firmware.boards import load_board
+    info = budget_before_codegen(
+        board_id,
+        input_sizes=[_int8_bytes(t) for t in model.inputs],
+        output_sizes=[_int8_bytes(t) for t in model.outputs],
+        activation_bytes=activation_bytes(model),
+    )
+    return info["weights_budget_bytes"], info
 
-    board = load_board(board_id)
-    weights_budget = board.flash_bytes - board.runtime_flash_bytes - KERNEL_CODE_BYTES
-    ram_left = board.ram_bytes - board.runtime_ram_bytes - board.stack_bytes
-    activations = activation_bytes(model)
-    if activations > ram_left:
-        raise BudgetError(
-            f"board '{board_id}': activations need about {activations} bytes of RAM but {ram_left} are left "
-            f"(RAM {board.ram_bytes}); low-rank factoring cannot reduce them"
-        )
-    return weights_budget, {
-        "board": board_id,
-        "flash_bytes": board.flash_bytes,
-        "ram_bytes": board.ram_bytes,
-        "runtime_flash_bytes": board.runtime_flash_bytes,
-        "weights_budget_bytes": weights_budget,
-        "activation_bytes": activations,
-        "ram_left_bytes": ram_left,
-    }
+
+def _int8_bytes(tensor: Any) -> int:
+    return int(np.prod([d for d in tensor.shape[1:] if d is not None], dtype=np.int64))
 
 
 def activation_bytes(model: Any) -> int:

@@ -29,6 +29,17 @@ def _announce(name: str, detail: str) -> float:
     return time.perf_counter()
 
 
+def _say_sizes(build: dict) -> None:
+    """The budget's prediction beside the ELF's sizes, as `tinyrank build` shows them."""
+    from rich.console import Console
+
+    predicted = build["predicted"]
+    Console(stderr=True).print(
+        f"      flash {build['flash_bytes']:,} B (predicted {predicted['flash_bytes']:,}), "
+        f"static RAM {build['static_ram_bytes']:,} B (predicted {predicted['static_ram_bytes']:,})"
+    )
+
+
 def compress_stage(
     model_path: Path, data_path: Path, out_dir: Path, options: dict | None
 ) -> tuple[Path, dict]:
@@ -100,6 +111,7 @@ def deploy(
     start = _announce("build", f"PlatformIO firmware for {board.id}")
     report["build"] = firmware.build(gen_dir, board)
     _timed(report, "build", start)
+    _say_sizes(report["build"])
 
     where = "in QEMU" if board.is_emulated else f"on {port or 'the board'}"
     start = _announce("bench", f"{where}: latency, RAM, every test sample against TFLite Micro")

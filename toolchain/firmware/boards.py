@@ -61,8 +61,10 @@ class Board:
     baud: int
     counter: str  # "dwt" or "systick"
     stack_bytes: int  # stack reserved for the benchmark app and the model's kernels
-    runtime_flash_bytes: int = 16_384  # start-up, UART, libc, benchmark app; framework on real boards
-    runtime_ram_bytes: int = 4_096  # their .data/.bss and buffers
+    # What the budget cannot link itself: a real board's framework, bootloader and USB stack.
+    # The port, benchmark app and C library are linked and measured (firmware/budget.py).
+    runtime_flash_bytes: int = 16_384
+    runtime_ram_bytes: int = 4_096
     renode_platform: str = ""  # Renode platform description (.repl) modelling the MCU, if any
     qemu_machine: str | None = None  # None for real boards
     qemu_cpu: str | None = None

@@ -2,119 +2,194 @@
 
 `build`, `compress --board` and `deploy` all ask this module, so the figures a user sees
 before building are the ones the build checks.
+
+The prediction counts what the firmware links, by linking it: the model's code and
+kernels, the benchmark app (with its buffers, sized by the model's inputs and outputs),
+the board's port and the C library are compiled for the board's core and linked with
+`--gc-sections`, as PlatformIO will. Only the weights are left out of that link (their
+sizes are in model_info.json's `constants`, so the large `model_weights.c` is not
+compiled twice) and the arena is taken from model_info.json. What tinyrank cannot link
+itself, a real board's framework, bootloader and USB stack, is the board file's
+`runtime_flash_bytes` / `runtime_ram_bytes` (0 on QEMU boards).
+
+Before codegen (`compress --board`) there is no generated model yet: `budget_before_codegen`
+links the app and port against a stand-in model with the Keras model's input and output
+sizes and counts every kernel the model could call.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-import re
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from toolchain.errors import BudgetError
+from toolchain.errors import BudgetError, BuildError, TinyrankError
 from toolchain.firmware.boards import Board, load_board
-from toolchain.firmware.compile import cross_compile
-from toolchain.firmware.project import HEAP_BYTES, _model_files, read_model_info
+from toolchain.firmware.compile import compile_objects, elf_sizes
+from toolchain.firmware.project import (
+    ARM_PREFIX,
+    BENCH_APP_DIR,
+    HEAP_BYTES,
+    PORTS_DIR,
+    TEMPLATES_DIR,
+    _model_files,
+    read_model_info,
+    render_linker_script,
+)
+from toolchain.processes import first_error_line, run_tool
 
-_C_TYPE_BYTES = {
-    "int8_t": 1,
-    "uint8_t": 1,
-    "int16_t": 2,
-    "uint16_t": 2,
-    "int32_t": 4,
-    "uint32_t": 4,
-    "float": 4,
-    "int64_t": 8,
-}
-_WEIGHT_ARRAY = re.compile(r"^const\s+(\w+)\s+(\w+)((?:\[\d+\])+)", re.MULTILINE)
+KERNELS_DIR = TEMPLATES_DIR / "kernels"
+WEIGHTS_SOURCE = "model_weights.c"
+LINK_TIMEOUT_S = 120.0
 
 
-def _largest_weights(model_dir: Path) -> list[dict]:
-    """Constant arrays defined in model_weights.c with their sizes, largest first."""
-    path = model_dir / "model_weights.c"
-    if not path.is_file():
+@dataclass
+class Linked:
+    """Sizes of a firmware linked without its weights."""
+
+    flash_bytes: int  # text + data: code, read-only data and .data initialisers
+    static_ram_bytes: int  # data + bss, the arena included
+    arena_bytes: int  # the model's static arena, as linked
+
+
+# ---------------------------------------------------------------- linking
+
+
+def _port_sources(board: Board) -> list[Path]:
+    """The port's C sources tinyrank can compile (a real board's port needs its framework)."""
+    if not board.is_emulated:
         return []
-    entries = []
-    for c_type, name, dims in _WEIGHT_ARRAY.findall(path.read_text(encoding="utf-8", errors="replace")):
-        shape = [int(d) for d in re.findall(r"\d+", dims)]
-        count = 1
-        for d in shape:
-            count *= d
-        entries.append({"name": name, "shape": shape, "bytes": count * _C_TYPE_BYTES.get(c_type, 4)})
-    return sorted(entries, key=lambda e: -e["bytes"])
+    return sorted(p for p in (PORTS_DIR / board.family).glob("*.c"))
 
 
-def _largest_activations(model_dir: Path, info: dict) -> list[dict]:
-    """Non-constant tensors of the .tflite (next to the model folder), largest first.
+def _link_flags(board: Board, work: Path) -> list[str]:
+    """The link of the platform's builder (platformio/platform-tinyrank-qemu/builder/main.py).
 
-    Without the .tflite, the model's inputs and outputs from model_info.json stand in.
+    QEMU boards link with their own linker script, its budget raised to QEMU's memories so
+    an over-budget model is measured instead of refused. A real board's start-up lives in
+    its framework, so its link starts at `bench_main` and leaves the port's symbols open.
     """
-    name = info.get("tflite", "model.tflite")
-    candidates = [model_dir / name, model_dir.parent / name]
-    tflite_path = next((p for p in candidates if p.is_file()), None)
-    if tflite_path is None:
-        edges = info.get("inputs", []) + info.get("outputs", [])
-        return sorted(
-            (
-                {"name": e.get("name", "?"), "shape": e.get("shape", []), "bytes": e.get("size", 0)}
-                for e in edges
-            ),
-            key=lambda e: -e["bytes"],
+    flags = [
+        *board.compile_flags(),
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-Wl,--gc-sections",
+    ]
+    if board.is_emulated and board.memory is not None:
+        roomy = dataclasses.replace(
+            board, flash_bytes=board.memory.flash_size, ram_bytes=board.memory.ram_size
         )
-    from tflite.Model import Model
-
-    itemsize = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8}  # TensorType -> bytes
-    model = Model.GetRootAsModel(tflite_path.read_bytes(), 0)
-    entries = []
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for t in range(graph.TensorsLength()):
-            tensor = graph.Tensors(t)
-            buffer = model.Buffers(tensor.Buffer())
-            if buffer is not None and buffer.DataLength() > 0:
-                continue  # a constant: counted with the weights
-            shape = [int(tensor.Shape(i)) for i in range(tensor.ShapeLength())]
-            count = 1
-            for d in shape:
-                count *= max(d, 1)
-            entries.append(
-                {
-                    "name": tensor.Name().decode("utf-8", "replace"),
-                    "shape": shape,
-                    "bytes": count * itemsize.get(tensor.Type(), 4),
-                }
-            )
-    return sorted(entries, key=lambda e: -e["bytes"])
+        script = work / "measure.ld"
+        script.write_text(render_linker_script(roomy), encoding="utf-8")
+        return [*flags, f"-T{script}"]
+    return [*flags, "-Wl,-e,bench_main", "-Wl,--unresolved-symbols=ignore-all"]
 
 
-def _describe(entries: list[dict], count: int = 3) -> str:
-    return ", ".join(f"'{e['name']}' {e['shape']} {e['bytes']} B" for e in entries[:count]) or "n/a"
+def _symbol_size(elf: Path, name: str) -> int:
+    result = run_tool(
+        [f"{ARM_PREFIX}nm", "-S", "--defined-only", str(elf)], timeout_s=60, what="reading symbols"
+    )
+    if result.returncode != 0:
+        raise BuildError(f"{ARM_PREFIX}nm failed: {first_error_line(result.stderr)}")
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[1], 16)
+    return 0
 
 
-def predict_usage(model_dir: str | os.PathLike, board: Board | str) -> dict:
+def link_without_weights(
+    model_dir: str | os.PathLike,
+    board: Board,
+    *,
+    constants: list[str],
+    sources: list[Path] | None = None,
+    app_dir: str | os.PathLike | None = None,
+) -> Linked:
+    """Compile and link the firmware of the model in `model_dir` with every weight array at address 0.
+
+    `app_dir` is the application the firmware is built with (default: the benchmark app).
+    """
+    model_dir = Path(model_dir)
+    info = read_model_info(model_dir)
+    if sources is None:
+        model_sources, _ = _model_files(model_dir)
+        sources = [p for p in model_sources if p.name != WEIGHTS_SOURCE]
+    app_sources = sorted(Path(app_dir if app_dir is not None else BENCH_APP_DIR).glob("*.c"))
+    port_sources = _port_sources(board)
+    with tempfile.TemporaryDirectory(prefix="tinyrank-budget-") as tmp:
+        work = Path(tmp)
+        objects, _ = compile_objects(
+            model_dir,
+            board,
+            [*sources, *app_sources, *port_sources],
+            work,
+            werror=False,
+            include_dirs=(PORTS_DIR / board.family,),
+        )
+        weights = work / "weights.ld"
+        weights.write_text("".join(f"{name} = 0;\n" for name in constants), encoding="utf-8")
+        elf = work / "measure.elf"
+        command = [
+            f"{ARM_PREFIX}gcc",
+            *_link_flags(board, work),
+            *map(str, objects),
+            str(weights),
+            "-lm",
+            "-o",
+            str(elf),
+        ]
+        result = run_tool(command, timeout_s=LINK_TIMEOUT_S, what=f"linking for {board.id}")
+        if result.returncode != 0:
+            raise BuildError(f"linking {model_dir} for {board.id}: {first_error_line(result.stderr)}")
+        sizes = elf_sizes(elf)
+        arena = _symbol_size(elf, f"{info.get('prefix', 'tr')}_arena")
+    return Linked(sizes["flash_bytes"], sizes["static_ram_bytes"], arena)
+
+
+# ---------------------------------------------------------------- a generated model
+
+
+def _constants(model_dir: Path, info: dict[str, Any]) -> list[dict[str, Any]]:
+    constants = info.get("constants")
+    if not isinstance(constants, list):
+        raise TinyrankError(
+            f"{model_dir / 'model_info.json'}: no 'constants' table; regenerate it with `tinyrank codegen`"
+        )
+    return constants
+
+
+def predict_usage(
+    model_dir: str | os.PathLike, board: Board | str, *, app_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Predicted flash and RAM of the firmware, by part, before PlatformIO runs.
 
-    Code size is measured, not guessed: the model's sources other than the weights are
-    compiled for the board's core; the weights are `weights_bytes` of model_info.json.
+    flash = weights (model_info) + code (everything linked but the weights) + framework;
+    RAM = arena (model_info) + static (the app's buffers, port, C library) + framework
+    + stack + heap. `static_ram_bytes` is what the ELF's .data + .bss will hold.
     """
     board = load_board(board)
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)
-    sources, _ = _model_files(model_dir)
-    code_sources = [p for p in sources if p.name != "model_weights.c"]
-    objects = cross_compile(model_dir, board, sources=code_sources, werror=False)["objects"]
-    code_bytes = sum(o["text"] + o["data"] for o in objects.values())
-    model_static_ram = sum(o["data"] + o["bss"] for o in objects.values())
-    arena_bytes = int(info["arena_bytes"])
+    constants = _constants(model_dir, info)
+    names = [c["c_name"] for c in constants]
+    linked = link_without_weights(model_dir, board, constants=names, app_dir=app_dir)
     flash = {
         "weights": int(info["weights_bytes"]),
-        "model_code": code_bytes,
-        "runtime": board.runtime_flash_bytes,
+        "code": linked.flash_bytes,
+        "framework": board.runtime_flash_bytes,
     }
-    # The arena is a static array of model.c when codegen puts it there; count it once.
     ram = {
-        "arena_and_model": max(arena_bytes, model_static_ram),
+        "arena": int(info["arena_bytes"]),
+        "static": linked.static_ram_bytes - linked.arena_bytes,
+        "framework": board.runtime_ram_bytes,
         "stack": board.stack_bytes,
-        "runtime": board.runtime_ram_bytes,
         "heap": HEAP_BYTES,
     }
     return {
@@ -125,19 +200,38 @@ def predict_usage(model_dir: str | os.PathLike, board: Board | str) -> dict:
         "ram": ram,
         "ram_bytes": sum(ram.values()),
         "ram_limit": board.ram_bytes,
-        "static_ram_bytes": ram["arena_and_model"] + ram["runtime"],
+        "static_ram_bytes": ram["arena"] + ram["static"] + ram["framework"],
     }
 
 
-def check_budget(model_dir: str | os.PathLike, board: Board | str) -> dict:
+def _largest(entries: list[dict[str, Any]], count: int = 3) -> str:
+    ranked = sorted(entries, key=lambda e: -int(e.get("bytes", 0)))[:count]
+    return ", ".join(f"'{e['name']}' {e.get('shape', [])} {e['bytes']} B" for e in ranked) or "n/a"
+
+
+def _largest_weights(info: dict[str, Any]) -> str:
+    return _largest(
+        [{"name": c["c_name"], "shape": [c["count"]], "bytes": c["bytes"]} for c in info["constants"]]
+    )
+
+
+def _largest_tensors(info: dict[str, Any]) -> str:
+    tensors = info.get("tensors")
+    if tensors is None:  # an older model_info: its inputs and outputs stand in
+        tensors = [{**e, "bytes": e.get("size", 0)} for e in info.get("inputs", []) + info.get("outputs", [])]
+    return _largest([t for t in tensors if t.get("storage", "arena") == "arena"])
+
+
+def check_budget(
+    model_dir: str | os.PathLike, board: Board | str, *, app_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """The predicted usage (see `predict_usage`); raises BudgetError if it cannot fit the board."""
     board = load_board(board)
-    usage = predict_usage(model_dir, board)
+    usage = predict_usage(model_dir, board, app_dir=app_dir)
     over = [kind for kind in ("flash", "ram") if usage[f"{kind}_bytes"] > usage[f"{kind}_limit"]]
     if not over:
         return usage
     info = read_model_info(model_dir)
-    weights, activations = _largest_weights(Path(model_dir)), _largest_activations(Path(model_dir), info)
     totals = "; ".join(
         f"{kind}: needs {usage[f'{kind}_bytes']} B ("
         + ", ".join(f"{part} {size}" for part, size in usage[kind].items())
@@ -147,6 +241,104 @@ def check_budget(model_dir: str | os.PathLike, board: Board | str) -> dict:
     factor = max(usage[f"{k}_bytes"] / usage[f"{k}_limit"] for k in over)
     raise BudgetError(
         f"model {model_dir} does not fit board '{board.id}' ({board.name}): {totals}; "
-        f"largest weights: {_describe(weights)}; largest tensors: {_describe(activations)}; "
+        f"largest weights: {_largest_weights(info)}; largest tensors: {_largest_tensors(info)}; "
         f"shrink it about {factor:.1f}x, e.g. `tinyrank compress MODEL.keras --board {board.id}`"
     )
+
+
+# ---------------------------------------------------------------- before codegen
+
+_STAND_IN_HEADER = """\
+/* A stand-in for a generated model: its inputs and outputs, no ops. */
+#ifndef TR_MODEL_H
+#define TR_MODEL_H
+#include <stdint.h>
+#define TR_NUM_INPUTS {num_inputs}
+#define TR_NUM_OUTPUTS {num_outputs}
+#define TR_NUM_OPS 1
+#define TR_ARENA_SIZE 16
+#define TR_MODEL_HASH 0u
+{sizes}
+int tr_invoke(void);
+int8_t *tr_input(int i);
+const int8_t *tr_output(int i);
+#endif
+"""
+
+_STAND_IN_SOURCE = """\
+#include "model.h"
+static int8_t tr_arena[TR_ARENA_SIZE];
+int8_t *tr_input(int i) { return i >= 0 ? tr_arena : 0; }
+const int8_t *tr_output(int i) { return i >= 0 ? tr_arena : 0; }
+int tr_invoke(void) { return 0; }
+"""
+
+
+@lru_cache(maxsize=32)
+def _runtime_linked(board_id: str, inputs: tuple[int, ...], outputs: tuple[int, ...]) -> Linked:
+    """The app, port and C library linked against a model with these input and output sizes."""
+    board = load_board(board_id)
+    sizes = [f"#define TR_INPUT{i}_SIZE {n}" for i, n in enumerate(inputs)]
+    sizes += [f"#define TR_OUTPUT{i}_SIZE {n}" for i, n in enumerate(outputs)]
+    with tempfile.TemporaryDirectory(prefix="tinyrank-stand-in-") as tmp:
+        model_dir = Path(tmp)
+        header = _STAND_IN_HEADER.format(
+            num_inputs=len(inputs), num_outputs=len(outputs), sizes="\n".join(sizes)
+        )
+        (model_dir / "model.h").write_text(header, encoding="utf-8")
+        (model_dir / "model.c").write_text(_STAND_IN_SOURCE, encoding="utf-8")
+        edges = {"inputs": [{"size": n} for n in inputs], "outputs": [{"size": n} for n in outputs]}
+        info = {"prefix": "tr", "arena_bytes": 16, "weights_bytes": 0, "ops": [], **edges}
+        (model_dir / "model_info.json").write_text(json.dumps(info), encoding="utf-8")
+        return link_without_weights(model_dir, board, constants=[])
+
+
+@lru_cache(maxsize=16)
+def kernel_code_bytes(board_id: str) -> int:
+    """Flash of every kernel compiled for the board's core: the most a model's kernels can take."""
+    board = load_board(board_id)
+    sources = sorted(KERNELS_DIR.glob("*.c"))
+    with tempfile.TemporaryDirectory(prefix="tinyrank-kernels-") as tmp:
+        work = Path(tmp)
+        model_dir = work / "model"
+        model_dir.mkdir()
+        (model_dir / "model_info.json").write_text(
+            json.dumps({"prefix": "tr", "arena_bytes": 0, "weights_bytes": 0, "ops": []}), encoding="utf-8"
+        )
+        objects, _ = compile_objects(
+            model_dir, board, sources, work, werror=False, include_dirs=(KERNELS_DIR,)
+        )
+        return sum(elf_sizes(o)["flash_bytes"] for o in objects)
+
+
+def budget_before_codegen(
+    board: Board | str, *, input_sizes: list[int], output_sizes: list[int], activation_bytes: int
+) -> dict[str, Any]:
+    """Flash left for int8 weights on a board, for a model not generated yet.
+
+    What is not weights: the app, port and C library (linked against a stand-in with the
+    model's input and output sizes), every kernel (an upper bound of the model's code) and
+    the board's framework. RAM is checked too: factoring does not shrink activations, so a
+    model whose largest layer input plus output does not fit the RAM left is refused here.
+    """
+    board = load_board(board)
+    runtime = _runtime_linked(board.id, tuple(input_sizes) or (1,), tuple(output_sizes) or (1,))
+    kernels = kernel_code_bytes(board.id)
+    code = runtime.flash_bytes + kernels + board.runtime_flash_bytes
+    weights_budget = board.flash_bytes - code
+    static_ram = runtime.static_ram_bytes - runtime.arena_bytes + board.runtime_ram_bytes
+    ram_left = board.ram_bytes - static_ram - board.stack_bytes - HEAP_BYTES
+    if activation_bytes > ram_left:
+        raise BudgetError(
+            f"board '{board.id}': activations need about {activation_bytes} bytes of RAM but {ram_left} "
+            f"are left (RAM {board.ram_bytes}); low-rank factoring cannot reduce them"
+        )
+    return {
+        "board": board.id,
+        "flash_bytes": board.flash_bytes,
+        "ram_bytes": board.ram_bytes,
+        "code_bytes": code,
+        "weights_budget_bytes": weights_budget,
+        "activation_bytes": activation_bytes,
+        "ram_left_bytes": ram_left,
+    }

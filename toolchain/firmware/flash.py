@@ -59,7 +59,8 @@ def build(
     QEMU boards); tests use it to see the link-time check fire.
     """
     board = load_board(board)
-    prediction = check_budget(model_dir, board) if check else predict_usage(model_dir, board)
+    predict = check_budget if check else predict_usage
+    prediction = predict(model_dir, board, app_dir=app_dir)
     project = create_project(
         model_dir, board, out_dir, profile=profile, app_dir=app_dir, extra_build_flags=extra_build_flags
     )

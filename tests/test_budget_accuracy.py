@@ -1,0 +1,86 @@
+"""The budget's flash and RAM predictions against the linked ELF: within 5% on every QEMU core.
+
+Three shapes of model stress different parts: an MLP is mostly weights, a CNN mostly kernel
+code and arena, and a model with a large input mostly the benchmark app's input buffer
+(the part a prediction from the model alone would miss).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.firmware import build
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+
+TOLERANCE = 0.05
+
+
+def _mlp(keras):
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(96, activation="relu"),
+            keras.layers.Dense(48, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+
+
+def _cnn(keras):
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.DepthwiseConv2D(3, activation="relu"),
+            keras.layers.Conv2D(16, 1, activation="relu"),
+            keras.layers.AveragePooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
+def _large_input(keras):
+    """A 96x96x3 image (27 KB of int8 input) through a strided convolution."""
+    return keras.Sequential(
+        [
+            keras.Input((96, 96, 3)),
+            keras.layers.Conv2D(4, 4, strides=4, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+MODELS = {"mlp": _mlp, "cnn": _cnn, "large_input": _large_input}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def generated(request, tmp_path_factory) -> Path:
+    import keras
+
+    from toolchain.codegen import generate
+    from toolchain.convert import convert_model
+
+    keras.utils.set_random_seed(0)
+    model = MODELS[request.param](keras)
+    x = np.random.default_rng(0).normal(size=(16, *model.input_shape[1:])).astype("float32")
+    root = tmp_path_factory.mktemp(request.param)
+    (root / "model.tflite").write_bytes(convert_model(model, x, samples=16))
+    generate(root / "model.tflite", root / "gen", tflm_arena=False)
+    return root / "gen"
+
+
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
+def test_prediction_within_five_percent_of_the_elf(generated, board):
+    report = build(generated, board, timeout_s=300)
+    predicted = report["predicted"]
+    flash_error, ram_error = report["flash_prediction_error"], report["static_ram_prediction_error"]
+    # Shown with `pytest -s`: the measured errors, (predicted - actual) / actual.
+    print(f"{generated.parent.name} {board}: flash {flash_error:+.2%}, static RAM {ram_error:+.2%}")
+    assert abs(flash_error) <= TOLERANCE, (predicted["flash"], report["flash_bytes"])
+    assert abs(ram_error) <= TOLERANCE, (predicted["ram"], report["static_ram_bytes"])

@@ -80,6 +80,7 @@ class ConstantArray:
     name: str
     ctype: str
     values: np.ndarray  # flat, already of the C type
+    about: str = ""  # what it holds, e.g. the TFLite tensor it comes from (a comment above it)
 
     @property
     def nbytes(self) -> int:
@@ -162,13 +163,16 @@ class LoweringContext:
         """C expression of the tensor's typed pointer: an arena macro, or the const array of a constant."""
         if t.data is not None:
             if t.index not in self._constant_of_tensor:
-                self._constant_of_tensor[t.index] = self.constant(t.name, t.data, c_type(t))
+                self._constant_of_tensor[t.index] = self.constant(
+                    t.name, t.data, c_type(t), f"tensor {t.index} '{t.name}'"
+                )
             return self._constant_of_tensor[t.index]
         self.used_tensors[t.index] = t
         return tensor_macro(t)
 
-    def constant(self, hint: str, array: np.ndarray, ctype: str) -> str:
-        """Emit a const array into `model_weights.c`; returns its C name (prefixed, unique)."""
+    def constant(self, hint: str, array: np.ndarray, ctype: str, about: str = "") -> str:
+        """Emit a const array into `model_weights.c`; returns its C name (prefixed, whole, unique).
+        `about` goes into a comment above it (e.g. the TFLite tensor it comes from)."""
         if ctype not in C_TYPES:
             raise ValueError(f"constant '{hint}': C type {ctype} not one of {sorted(C_TYPES)}")
         values = np.ascontiguousarray(array).reshape(-1)
@@ -176,7 +180,7 @@ class LoweringContext:
         if np.issubdtype(values.dtype, np.integer) and not np.array_equal(converted, values):
             raise ValueError(f"constant '{hint}': values do not fit {ctype}")
         name = self.unique_name(f"{self.prefix}_{hint}")
-        self.constants.append(ConstantArray(name, ctype, converted))
+        self.constants.append(ConstantArray(name, ctype, converted, about))
         return name
 
     def scratch(self, nbytes: int) -> str:

@@ -11,6 +11,7 @@ nothing else, so the output folder builds on its own and holds only what the mod
 from __future__ import annotations
 
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,15 @@ def _rows(values: np.ndarray) -> list[str]:
 def c_comment(text: str) -> str:
     """Text safe inside a C block comment on one line (a tensor name may hold '*/' or a newline)."""
     return " ".join(text.replace("*/", "* /").replace("/*", "/ *").split())
+
+
+def comment_lines(text: str, indent: str = "    ") -> list[str]:
+    """A block comment of `text` wrapped to the line length: `/* ... */` on one line if it fits."""
+    text = c_comment(text)
+    if len(indent) + len(text) + 6 <= _LINE_LENGTH:
+        return [f"{indent}/* {text} */"]
+    wrapped = textwrap.wrap(text, _LINE_LENGTH - len(indent) - 3, break_long_words=False)
+    return [f"{indent}/* {wrapped[0]}", *(f"{indent} * {line}" for line in wrapped[1:]), f"{indent} */"]
 
 
 def _packable(value: FieldValue) -> bool:
@@ -171,7 +181,7 @@ def template_values(model: LoweredModel) -> dict:
         names = "+".join(op.opcode for op in [item.op, *item.fused])
         entry = {"position": position, "index": item.op.index, "opcodes": names, "call": item.call}
         if item.call is not None:
-            entry["comment"] = c_comment(item.call.comment)
+            entry["comment"] = comment_lines(item.call.comment)
             entry["struct"] = struct_lines(item.call.params)
         ops.append(entry)
     return {
@@ -188,7 +198,13 @@ def template_values(model: LoweredModel) -> dict:
         "family_headers": sorted({call.header for call in calls}),
         "ops": ops,
         "constants": [
-            {"name": c.name, "ctype": c.ctype, "size": c.values.size, "rows": _rows(c.values)}
+            {
+                "name": c.name,
+                "ctype": c.ctype,
+                "size": c.values.size,
+                "rows": _rows(c.values),
+                "about": c_comment(c.about),
+            }
             for c in ctx.constants
         ],
         "kernels": kernels,

@@ -108,7 +108,12 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     macs = n * out_h * out_w * out_c * k_h * k_w
     buffers = [ctx.tensor(inp), ctx.tensor(out)]
     if doubled is not None:  # the fast path: int16 doubled weights, ~10-instruction requantization
-        fields["filter_x2"] = ctx.constant(f"{name}_filter_x2", doubled_weights(taps), "int16_t")
+        fields["filter_x2"] = ctx.constant(
+            f"{name}_filter_x2",
+            doubled_weights(taps),
+            "int16_t",
+            f"weights '{filt.name}' {shape_text(filt)}, doubled, by four channels (0, 2, 1, 3)",
+        )
         fields["bias_x2"] = ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t")
         pairs = np.stack(doubled, axis=1).reshape(-1)
         fields["requant"] = {
@@ -129,7 +134,9 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             comment,
             macs,
         )
-    fields["filter"] = ctx.constant(f"{name}_filter", filt.data, "int8_t")
+    fields["filter"] = ctx.constant(
+        f"{name}_filter", filt.data, "int8_t", f"weights '{filt.name}' {shape_text(filt)}"
+    )
     fields["bias"] = ctx.constant(f"{name}_bias", bias_folded, "int32_t")
     fields["requant"] = {
         "multiplier": ctx.constant(f"{name}_multiplier", mults, "int32_t"),

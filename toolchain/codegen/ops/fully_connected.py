@@ -175,7 +175,12 @@ def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValu
     weights = filt.data.astype(np.int64)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     return {
-        "filter": ctx.constant(f"{name}_filter", pack_rows_by_four(filt.data), "int8_t"),
+        "filter": ctx.constant(
+            f"{name}_filter",
+            pack_rows_by_four(filt.data),
+            "int8_t",
+            f"weights '{filt.name}' {shape_text(filt)}, rows packed by four",
+        ),
         "bias": ctx.constant(f"{name}_bias", folded, "int32_t"),
         "requant": requant_fields(
             ctx,

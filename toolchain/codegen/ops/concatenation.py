@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor
+from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops._common import require_int8_per_tensor, struct_name
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("CONCATENATION",)
@@ -58,18 +58,20 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     axis = concat_axis(op)
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
     inner = int(np.prod(out.shape[axis + 1 :], dtype=np.int64))
-    pointers = ", ".join(ctx.tensor(t) for t in _inputs(op))
-    sizes = ", ".join(str(t.shape[axis] * inner) for t in _inputs(op))
-    inputs_text = " + ".join(shape_text(t) for t in _inputs(op))
+    inputs = _inputs(op)
+    pointers = ", ".join(ctx.tensor(t) for t in inputs)
+    sizes = np.array([t.shape[axis] * inner for t in inputs], np.int32)
+    inputs_text = " + ".join(shape_text(t) for t in inputs)
+    name = struct_name(op, ctx)
+    fields: dict[str, FieldValue] = {
+        "num_inputs": len(inputs),
+        "outer": outer,
+        "block_sizes": ctx.constant(f"{name}_block_sizes", sizes, "int32_t"),
+    }
     return KernelCall(
         source="tr_concatenation.c",
         function="tr_concatenation_int8",
-        args=[
-            f"(const int8_t *const[]){{{pointers}}}",
-            f"(const int32_t[]){{{sizes}}}",
-            str(len(op.inputs)),
-            str(outer),
-            ctx.tensor(out),
-        ],
+        params=ctx.params("tr_concatenation_params", name, fields),
+        args=[f"(const int8_t *const[]){{{pointers}}}", ctx.tensor(out)],
         comment=f"CONCATENATION axis {axis}: {inputs_text} -> {shape_text(out)} ({quant_text(out)})",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.budget import build_checked
 from toolchain.errors import DeviceError
 
 pytestmark = pytest.mark.qemu
@@ -22,14 +23,13 @@ def built_model(tmp_path_factory: pytest.TempPathFactory, digits_mlp: Path, digi
     from toolchain import codegen
     from toolchain.convert import convert_model
     from toolchain.data import load_dataset
-    from toolchain.firmware import build
     from toolchain.models import load_keras_model
 
     out = tmp_path_factory.mktemp("bench_qemu")
     dataset = load_dataset(digits_npz)
     (out / "model.tflite").write_bytes(convert_model(load_keras_model(digits_mlp), dataset.x_train))
     codegen.generate(out / "model.tflite", out / "gen")
-    build(out / "gen", BOARD)
+    build_checked(out / "gen", BOARD)
     return out / "gen"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.budget import build_checked
 from toolchain import oracle
 from toolchain.codegen import generate
 from toolchain.codegen.ops.depthwise_conv import doubled_weights
@@ -111,13 +112,12 @@ def test_fused_tucker_is_bit_exact_in_qemu(
     chains: dict[str, Path], tmp_path: Path, board: str, pio_build_cache: Path
 ) -> None:
     from toolchain.bench.measure import run_samples
-    from toolchain.firmware import build
 
     x = _samples(CHAINS["stride2_5x3"][0], 2, seed=1)
     gen = tmp_path / "gen"
     info = generate(chains["stride2_5x3"], gen, tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
-    build(gen, board)
+    build_checked(gen, board)
     run = run_samples(gen, board, x)
     np.testing.assert_array_equal(run["outputs"][0], oracle.run(chains["stride2_5x3"], x)[0])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.budget import build_checked
 from toolchain import oracle
 from toolchain.codegen import generate
 from toolchain.codegen.verify import verify
@@ -123,9 +124,8 @@ def test_every_kernel_and_a_model_cross_compile_warning_free(
 def _run_in_firmware(gen: Path, board: str, x: np.ndarray, expected: np.ndarray) -> dict:
     """`tinyrank build` for `board`, then every sample through the benchmark harness in QEMU."""
     from toolchain.bench.measure import run_samples
-    from toolchain.firmware import build
 
-    build(gen, board)
+    build_checked(gen, board)
     return run_samples(gen, board, x, reference=[expected], per_op=True)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.budget import build_checked
+
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
 
 CHAIN_OPS = {
@@ -72,10 +74,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
 def test_op_chain_is_bit_exact_in_qemu(chain, board, tmp_path):
     from toolchain.bench.measure import run_benchmark
-    from toolchain.firmware import build
 
     gen, data = chain
-    build(gen, board)
+    build_checked(gen, board)
     report = run_benchmark(gen, board, runs=2, dataset=data)
     assert report["samples"] == 20
     assert report["matches"] == 20 and report["mismatches"] == []

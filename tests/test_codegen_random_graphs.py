@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.budget import build_checked
 from toolchain.codegen.ops.conv import out_size
 from toolchain.codegen.verify import verify
 
@@ -280,9 +281,8 @@ def test_requantize_between_two_fully_connected(tmp_path: Path, opcode: str) -> 
 def _build_and_run(gen: Path, board: str, x: np.ndarray) -> np.ndarray:
     """Outputs of the benchmark firmware `tinyrank build` makes from `gen` for `board`, run in QEMU."""
     from toolchain.bench.measure import run_samples
-    from toolchain.firmware import build
 
-    build(gen, board)
+    build_checked(gen, board)
     return run_samples(gen, board, x)["outputs"][0]
 
 

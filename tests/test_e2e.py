@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.budget import assert_prediction_close, build_checked
 from toolchain.cli import main
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
@@ -90,6 +91,7 @@ def test_costs_are_measured(deployed: tuple[Path, dict, str]) -> None:
     assert latency["unit"] == "instructions" and latency["min"] > 1000
     assert latency["max"] - latency["min"] <= 0.01 * latency["min"]  # icount makes QEMU deterministic
     assert 0 < report["build"]["flash_bytes"] < 1024 * 1024
+    assert_prediction_close(report["build"])  # deploy builds through the one budget
     assert report["bench"]["ram_bytes"] > report["codegen"]["arena_bytes"]
 
 
@@ -99,12 +101,11 @@ def test_benchmark_firmware_accepts_another_prefix(
     """`--prefix` renames the model's C API; the one benchmark app must still drive it."""
     from toolchain.bench.measure import run_benchmark
     from toolchain.codegen import generate
-    from toolchain.firmware import build
 
     out = deployed[0]
     info = generate(out / "model.tflite", tmp_path / "gen", prefix="digits")
     assert "int digits_invoke(void);" in (tmp_path / "gen" / "model.h").read_text()
-    build(tmp_path / "gen", "qemu_m4")
+    build_checked(tmp_path / "gen", "qemu_m4")
     report = run_benchmark(tmp_path / "gen", "qemu_m4", runs=2, dataset=digits_npz, max_samples=20)
     assert report["matches"] == report["samples"] == 20
     assert report["device"]["model_hash"] == f"{info['model_hash32']:08x}"

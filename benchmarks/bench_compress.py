@@ -6,7 +6,7 @@ reduction of the layer kind that matters (Dense for the MLP, Conv2D for the CNN)
 time the compression itself takes (fine-tuning excluded). Also the textbook check: a
 1024->512 Dense at rank 64 holds (1024+512)*64 weights.
 
-Targets (issue 3): MLP dense weights >= 4x smaller with <= 1 point of accuracy lost after
+Targets: MLP dense weights >= 4x smaller with <= 1 point of accuracy lost after
 fine-tuning; CNN convolution weights >= 3x smaller with <= 1.5 points lost.
 
     python -m benchmarks.bench_compress --out build/bench/bench_compress [--quick]

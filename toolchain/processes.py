@@ -19,27 +19,35 @@ STOP_GRACE_S = 5.0  # between terminate and kill
 
 
 def run_tool(
-    command: Sequence[str], *, timeout_s: float, what: str, cwd: Path | None = None, env: dict | None = None
+    command: Sequence[str],
+    *,
+    timeout_s: float,
+    what: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    input_bytes: bytes | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a tool with a time limit; on timeout or Ctrl-C stop it and everything it started.
 
     The command gets its own process group so that a QEMU started by `pio run -t upload`
-    is stopped with it instead of being left busy-polling a core.
+    is stopped with it instead of being left busy-polling a core. Output is text, or
+    bytes when `input_bytes` is given (it is fed to the tool's stdin).
     """
     try:
         process = subprocess.Popen(
             list(command),
             cwd=cwd,
             env=env,
+            stdin=subprocess.DEVNULL if input_bytes is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            text=input_bytes is None,
             start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise BuildError(f"{what}: {command[0]} not found; run `make setup`") from exc
     try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
+        stdout, stderr = process.communicate(input_bytes, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         stop_group(process)
         raise BuildError(

@@ -17,14 +17,20 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from toolchain.bench.client import BenchClient, DeviceInfo
+from toolchain.bench.client import BenchClient
+from toolchain.bench.device import (
+    bench_app_ram_bytes,
+    check_device,
+    device_url,
+    open_client,
+    require_firmware,
+)
 from toolchain.data import class_labels
 from toolchain.errors import DataError, DeviceError, TinyrankError
 
@@ -86,90 +92,6 @@ def latency_stats(counts: list[int], unit: str, clock_hz: int) -> dict[str, Any]
     return stats
 
 
-def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
-    """The ELF `tinyrank build` made for this board, and its sizes; (None, None) if there is none."""
-    from toolchain.firmware import elf_path, elf_sizes
-
-    elf = elf_path(model_dir / f"firmware_{board.id}", board)
-    if not elf.is_file():
-        return None, None
-    return elf, elf_sizes(elf)
-
-
-def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Path | None, dict | None]:
-    """`_firmware`, refusing what cannot be measured.
-
-    That is a QEMU board without its ELF, or a real board without a port.
-    """
-    elf, sizes = _firmware(model_dir, board)
-    if board.is_emulated and elf is None:
-        raise TinyrankError(
-            f"{model_dir}: no firmware for {board.id}; run `tinyrank build {model_dir} --board {board.id}`"
-        )
-    if not board.is_emulated and port is None:
-        raise TinyrankError(
-            f"board '{board.id}' is a real board: give its serial port, e.g. --port /dev/ttyACM0"
-        )
-    return elf, sizes
-
-
-@contextmanager
-def device_url(board: Any, elf: Path | None, port: str | None) -> Iterator[str]:
-    """The pyserial URL of the device: `port` if given, else QEMU running `elf` (always stopped on exit)."""
-    if port is not None:
-        yield port
-        return
-    from toolchain.firmware.emulators import QemuSession
-
-    if elf is None:
-        raise TinyrankError(f"board '{board.id}': no firmware to run in QEMU and no --port")
-    with QemuSession(board, elf) as qemu:
-        yield qemu.url
-
-
-def _open_client(url: str, board: Any, info: dict, timeout_s: float) -> BenchClient:
-    return BenchClient.open(
-        url, baudrate=board.baud, timeout=timeout_s, expected_hash=int(info["model_hash32"])
-    )
-
-
-def bench_app_ram_bytes(elf: Path) -> int | None:
-    """RAM the benchmark app itself takes (its statics are all named bench_*), so a reader can
-    subtract it to get what the model needs in a deployment without the harness."""
-    import subprocess
-
-    from toolchain.firmware import ARM_PREFIX
-
-    try:
-        result = subprocess.run(
-            [f"{ARM_PREFIX}nm", "-S", "--defined-only", str(elf)], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
-        return None
-    total = 0
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2] in "bBdD" and parts[3].startswith("bench_"):
-            total += int(parts[1], 16)
-    return total
-
-
-def _check_device(device: DeviceInfo, info: dict, board: Any) -> None:
-    sizes = tuple(int(e["size"]) for e in info["inputs"]), tuple(int(e["size"]) for e in info["outputs"])
-    if (device.input_sizes, device.output_sizes) != sizes:
-        raise DeviceError(
-            f"firmware tensors in {device.input_sizes} out {device.output_sizes} differ from "
-            f"model_info.json in {sizes[0]} out {sizes[1]}; rebuild the firmware"
-        )
-    if device.counter_unit != board.counter_unit:
-        raise DeviceError(
-            f"firmware counts {device.counter_unit} but board '{board.id}' should count "
-            f"{board.counter_unit}; was it built for another board?"
-        )
-
-
 def measure_session(
     client: BenchClient,
     info: dict,
@@ -185,7 +107,7 @@ def measure_session(
 ) -> dict[str, Any]:
     """Everything measured over one open link (the part shared by boards and QEMU)."""
     device = client.hello()
-    _check_device(device, info, board)
+    check_device(device, info, board)
     if samples is not None and len(samples):
         timing_input = samples[0].tobytes()
     else:  # no data: time the model on an all-zero-point input
@@ -323,7 +245,7 @@ def run_benchmark(
         raise TinyrankError(f"--runs {runs}: must be at least 1")
     if dataset is not None and not hasattr(dataset, "eval_x"):
         dataset = load_dataset(dataset)
-    elf, sizes = _require_firmware(model_dir, board, port)
+    elf, sizes = require_firmware(model_dir, board, port)
 
     samples = labels = reference = None
     if dataset is not None:
@@ -334,7 +256,7 @@ def run_benchmark(
         labels = class_labels(dataset.eval_y)
         reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
 
-    with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
+    with device_url(board, elf, port) as url, open_client(url, board, info, timeout_s) as client:
         report = measure_session(
             client,
             info,
@@ -413,10 +335,10 @@ def run_samples(
         raise DataError(
             f"reference has {[len(r) for r in reference]} samples per output; the samples are {len(rows)}"
         )
-    elf, _sizes = _require_firmware(model_dir, board, port)
-    with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
+    elf, _sizes = require_firmware(model_dir, board, port)
+    with device_url(board, elf, port) as url, open_client(url, board, info, timeout_s) as client:
         device = client.hello()
-        _check_device(device, info, board)
+        check_device(device, info, board)
         result = _run_each_sample(client, rows, runs, per_op)
     if reference is not None:
         diffs = [

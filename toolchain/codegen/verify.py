@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.errors import BuildError, DataError, TinyrankError
+from toolchain.processes import run_tool
 
 COMPILE_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 300
@@ -105,10 +105,7 @@ def build_host(
         "-o",
         str(exe),
     ]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"host compile of {gen} timed out after {COMPILE_TIMEOUT_S} s") from exc
+    result = run_tool(cmd, timeout_s=COMPILE_TIMEOUT_S, what=f"host compile of {gen}")
     if result.returncode != 0:
         first = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr[-300:])
         raise BuildError(f"host compile of {gen} failed: {first.strip()}")
@@ -118,15 +115,12 @@ def build_host(
 def run_host(exe: str | os.PathLike, x_int8: np.ndarray, info: dict[str, Any]) -> list[np.ndarray]:
     """Run every sample through the host binary; one (N, size) int8 array per output."""
     n = len(x_int8)
-    try:
-        result = subprocess.run(
-            [str(exe)],
-            input=np.ascontiguousarray(x_int8).tobytes(),
-            capture_output=True,
-            timeout=RUN_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"{exe} did not finish {n} samples in {RUN_TIMEOUT_S} s") from exc
+    result = run_tool(
+        [str(exe)],
+        timeout_s=RUN_TIMEOUT_S,
+        what=f"{exe} running {n} samples",
+        input_bytes=np.ascontiguousarray(x_int8).tobytes(),
+    )
     if result.returncode != 0:
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
         raise BuildError(f"{exe} exited with status {result.returncode}: {' | '.join(tail)}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolchain.bench import protocol as p
+from toolchain.bench.protocol import DeviceInfo
 from toolchain.errors import DeviceError
 
 COMMAND_NAMES = {
@@ -36,27 +37,6 @@ class DeviceReset(DeviceError):
     """The device restarted mid-session and has forgotten its inputs and session."""
 
 
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What the firmware says about itself in reply to HELLO."""
-
-    protocol_version: int
-    model_hash: int
-    clock_hz: int
-    arena_bytes: int
-    static_ram_bytes: int
-    stack_bytes: int
-    stack_used_bytes: int
-    max_body: int
-    max_runs: int
-    num_ops: int
-    input_sizes: tuple[int, ...]
-    output_sizes: tuple[int, ...]
-    counter_unit: str
-    board_id: str
-    per_op: bool  # built with TR_PROFILE: the op hooks run
-
-
 @dataclass
 class RunResult:
     """One sample run on the device: outputs of the last run, and the counter per run."""
@@ -66,60 +46,6 @@ class RunResult:
     status: int
     stack_used_bytes: int
     op_counts: list[int] = field(default_factory=list)
-
-
-class _Body:
-    """Reads little-endian fields off a reply body, failing with a DeviceError if it is short."""
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data, self.at, self.what = data, 0, what
-
-    def take(self, fmt: str) -> Any:
-        size = struct.calcsize("<" + fmt)
-        if self.at + size > len(self.data):
-            raise DeviceError(f"{self.what} reply is {len(self.data)} bytes, too short for its fields")
-        values = struct.unpack_from("<" + fmt, self.data, self.at)
-        self.at += size
-        return values[0] if len(values) == 1 else values
-
-    def string(self) -> str:
-        length = self.take("B")
-        raw = self.take(f"{length}s")
-        return raw.decode("ascii", errors="replace")
-
-
-def parse_hello(body: bytes) -> DeviceInfo:
-    """Decode a HELLO reply. The version comes first so a mismatch is caught before the rest."""
-    b = _Body(body, "HELLO")
-    version = b.take("H")
-    if version != p.PROTOCOL_VERSION:
-        raise DeviceError(
-            f"firmware speaks benchmark protocol v{version}, this host v{p.PROTOCOL_VERSION}; "
-            "rebuild and flash the firmware with this tinyrank"
-        )
-    model_hash, clock, arena, static_ram, stack, stack_used = b.take("6I")
-    max_body, max_runs, num_ops = b.take("3H")
-    n_in, n_out, features = b.take("3B")
-    inputs = tuple(b.take("I") for _ in range(n_in))
-    outputs = tuple(b.take("I") for _ in range(n_out))
-    unit, board_id = b.string(), b.string()
-    return DeviceInfo(
-        version,
-        model_hash,
-        clock,
-        arena,
-        static_ram,
-        stack,
-        stack_used,
-        max_body,
-        max_runs,
-        num_ops,
-        inputs,
-        outputs,
-        unit,
-        board_id,
-        bool(features & p.FEATURE_PER_OP),
-    )
 
 
 def open_link(url: str, *, baudrate: int = 115200, timeout: float = READ_SLICE_S) -> Any:
@@ -277,7 +203,7 @@ class BenchClient:
         while token == self._session:
             token = self._rng.randrange(1, 256)
         body = self.request(p.HELLO, bytes([token]), hello=True)
-        info = parse_hello(body)
+        info = p.parse_hello(body)
         if self.expected_hash is not None and info.model_hash != self.expected_hash:
             raise DeviceError(
                 f"{self.name}: the firmware runs model {info.model_hash:08x} but the host model is "
@@ -316,7 +242,7 @@ class BenchClient:
             struct.pack("<HB", runs, 1 if per_op else 0),
             work_s=self.timeout + self.invoke_timeout * runs,
         )
-        status, done, stack_used, _bad = _Body(body, "INVOKE").take("iHII")
+        status, done, stack_used, _bad = p.ReplyFields(body, "INVOKE").take("iHII")
         if done != runs:
             raise DeviceError(f"{self.name}: asked for {runs} runs, the device reports {done}")
         return status, stack_used
@@ -324,7 +250,7 @@ class BenchClient:
     def _counts(self, command: int, total: int) -> list[int]:
         counts: list[int] = []
         while len(counts) < total:
-            b = _Body(self.request(command, struct.pack("<H", len(counts))), COMMAND_NAMES[command])
+            b = p.ReplyFields(self.request(command, struct.pack("<H", len(counts))), COMMAND_NAMES[command])
             first, n = b.take("2H")
             if first != len(counts) or n == 0:
                 raise DeviceError(

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from toolchain.bench.client import BenchClient, DeviceInfo
+from toolchain.bench.client import BenchClient
+from toolchain.bench.protocol import DeviceInfo
 from toolchain.errors import DeviceError, TinyrankError
 
 

@@ -29,6 +29,9 @@ Messages (request body -> reply body; a reply's type is the request's | 0x80):
 The device keeps its own copy of the inputs and restores them before every run, since the
 model's memory plan may reuse the input tensor's bytes; so every request is idempotent and
 the host may resend any of them.
+
+`ReplyFields` reads a reply body's fields in this order; `parse_hello` decodes HELLO's into
+a `DeviceInfo`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
+from typing import Any
+
+from toolchain.errors import DeviceError
 
 PROTOCOL_VERSION = 1
 
@@ -183,3 +189,81 @@ class FrameReader:
 
     def clear(self) -> None:
         self._buffer.clear()
+
+
+# --- reply bodies ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the firmware says about itself in reply to HELLO."""
+
+    protocol_version: int
+    model_hash: int
+    clock_hz: int
+    arena_bytes: int
+    static_ram_bytes: int
+    stack_bytes: int
+    stack_used_bytes: int
+    max_body: int
+    max_runs: int
+    num_ops: int
+    input_sizes: tuple[int, ...]
+    output_sizes: tuple[int, ...]
+    counter_unit: str
+    board_id: str
+    per_op: bool  # built with TR_PROFILE: the op hooks run
+
+
+class ReplyFields:
+    """Reads little-endian fields off a reply body, failing with a DeviceError if it is short."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.at, self.what = data, 0, what
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize("<" + fmt)
+        if self.at + size > len(self.data):
+            raise DeviceError(f"{self.what} reply is {len(self.data)} bytes, too short for its fields")
+        values = struct.unpack_from("<" + fmt, self.data, self.at)
+        self.at += size
+        return values[0] if len(values) == 1 else values
+
+    def string(self) -> str:
+        length = self.take("B")
+        raw = self.take(f"{length}s")
+        return raw.decode("ascii", errors="replace")
+
+
+def parse_hello(body: bytes) -> DeviceInfo:
+    """Decode a HELLO reply. The version comes first so a mismatch is caught before the rest."""
+    b = ReplyFields(body, "HELLO")
+    version = b.take("H")
+    if version != PROTOCOL_VERSION:
+        raise DeviceError(
+            f"firmware speaks benchmark protocol v{version}, this host v{PROTOCOL_VERSION}; "
+            "rebuild and flash the firmware with this tinyrank"
+        )
+    model_hash, clock, arena, static_ram, stack, stack_used = b.take("6I")
+    max_body, max_runs, num_ops = b.take("3H")
+    n_in, n_out, features = b.take("3B")
+    inputs = tuple(b.take("I") for _ in range(n_in))
+    outputs = tuple(b.take("I") for _ in range(n_out))
+    unit, board_id = b.string(), b.string()
+    return DeviceInfo(
+        version,
+        model_hash,
+        clock,
+        arena,
+        static_ram,
+        stack,
+        stack_used,
+        max_body,
+        max_runs,
+        num_ops,
+        inputs,
+        outputs,
+        unit,
+        board_id,
+        bool(features & FEATURE_PER_OP),
+    )

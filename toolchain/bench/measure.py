@@ -296,11 +296,13 @@ def run_benchmark(
     max_samples: int | None = None,
     timeout_s: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    estimate_cycles: bool = True,
 ) -> dict[str, Any]:
     """Benchmark the firmware `tinyrank build` made from `model_dir` for `board`; returns the report.
 
     `dataset` is a `toolchain.data.Dataset` or the path of an `.npz`; its `x_test` (else
     `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
+    On QEMU boards, `estimate_cycles` adds estimated Cortex-M4 cycles (`toolchain.bench.cycles`).
     """
     from toolchain.data import load_dataset
     from toolchain.firmware import read_model_info
@@ -339,6 +341,8 @@ def run_benchmark(
             progress=progress,
         )
 
+    if estimate_cycles and board.is_emulated and elf is not None:
+        add_cycle_estimate(report, board, elf, info, samples)
     static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
     report.update(
         {
@@ -357,6 +361,27 @@ def run_benchmark(
         }
     )
     return report
+
+
+def add_cycle_estimate(
+    report: dict[str, Any], board: Any, elf: Path, info: dict, samples: np.ndarray | None
+) -> None:
+    """Trace one inference in QEMU and add estimated cycles to the report and to its per-op rows."""
+    from toolchain.bench import cycles
+
+    if samples is not None and len(samples):
+        first = samples[0].tobytes()
+    else:
+        first = np.full(int(info["inputs"][0]["size"]), info["inputs"][0]["zero_point"], np.int8).tobytes()
+    inputs = [first] + [bytes(int(edge["size"])) for edge in info["inputs"][1:]]
+    functions = cycles.model_functions(elf)
+    estimate = cycles.trace_one_inference(board, elf, inputs)
+    section = cycles.summary(estimate, report["latency"]["median"], functions)
+    report["cycle_estimate"] = section
+    kernel_of = {name: stem for stem, names in functions.items() for name in names}
+    for row in report.get("per_op", []):
+        cpi = section["kernel_cpi"].get(kernel_of.get(str(row.get("kernel")), ""), estimate.cpi)
+        row["estimated_cycles"] = int(round(row["count"] * cpi))
 
 
 def device_samples(samples: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:

@@ -74,9 +74,11 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     if report.get("per_op"):
         unit = report["latency"]["unit"]
         ops = Table(title=f"per op ({unit}, least over the runs)")
-        for column in ("#", "op", "kernel", "MACs", unit, "share"):
-            ops.add_column(column, justify="right" if column in ("#", "MACs", unit, "share") else "left")
+        columns = ["#", "op", "kernel", "MACs", unit, "share", "predicted", "error"]
+        for column in columns:
+            ops.add_column(column, justify="left" if column in ("op", "kernel") else "right")
         for row in report["per_op"]:
+            error = row.get("prediction_error")
             ops.add_row(
                 str(row["index"]),
                 row["opcode"],
@@ -84,8 +86,16 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
                 f"{row['macs']:,}",
                 f"{row['count']:,}",
                 f"{row['share']:.1%}",
+                f"{row['predicted']:,}" if "predicted" in row else "-",
+                f"{error:+.1%}" if error is not None else "-",
             )
         console.print(ops)
+        model = report.get("cost_model")
+        if model:
+            console.print(
+                f"cost model ({model['core']}): predicted {model['predicted']:,} {unit} per inference, "
+                f"measured {model['measured']:,} ({model['error']:+.1%})"
+            )
 
 
 def plot_per_op(report: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -146,19 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_PATH)
     parser.add_argument("--jobs", type=int, default=2, help="builds and QEMU runs at once (default 2)")
-    parser.add_argument("--work", type=Path, default=None, help="keep the grid's files here")
+    parser.add_argument("--work", type=Path, default=None, help="keep the grid's files (and raw counts) here")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tinyrank-costgrid-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         rows = measure_grid(fitting_grid(), work, jobs=args.jobs)
+        if args.work:
+            atomic_write_text(work / "measurements.json", to_json(rows))
     data = {
         "about": "instructions per kernel call, fitted by `make costmodel` (toolchain/firmware/costfit.py); "
         "do not edit",
         "boards": BOARDS,
         "cores": {core: fit_core(core_rows) for core, core_rows in rows.items()},
-        "measurements": {core: core_rows for core, core_rows in rows.items()},
+        "calls_measured": {core: len(core_rows) for core, core_rows in rows.items()},
         "seconds": round(time.monotonic() - started, 1),
     }
     atomic_write_text(args.out, to_json(data))

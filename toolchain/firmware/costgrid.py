@@ -18,8 +18,8 @@ import numpy as np
 INIT = "he_normal"
 FC_WIDTHS = (4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 FC_RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48)
-CONV_CHANNELS = (3, 4, 8, 12, 16, 24, 32, 48)
-CONV_RANKS = (2, 3, 4, 6, 8, 12, 16)
+CONV_CHANNELS = (3, 4, 6, 7, 8, 9, 12, 15, 16, 24, 32, 48)
+CONV_RANKS = (2, 3, 4, 6, 7, 8, 9, 12, 16)
 CONV_BLOCKS = ("conv", "pw", "dw", "tucker", "spatial", "cp", "pwpair", "pool")
 FACTORED_BLOCKS = ("tucker", "spatial", "cp", "pwpair", "dw")
 
@@ -127,5 +127,5 @@ def held_out() -> list[Callable[[], Any]]:
     """Models with shapes outside the grid: other seeds, widths, ranks and image sizes."""
     return [
         lambda: fc_model(101, layers=8, widths=(10, 30, 56, 72, 100, 144, 200), ranks=(5, 7, 10, 20)),
-        lambda: conv_model(102, (14, 14, 5), blocks=8, channels=(5, 10, 20, 28), ranks=(5, 7, 10)),
+        lambda: conv_model(102, (14, 14, 5), blocks=8, channels=(5, 10, 20, 28), ranks=(5, 10, 11)),
     ]

@@ -27,7 +27,6 @@ from toolchain.firmware import (
     validate_platformio_ini,
 )
 from toolchain.firmware.boards import list_boards, load_board
-from toolchain.firmware.budget import budget_before_codegen, kernel_code_bytes
 from toolchain.firmware.cli import register
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -293,14 +292,3 @@ def test_over_ram_budget_refused(tiny_model):
     # The same model fits a board with more RAM.
     assert predict_usage(tiny_model, "teensy41")["ram_bytes"] < load_board("teensy41").ram_bytes
     check_budget(tiny_model, "teensy41")
-
-
-def test_budget_before_codegen_counts_the_app_buffers_and_every_kernel():
-    """compress --board: the input buffer and every kernel are counted before any C exists."""
-    small = budget_before_codegen("qemu_m4", input_sizes=[64], output_sizes=[10], activation_bytes=100)
-    large = budget_before_codegen("qemu_m4", input_sizes=[27_648], output_sizes=[10], activation_bytes=100)
-    assert small["ram_left_bytes"] - large["ram_left_bytes"] >= 27_648 - 64
-    assert small["code_bytes"] > kernel_code_bytes("qemu_m4") > 8_000
-    assert small["weights_budget_bytes"] == load_board("qemu_m4").flash_bytes - small["code_bytes"]
-    with pytest.raises(BudgetError, match=r"board 'qemu_m4': activations need about 300000 bytes"):
-        budget_before_codegen("qemu_m4", input_sizes=[64], output_sizes=[10], activation_bytes=300_000)

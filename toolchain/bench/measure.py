@@ -31,6 +31,7 @@ from toolchain.bench.device import (
     open_client,
     require_firmware,
 )
+from toolchain.bench.per_op import add_cycle_estimate, add_predictions, per_op_rows
 from toolchain.data import class_labels
 from toolchain.errors import DataError, DeviceError, TinyrankError
 
@@ -124,6 +125,7 @@ def measure_session(
     if per_op:
         profiled = client.run([timing_input, *extra_inputs], runs=max(1, min(runs, 5)), per_op=True)
         report["per_op"] = per_op_rows(profiled.op_counts, info)
+        report["cost_model"] = add_predictions(report["per_op"], info, board)
         report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], profiled.stack_used_bytes)
 
     checked = check_samples(client, samples, reference, extra_inputs, progress)
@@ -195,26 +197,6 @@ def _max_abs_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> int:
     )
 
 
-def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
-    """One row per op of model_info.json with its count and share of the total."""
-    ops = info.get("ops", [])
-    total = sum(op_counts) or 1
-    rows = []
-    for i, count in enumerate(op_counts):
-        op = ops[i] if i < len(ops) else {}
-        rows.append(
-            {
-                "index": i,
-                "opcode": op.get("opcode", "?"),
-                "kernel": op.get("kernel"),
-                "macs": op.get("macs", 0),
-                "count": count,
-                "share": round(count / total, 4),
-            }
-        )
-    return rows
-
-
 def run_benchmark(
     model_dir: str | os.PathLike,
     board: Any,
@@ -227,11 +209,13 @@ def run_benchmark(
     max_samples: int | None = None,
     timeout_s: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    estimate_cycles: bool = True,
 ) -> dict[str, Any]:
     """Benchmark the firmware `tinyrank build` made from `model_dir` for `board`; returns the report.
 
     `dataset` is a `toolchain.data.Dataset` or the path of an `.npz`; its `x_test` (else
     `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
+    On QEMU boards, `estimate_cycles` adds estimated Cortex-M4 cycles (`toolchain.bench.cycles`).
     """
     from toolchain.data import load_dataset
     from toolchain.firmware import read_model_info
@@ -270,6 +254,8 @@ def run_benchmark(
             progress=progress,
         )
 
+    if estimate_cycles and board.is_emulated and elf is not None:
+        add_cycle_estimate(report, board, elf, info, samples)
     static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
     report.update(
         {

@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         from toolchain.deploy.pipeline import deploy
 
         report = deploy(
-            model_path, data_path, args.board, args.out / args.board, compress_options=DEMO_COMPRESSION
+            model_path,
+            data_path,
+            args.board,
+            args.out / args.board,
+            compress_options={**DEMO_COMPRESSION, "board": args.board},
         )
         print_deploy_summary(report)
     except TinyrankError as exc:

@@ -12,19 +12,16 @@ compiled twice) and the arena is taken from model_info.json. What tinyrank canno
 itself, a real board's framework, bootloader and USB stack, is the board file's
 `runtime_flash_bytes` / `runtime_ram_bytes` (0 on QEMU boards).
 
-Before codegen (`compress --board`) there is no generated model yet: `budget_before_codegen`
-links the app and port against a stand-in model with the Keras model's input and output
-sizes and counts every kernel the model could call.
+`compress --board` generates the original model's C once and asks `predict_usage` about it
+(toolchain/compress/costs.py), so compress and build count the same bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +43,7 @@ from toolchain.processes import first_error_line, run_tool
 KERNELS_DIR = TEMPLATES_DIR / "kernels"
 WEIGHTS_SOURCE = "model_weights.c"
 LINK_TIMEOUT_S = 120.0
+MEASURING_MEMORY_BYTES = 64 << 20
 
 
 @dataclass
@@ -70,8 +68,8 @@ def _port_sources(board: Board) -> list[Path]:
 def _link_flags(board: Board, work: Path) -> list[str]:
     """The link of the platform's builder (platformio/platform-tinyrank-qemu/builder/main.py).
 
-    QEMU boards link with their own linker script, its budget raised to QEMU's memories so
-    an over-budget model is measured instead of refused. A real board's start-up lives in
+    QEMU boards link with their own linker script, its memories and budget raised so an
+    over-budget model is measured instead of refused. A real board's start-up lives in
     its framework, so its link starts at `bench_main` and leaves the port's symbols open.
     """
     flags = [
@@ -82,8 +80,14 @@ def _link_flags(board: Board, work: Path) -> list[str]:
         "-Wl,--gc-sections",
     ]
     if board.is_emulated and board.memory is not None:
+        # Memories far larger than any board's: this ELF is only measured, never run.
+        memory = dataclasses.replace(
+            board.memory,
+            flash_size=max(board.memory.flash_size, MEASURING_MEMORY_BYTES),
+            ram_size=max(board.memory.ram_size, MEASURING_MEMORY_BYTES),
+        )
         roomy = dataclasses.replace(
-            board, flash_bytes=board.memory.flash_size, ram_bytes=board.memory.ram_size
+            board, memory=memory, flash_bytes=memory.flash_size, ram_bytes=memory.ram_size
         )
         script = work / "measure.ld"
         script.write_text(render_linker_script(roomy), encoding="utf-8")
@@ -244,101 +248,3 @@ def check_budget(
         f"largest weights: {_largest_weights(info)}; largest tensors: {_largest_tensors(info)}; "
         f"shrink it about {factor:.1f}x, e.g. `tinyrank compress MODEL.keras --board {board.id}`"
     )
-
-
-# ---------------------------------------------------------------- before codegen
-
-_STAND_IN_HEADER = """\
-/* A stand-in for a generated model: its inputs and outputs, no ops. */
-#ifndef TR_MODEL_H
-#define TR_MODEL_H
-#include <stdint.h>
-#define TR_NUM_INPUTS {num_inputs}
-#define TR_NUM_OUTPUTS {num_outputs}
-#define TR_NUM_OPS 1
-#define TR_ARENA_SIZE 16
-#define TR_MODEL_HASH 0u
-{sizes}
-int tr_invoke(void);
-int8_t *tr_input(int i);
-const int8_t *tr_output(int i);
-#endif
-"""
-
-_STAND_IN_SOURCE = """\
-#include "model.h"
-static int8_t tr_arena[TR_ARENA_SIZE];
-int8_t *tr_input(int i) { return i >= 0 ? tr_arena : 0; }
-const int8_t *tr_output(int i) { return i >= 0 ? tr_arena : 0; }
-int tr_invoke(void) { return 0; }
-"""
-
-
-@lru_cache(maxsize=32)
-def _runtime_linked(board_id: str, inputs: tuple[int, ...], outputs: tuple[int, ...]) -> Linked:
-    """The app, port and C library linked against a model with these input and output sizes."""
-    board = load_board(board_id)
-    sizes = [f"#define TR_INPUT{i}_SIZE {n}" for i, n in enumerate(inputs)]
-    sizes += [f"#define TR_OUTPUT{i}_SIZE {n}" for i, n in enumerate(outputs)]
-    with tempfile.TemporaryDirectory(prefix="tinyrank-stand-in-") as tmp:
-        model_dir = Path(tmp)
-        header = _STAND_IN_HEADER.format(
-            num_inputs=len(inputs), num_outputs=len(outputs), sizes="\n".join(sizes)
-        )
-        (model_dir / "model.h").write_text(header, encoding="utf-8")
-        (model_dir / "model.c").write_text(_STAND_IN_SOURCE, encoding="utf-8")
-        edges = {"inputs": [{"size": n} for n in inputs], "outputs": [{"size": n} for n in outputs]}
-        info = {"prefix": "tr", "arena_bytes": 16, "weights_bytes": 0, "ops": [], **edges}
-        (model_dir / "model_info.json").write_text(json.dumps(info), encoding="utf-8")
-        return link_without_weights(model_dir, board, constants=[])
-
-
-@lru_cache(maxsize=16)
-def kernel_code_bytes(board_id: str) -> int:
-    """Flash of every kernel compiled for the board's core: the most a model's kernels can take."""
-    board = load_board(board_id)
-    sources = sorted(KERNELS_DIR.glob("*.c"))
-    with tempfile.TemporaryDirectory(prefix="tinyrank-kernels-") as tmp:
-        work = Path(tmp)
-        model_dir = work / "model"
-        model_dir.mkdir()
-        (model_dir / "model_info.json").write_text(
-            json.dumps({"prefix": "tr", "arena_bytes": 0, "weights_bytes": 0, "ops": []}), encoding="utf-8"
-        )
-        objects, _ = compile_objects(
-            model_dir, board, sources, work, werror=False, include_dirs=(KERNELS_DIR,)
-        )
-        return sum(elf_sizes(o)["flash_bytes"] for o in objects)
-
-
-def budget_before_codegen(
-    board: Board | str, *, input_sizes: list[int], output_sizes: list[int], activation_bytes: int
-) -> dict[str, Any]:
-    """Flash left for int8 weights on a board, for a model not generated yet.
-
-    What is not weights: the app, port and C library (linked against a stand-in with the
-    model's input and output sizes), every kernel (an upper bound of the model's code) and
-    the board's framework. RAM is checked too: factoring does not shrink activations, so a
-    model whose largest layer input plus output does not fit the RAM left is refused here.
-    """
-    board = load_board(board)
-    runtime = _runtime_linked(board.id, tuple(input_sizes) or (1,), tuple(output_sizes) or (1,))
-    kernels = kernel_code_bytes(board.id)
-    code = runtime.flash_bytes + kernels + board.runtime_flash_bytes
-    weights_budget = board.flash_bytes - code
-    static_ram = runtime.static_ram_bytes - runtime.arena_bytes + board.runtime_ram_bytes
-    ram_left = board.ram_bytes - static_ram - board.stack_bytes - HEAP_BYTES
-    if activation_bytes > ram_left:
-        raise BudgetError(
-            f"board '{board.id}': activations need about {activation_bytes} bytes of RAM but {ram_left} "
-            f"are left (RAM {board.ram_bytes}); low-rank factoring cannot reduce them"
-        )
-    return {
-        "board": board.id,
-        "flash_bytes": board.flash_bytes,
-        "ram_bytes": board.ram_bytes,
-        "code_bytes": code,
-        "weights_budget_bytes": weights_budget,
-        "activation_bytes": activation_bytes,
-        "ram_left_bytes": ram_left,
-    }

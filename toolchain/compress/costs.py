@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.compress.layers import LayerInfo, _pair
+from toolchain.compress.layers import LayerInfo
+from toolchain.compress.replacements import pair
 from toolchain.errors import BudgetError, UnsupportedError
 
 CHANNEL_BYTES = 16  # int32 bias, multiplier, shift and rounding constant per output channel
@@ -74,7 +75,7 @@ def layer_shapes(info: LayerInfo, method: str | None, ranks: tuple[int, ...]) ->
         ]
     if method == "cp":
         (r,) = ranks
-        strided = _pair(info.config["strides"]) != (1, 1)
+        strided = pair(info.config["strides"]) != (1, 1)
         p_mid = p_in if strided else h_out * w_in
         p_last = p_in if strided else p_out
         return [

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.compress.layers import LayerSpec
+from toolchain.compress.replacements import LayerSpec
 from toolchain.errors import ModelError
 
 FOLDABLE = ("Dense", "Conv2D", "DepthwiseConv2D")

@@ -19,15 +19,16 @@ from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
 from toolchain.compress.layers import (
     METHODS,
     Factorization,
-    LayerInfo,
-    chain_cost,
-    check_ranks,
     describe_layer,
-    factorize,
-    method_for,
-    saves_parameters,
 )
-from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
+from toolchain.compress.plan import (
+    check_explicit_layers,
+    describe_model,
+    layer_rows,
+    plan_by_budget,
+    plan_by_rule,
+)
+from toolchain.compress.ranks import parse_ranks
 from toolchain.compress.unlabeled import NOTE as TEACHER_NOTE
 from toolchain.compress.unlabeled import label_with_teacher, needs_teacher_labels
 from toolchain.data import Dataset, check_input_shape, dataset_from_arrays, load_dataset
@@ -101,123 +102,6 @@ def model_cost(model: Any) -> dict:
     return {"params": int(params), "macs": int(macs), "int8_flash_bytes": int(flash)}
 
 
-def _describe(model: Any) -> list[LayerInfo]:
-    return [
-        describe_layer(i, layer, call_count(model, layer))
-        for i, layer in enumerate(model.layers)
-        if layer.get_weights()
-    ]
-
-
-def _explicit_layers(model: Any, ranks: dict, infos: list[LayerInfo]) -> None:
-    by_name = {info.name: info for info in infos}
-    names = [layer.name for layer in model.layers]
-    for name in ranks:
-        if name not in names:
-            raise ModelError(
-                f"--ranks: layer '{name}' does not exist in model '{model.name}' "
-                f"(layers: {', '.join(n for n in names if n in by_name)})"
-            )
-        if name not in by_name or by_name[name].kind is None:
-            reason = by_name[name].reason if name in by_name else "no weights"
-            raise UnsupportedError(f"--ranks: layer '{name}' cannot be factored: {reason}")
-
-
-def _plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factorization | str]:
-    """Per layer: a Factorization, or the reason it stays as it is."""
-    plan: dict[str, Factorization | str] = {}
-    for info in infos:
-        if info.kind is None:
-            plan[info.name] = info.reason
-            continue
-        explicit = ranks.get(info.name)
-        if ranks and explicit is None and energy is None and not vbmf:
-            plan[info.name] = "no rank given for this layer in --ranks"
-            continue
-        ref = reference_method(info, method, explicit)
-        if ref is None:
-            plan[info.name] = (
-                f"method {method} does not apply to {info.class_name} "
-                f"with a {info.kernel.shape[0]}x{info.kernel.shape[1]} kernel"
-            )
-            continue
-        chosen = explicit if explicit is not None else rule_ranks(info, ref, energy, vbmf)
-        check_ranks(info, ref, chosen)
-        if not saves_parameters(info, ref, chosen):
-            params = chain_cost(info, ref, chosen)[0]
-            plan[info.name] = (
-                f"{ref} rank {':'.join(map(str, chosen))} would not make it smaller "
-                f"({params} parameters vs {info.params})"
-            )
-            continue
-        plan[info.name] = (
-            auto_choice(info, (ref, chosen), seed) if method == "auto" else factorize(info, ref, chosen, seed)
-        )
-    return plan
-
-
-def _plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None):
-    factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
-    if table is None:
-        table = budget_search.candidate_table(
-            model, factorable, budget_search.layer_methods(factorable, method), x_calib, seed=seed
-        )
-    fixed_infos = [i for i in infos if i.name not in table]
-    fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
-    choice = budget_search.select(table, kind, budget_value, fixed)
-    plan: dict[str, Factorization | str] = {}
-    for info in infos:
-        cand = choice.get(info.name)
-        if info.kind is None or info.name not in table:
-            plan[info.name] = info.reason or f"method {method} does not apply to this layer"
-        elif cand.method is None:
-            plan[info.name] = "kept whole: the budget search found it worth its size"
-        else:
-            result = factorize(info, cand.method, cand.ranks, seed)
-            result.extra["output_error"] = cand.error
-            plan[info.name] = result
-    return plan, table
-
-
-def _layer_rows(infos, plan, method) -> list[dict]:
-    rows = []
-    for info in infos:
-        entry = plan[info.name]
-        row = {
-            "index": info.index,
-            "name": info.name,
-            "class": info.class_name,
-            "params_before": info.params,
-            "macs_before": info.macs,
-        }
-        if isinstance(entry, Factorization):
-            row.update(
-                status="factored",
-                method=entry.method,
-                ranks=list(entry.ranks),
-                params_after=entry.params,
-                macs_after=entry.macs,
-                rel_error=entry.rel_error,
-                layers=[spec.config["name"] for spec in entry.specs],
-                **entry.extra,
-            )
-            if entry.method == "seminmf":
-                svd = factorize(info, "svd", entry.ranks)
-                row["svd_rel_error"] = svd.rel_error
-        else:
-            row.update(
-                status="kept",
-                method=None,
-                ranks=None,
-                params_after=info.params,
-                macs_after=info.macs,
-                rel_error=0.0,
-                reason=entry,
-            )
-        rows.append(row)
-    return rows
-
-
 def compress(
     model: Any,
     data: Any = None,
@@ -284,8 +168,8 @@ def compress(
 
     started = time.perf_counter()
     folded, folds = fold_batchnorms(model)
-    infos = _describe(folded)
-    _explicit_layers(folded, ranks, infos)
+    infos = describe_model(folded)
+    check_explicit_layers(folded, ranks, infos)
     x_calib = _calibration(dataset, seed) if dataset is not None else None
     before = model_cost(model)
     budget_info: dict = {}
@@ -312,10 +196,10 @@ def compress(
         selection = "budget"
     elif any(v is not None for v in targets.values()):
         kind, value, budget_info = _budget(before, target_params, target_macs)
-        plan, table = _plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
+        plan, table = plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
         selection = "budget"
     else:
-        plan = _plan_by_rule(infos, method, ranks, energy, vbmf, seed)
+        plan = plan_by_rule(infos, method, ranks, energy, vbmf, seed)
         selection = "explicit" if ranks and energy is None and not vbmf else ("vbmf" if vbmf else "energy")
     replace = {name: entry.specs for name, entry in plan.items() if isinstance(entry, Factorization)}
     factored = rebuild(folded, replace) if replace else _copy_model(folded)
@@ -330,7 +214,7 @@ def compress(
         "energy": energy,
         "budget": budget_info,
         "folded_batchnorm": folds,
-        "layers": _layer_rows(infos, plan, method),
+        "layers": layer_rows(infos, plan, method),
         **{key: {"before": before[key], "after": after[key]} for key in before},
         "params_ratio": before["params"] / max(after["params"], 1),
         "new_layers": [layer.name for layer in factored.layers],
@@ -435,7 +319,7 @@ def _pareto(
     points = []
     for fraction in PARETO_FRACTIONS:
         try:
-            plan, table = _plan_by_budget(
+            plan, table = plan_by_budget(
                 folded, infos, method, x_calib, "params", fraction * before, seed, table
             )
         except BudgetError:

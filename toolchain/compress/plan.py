@@ -1,0 +1,147 @@
+"""Which layers are factored, and how: explicit ranks, a rule (energy, VBMF) or a budget search.
+
+A plan maps every layer with weights to a `Factorization`, or to the reason it stays as it
+is; `layer_rows` turns a plan into the rows of the compress report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolchain.compress import budget as budget_search
+from toolchain.compress.graph import call_count
+from toolchain.compress.layers import (
+    Factorization,
+    LayerInfo,
+    chain_cost,
+    check_ranks,
+    describe_layer,
+    factorize,
+    method_for,
+    saves_parameters,
+)
+from toolchain.compress.ranks import auto_choice, reference_method, rule_ranks
+from toolchain.errors import ModelError, UnsupportedError
+
+
+def describe_model(model: Any) -> list[LayerInfo]:
+    """Every layer with weights, as `LayerInfo` (how often it is called included)."""
+    return [
+        describe_layer(i, layer, call_count(model, layer))
+        for i, layer in enumerate(model.layers)
+        if layer.get_weights()
+    ]
+
+
+def check_explicit_layers(model: Any, ranks: dict, infos: list[LayerInfo]) -> None:
+    """Every layer named in --ranks exists and can be factored."""
+    by_name = {info.name: info for info in infos}
+    names = [layer.name for layer in model.layers]
+    for name in ranks:
+        if name not in names:
+            raise ModelError(
+                f"--ranks: layer '{name}' does not exist in model '{model.name}' "
+                f"(layers: {', '.join(n for n in names if n in by_name)})"
+            )
+        if name not in by_name or by_name[name].kind is None:
+            reason = by_name[name].reason if name in by_name else "no weights"
+            raise UnsupportedError(f"--ranks: layer '{name}' cannot be factored: {reason}")
+
+
+def plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factorization | str]:
+    """Per layer: a Factorization, or the reason it stays as it is."""
+    plan: dict[str, Factorization | str] = {}
+    for info in infos:
+        if info.kind is None:
+            plan[info.name] = info.reason
+            continue
+        explicit = ranks.get(info.name)
+        if ranks and explicit is None and energy is None and not vbmf:
+            plan[info.name] = "no rank given for this layer in --ranks"
+            continue
+        ref = reference_method(info, method, explicit)
+        if ref is None:
+            plan[info.name] = (
+                f"method {method} does not apply to {info.class_name} "
+                f"with a {info.kernel.shape[0]}x{info.kernel.shape[1]} kernel"
+            )
+            continue
+        chosen = explicit if explicit is not None else rule_ranks(info, ref, energy, vbmf)
+        check_ranks(info, ref, chosen)
+        if not saves_parameters(info, ref, chosen):
+            params = chain_cost(info, ref, chosen)[0]
+            plan[info.name] = (
+                f"{ref} rank {':'.join(map(str, chosen))} would not make it smaller "
+                f"({params} parameters vs {info.params})"
+            )
+            continue
+        plan[info.name] = (
+            auto_choice(info, (ref, chosen), seed) if method == "auto" else factorize(info, ref, chosen, seed)
+        )
+    return plan
+
+
+def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None):
+    """Per layer a Factorization or the reason it stays whole, chosen by the budget search
+    (`budget.select`) for `kind` (params or MACs) within `budget_value`; also the candidate
+    table, which a --pareto sweep reuses."""
+    factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
+    if table is None:
+        table = budget_search.candidate_table(
+            model, factorable, budget_search.layer_methods(factorable, method), x_calib, seed=seed
+        )
+    fixed_infos = [i for i in infos if i.name not in table]
+    fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
+    choice = budget_search.select(table, kind, budget_value, fixed)
+    plan: dict[str, Factorization | str] = {}
+    for info in infos:
+        cand = choice.get(info.name)
+        if info.kind is None or info.name not in table:
+            plan[info.name] = info.reason or f"method {method} does not apply to this layer"
+        elif cand.method is None:
+            plan[info.name] = "kept whole: the budget search found it worth its size"
+        else:
+            result = factorize(info, cand.method, cand.ranks, seed)
+            result.extra["output_error"] = cand.error
+            plan[info.name] = result
+    return plan, table
+
+
+def layer_rows(infos, plan, method) -> list[dict]:
+    """The per-layer rows of the compress report."""
+    rows = []
+    for info in infos:
+        entry = plan[info.name]
+        row = {
+            "index": info.index,
+            "name": info.name,
+            "class": info.class_name,
+            "params_before": info.params,
+            "macs_before": info.macs,
+        }
+        if isinstance(entry, Factorization):
+            row.update(
+                status="factored",
+                method=entry.method,
+                ranks=list(entry.ranks),
+                params_after=entry.params,
+                macs_after=entry.macs,
+                rel_error=entry.rel_error,
+                layers=[spec.config["name"] for spec in entry.specs],
+                **entry.extra,
+            )
+            if entry.method == "seminmf":
+                svd = factorize(info, "svd", entry.ranks)
+                row["svd_rel_error"] = svd.rel_error
+        else:
+            row.update(
+                status="kept",
+                method=None,
+                ranks=None,
+                params_after=info.params,
+                macs_after=info.macs,
+                rel_error=0.0,
+                reason=entry,
+            )
+        rows.append(row)
+    return rows

@@ -13,8 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from toolchain import __version__
 from toolchain.errors import TinyrankError
 from toolchain.fileio import write_json_report
+from toolchain.processes import Terminated, install_signal_handlers, stop_all
 
 # Modules that provide `register(subparsers, common)`, in the order of the pipeline.
 STAGE_MODULES = (
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: tinyrank deploy model.keras --data data.npz --board qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"tinyrank {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--report", metavar="FILE", help="also write the stage's JSON report to FILE")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    install_signal_handlers()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -54,9 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TinyrankError as exc:
         print(f"tinyrank: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print(f"tinyrank: stopped by {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("tinyrank: interrupted", file=sys.stderr)
         return 130
+    finally:
+        stop_all()
     return 0
 
 

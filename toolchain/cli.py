@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from toolchain import __version__
 from toolchain.errors import TinyrankError
-from toolchain.fileio import write_json_report
+from toolchain.fileio import check_paths, write_json_report
 from toolchain.processes import Terminated, install_signal_handlers, stop_all
 
 # Modules that provide `register(subparsers, common)`, in the order of the pipeline.
@@ -46,12 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_command_paths(args: argparse.Namespace) -> None:
+    """Every output of the command writable and none of them an input, before any work starts.
+
+    Stages declare what `--out` is with `out_kind` ("file" or "folder"; None when it names an
+    input) and may list further outputs with `writes(args) -> (files, folders)`.
+    """
+    inputs = [getattr(args, key) for key in ("model", "data", "model_dir") if getattr(args, key, None)]
+    files = {"--report": getattr(args, "report", None), "--plot": getattr(args, "plot", None)}
+    folders: dict = {}
+    kind = getattr(args, "out_kind", None)
+    if getattr(args, "out", None) is not None and kind is not None:
+        (files if kind == "file" else folders)["--out"] = args.out
+    writes = getattr(args, "writes", None)
+    if writes is not None:
+        more_files, more_folders = writes(args)
+        files.update(more_files)
+        folders.update(more_folders)
+    check_paths(inputs, files, folders)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     install_signal_handlers()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_command_paths(args)
         report = args.func(args)
         if getattr(args, "report", None) and report is not None:
             write_json_report(args.report, report)

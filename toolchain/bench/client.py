@@ -30,6 +30,9 @@ COMMAND_NAMES = {
 }
 # How long one link read may block; the request deadline is checked between reads.
 READ_SLICE_S = 0.05
+# A frame body holds a 5-byte SET_INPUT header plus data, and no more than the host reads.
+MIN_BODY, MAX_BODY = 8, p.MAX_BODY
+MAX_TENSOR_BYTES = 1 << 26
 
 
 class DeviceReset(DeviceError):
@@ -103,6 +106,7 @@ def parse_hello(body: bytes) -> DeviceInfo:
     inputs = tuple(b.take("I") for _ in range(n_in))
     outputs = tuple(b.take("I") for _ in range(n_out))
     unit, board_id = b.string(), b.string()
+    _check_hello(max_body, max_runs, inputs, outputs)
     return DeviceInfo(
         version,
         model_hash,
@@ -120,6 +124,31 @@ def parse_hello(body: bytes) -> DeviceInfo:
         board_id,
         bool(features & p.FEATURE_PER_OP),
     )
+
+
+def _check_hello(max_body: int, max_runs: int, inputs: tuple, outputs: tuple) -> None:
+    """Fields the host loops on: a zero would make it loop forever, a huge size allocate forever."""
+    problem = None
+    if max_runs < 1:
+        problem = f"max_runs={max_runs} (at least 1 run per INVOKE is needed)"
+    elif not MIN_BODY <= max_body <= MAX_BODY:
+        problem = f"max_body={max_body} (a frame body needs {MIN_BODY}..{MAX_BODY} bytes)"
+    elif not inputs or not outputs:
+        problem = f"{len(inputs)} inputs and {len(outputs)} outputs (the model needs at least one of each)"
+    elif not all(1 <= size <= MAX_TENSOR_BYTES for size in inputs + outputs):
+        problem = f"tensor sizes {list(inputs)} -> {list(outputs)} (each must be 1..{MAX_TENSOR_BYTES} bytes)"
+    if problem:
+        raise DeviceError(f"the firmware's HELLO announces {problem}; is it the tinyrank benchmark firmware?")
+
+
+def _link_failure(name: str, action: str, exc: Exception) -> DeviceError:
+    """One sentence for a link that failed: pyserial already prefixes 'read failed:', so strip it."""
+    text = str(exc)
+    for prefix in ("read failed: ", "write failed: "):
+        text = text.removeprefix(prefix)
+    if "disconnected" in text or getattr(exc, "errno", None) in (errno.ECONNRESET, errno.EPIPE):
+        return DeviceError(f"{name}: the device closed the connection while tinyrank was {action} it")
+    return DeviceError(f"{name}: {action} the link failed ({text or type(exc).__name__})")
 
 
 def open_link(url: str, *, baudrate: int = 115200, timeout: float = READ_SLICE_S) -> Any:
@@ -212,20 +241,23 @@ class BenchClient:
         try:
             self.link.write(data)
         except Exception as exc:  # pyserial raises SerialException, sockets OSError
-            raise DeviceError(f"{self.name}: write failed: {exc}") from None
+            raise _link_failure(self.name, "writing to", exc) from None
 
     def _read(self) -> bytes:
         try:
             waiting = self.link.in_waiting
             return self.link.read(max(1, waiting))
         except Exception as exc:
-            raise DeviceError(f"{self.name}: read failed: {exc}") from None
+            raise _link_failure(self.name, "reading from", exc) from None
 
     def _await(self, seq: int, reply_type: int, hello: bool, work_s: float) -> p.Packet | None:
         """The reply to request `seq`, or None at the deadline. Stale and stray frames are dropped.
 
-        Once the device says INVOKE_STARTED the deadline moves to `work_s` from then."""
-        deadline = time.monotonic() + self.timeout
+        INVOKE_STARTED (the device is busy) moves the deadline to `work_s` past the request, once:
+        the overall limit is fixed when the request is sent, so no keepalive can extend it."""
+        sent = time.monotonic()
+        deadline = sent + self.timeout
+        overall = sent + self.timeout + work_s
         while time.monotonic() < deadline:
             for packet in self._reader.feed(self._read()):
                 if not hello and (packet.type == p.BOOT or packet.session != self._session):
@@ -235,7 +267,7 @@ class BenchClient:
                 if packet.seq != seq:
                     continue  # a late reply to an earlier attempt
                 if packet.type == p.INVOKE_STARTED:
-                    deadline = time.monotonic() + work_s
+                    deadline = overall
                 elif packet.type == p.ERROR:
                     raise self._refused(packet, reply_type & ~p.REPLY)
                 elif packet.type == reply_type:
@@ -374,7 +406,8 @@ class BenchClient:
                 self.resets_seen += 1
                 if self.resets_seen > self.max_resets:
                     raise DeviceError(
-                        f"{self.name}: the device restarted {self.resets_seen} times (limit {self.max_resets}); "
+                        f"{self.name}: the device restarted {self.resets_seen} times "
+                        f"(limit {self.max_resets}); "
                         "check its power supply and the firmware's stack size"
                     ) from None
                 self._reader.clear()

@@ -14,6 +14,7 @@ from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
 from toolchain.codegen.ops import module_for
 from toolchain.codegen.planner import Buffer, plan
+from toolchain.codegen.validate import check_totals, validate_graph
 from toolchain.errors import UnsupportedError
 
 EDGE_DTYPES = ("int8",)
@@ -238,6 +239,7 @@ def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> L
     `fuse=None` plans with and without fused factored layers and keeps the smaller arena
     (fused on a tie: fewer calls); True or False forces the choice.
     """
+    validate_graph(graph)
     graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
@@ -248,4 +250,6 @@ def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> L
             fused = _lower_and_plan(graph, prefix, True)
             model = fused if fused.arena_bytes <= model.arena_bytes else model
     model.float_edges = stand_ins
+    macs = sum(item.call.macs for item in model.ops if item.call is not None)
+    check_totals(graph, model.arena_bytes, macs, model.weights_bytes)
     return model

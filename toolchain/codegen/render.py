@@ -17,6 +17,7 @@ import numpy as np
 from toolchain.codegen.generator import LoweredModel
 from toolchain.codegen.graph import Tensor
 from toolchain.codegen.lowering import c_type, shape_text, tensor_macro
+from toolchain.ctext import CCode, c_safe
 from toolchain.errors import TinyrankError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
@@ -37,6 +38,7 @@ def _environment():
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        finalize=c_safe,
     )
 
 
@@ -119,7 +121,7 @@ def template_values(model: LoweredModel) -> dict:
     used = {item.call.function for item in model.ops if item.call is not None}
     prototypes = []
     for source in kernels:
-        prototypes += [p for name, p in kernel_prototypes(source).items() if name in used]
+        prototypes += [CCode(p) for name, p in kernel_prototypes(source).items() if name in used]
     ops = []
     for position, item in enumerate(model.ops):
         names = "+".join(op.opcode for op in [item.op, *item.fused])

@@ -28,7 +28,7 @@ from toolchain.compress.layers import (
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
-from toolchain.data import Dataset, check_input_shape, load_dataset
+from toolchain.data import Dataset, check_input_shape, check_labels, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
@@ -314,6 +314,8 @@ def compress(
     dataset = to_dataset(data)
     if dataset is not None and len(model.inputs) == 1:
         check_input_shape(dataset, tuple(model.inputs[0].shape), where=f"model '{model.name}'")
+        if len(model.outputs) == 1 and model.outputs[0].shape[-1] is not None:
+            check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model '{model.name}'")
     needs_data = pareto or finetune_epochs > 0 or any(v is not None for v in targets.values())
     if dataset is None and needs_data:
         raise DataError("this compression needs data (budget search, --pareto or fine-tuning): pass --data")

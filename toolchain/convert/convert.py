@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.data import Dataset, check_input_shape, load_dataset, score_outputs
+from toolchain.data import Dataset, check_input_shape, check_labels, load_dataset, score_outputs
 from toolchain.errors import ModelError, TinyrankError, UnsupportedError
 from toolchain.fileio import atomic_write_bytes, check_distinct
 from toolchain.models import load_keras_model, model_input_shape, predict_outputs
@@ -212,6 +212,8 @@ def convert_file(
             f"(found {len(model.inputs)} and {len(model.outputs)})"
         )
     check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    if model.outputs[0].shape[-1] is not None:
+        check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model {model_path.name}")
     flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)
     scores = evaluate(model, flatbuffer, dataset)
     atomic_write_bytes(out_path, flatbuffer)

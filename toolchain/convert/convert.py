@@ -196,6 +196,20 @@ def evaluate(model: Any, flatbuffer: bytes, dataset: Dataset) -> dict[str, Any]:
     }
 
 
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D")
+
+
+def check_recurrent_batch(model: Any, model_path: Path) -> None:
+    """TensorFlow's converter crashes the process on a recurrent layer with a fixed batch size."""
+    batch = model.inputs[0].shape[0]
+    recurrent = [layer.name for layer in model.layers if type(layer).__name__ in RECURRENT_LAYERS]
+    if recurrent and batch is not None:
+        raise UnsupportedError(
+            f"model file {model_path}: recurrent layer '{recurrent[0]}' with a fixed batch size of {batch}; "
+            "rebuild the model with keras.Input(shape=...) (no batch_size) so the converter can handle it"
+        )
+
+
 def convert_file(
     model_path: str | Path, data_path: str | Path, out_path: str | Path, *, samples: int = 300, seed: int = 0
 ) -> dict[str, Any]:
@@ -212,6 +226,7 @@ def convert_file(
             f"(found {len(model.inputs)} and {len(model.outputs)})"
         )
     check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    check_recurrent_batch(model, model_path)
     if model.outputs[0].shape[-1] is not None:
         check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model {model_path.name}")
     flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)

@@ -62,10 +62,8 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
 def deploy_outputs(args: argparse.Namespace) -> tuple[dict, dict]:
     """What deploy writes inside its folder, so an input there is never overwritten."""
     out = args.out or Path("build") / args.board
-    files = {
-        f"--out {out}: its {name}": out / name for name in ("compressed.keras", "model.tflite", "report.json")
-    }
-    return files, {f"--out {out}: its folder": out, f"--out {out}: its gen/": out / "gen"}
+    files = {f"--out's {name}": out / name for name in ("compressed.keras", "model.tflite", "report.json")}
+    return files, {"--out": out, "--out's gen/": out / "gen"}
 
 
 def run_deploy(args: argparse.Namespace) -> dict[str, Any]:

@@ -243,8 +243,8 @@ def check_board_id(board_id: str) -> str:
     """A board id is a name from the boards folders, never a path: refuse anything else up front."""
     if not BOARD_ID.fullmatch(board_id):
         raise TinyrankError(
-            f"--board {board_id[:40]!r}: a board id is a name such as qemu_m4 (lower-case letters, digits, "
-            f"_ and -), not a path; add your own boards in a folder named by ${USER_BOARDS_ENV}"
+            f"board id {board_id[:40]!r} is not a name such as qemu_m4 (lower-case letters, digits, "
+            f"_ and -); it is never a path: add your own boards in a folder named by ${USER_BOARDS_ENV}"
         )
     return board_id
 

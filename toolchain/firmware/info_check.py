@@ -68,5 +68,10 @@ def check_model_info(info: Any, path: Path) -> dict:
     if "prefix" in info:
         from toolchain.codegen import check_prefix
 
-        check_prefix(info["prefix"])
+        try:
+            check_prefix(info["prefix"])
+        except TinyrankError:
+            raise _fail(
+                path, "prefix", info["prefix"], "a lower-case C identifier of 1..16 characters"
+            ) from None
     return info

@@ -1,0 +1,213 @@
+"""The command line against a new user's mistakes and an attacker's inputs.
+
+Every case must end with exit status 2 and one error line (no traceback), and must leave
+the workspace exactly as it was: no input modified, no partial output. Cases are grouped by
+the kind of mistake: outputs over inputs, unwritable outputs, bad numbers, bad data, edited
+model_info.json, hostile board ids and files, bad names, and options deploy must check first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import tflite_fuzz
+from toolchain.cli import build_parser, main
+from toolchain.codegen import generate
+
+CASES: dict[str, list[str]] = {
+    # outputs naming an input
+    "report over the model": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite"],
+    "plot over the data": [
+        "compress",
+        "m.keras",
+        "--data",
+        "d.npz",
+        "--out",
+        "s.keras",
+        "--pareto",
+        "--plot",
+        "d.npz",
+    ],
+    "report over model_info": [
+        "build",
+        "gen",
+        "--board",
+        "qemu_m4",
+        "--project-only",
+        "--report",
+        "gen/model_info.json",
+    ],
+    "convert out over the data": ["convert", "m.keras", "--data", "d.npz", "--out", "d.npz"],
+    "bench plot over a source": ["bench", "gen", "--board", "qemu_m4", "--plot", "gen/model.c"],
+    "two outputs on one path": [
+        "compress",
+        "m.keras",
+        "--data",
+        "d.npz",
+        "--out",
+        "s.keras",
+        "--pareto",
+        "--plot",
+        "s.keras",
+    ],
+    # outputs that cannot be written
+    "file as parent of --out": ["codegen", "mlp.tflite", "--out", "d.npz/gen"],
+    "file as parent of --report": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite/r.json"],
+    "folder as --report": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "gen"],
+    "file as --out folder": ["codegen", "mlp.tflite", "--out", "d.npz"],
+    # numbers
+    "negative seed": ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--seed", "-1"],
+    "negative samples": ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--samples", "-5"],
+    "verify samples -1": ["verify", "mlp.tflite", "--data", "d.npz", "--samples", "-1"],
+    "negative timeout": ["bench", "gen", "--board", "qemu_m4", "--timeout", "-1"],
+    "nan timeout": ["bench", "gen", "--board", "qemu_m4", "--timeout", "nan"],
+    "zero runs": ["bench", "gen", "--board", "qemu_m4", "--runs", "0"],
+    "energy above 1": ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--energy", "1.5"],
+    "negative epochs": [
+        "compress",
+        "m.keras",
+        "--data",
+        "d.npz",
+        "--out",
+        "s.keras",
+        "--finetune-epochs",
+        "-1",
+    ],
+    "deploy target 0": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--target-params", "0"],
+    # data
+    "empty x_test": ["verify", "mlp.tflite", "--data", "empty_test.npz"],
+    "0-d x_train": ["verify", "mlp.tflite", "--data", "scalar.npz"],
+    "non-npy member": ["verify", "mlp.tflite", "--data", "text_member.npz"],
+    ".npy named .npz": ["verify", "mlp.tflite", "--data", "array.npz"],
+    "complex x_train": ["verify", "mlp.tflite", "--data", "complex.npz"],
+    "4x4x1 for 16 inputs": ["verify", "mlp.tflite", "--data", "image.npz"],
+    "data is a folder": ["verify", "mlp.tflite", "--data", "gen"],
+    # model files
+    "folder to codegen": ["codegen", "gen", "--out", "gen2"],
+    "empty keras": ["compress", "empty.keras", "--data", "d.npz", "--out", "s.keras"],
+    "random keras": ["compress", "random.keras", "--data", "d.npz", "--out", "s.keras"],
+    "hostile model": ["codegen", "hostile.tflite", "--out", "gen2"],
+    # model_info.json edited by hand
+    "arena is text": ["build", "edited_arena", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+    "negative shape": ["build", "edited_shape", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+    "prefix injection": ["build", "edited_prefix", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+    # boards and names
+    "board as a path": ["build", "gen", "--board", "../../../tmp/x", "--project-only"],
+    "unknown board": ["bench", "gen", "--board", "nope"],
+    "non-UTF-8 board": ["build", "gen", "--board", "latin1", "--project-only", "--out", "fw"],
+    "prefix with newline": ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "kws\n"],
+    "prefix upper case": ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "KWS"],
+    # deploy checks every option before the first stage
+    "deploy bad method": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--method", "magic"],
+    "deploy bad prefix": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--prefix", "9x"],
+    "deploy bad board": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--board", "../boards/x"],
+    "deploy out over input": ["deploy", "dep_in/model.tflite", "--data", "d.npz", "--out", "dep_in"],
+}
+
+
+def _savez(path: Path, **arrays) -> None:
+    np.savez(path, **arrays)
+    if path.suffix != ".npz":
+        path.with_suffix(path.suffix + ".npz").rename(path)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_bad")
+    shutil.copy(tflite_fuzz.SEEDS / "mlp.tflite", root / "mlp.tflite")
+    x = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
+    np.savez(root / "d.npz", x_train=x, y_train=np.arange(8) % 4)
+    np.savez(
+        root / "empty_test.npz", x_train=x, y_train=np.zeros(8, int), x_test=x[:0], y_test=np.zeros(0, int)
+    )
+    np.savez(root / "scalar.npz", x_train=np.float32(3.0))
+    np.savez(root / "complex.npz", x_train=x.astype(np.complex64))
+    np.savez(root / "image.npz", x_train=x.reshape(8, 4, 4, 1))
+    np.save(root / "array.npy", x)
+    (root / "array.npy").rename(root / "array.npz")
+    shutil.copy(root / "d.npz", root / "text_member.npz")
+    import zipfile
+
+    with zipfile.ZipFile(root / "text_member.npz", "a") as archive:
+        archive.writestr("notes.txt", "hello")
+    (root / "m.keras").write_bytes(b"PK placeholder")
+    (root / "empty.keras").write_bytes(b"")
+    (root / "random.keras").write_bytes(os.urandom(300))
+    (root / "hostile.tflite").write_bytes(sorted(tflite_fuzz.CORPUS.glob("*.tflite"))[0].read_bytes())
+    generate(root / "mlp.tflite", root / "gen", tflm_arena=False)
+    for name, edit in {
+        "edited_arena": lambda info: info.update(arena_bytes="lots"),
+        "edited_shape": lambda info: info["inputs"][0].update(shape=[-1, 16]),
+        "edited_prefix": lambda info: info.update(prefix="tr\n#error x"),
+    }.items():
+        shutil.copytree(root / "gen", root / name)
+        info = json.loads((root / name / "model_info.json").read_text())
+        edit(info)
+        (root / name / "model_info.json").write_text(json.dumps(info))
+    (root / "boards").mkdir()
+    (root / "boards" / "latin1.toml").write_bytes("name = 'Carte \xe9lectronique'\n".encode("latin-1"))
+    (root / "dep_in").mkdir()
+    shutil.copy(root / "mlp.tflite", root / "dep_in" / "model.tflite")
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("argv", list(CASES.values()), ids=list(CASES))
+def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, capsys, monkeypatch):
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("TINYRANK_BOARDS_DIR", str(workspace / "boards"))
+    before = _snapshot(workspace)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse refuses the option itself
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tinyrank") and "error:" in last, err
+    if last.startswith("tinyrank: error:"):
+        assert len(err.strip().splitlines()) == 1, err
+    assert _snapshot(workspace) == before, "the failed command changed the workspace"
+
+
+def test_deploy_bad_option_creates_no_folder(workspace, capsys, monkeypatch):
+    monkeypatch.chdir(workspace)
+    with pytest.raises(SystemExit):
+        main(["deploy", "m.keras", "--data", "d.npz", "--out", "fresh", "--method", "magic"])
+    assert not (workspace / "fresh").exists()
+
+
+def test_every_command_and_option_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        assert sub.description, f"`tinyrank {name}` has no description"
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"`tinyrank {name} {action.option_strings[0]}` has no help"
+    deploy_help = commands["deploy"].format_help()
+    assert "default qemu_m4" in deploy_help and "{svd,tucker,cp,spatial,seminmf,auto}" in deploy_help
+    assert "1..16 characters" in " ".join(commands["codegen"].format_help().split())
+
+
+def test_version(capsys):
+    from toolchain import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tinyrank {__version__}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -21,94 +22,145 @@ from tests.helpers import tflite_fuzz
 from toolchain.cli import build_parser, main
 from toolchain.codegen import generate
 
-CASES: dict[str, list[str]] = {
+# name: (argv, what the error line must say)
+CASES: dict[str, tuple[list[str], str]] = {
     # outputs naming an input
-    "report over the model": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite"],
-    "plot over the data": [
-        "compress",
-        "m.keras",
-        "--data",
-        "d.npz",
-        "--out",
-        "s.keras",
-        "--pareto",
-        "--plot",
-        "d.npz",
-    ],
-    "report over model_info": [
-        "build",
-        "gen",
-        "--board",
-        "qemu_m4",
-        "--project-only",
-        "--report",
-        "gen/model_info.json",
-    ],
-    "convert out over the data": ["convert", "m.keras", "--data", "d.npz", "--out", "d.npz"],
-    "bench plot over a source": ["bench", "gen", "--board", "qemu_m4", "--plot", "gen/model.c"],
-    "two outputs on one path": [
-        "compress",
-        "m.keras",
-        "--data",
-        "d.npz",
-        "--out",
-        "s.keras",
-        "--pareto",
-        "--plot",
-        "s.keras",
-    ],
+    "report over the model": (
+        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite"],
+        "--report mlp.tflite: is an input",
+    ),
+    "plot over the data": (
+        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--pareto", "--plot", "d.npz"],
+        "--plot d.npz: is an input",
+    ),
+    "report over model_info": (
+        ["build", "gen", "--board", "qemu_m4", "--project-only", "--report", "gen/model_info.json"],
+        "--report gen/model_info.json: is an input",
+    ),
+    "convert out over the data": (
+        ["convert", "m.keras", "--data", "d.npz", "--out", "d.npz"],
+        "--out d.npz: is an input",
+    ),
+    "bench plot over a source": (
+        ["bench", "gen", "--board", "qemu_m4", "--plot", "gen/model.c"],
+        "--plot gen/model.c: is an input",
+    ),
+    "two outputs on one path": (
+        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--pareto", "--plot", "s.keras"],
+        "also given as",
+    ),
     # outputs that cannot be written
-    "file as parent of --out": ["codegen", "mlp.tflite", "--out", "d.npz/gen"],
-    "file as parent of --report": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite/r.json"],
-    "folder as --report": ["codegen", "mlp.tflite", "--out", "gen2", "--report", "gen"],
-    "file as --out folder": ["codegen", "mlp.tflite", "--out", "d.npz"],
+    "file as parent of --out": (["codegen", "mlp.tflite", "--out", "d.npz/gen"], "d.npz is a file"),
+    "file as parent of --report": (
+        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite/r.json"],
+        "mlp.tflite is a file",
+    ),
+    "folder as --report": (
+        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "gen"],
+        "is a folder; expected a file name",
+    ),
+    "file as --out folder": (["codegen", "mlp.tflite", "--out", "d.npz"], "is a file; expected a folder"),
     # numbers
-    "negative seed": ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--seed", "-1"],
-    "negative samples": ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--samples", "-5"],
-    "verify samples -1": ["verify", "mlp.tflite", "--data", "d.npz", "--samples", "-1"],
-    "negative timeout": ["bench", "gen", "--board", "qemu_m4", "--timeout", "-1"],
-    "nan timeout": ["bench", "gen", "--board", "qemu_m4", "--timeout", "nan"],
-    "zero runs": ["bench", "gen", "--board", "qemu_m4", "--runs", "0"],
-    "energy above 1": ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--energy", "1.5"],
-    "negative epochs": [
-        "compress",
-        "m.keras",
-        "--data",
-        "d.npz",
-        "--out",
-        "s.keras",
-        "--finetune-epochs",
-        "-1",
-    ],
-    "deploy target 0": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--target-params", "0"],
+    "negative seed": (
+        ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--seed", "-1"],
+        "--seed: -1 must be at least 0",
+    ),
+    "negative samples": (
+        ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--samples", "-5"],
+        "--samples: -5 must be at least 1",
+    ),
+    "verify samples -1": (
+        ["verify", "mlp.tflite", "--data", "d.npz", "--samples", "-1"],
+        "--samples: -1 must be at least 0",
+    ),
+    "negative timeout": (
+        ["bench", "gen", "--board", "qemu_m4", "--timeout", "-1"],
+        "--timeout: -1 must be above 0",
+    ),
+    "nan timeout": (["bench", "gen", "--board", "qemu_m4", "--timeout", "nan"], "not a finite number"),
+    "zero runs": (["bench", "gen", "--board", "qemu_m4", "--runs", "0"], "--runs: 0 must be at least 1"),
+    "energy above 1": (
+        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--energy", "1.5"],
+        "--energy: 1.5 must be at most 1",
+    ),
+    "negative epochs": (
+        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--finetune-epochs", "-1"],
+        "--finetune-epochs: -1 must be at least 0",
+    ),
+    "deploy target 0": (
+        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--target-params", "0"],
+        "--target-params: 0 must be above 0",
+    ),
     # data
-    "empty x_test": ["verify", "mlp.tflite", "--data", "empty_test.npz"],
-    "0-d x_train": ["verify", "mlp.tflite", "--data", "scalar.npz"],
-    "non-npy member": ["verify", "mlp.tflite", "--data", "text_member.npz"],
-    ".npy named .npz": ["verify", "mlp.tflite", "--data", "array.npz"],
-    "complex x_train": ["verify", "mlp.tflite", "--data", "complex.npz"],
-    "4x4x1 for 16 inputs": ["verify", "mlp.tflite", "--data", "image.npz"],
-    "data is a folder": ["verify", "mlp.tflite", "--data", "gen"],
+    "empty x_test": (["verify", "mlp.tflite", "--data", "empty_test.npz"], "'x_test' is empty"),
+    "0-d x_train": (["verify", "mlp.tflite", "--data", "scalar.npz"], "single number"),
+    "non-npy member": (
+        ["verify", "mlp.tflite", "--data", "text_member.npz"],
+        "'notes.txt' is not a .npy array",
+    ),
+    ".npy named .npz": (["verify", "mlp.tflite", "--data", "array.npz"], "not a readable .npz archive"),
+    "complex x_train": (["verify", "mlp.tflite", "--data", "complex.npz"], "expected real numbers"),
+    "4x4x1 for 16 inputs": (
+        ["verify", "mlp.tflite", "--data", "image.npz"],
+        "shape \\(4, 4, 1\\); the model mlp.tflite expects \\(16,\\)",
+    ),
+    "data is a folder": (["verify", "mlp.tflite", "--data", "gen"], "is a folder; expected an .npz file"),
     # model files
-    "folder to codegen": ["codegen", "gen", "--out", "gen2"],
-    "empty keras": ["compress", "empty.keras", "--data", "d.npz", "--out", "s.keras"],
-    "random keras": ["compress", "random.keras", "--data", "d.npz", "--out", "s.keras"],
-    "hostile model": ["codegen", "hostile.tflite", "--out", "gen2"],
+    "folder to codegen": (["codegen", "gen", "--out", "gen2"], "is a folder; expected a .tflite file"),
+    "empty keras": (["compress", "empty.keras", "--data", "d.npz", "--out", "s.keras"], "is empty"),
+    "random keras": (
+        ["compress", "random.keras", "--data", "d.npz", "--out", "s.keras"],
+        "not a .keras archive",
+    ),
+    "hostile model": (["codegen", "hostile.tflite", "--out", "gen2"], "hostile.tflite: tensor 0 .*scale"),
     # model_info.json edited by hand
-    "arena is text": ["build", "edited_arena", "--board", "qemu_m4", "--project-only", "--out", "fw"],
-    "negative shape": ["build", "edited_shape", "--board", "qemu_m4", "--project-only", "--out", "fw"],
-    "prefix injection": ["build", "edited_prefix", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+    "arena is text": (
+        ["build", "edited_arena", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+        "'arena_bytes' is 'lots'",
+    ),
+    "negative shape": (
+        ["build", "edited_shape", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+        "'inputs\\[0\\].shape'",
+    ),
+    "prefix injection": (
+        ["build", "edited_prefix", "--board", "qemu_m4", "--project-only", "--out", "fw"],
+        "key 'prefix'",
+    ),
     # boards and names
-    "board as a path": ["build", "gen", "--board", "../../../tmp/x", "--project-only"],
-    "unknown board": ["bench", "gen", "--board", "nope"],
-    "non-UTF-8 board": ["build", "gen", "--board", "latin1", "--project-only", "--out", "fw"],
-    "prefix with newline": ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "kws\n"],
-    "prefix upper case": ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "KWS"],
+    "board as a path": (
+        ["build", "gen", "--board", "../../../tmp/x", "--project-only"],
+        "is not a name such as qemu_m4",
+    ),
+    "unknown board": (["bench", "gen", "--board", "nope"], "unknown board 'nope'"),
+    "non-UTF-8 board": (
+        ["build", "gen", "--board", "latin1", "--project-only", "--out", "fw"],
+        "not UTF-8 text",
+    ),
+    "prefix with newline": (
+        ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "kws\n"],
+        "--prefix: must be a lower-case C identifier",
+    ),
+    "prefix upper case": (
+        ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "KWS"],
+        "--prefix: must be a lower-case C identifier",
+    ),
     # deploy checks every option before the first stage
-    "deploy bad method": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--method", "magic"],
-    "deploy bad prefix": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--prefix", "9x"],
-    "deploy bad board": ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--board", "../boards/x"],
-    "deploy out over input": ["deploy", "dep_in/model.tflite", "--data", "d.npz", "--out", "dep_in"],
+    "deploy bad method": (
+        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--method", "magic"],
+        "invalid choice: 'magic'",
+    ),
+    "deploy bad prefix": (
+        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--prefix", "9x"],
+        "--prefix: must be a lower-case C identifier",
+    ),
+    "deploy bad board": (
+        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--board", "../boards/x"],
+        "is not a name such as qemu_m4",
+    ),
+    "deploy out over input": (
+        ["deploy", "dep_in/model.tflite", "--data", "d.npz", "--out", "dep_in"],
+        "dep_in/model.tflite: is an input",
+    ),
 }
 
 
@@ -119,8 +171,18 @@ def _savez(path: Path, **arrays) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cli_bad")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_workspace(tmp_path_factory.mktemp("cli_bad"))
+
+
+@pytest.fixture
+def workspace(template: Path, tmp_path: Path) -> Path:
+    """A fresh copy per case, so a command that does damage cannot hide the next one's."""
+    return Path(shutil.copytree(template, tmp_path / "ws"))
+
+
+def make_workspace(root: Path) -> Path:
+    """The inputs every case works on: a model, data sets good and bad, generated C, edited copies."""
     shutil.copy(tflite_fuzz.SEEDS / "mlp.tflite", root / "mlp.tflite")
     x = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
     np.savez(root / "d.npz", x_train=x, y_train=np.arange(8) % 4)
@@ -165,8 +227,8 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("argv", list(CASES.values()), ids=list(CASES))
-def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, capsys, monkeypatch):
+@pytest.mark.parametrize(("argv", "expected"), list(CASES.values()), ids=list(CASES))
+def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, expected, capsys, monkeypatch):
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("TINYRANK_BOARDS_DIR", str(workspace / "boards"))
     before = _snapshot(workspace)
@@ -179,6 +241,7 @@ def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, capsys
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("tinyrank") and "error:" in last, err
+    assert re.search(expected, last), err
     if last.startswith("tinyrank: error:"):
         assert len(err.strip().splitlines()) == 1, err
     assert _snapshot(workspace) == before, "the failed command changed the workspace"

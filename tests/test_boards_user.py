@@ -1,4 +1,4 @@
-"""Board ids are names, never paths; a user's own boards come from the folder named by $TINYRANK_BOARDS_DIR."""
+"""Board ids are names, never paths; a user's own boards come from the folder in $TINYRANK_BOARDS_DIR."""
 
 from __future__ import annotations
 

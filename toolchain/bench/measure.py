@@ -97,7 +97,7 @@ def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
 
 
 def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Path | None, dict | None]:
-    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board without a port."""
+    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a board without a port."""
     elf, sizes = _firmware(model_dir, board)
     if board.is_emulated and elf is None:
         raise TinyrankError(

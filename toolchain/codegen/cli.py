@@ -38,8 +38,8 @@ def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
 def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
 
-    from toolchain.codegen.verify import verify
     from toolchain.codegen.graph import parse
+    from toolchain.codegen.verify import verify
     from toolchain.data import check_input_shape, load_dataset
     from toolchain.errors import TinyrankError
 
@@ -74,8 +74,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "codegen",
         parents=[common],
         help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
-        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const weights "
-        "and one statically planned arena. Writes model_info.json next to the sources.",
+        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const "
+        "weights and one statically planned arena. Writes model_info.json next to the sources.",
         epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

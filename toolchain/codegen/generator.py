@@ -117,8 +117,8 @@ def check_graph(graph: Graph) -> None:
         if t.dtype not in EDGE_DTYPES or t.scale.size != 1:
             raise UnsupportedError(
                 f"{graph.path}: model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
-                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor quantized"
-                " (convert with int8 input and output)"
+                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor"
+                " quantized (convert with int8 input and output)"
             )
     for op in graph.ops:
         module_for(op).check(op)

@@ -11,7 +11,8 @@ from toolchain.errors import TinyrankError
 EPILOG = """examples:
   tinyrank compress mlp.keras --data digits.npz --energy 0.9 --finetune-epochs 10 --out small.keras
   tinyrank compress cnn.keras --data digits.npz --method tucker --ranks conv2d_1=8:16 --out small.keras
-  tinyrank compress cnn.keras --data digits.npz --method auto --target-params 0.3 --pareto --plot p.png --out s.keras
+  tinyrank compress cnn.keras --data digits.npz --method auto --target-params 0.3 --pareto \\
+      --plot p.png --out s.keras
   tinyrank compress mlp.keras --data digits.npz --board nano33 --out small.keras --report compress.json
 
 Factored layers: the last keeps the original name, the others get _u, _in, _core, _kh, _kw suffixes."""

@@ -186,7 +186,8 @@ def _plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factori
         ref = reference_method(info, method, explicit)
         if ref is None:
             plan[info.name] = (
-                f"method {method} does not apply to {info.class_name} with a {info.kernel.shape[0]}x{info.kernel.shape[1]} kernel"
+                f"method {method} does not apply to {info.class_name} with a "
+                f"{info.kernel.shape[0]}x{info.kernel.shape[1]} kernel"
             )
             continue
         chosen = explicit if explicit is not None else rule_ranks(info, ref, energy, vbmf)

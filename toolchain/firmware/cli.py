@@ -8,7 +8,6 @@ from toolchain.firmware.budget import check_budget
 from toolchain.firmware.flash import build, flash
 from toolchain.firmware.project import create_project, validate_platformio_ini
 
-
 BOARD_HELP = f"board id, a name from `tinyrank boards` (your own board files: set ${USER_BOARDS_ENV})"
 
 
@@ -19,8 +18,8 @@ def register(subparsers, common) -> None:
         "build",
         parents=[common],
         help="turn a generated model into a PlatformIO project and build it",
-        description="Check the model against the board's flash and RAM budget, write a PlatformIO project for "
-        "it (benchmark app, board port, linker limits) and build the firmware. The predicted and actual "
+        description="Check the model against the board's flash and RAM budget, write a PlatformIO project "
+        "for it (benchmark app, board port, linker limits) and build the firmware. The predicted and actual "
         "sizes are printed side by side.",
         epilog="example: tinyrank build gen/ --board qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,11 +11,12 @@ Two ways in:
 - `run_to_exit(board, elf, timeout_s)`: for firmware that runs by itself and exits via
   semihosting; returns the exit status and what it printed.
 
-Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the package registries these machines reach, so CI runs
-the QEMU boards; this module writes a `<board>.resc` into a real board's project so a
-developer with Renode can run the same firmware emulated: `renode firmware_nano33/nano33.resc`,
-or `RenodeSession` from Python. Renode models the nRF52840's UART but not its USB, so
-the script runs the project's `<board>_renode` environment, built with `PORT_SERIAL=Serial1`.
+Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the
+package registries these machines reach, so CI runs the QEMU boards; this module writes a
+`<board>.resc` into a real board's project so a developer with Renode can run the same firmware
+emulated: `renode firmware_nano33/nano33.resc`, or `RenodeSession` from Python. Renode models
+the nRF52840's UART but not its USB, so the script runs the project's `<board>_renode`
+environment, built with `PORT_SERIAL=Serial1`.
 """
 
 from __future__ import annotations

@@ -7,74 +7,21 @@ the device sends; the client must end every exchange within its deadlines, with 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 
 import pytest
 import serial
 
-from toolchain.bench import protocol as p
+from tests.helpers.hostile_device import ScriptedLink, hello_body, scripted_device
 from toolchain.bench.client import BenchClient, open_link
 from toolchain.errors import DeviceError
 
 
-def hello_body(*, max_body: int = 64, max_runs: int = 8, inputs=(16,), outputs=(4,)) -> bytes:
-    body = struct.pack("<H6I3H", p.PROTOCOL_VERSION, 0x1234, 1, 2, 3, 4, 5, max_body, max_runs, 2)
-    body += struct.pack("<3B", len(inputs), len(outputs), 0)
-    body += b"".join(struct.pack("<I", n) for n in (*inputs, *outputs))
-    return body + bytes([6]) + b"cycles" + bytes([4]) + b"fake"
-
-
-class ScriptedLink:
-    """A pyserial-like link whose device answers each request with `reply(packet)` frames."""
-
-    def __init__(self, reply) -> None:
-        self.reply = reply
-        self.timeout = 0.01
-        self._reader = p.FrameReader()
-        self._out = bytearray()
-        self.last: p.Packet | None = None
-
-    def write(self, data: bytes) -> int:
-        for packet in self._reader.feed(data):
-            self.last = packet
-            self._out += b"".join(p.encode_packet(q) for q in self.reply(packet))
-        return len(data)
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._out)
-
-    def read(self, size: int = 1) -> bytes:
-        if not self._out and self.last is not None and self.last.type == p.INVOKE:
-            # keepalive forever: the device says "started" again on every read
-            self._out += p.encode_packet(p.Packet(p.INVOKE_STARTED, self.last.seq, self.last.session))
-        if not self._out:
-            time.sleep(self.timeout)
-            return b""
-        data, self._out = bytes(self._out[:size]), self._out[size:]
-        return data
-
-    def close(self) -> None:
-        pass
-
-
-def _device(hello: bytes):
-    def reply(packet: p.Packet) -> list[p.Packet]:
-        if packet.type == p.HELLO:
-            return [p.Packet(p.HELLO | p.REPLY, packet.seq, packet.body[0], hello)]
-        if packet.type == p.SET_INPUT:
-            return [p.Packet(p.SET_INPUT | p.REPLY, packet.seq, packet.session)]
-        if packet.type == p.INVOKE:
-            return [p.Packet(p.INVOKE_STARTED, packet.seq, packet.session)]
-        return []
-
-    return reply
-
-
 def test_keepalives_cannot_extend_the_invoke_deadline():
-    client = BenchClient(ScriptedLink(_device(hello_body())), timeout=0.2, retries=1, invoke_timeout=0.3)
+    client = BenchClient(
+        ScriptedLink(scripted_device(hello_body())), timeout=0.2, retries=1, invoke_timeout=0.3
+    )
     client.hello()
     started = time.monotonic()
     with pytest.raises(DeviceError, match="no valid reply to INVOKE after 2 attempts"):
@@ -95,7 +42,7 @@ def test_keepalives_cannot_extend_the_invoke_deadline():
     ],
 )
 def test_impossible_hello_fields_are_one_sentence(fields: dict, named: str):
-    client = BenchClient(ScriptedLink(_device(hello_body(**fields))), timeout=0.2, retries=0)
+    client = BenchClient(ScriptedLink(scripted_device(hello_body(**fields))), timeout=0.2, retries=0)
     with pytest.raises(DeviceError, match=named) as caught:
         client.hello()
     assert "\n" not in str(caught.value) and str(caught.value).count("failed") <= 1
@@ -129,7 +76,7 @@ def test_serial_exception_text_is_not_doubled():
         def read(self, size: int = 1) -> bytes:
             raise serial.SerialException("read failed: [Errno 5] Input/output error")
 
-    client = BenchClient(Broken(_device(hello_body())), name="dev", timeout=0.2, retries=0)
+    client = BenchClient(Broken(scripted_device(hello_body())), name="dev", timeout=0.2, retries=0)
     with pytest.raises(
         DeviceError, match=r"^dev: reading from the link failed \(\[Errno 5\] Input/output error\)$"
     ):

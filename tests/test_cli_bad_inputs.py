@@ -8,166 +8,14 @@ model_info.json, hostile board ids and files, bad names, and options deploy must
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.helpers import tflite_fuzz
+from tests.helpers.bad_inputs import CASES, make_workspace, snapshot
 from toolchain.cli import build_parser, main
-from toolchain.codegen import generate
-
-# name: (argv, what the error line must say)
-CASES: dict[str, tuple[list[str], str]] = {
-    # outputs naming an input
-    "report over the model": (
-        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite"],
-        "--report mlp.tflite: is an input",
-    ),
-    "plot over the data": (
-        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--pareto", "--plot", "d.npz"],
-        "--plot d.npz: is an input",
-    ),
-    "report over model_info": (
-        ["build", "gen", "--board", "qemu_m4", "--project-only", "--report", "gen/model_info.json"],
-        "--report gen/model_info.json: is an input",
-    ),
-    "convert out over the data": (
-        ["convert", "m.keras", "--data", "d.npz", "--out", "d.npz"],
-        "--out d.npz: is an input",
-    ),
-    "bench plot over a source": (
-        ["bench", "gen", "--board", "qemu_m4", "--plot", "gen/model.c"],
-        "--plot gen/model.c: is an input",
-    ),
-    "two outputs on one path": (
-        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--pareto", "--plot", "s.keras"],
-        "also given as",
-    ),
-    # outputs that cannot be written
-    "file as parent of --out": (["codegen", "mlp.tflite", "--out", "d.npz/gen"], "d.npz is a file"),
-    "file as parent of --report": (
-        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "mlp.tflite/r.json"],
-        "mlp.tflite is a file",
-    ),
-    "folder as --report": (
-        ["codegen", "mlp.tflite", "--out", "gen2", "--report", "gen"],
-        "is a folder; expected a file name",
-    ),
-    "file as --out folder": (["codegen", "mlp.tflite", "--out", "d.npz"], "is a file; expected a folder"),
-    # numbers
-    "negative seed": (
-        ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--seed", "-1"],
-        "--seed: -1 must be at least 0",
-    ),
-    "negative samples": (
-        ["convert", "m.keras", "--data", "d.npz", "--out", "x.tflite", "--samples", "-5"],
-        "--samples: -5 must be at least 1",
-    ),
-    "verify samples -1": (
-        ["verify", "mlp.tflite", "--data", "d.npz", "--samples", "-1"],
-        "--samples: -1 must be at least 0",
-    ),
-    "negative timeout": (
-        ["bench", "gen", "--board", "qemu_m4", "--timeout", "-1"],
-        "--timeout: -1 must be above 0",
-    ),
-    "nan timeout": (["bench", "gen", "--board", "qemu_m4", "--timeout", "nan"], "not a finite number"),
-    "zero runs": (["bench", "gen", "--board", "qemu_m4", "--runs", "0"], "--runs: 0 must be at least 1"),
-    "energy above 1": (
-        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--energy", "1.5"],
-        "--energy: 1.5 must be at most 1",
-    ),
-    "negative epochs": (
-        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--finetune-epochs", "-1"],
-        "--finetune-epochs: -1 must be at least 0",
-    ),
-    "deploy target 0": (
-        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--target-params", "0"],
-        "--target-params: 0 must be above 0",
-    ),
-    # data
-    "empty x_test": (["verify", "mlp.tflite", "--data", "empty_test.npz"], "'x_test' is empty"),
-    "0-d x_train": (["verify", "mlp.tflite", "--data", "scalar.npz"], "single number"),
-    "non-npy member": (
-        ["verify", "mlp.tflite", "--data", "text_member.npz"],
-        "'notes.txt' is not a .npy array",
-    ),
-    ".npy named .npz": (["verify", "mlp.tflite", "--data", "array.npz"], "not a readable .npz archive"),
-    "complex x_train": (["verify", "mlp.tflite", "--data", "complex.npz"], "expected real numbers"),
-    "4x4x1 for 16 inputs": (
-        ["verify", "mlp.tflite", "--data", "image.npz"],
-        "shape \\(4, 4, 1\\); the model mlp.tflite expects \\(16,\\)",
-    ),
-    "data is a folder": (["verify", "mlp.tflite", "--data", "gen"], "is a folder; expected an .npz file"),
-    # model files
-    "folder to codegen": (["codegen", "gen", "--out", "gen2"], "is a folder; expected a .tflite file"),
-    "empty keras": (["compress", "empty.keras", "--data", "d.npz", "--out", "s.keras"], "is empty"),
-    "random keras": (
-        ["compress", "random.keras", "--data", "d.npz", "--out", "s.keras"],
-        "not a .keras archive",
-    ),
-    "hostile model": (["codegen", "hostile.tflite", "--out", "gen2"], "hostile.tflite: tensor 0 .*scale"),
-    # model_info.json edited by hand
-    "arena is text": (
-        ["build", "edited_arena", "--board", "qemu_m4", "--project-only", "--out", "fw"],
-        "'arena_bytes' is 'lots'",
-    ),
-    "negative shape": (
-        ["build", "edited_shape", "--board", "qemu_m4", "--project-only", "--out", "fw"],
-        "'inputs\\[0\\].shape'",
-    ),
-    "prefix injection": (
-        ["build", "edited_prefix", "--board", "qemu_m4", "--project-only", "--out", "fw"],
-        "key 'prefix'",
-    ),
-    # boards and names
-    "board as a path": (
-        ["build", "gen", "--board", "../../../tmp/x", "--project-only"],
-        "is not a name such as qemu_m4",
-    ),
-    "unknown board": (["bench", "gen", "--board", "nope"], "unknown board 'nope'"),
-    "non-UTF-8 board": (
-        ["build", "gen", "--board", "latin1", "--project-only", "--out", "fw"],
-        "not UTF-8 text",
-    ),
-    "prefix with newline": (
-        ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "kws\n"],
-        "--prefix: must be a lower-case C identifier",
-    ),
-    "prefix upper case": (
-        ["codegen", "mlp.tflite", "--out", "gen2", "--prefix", "KWS"],
-        "--prefix: must be a lower-case C identifier",
-    ),
-    # deploy checks every option before the first stage
-    "deploy bad method": (
-        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--method", "magic"],
-        "invalid choice: 'magic'",
-    ),
-    "deploy bad prefix": (
-        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--prefix", "9x"],
-        "--prefix: must be a lower-case C identifier",
-    ),
-    "deploy bad board": (
-        ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--board", "../boards/x"],
-        "is not a name such as qemu_m4",
-    ),
-    "deploy out over input": (
-        ["deploy", "dep_in/model.tflite", "--data", "d.npz", "--out", "dep_in"],
-        "dep_in/model.tflite: is an input",
-    ),
-}
-
-
-def _savez(path: Path, **arrays) -> None:
-    np.savez(path, **arrays)
-    if path.suffix != ".npz":
-        path.with_suffix(path.suffix + ".npz").rename(path)
 
 
 @pytest.fixture(scope="module")
@@ -181,57 +29,11 @@ def workspace(template: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(template, tmp_path / "ws"))
 
 
-def make_workspace(root: Path) -> Path:
-    """The inputs every case works on: a model, data sets good and bad, generated C, edited copies."""
-    shutil.copy(tflite_fuzz.SEEDS / "mlp.tflite", root / "mlp.tflite")
-    x = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
-    np.savez(root / "d.npz", x_train=x, y_train=np.arange(8) % 4)
-    np.savez(
-        root / "empty_test.npz", x_train=x, y_train=np.zeros(8, int), x_test=x[:0], y_test=np.zeros(0, int)
-    )
-    np.savez(root / "scalar.npz", x_train=np.float32(3.0))
-    np.savez(root / "complex.npz", x_train=x.astype(np.complex64))
-    np.savez(root / "image.npz", x_train=x.reshape(8, 4, 4, 1))
-    np.save(root / "array.npy", x)
-    (root / "array.npy").rename(root / "array.npz")
-    shutil.copy(root / "d.npz", root / "text_member.npz")
-    import zipfile
-
-    with zipfile.ZipFile(root / "text_member.npz", "a") as archive:
-        archive.writestr("notes.txt", "hello")
-    (root / "m.keras").write_bytes(b"PK placeholder")
-    (root / "empty.keras").write_bytes(b"")
-    (root / "random.keras").write_bytes(os.urandom(300))
-    (root / "hostile.tflite").write_bytes(sorted(tflite_fuzz.CORPUS.glob("*.tflite"))[0].read_bytes())
-    generate(root / "mlp.tflite", root / "gen", tflm_arena=False)
-    for name, edit in {
-        "edited_arena": lambda info: info.update(arena_bytes="lots"),
-        "edited_shape": lambda info: info["inputs"][0].update(shape=[-1, 16]),
-        "edited_prefix": lambda info: info.update(prefix="tr\n#error x"),
-    }.items():
-        shutil.copytree(root / "gen", root / name)
-        info = json.loads((root / name / "model_info.json").read_text())
-        edit(info)
-        (root / name / "model_info.json").write_text(json.dumps(info))
-    (root / "boards").mkdir()
-    (root / "boards" / "latin1.toml").write_bytes("name = 'Carte \xe9lectronique'\n".encode("latin-1"))
-    (root / "dep_in").mkdir()
-    shutil.copy(root / "mlp.tflite", root / "dep_in" / "model.tflite")
-    return root
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 @pytest.mark.parametrize(("argv", "expected"), list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, expected, capsys, monkeypatch):
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("TINYRANK_BOARDS_DIR", str(workspace / "boards"))
-    before = _snapshot(workspace)
+    before = snapshot(workspace)
     try:
         status = main(argv)
     except SystemExit as exit_:  # argparse refuses the option itself
@@ -244,7 +46,7 @@ def test_bad_input_is_one_clean_line_and_changes_nothing(workspace, argv, expect
     assert re.search(expected, last), err
     if last.startswith("tinyrank: error:"):
         assert len(err.strip().splitlines()) == 1, err
-    assert _snapshot(workspace) == before, "the failed command changed the workspace"
+    assert snapshot(workspace) == before, "the failed command changed the workspace"
 
 
 def test_deploy_bad_option_creates_no_folder(workspace, capsys, monkeypatch):

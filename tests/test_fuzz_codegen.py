@@ -14,12 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.helpers import tflite_fuzz
-from toolchain.codegen import model_info
-from toolchain.codegen.verify import build_host, run_host
 from toolchain.errors import TinyrankError
 
 FUZZ_SEED = 20261205
@@ -61,18 +58,6 @@ def test_mutated_models_never_crash(tmp_path: Path):
     assert tally["refused"] > 100 and tally["accepted"] > 100, tally  # the mutations reach both sides
 
 
-def _run_sanitized(model, files: dict[str, str], work: Path, rows: int = 3) -> None:
-    gen = work / "gen"
-    gen.mkdir(parents=True)
-    for name, text in files.items():
-        (gen / name).write_text(text)
-    info = model_info(model, None)
-    exe = build_host(gen, info, work / "model_host", sanitize=True)
-    x = np.random.default_rng(0).integers(-128, 128, size=(rows, info["inputs"][0]["size"]), dtype=np.int8)
-    outputs = run_host(exe, x, info)
-    assert all(o.shape == (rows, t["size"]) for o, t in zip(outputs, info["outputs"], strict=True))
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
 def test_accepted_mutants_run_clean_under_sanitizers(tmp_path: Path):
     """The first accepted mutants whose C differs from their seed's, compiled with ASan and UBSan."""
@@ -89,7 +74,7 @@ def test_accepted_mutants_run_clean_under_sanitizers(tmp_path: Path):
         if files["model_weights.c"] in originals:
             continue
         try:
-            _run_sanitized(model, files, tmp_path / str(number))
+            tflite_fuzz.run_sanitized(model, files, tmp_path / str(number))
         except TinyrankError as exc:
             (tmp_path / f"sanitizer-{number}.tflite").write_bytes(data)
             pytest.fail(f"mutant {number}: {exc}")
@@ -115,7 +100,7 @@ def test_hostile_tensor_names_stay_inside_comments(tmp_path: Path):
     code = "".join(line.split("/*")[0] for text in files.values() for line in text.splitlines())
     assert "#error" not in code
     if shutil.which("gcc") is not None:
-        _run_sanitized(model, files, tmp_path, rows=1)
+        tflite_fuzz.run_sanitized(model, files, tmp_path, rows=1)
 
 
 def test_tflm_crash_while_sizing_the_arena_is_a_clean_error():

@@ -197,3 +197,22 @@ def outcome(data: bytes) -> str:
     except Exception as exc:  # noqa: BLE001 - that is what the fuzzer looks for
         return f"crash: {type(exc).__name__}: {exc}"
     return "accepted"
+
+
+def run_sanitized(model, files: dict[str, str], work: Path, rows: int = 3) -> None:
+    """Compile rendered C with AddressSanitizer and UndefinedBehaviorSanitizer and run `rows` random
+    inputs through it; a sanitizer report or a wrong output size raises TinyrankError."""
+    from toolchain.codegen import model_info
+    from toolchain.codegen.verify import build_host, run_host
+
+    gen = work / "gen"
+    gen.mkdir(parents=True)
+    for name, text in files.items():
+        (gen / name).write_text(text)
+    info = model_info(model, None)
+    exe = build_host(gen, info, work / "model_host", sanitize=True)
+    x = np.random.default_rng(0).integers(-128, 128, size=(rows, info["inputs"][0]["size"]), dtype=np.int8)
+    outputs = run_host(exe, x, info)
+    shapes = [o.shape for o in outputs]
+    if shapes != [(rows, t["size"]) for t in info["outputs"]]:
+        raise TinyrankError(f"the sanitized program gave outputs of shapes {shapes}")

@@ -148,6 +148,7 @@ def classify_cli_case(root: Path, argv: list[str], expected: str) -> list[str]:
 
 
 def probe_cli(work: Path, keras: bool = True) -> dict[str, Any]:
+    (work / "template").mkdir(parents=True)
     template = bad_inputs.make_workspace(work / "template")
     cases = dict(bad_inputs.CASES)
     if keras:

@@ -155,6 +155,11 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["deploy", "m.keras", "--data", "d.npz", "--out", "dep", "--board", "../boards/x"],
         "is not a name such as qemu_m4",
     ),
+    "deploy bad data": (
+        ["deploy", "m.keras", "--data", "complex.npz", "--out", "dep"],
+        "expected real numbers",
+    ),
+    "deploy empty model": (["deploy", "empty.keras", "--data", "d.npz", "--out", "dep"], "is empty"),
     "deploy out over input": (
         ["deploy", "dep_in/model.tflite", "--data", "d.npz", "--out", "dep_in"],
         "dep_in/model.tflite: is an input",

@@ -210,6 +210,20 @@ def check_recurrent_batch(model: Any, model_path: Path) -> None:
         )
 
 
+def check_convertible(model: Any, dataset: Dataset, model_path: Path) -> None:
+    """What convert needs of a model and its data, checked before the converter (which may crash
+    the process) runs: one input and output, the data's shape and labels, no fixed-batch RNN."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(
+            f"model file {model_path}: convert supports one input and one output "
+            f"(found {len(model.inputs)} and {len(model.outputs)})"
+        )
+    check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    check_recurrent_batch(model, model_path)
+    if model.outputs[0].shape[-1] is not None:
+        check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model {model_path.name}")
+
+
 def convert_file(
     model_path: str | Path, data_path: str | Path, out_path: str | Path, *, samples: int = 300, seed: int = 0
 ) -> dict[str, Any]:
@@ -220,15 +234,7 @@ def convert_file(
     check_distinct(model_path, out_path)
     dataset = load_dataset(data_path)
     model = load_keras_model(model_path)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(
-            f"model file {model_path}: convert supports one input and one output "
-            f"(found {len(model.inputs)} and {len(model.outputs)})"
-        )
-    check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
-    check_recurrent_batch(model, model_path)
-    if model.outputs[0].shape[-1] is not None:
-        check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model {model_path.name}")
+    check_convertible(model, dataset, model_path)
     flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)
     scores = evaluate(model, flatbuffer, dataset)
     atomic_write_bytes(out_path, flatbuffer)

@@ -352,8 +352,11 @@ def probe_signals(work: Path) -> dict[str, Any]:
             _kill_group(process)
             outcomes[f"{command} {how}"] = "hang"
             continue
-        time.sleep(2.0)
-        leaked = _leaked(f"qemu-system-arm.*{marker}") + _leaked(f"platformio.*{marker}")
+
+        def left() -> int:
+            return _leaked(f"qemu-system-arm.*{marker}") + _leaked(f"platformio.*{marker}")
+
+        leaked = 0 if _wait(lambda: left() == 0, 10) else left()  # the kernel's kill takes a moment
         if not started:
             outcome = "qemu never started"
         elif leaked:

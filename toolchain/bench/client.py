@@ -5,6 +5,9 @@ seconds, and resent up to `retries` times, since the device silently drops a cor
 frame. A device that restarts (it announces BOOT, or answers with session 0) raises
 `DeviceReset`; `BenchClient.run` then says HELLO again and replays the whole sample, a
 bounded number of times. Anything that still fails is a one-line `DeviceError`.
+
+Over 400 lines on purpose: the deadlines, retries, resets and HELLO checks of one session
+are easier to audit together than split across modules.
 """
 
 from __future__ import annotations

@@ -81,6 +81,10 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--energy", "1.5"],
         "--energy: 1.5 must be at most 1",
     ),
+    "target-params above 1": (
+        ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--target-params", "1.5"],
+        "--target-params: 1.5 must be at most 1",
+    ),
     "negative epochs": (
         ["compress", "m.keras", "--data", "d.npz", "--out", "s.keras", "--finetune-epochs", "-1"],
         "--finetune-epochs: -1 must be at least 0",

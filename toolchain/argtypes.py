@@ -40,6 +40,7 @@ count = _number(int, 0, None)  # 0 allowed (e.g. epochs, "all samples")
 seed = _number(int, 0, 2**32 - 1)
 fraction = _number(float, 0.0, 1.0, open_low=True)  # (0, 1]
 seconds = _number(float, 0.0, 24 * 3600.0, open_low=True)
+milliseconds = _number(float, 0.0, 24 * 3600e3, open_low=True)
 runs = _number(int, 1, 65535)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from toolchain.fileio import write_json_report
 
-BENCHMARKS = ("bench_compress", "bench_codegen", "bench_device", "bench_costmodel")
+BENCHMARKS = ("bench_compress", "bench_codegen", "bench_device", "bench_costmodel", "bench_robustness")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sweeps (a sanity run)")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
     args = parser.parse_args(argv)
-    # Benchmark tables are wide; when the output goes to a file or CI log, rich would squeeze them to 80
-    # columns.
+    # Benchmark tables are wide; in a file or CI log, rich would squeeze them to 80 columns.
     os.environ.setdefault("COLUMNS", "200")
     results: dict[str, object] = {}
     for name in args.only or BENCHMARKS:

@@ -203,3 +203,60 @@ def test_flaky_link_to_qemu_still_gives_exact_outputs(built_model: Path, digits_
 def test_the_benchmark_apps_own_ram_is_reported(report: dict) -> None:
     # Its buffers: two frames and two packets (~1.1 KB), 64 run counts, the saved inputs (64 B).
     assert 1200 < report["bench_app_ram_bytes"] < report["static_ram_bytes"]
+
+
+def _running(pattern: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, timeout=10).returncode == 0
+
+
+def _wait_until(condition, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [
+        ("bench", "SIGTERM"),
+        ("bench", "SIGHUP"),
+        ("bench", "SIGKILL"),
+        ("flash", "SIGTERM"),
+        ("flash", "SIGKILL"),
+    ],
+)
+def test_signal_to_the_tinyrank_command_leaves_no_qemu_or_pio(built_model: Path, command: str, sig: str):
+    """The real `tinyrank bench` / `tinyrank flash`, signalled while QEMU (and `pio run`) run."""
+    import signal
+    import subprocess
+    import sys
+
+    from toolchain.processes import stop_group
+
+    marker = str(built_model / f"firmware_{BOARD}")
+    children = (f"qemu-system-arm.*{marker}", f"platformio.*{marker}")
+    argv = [sys.executable, "-m", "toolchain.cli", command, str(built_model), "--board", BOARD]
+    if command == "bench":
+        argv += ["--runs", "65535", "--timeout", "30"]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert _wait_until(lambda: _running(children[0]), 90), "QEMU never started"
+        process.send_signal(getattr(signal, sig))
+        status = process.wait(timeout=30)
+        assert status != 0
+        for pattern in children:
+            assert _wait_until(lambda p=pattern: not _running(p), 10), f"{pattern} left running after {sig}"
+        if sig != "SIGKILL":
+            assert "Traceback" not in process.stderr.read().decode()
+    finally:
+        stop_group(process, 1.0)
+        subprocess.run(["pkill", "-KILL", "-f", f"qemu-system-arm.*{marker}"], timeout=10)

@@ -69,7 +69,7 @@ def test_verify_command_fails_on_wrong_data_shape(tiny, tmp_path: Path) -> None:
     bad = save_dataset(
         tmp_path / "bad.npz", x_train=np.zeros((4, 7), np.float32), y_train=np.zeros(4, np.int64)
     )
-    with pytest.raises(TinyrankError, match=r"samples of shape \(7,\) do not match the model input"):
+    with pytest.raises(TinyrankError, match=r"shape \(7,\); the model tiny.tflite expects \(12,\)"):
         _run(["verify", str(tflite), "--data", str(bad)])
 
 

@@ -168,8 +168,8 @@ def test_run_samples_refuses_bad_samples_before_starting_qemu(tmp_path: Path) ->
         "arena_bytes": 16,
         "weights_bytes": 0,
         "ops": [],
-        "inputs": [{"name": "x", "shape": [1, 16], "size": 16}],
-        "outputs": [{"name": "y", "shape": [1, 4], "size": 4}],
+        "inputs": [{"name": "x", "shape": [1, 16], "size": 16, "scale": 0.1, "zero_point": 0}],
+        "outputs": [{"name": "y", "shape": [1, 4], "size": 4, "scale": 0.1, "zero_point": 0}],
     }
     (tmp_path / "model_info.json").write_text(json.dumps(info))
     x = np.zeros((3, 16), np.int8)

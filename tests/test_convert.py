@@ -99,7 +99,7 @@ def test_cli_corrupt_model(tmp_path: Path, digits_npz: Path, capsys: pytest.Capt
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     assert main(["convert", str(bad), "--data", str(digits_npz), "--out", str(tmp_path / "m.tflite")]) == 2
-    assert f"model file {bad}: not a readable Keras model" in capsys.readouterr().err
+    assert f"model file {bad}: not a .keras archive" in capsys.readouterr().err
 
 
 def test_cli_never_writes_over_its_input(

@@ -110,3 +110,43 @@ def test_score_outputs_accuracy_or_mse() -> None:
     assert score_outputs(outputs, np.array([0, 1, 1]), outputs) == {"accuracy": 2 / 3}
     x = np.ones((3, 2), np.float32)
     assert score_outputs(x * 3, None, x) == {"mse": 4.0}  # no labels: reconstruction error
+
+
+def test_labels_outside_the_model_classes(tmp_path: Path) -> None:
+    from toolchain.data import check_labels
+
+    data = load_dataset(_write(tmp_path / "d.npz", x_train=np.zeros((3, 2)), y_train=np.array([0, 1, 4])))
+    with pytest.raises(
+        DataError, match="'y_train' holds class 4; the model has 4 outputs, so labels must be 0..3"
+    ):
+        check_labels(data, 4)
+    check_labels(data, 5)
+    negative = load_dataset(_write(tmp_path / "n.npz", x_train=np.zeros((2, 2)), y_train=np.array([0, -1])))
+    with pytest.raises(DataError, match="holds class -1"):
+        check_labels(negative, 3)
+    binary = load_dataset(_write(tmp_path / "b.npz", x_train=np.zeros((2, 2)), y_train=np.array([0, 2])))
+    with pytest.raises(DataError, match="labels must be 0..1"):
+        check_labels(binary, 1)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((0, 4))}, "'x_train' is empty"),
+        (
+            {
+                "x_train": np.zeros((2, 4)),
+                "x_test": np.zeros((0, 4)),
+                "y_train": np.zeros(2),
+                "y_test": np.zeros(0),
+            },
+            "'x_test' is empty",
+        ),
+        ({"x_train": np.float32(1.0)}, "single number"),
+        ({"x_train": np.zeros((2, 2), np.complex64)}, "expected real numbers"),
+        ({"x_train": np.zeros((2, 2), bool)}, "expected real numbers"),
+    ],
+)
+def test_the_contract_refuses(tmp_path: Path, arrays: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        load_dataset(_write(tmp_path / "d.npz", **arrays))

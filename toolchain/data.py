@@ -2,7 +2,9 @@
 
 Keys: `x_train`, `y_train` (fine-tuning and int8 calibration), and optionally `x_test`,
 `y_test` (evaluation). Checked up front so a shape mistake is reported before minutes of
-work, naming the key, the shape found and the shape expected.
+work, naming the key, the shape found and the shape expected. Every stage goes through
+`load_dataset` (real numbers, finite, at least one sample per array, lengths agree), then
+`check_input_shape` against its model's input and `check_labels` against its model's classes.
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ class Dataset:
 
 
 def _check_finite(where: str, key: str, array: np.ndarray) -> None:
-    if not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{where}: key '{key}' has dtype {array.dtype}; expected numbers")
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{where}: member '{key}' is not a .npy array")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{where}: key '{key}' has dtype {array.dtype}; expected real numbers")
+    if array.ndim == 0:
+        raise DataError(f"{where}: key '{key}' is a single number; expected one row per sample")
+    if len(array) == 0:
+        raise DataError(f"{where}: key '{key}' is empty; it needs at least one sample")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise DataError(f"{where}: key '{key}' holds {bad} NaN or Inf values")
@@ -53,12 +61,18 @@ def _check_finite(where: str, key: str, array: np.ndarray) -> None:
 def load_dataset(path: str | Path) -> Dataset:
     """Read and sanity-check an `.npz` data set (keys present, numeric, finite, lengths agree)."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"data file {p}: is a folder; expected an .npz file")
     if not p.is_file():
         raise DataError(f"data file {p}: no such file")
+    if not zipfile.is_zipfile(p):
+        raise DataError(
+            f"data file {p}: not a readable .npz archive (np.savez writes one; a single .npy is not)"
+        )
     try:
         with np.load(p, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise DataError(f"data file {p}: not a readable .npz archive ({exc})") from exc
     return dataset_from_arrays(arrays, p, where=f"data file {p}")
 
@@ -83,8 +97,6 @@ def dataset_from_arrays(
             raise DataError(
                 f"{where}: '{x_key}' has {len(arrays[x_key])} samples but '{y_key}' has {len(arrays[y_key])}"
             )
-    if len(arrays["x_train"]) == 0:
-        raise DataError(f"{where}: 'x_train' is empty")
     return Dataset(
         path=path,
         x_train=arrays["x_train"],
@@ -108,6 +120,23 @@ def check_input_shape(dataset: Dataset, expected: Sequence[int | None], where: s
         if not fits:
             raise DataError(
                 f"{dataset.path}: key '{key}' has samples of shape {found}; the {where} expects {want}"
+            )
+
+
+def check_labels(dataset: Dataset, classes: int, where: str = "model") -> None:
+    """Class labels (when the labels are classes) inside the model's range: 0..classes-1, or 0/1
+    for a single sigmoid output; a label outside would fail deep inside TensorFlow."""
+    limit = 2 if classes == 1 else classes
+    for key in ("y_train", "y_test"):
+        labels = class_labels(getattr(dataset, key))
+        if labels is None or labels.size == 0:
+            continue
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= limit:
+            bad = low if low < 0 else high
+            raise DataError(
+                f"{dataset.path}: key '{key}' holds class {bad}; the {where} has {classes} output"
+                f"{'s' if classes != 1 else ''}, so labels must be 0..{limit - 1}"
             )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,66 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     if not p.is_file():
         raise TinyrankError(f"{what} {p}: no such file")
     return p
+
+
+def _protected(inputs: Sequence[str | os.PathLike]) -> set[Path]:
+    """The files a stage reads: each input file, and what a generated-model folder holds."""
+    files: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files |= {f.resolve() for pattern in ("*.json", "*.c", "*.h") for f in p.glob(pattern)}
+        elif p.exists():
+            files.add(p.resolve())
+    return files
+
+
+def _nearest_existing(path: Path) -> Path:
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return parent
+    return Path(".")
+
+
+def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False) -> None:
+    """`path` can be created or replaced: every existing ancestor is a writable folder."""
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        kind = "a folder" if p.is_dir() else "a file"
+        raise TinyrankError(f"{what} {p}: is {kind}; expected {'a folder' if folder else 'a file name'}")
+    start = p if folder and p.is_dir() else p.parent
+    existing = _nearest_existing(start)
+    if not existing.is_dir():
+        raise TinyrankError(f"{what} {p}: {existing} is a file, so it cannot hold {p.name}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TinyrankError(f"{what} {p}: the folder {existing} is not writable")
+
+
+def check_paths(
+    inputs: Sequence[str | os.PathLike],
+    files: dict[str, str | os.PathLike],
+    folders: dict[str, str | os.PathLike] | None = None,
+) -> None:
+    """Before any work: every output can be written and none is, or lies inside, an input.
+
+    `files` and `folders` map an option name (`--report`) to the path it names. An output file
+    may not be an input (or a file of an input folder); an output folder may not be an input
+    file, nor contain an input it would overwrite.
+    """
+    protected = _protected(inputs)
+    outputs = [(name, Path(p), False) for name, p in files.items() if p is not None]
+    outputs += [(name, Path(p), True) for name, p in (folders or {}).items() if p is not None]
+    for name, path, folder in outputs:
+        check_writable(path, name, folder=folder)
+        target = path.resolve()
+        if target in protected:
+            raise TinyrankError(
+                f"{name} {path}: is an input of this command; choose another path so it is kept"
+            )
+    seen: dict[Path, str] = {}
+    for name, path, _folder in outputs:
+        if path.resolve() in seen:
+            raise TinyrankError(
+                f"{name} {path}: also given as {seen[path.resolve()]}; choose distinct outputs"
+            )
+        seen[path.resolve()] = name

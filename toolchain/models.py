@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,14 @@ def load_keras_model(path: str | Path) -> Any:
         raise ModelError(f"model file {p}: no such file")
     if p.suffix not in (".keras", ".h5"):
         raise ModelError(f"model file {p}: expected a .keras (or legacy .h5) Keras model")
+    if p.stat().st_size == 0:
+        raise ModelError(f"model file {p}: is empty")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise ModelError(f"model file {p}: not a .keras archive (Keras saves a zip file; this is not one)")
     import keras
 
     try:
-        return keras.saving.load_model(p, compile=False, safe_mode=True)
+        model = keras.saving.load_model(p, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user.
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Could not locate" in cause or "Unknown layer" in cause or "custom" in cause.lower():
@@ -35,6 +40,21 @@ def load_keras_model(path: str | Path) -> Any:
                 f"model file {p}: uses a custom layer or object that tinyrank cannot rebuild ({cause[:200]})"
             ) from exc
         raise ModelError(f"model file {p}: not a readable Keras model ({cause[:200]})") from exc
+    check_finite_weights(model, p)
+    return model
+
+
+def check_finite_weights(model: Any, path: str | Path) -> None:
+    """NaN or Inf weights poison every later stage with confusing errors; name the layer here."""
+    for layer in model.layers:
+        for weight in layer.weights:
+            values = np.asarray(weight)
+            if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+                bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+                raise ModelError(
+                    f"model file {path}: layer '{layer.name}' weight '{weight.name}' holds {bad} NaN or Inf "
+                    "values; retrain or fix the model"
+                )
 
 
 def save_keras_model(model: Any, path: str | Path, source: str | Path | None = None) -> Path:

@@ -7,8 +7,12 @@ with the `tflite_micro` Python interpreter, never with LiteRT.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
+import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +94,39 @@ def run(model: bytes | str | os.PathLike, x: np.ndarray) -> list[np.ndarray]:
     return [np.stack(o) for o in outputs]
 
 
-def arena_usage(model: bytes | str | os.PathLike) -> ArenaUsage:
-    """TFLM's arena for the model, read from its recording allocator's report.
+def arena_usage(model: bytes | str | os.PathLike, timeout_s: float = 120.0) -> ArenaUsage:
+    """TFLM's arena for the model, measured in a child process.
+
+    TFLM's C++ trusts the flatbuffer; a crafted model can crash it. In a child, a crash is a
+    clean ModelError naming the signal instead of the end of tinyrank.
+    """
+    from toolchain.processes import run_tool
+
+    data = _model_bytes(model)
+    command = [sys.executable, "-m", "toolchain.oracle", "--arena"]
+    result = run_tool(command, timeout_s=timeout_s, what="TFLite Micro arena sizing", input=data, text=False)
+    if result.returncode < 0:
+        name = signal.Signals(-result.returncode).name
+        raise ModelError(
+            f"TFLite Micro crashed ({name}) while sizing the model's arena; the model is malformed"
+        )
+    if result.returncode != 0:
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ModelError(
+            lines[-1] if lines else f"TFLite Micro arena sizing failed (status {result.returncode})"
+        )
+    try:
+        return ArenaUsage(**json.loads(result.stdout))
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"TFLite Micro arena sizing printed no result ({exc})") from exc
+
+
+def _arena_usage_here(data: bytes) -> ArenaUsage:
+    """TFLM's arena for the model, read from its recording allocator's report (in this process).
 
     The interpreter prints the report from C++ straight to file descriptor 2, so stderr is
     captured at the descriptor level.
     """
-    data = _model_bytes(model)
     interp = _interpreter(data)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         saved = os.dup(2)
@@ -112,3 +142,18 @@ def arena_usage(model: bytes | str | os.PathLike) -> ArenaUsage:
     if "total" not in found:
         raise ModelError("TFLite Micro printed no arena allocation report")
     return ArenaUsage(total=found["total"], head=found.get("head", 0), tail=found.get("tail", 0))
+
+
+def _main() -> int:
+    """`python -m toolchain.oracle --arena`: the model on stdin, its ArenaUsage as JSON on stdout."""
+    try:
+        usage = _arena_usage_here(sys.stdin.buffer.read())
+    except ModelError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(dataclasses.asdict(usage)))
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--arena"]:
+    sys.exit(_main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from toolchain import argtypes
 from toolchain.errors import TinyrankError
 
 EXAMPLES = """examples:
@@ -17,30 +18,34 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "bench",
         parents=[common],
         help="measure latency, RAM, flash and correctness on the board (or QEMU)",
-        description="Run the benchmark firmware built by `tinyrank build`: latency over N runs, "
-        "RAM (static + stack high-water), flash, and every data sample compared byte for byte "
-        "with TFLite Micro on the host. QEMU boards are started and stopped automatically.",
+        description="Run the benchmark firmware built by `tinyrank build`: latency over N runs, RAM "
+        "(static + stack high-water), flash, and every data sample compared byte for byte with TFLite Micro "
+        "on the host. QEMU boards are started and stopped automatically.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "model_dir", metavar="DIR", help="output folder of `tinyrank codegen`, built with `tinyrank build`"
     )
-    parser.add_argument("--board", required=True, help="board id (see `tinyrank boards`)")
+    parser.add_argument(
+        "--board", required=True, type=argtypes.board_id, help="board id (see `tinyrank boards`)"
+    )
     parser.add_argument(
         "--port", metavar="URL", help="serial port or pyserial URL (real boards; default: start QEMU)"
     )
     parser.add_argument(
-        "--runs", type=int, default=20, help="timed inferences after the warm-up (default 20)"
+        "--runs", type=argtypes.runs, default=20, help="timed inferences after the warm-up (default 20)"
     )
     parser.add_argument(
         "--data", metavar="DATA.npz", help="samples to check against the host reference (x_test, y_test)"
     )
-    parser.add_argument("--max-samples", type=int, default=None, help="check only the first N samples")
+    parser.add_argument(
+        "--max-samples", type=argtypes.positive_int, default=None, help="check only the first N samples"
+    )
     parser.add_argument("--per-op", action="store_true", help="also time each op")
     parser.add_argument("--plot", metavar="P.png", help="write the per-op bar chart (implies --per-op)")
     parser.add_argument(
-        "--timeout", type=float, default=1.0, help="seconds to wait for each reply (default 1)"
+        "--timeout", type=argtypes.seconds, default=1.0, help="seconds to wait for each reply (default 1)"
     )
     parser.add_argument(
         "--no-cycle-estimate",

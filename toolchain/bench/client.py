@@ -5,6 +5,9 @@ seconds, and resent up to `retries` times, since the device silently drops a cor
 frame. A device that restarts (it announces BOOT, or answers with session 0) raises
 `DeviceReset`; `BenchClient.run` then says HELLO again and replays the whole sample, a
 bounded number of times. Anything that still fails is a one-line `DeviceError`.
+
+Over 400 lines on purpose: the deadlines, retries, resets and HELLO checks of one session
+are easier to audit together than split across modules.
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ class RunResult:
     status: int
     stack_used_bytes: int
     op_counts: list[int] = field(default_factory=list)
+
+
+def _link_failure(name: str, action: str, exc: Exception) -> DeviceError:
+    """One sentence for a link that failed: pyserial already prefixes 'read failed:', so strip it."""
+    text = str(exc)
+    for prefix in ("read failed: ", "write failed: "):
+        text = text.removeprefix(prefix)
+    if "disconnected" in text or getattr(exc, "errno", None) in (errno.ECONNRESET, errno.EPIPE):
+        return DeviceError(f"{name}: the device closed the connection while tinyrank was {action} it")
+    return DeviceError(f"{name}: {action} the link failed ({text or type(exc).__name__})")
 
 
 def open_link(url: str, *, baudrate: int = 115200, timeout: float = READ_SLICE_S) -> Any:
@@ -138,20 +151,23 @@ class BenchClient:
         try:
             self.link.write(data)
         except Exception as exc:  # pyserial raises SerialException, sockets OSError
-            raise DeviceError(f"{self.name}: write failed: {exc}") from None
+            raise _link_failure(self.name, "writing to", exc) from None
 
     def _read(self) -> bytes:
         try:
             waiting = self.link.in_waiting
             return self.link.read(max(1, waiting))
         except Exception as exc:
-            raise DeviceError(f"{self.name}: read failed: {exc}") from None
+            raise _link_failure(self.name, "reading from", exc) from None
 
     def _await(self, seq: int, reply_type: int, hello: bool, work_s: float) -> p.Packet | None:
         """The reply to request `seq`, or None at the deadline. Stale and stray frames are dropped.
 
-        Once the device says INVOKE_STARTED the deadline moves to `work_s` from then."""
-        deadline = time.monotonic() + self.timeout
+        INVOKE_STARTED (the device is busy) moves the deadline to `work_s` past the request, once:
+        the overall limit is fixed when the request is sent, so no keepalive can extend it."""
+        sent = time.monotonic()
+        deadline = sent + self.timeout
+        overall = sent + self.timeout + work_s
         while time.monotonic() < deadline:
             for packet in self._reader.feed(self._read()):
                 if not hello and (packet.type == p.BOOT or packet.session != self._session):
@@ -161,7 +177,7 @@ class BenchClient:
                 if packet.seq != seq:
                     continue  # a late reply to an earlier attempt
                 if packet.type == p.INVOKE_STARTED:
-                    deadline = time.monotonic() + work_s
+                    deadline = overall
                 elif packet.type == p.ERROR:
                     raise self._refused(packet, reply_type & ~p.REPLY)
                 elif packet.type == reply_type:
@@ -300,8 +316,8 @@ class BenchClient:
                 self.resets_seen += 1
                 if self.resets_seen > self.max_resets:
                     raise DeviceError(
-                        f"{self.name}: the device restarted {self.resets_seen} times (limit "
-                        f"{self.max_resets}); "
+                        f"{self.name}: the device restarted {self.resets_seen} times "
+                        f"(limit {self.max_resets}); "
                         "check its power supply and the firmware's stack size"
                     ) from None
                 self._reader.clear()

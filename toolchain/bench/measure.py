@@ -217,7 +217,7 @@ def run_benchmark(
     `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
     On QEMU boards, `estimate_cycles` adds estimated Cortex-M4 cycles (`toolchain.bench.cycles`).
     """
-    from toolchain.data import load_dataset
+    from toolchain.data import check_input_shape, load_dataset
     from toolchain.firmware import read_model_info
     from toolchain.firmware.boards import load_board
 
@@ -229,6 +229,9 @@ def run_benchmark(
         raise TinyrankError(f"--runs {runs}: must be at least 1")
     if dataset is not None and not hasattr(dataset, "eval_x"):
         dataset = load_dataset(dataset)
+    if dataset is not None:
+        shape = info["inputs"][0]["shape"]
+        check_input_shape(dataset, shape[1:], where=f"model of {model_dir} (input {shape})")
     elf, sizes = require_firmware(model_dir, board, port)
 
     samples = labels = reference = None

@@ -250,6 +250,7 @@ def parse_hello(body: bytes) -> DeviceInfo:
     inputs = tuple(b.take("I") for _ in range(n_in))
     outputs = tuple(b.take("I") for _ in range(n_out))
     unit, board_id = b.string(), b.string()
+    _check_hello(max_body, max_runs, inputs, outputs)
     return DeviceInfo(
         version,
         model_hash,
@@ -267,3 +268,23 @@ def parse_hello(body: bytes) -> DeviceInfo:
         board_id,
         bool(features & FEATURE_PER_OP),
     )
+
+
+# A frame body holds a 5-byte SET_INPUT header plus data, and no more than the host reads.
+MIN_BODY = 8
+MAX_TENSOR_BYTES = 1 << 26
+
+
+def _check_hello(max_body: int, max_runs: int, inputs: tuple, outputs: tuple) -> None:
+    """Fields the host loops on: a zero would make it loop forever, a huge size allocate forever."""
+    problem = None
+    if max_runs < 1:
+        problem = f"max_runs={max_runs} (at least 1 run per INVOKE is needed)"
+    elif not MIN_BODY <= max_body <= MAX_BODY:
+        problem = f"max_body={max_body} (a frame body needs {MIN_BODY}..{MAX_BODY} bytes)"
+    elif not inputs or not outputs:
+        problem = f"{len(inputs)} inputs and {len(outputs)} outputs (the model needs at least one of each)"
+    elif not all(1 <= size <= MAX_TENSOR_BYTES for size in inputs + outputs):
+        problem = f"tensor sizes {list(inputs)} -> {list(outputs)} (each must be 1..{MAX_TENSOR_BYTES} bytes)"
+    if problem:
+        raise DeviceError(f"the firmware's HELLO announces {problem}; is it the tinyrank benchmark firmware?")

@@ -13,13 +13,13 @@ from typing import Any
 
 from toolchain.errors import TinyrankError
 
-_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,15}")
 
 
 def check_prefix(prefix: str) -> str:
-    if not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise TinyrankError(
-            f"--prefix '{prefix}': must be a lower-case C identifier of 1..16 characters (e.g. 'kws')"
+            f"--prefix {prefix!r}: must be a lower-case C identifier of 1..16 characters (e.g. 'kws')"
         )
     return prefix
 

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from toolchain import argtypes
+
 
 def _print_codegen(info: dict[str, Any], out: Path) -> None:
     from rich.console import Console
@@ -36,11 +38,15 @@ def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
 def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
 
+    from toolchain.codegen.graph import parse
     from toolchain.codegen.verify import verify
-    from toolchain.data import load_dataset
+    from toolchain.data import check_input_shape, load_dataset
     from toolchain.errors import TinyrankError
 
     dataset = load_dataset(args.data)
+    graph = parse(args.model)
+    if graph.inputs:
+        check_input_shape(dataset, graph.inputs[0].shape[1:], where=f"model {graph.path.name}")
     x = dataset.eval_x[: args.samples] if args.samples else dataset.eval_x
     report = verify(args.model, x, sanitize=args.sanitize)
     console = Console()
@@ -68,17 +74,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "codegen",
         parents=[common],
         help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
-        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, "
-        "const weights and one statically planned arena. Writes model_info.json next to the sources.",
+        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const "
+        "weights and one statically planned arena. Writes model_info.json next to the sources.",
         epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="the full-int8 .tflite file")
     parser.add_argument("--out", required=True, help="folder for the generated sources")
     parser.add_argument(
-        "--prefix", default="tr", help="C name prefix, so several models fit one firmware (default tr)"
+        "--prefix", default="tr", type=argtypes.prefix, help=f"{argtypes.PREFIX_HELP} (default tr)"
     )
-    parser.set_defaults(func=run_codegen)
+    parser.set_defaults(func=run_codegen, out_kind="folder")
 
     parser = subparsers.add_parser(
         "verify",
@@ -91,7 +97,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("model", help="the full-int8 .tflite file")
     parser.add_argument("--data", required=True, help=".npz data set; x_test (or x_train) samples are run")
-    parser.add_argument("--samples", type=int, default=0, help="run only the first N samples (default: all)")
+    parser.add_argument(
+        "--samples", type=argtypes.count, default=0, help="run only the first N samples (default: all)"
+    )
     parser.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")
     parser.add_argument("--allow-mismatch", action="store_true", help="report differences without failing")
     parser.set_defaults(func=run_verify)

@@ -14,6 +14,7 @@ from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
 from toolchain.codegen.ops import module_for
 from toolchain.codegen.planner import Buffer, plan
+from toolchain.codegen.validate import check_totals, validate_graph
 from toolchain.errors import UnsupportedError
 
 EDGE_DTYPES = ("int8",)
@@ -116,9 +117,8 @@ def check_graph(graph: Graph) -> None:
         if t.dtype not in EDGE_DTYPES or t.scale.size != 1:
             raise UnsupportedError(
                 f"{graph.path}: model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
-                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor "
-                "quantized"
-                " (convert with int8 input and output)"
+                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor"
+                " quantized (convert with int8 input and output)"
             )
     for op in graph.ops:
         module_for(op).check(op)
@@ -239,6 +239,7 @@ def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> L
     `fuse=None` plans with and without fused factored layers and keeps the smaller arena
     (fused on a tie: fewer calls); True or False forces the choice.
     """
+    validate_graph(graph)
     graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
@@ -249,4 +250,6 @@ def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> L
             fused = _lower_and_plan(graph, prefix, True)
             model = fused if fused.arena_bytes <= model.arena_bytes else model
     model.float_edges = stand_ins
+    macs = sum(item.call.macs for item in model.ops if item.call is not None)
+    check_totals(graph, model.arena_bytes, macs, model.weights_bytes)
     return model

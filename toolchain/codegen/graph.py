@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.ctext import printable
 from toolchain.errors import ModelError
 
 # TensorType enum value -> numpy dtype name, for the types a model may hold.
@@ -186,10 +187,13 @@ def _tensor(index: int, t: Any, buffers: list[np.ndarray | None], type_names: di
     raw = buffers[t.Buffer()] if t.Buffer() < len(buffers) else None
     data: np.ndarray | None = None
     if raw is not None and dtype in _NUMPY_TYPES:
-        data = np.frombuffer(raw.tobytes(), dtype=_NUMPY_TYPES[dtype]).reshape(shape)
+        item = np.dtype(_NUMPY_TYPES[dtype]).itemsize
+        data = np.frombuffer(raw.tobytes()[: raw.size // item * item], dtype=_NUMPY_TYPES[dtype])
+        if all(d >= 0 for d in shape) and data.size == int(np.prod(shape, dtype=np.int64)):
+            data = data.reshape(shape)  # else left flat: the validation pass names the mismatch
     return Tensor(
         index=index,
-        name=t.Name().decode("utf-8", "replace"),
+        name=printable(t.Name().decode("utf-8", "replace"), 1000),
         shape=shape,
         dtype=dtype,
         scale=scale,
@@ -233,15 +237,27 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
         sub = model.Subgraphs(0)
         type_names = _enum_names(tfl.TensorType)
         tensors = [_tensor(i, sub.Tensors(i), buffers, type_names) for i in range(sub.TensorsLength())]
+
+        def check(indices: list[int], optional: bool, what: str) -> None:
+            for j in indices:
+                if not (-1 if optional else 0) <= j < len(tensors):
+                    raise ModelError(f"{path}: {what} names tensor {j}; the model has {len(tensors)}")
+
+        def pick_optional(indices: list[int], what: str) -> list[Tensor | None]:
+            check(indices, True, what)
+            return [tensors[j] if j >= 0 else None for j in indices]
+
+        def pick(indices: list[int], what: str) -> list[Tensor]:
+            check(indices, False, what)
+            return [tensors[j] for j in indices]
+
         ops = []
         for i in range(sub.OperatorsLength()):
             o = sub.Operators(i)
-            ins = (
-                [tensors[j] if j >= 0 else None for j in o.InputsAsNumpy().tolist()]
-                if o.InputsLength()
-                else []
-            )
-            outs = [tensors[j] for j in o.OutputsAsNumpy().tolist()] if o.OutputsLength() else []
+            if not 0 <= o.OpcodeIndex() < len(opcodes):
+                raise ModelError(f"{path}: op {i} names operator code {o.OpcodeIndex()} of {len(opcodes)}")
+            ins = pick_optional(o.InputsAsNumpy().tolist(), f"op {i}") if o.InputsLength() else []
+            outs = pick(o.OutputsAsNumpy().tolist(), f"op {i}") if o.OutputsLength() else []
             ops.append(
                 Op(
                     index=i,
@@ -251,8 +267,8 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
                     options=_builtin_options(o),
                 )
             )
-        inputs = [tensors[j] for j in sub.InputsAsNumpy().tolist()] if sub.InputsLength() else []
-        outputs = [tensors[j] for j in sub.OutputsAsNumpy().tolist()] if sub.OutputsLength() else []
+        inputs = pick(sub.InputsAsNumpy().tolist(), "the model inputs") if sub.InputsLength() else []
+        outputs = pick(sub.OutputsAsNumpy().tolist(), "the model outputs") if sub.OutputsLength() else []
     except ModelError:
         raise
     except Exception as exc:  # a corrupt flatbuffer fails in many ways inside the binding
@@ -270,6 +286,12 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
 def parse(path: str | os.PathLike) -> Graph:
     """Parse a `.tflite` file; a missing or corrupt file is a `ModelError` naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"model file {p}: is a folder; expected a .tflite file")
     if not p.is_file():
         raise ModelError(f"model file {p}: no such file")
-    return parse_bytes(p.read_bytes(), p)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model file {p}: cannot read it ({exc.strerror})") from exc
+    return parse_bytes(data, p)

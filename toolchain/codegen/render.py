@@ -6,6 +6,9 @@ calls (`tr_<family>.h`, which declares the functions and the parameter struct) a
 each call's struct as a `static const` next to the call. The kernel sources used are
 copied with every `tr_*.h` header they include (directly or through another header), and
 nothing else, so the output folder builds on its own and holds only what the model needs.
+Every value a template prints passes through `toolchain.ctext.c_safe`, so a name from a model
+file cannot end a comment or start a preprocessor line; lines tinyrank composes itself (comments
+of already-sanitized text, parameter structs) are marked `CCode`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from toolchain.codegen.generator import LoweredModel
 from toolchain.codegen.graph import Tensor
 from toolchain.codegen.lowering import FieldValue, ParamStruct, c_type, shape_text, tensor_macro
+from toolchain.ctext import CCode, c_safe
 from toolchain.errors import TinyrankError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
@@ -41,6 +45,7 @@ def _environment():
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        finalize=c_safe,
     )
 
 
@@ -77,18 +82,20 @@ def _rows(values: np.ndarray) -> list[str]:
     return [", ".join(items[i : i + _VALUES_PER_LINE]) for i in range(0, len(items), _VALUES_PER_LINE)]
 
 
-def c_comment(text: str) -> str:
-    """Text safe inside a C block comment on one line (a tensor name may hold '*/' or a newline)."""
-    return " ".join(text.replace("*/", "* /").replace("/*", "/ *").split())
+def c_comment(text: str) -> CCode:
+    """Text safe inside a C block comment on one line (a tensor name may hold '*/' or a newline):
+    whitespace runs become one space, then `c_safe` neutralises the rest, once."""
+    return CCode(c_safe(" ".join(text.split())))
 
 
 def comment_lines(text: str, indent: str = "    ") -> list[str]:
     """A block comment of `text` wrapped to the line length: `/* ... */` on one line if it fits."""
     text = c_comment(text)
     if len(indent) + len(text) + 6 <= _LINE_LENGTH:
-        return [f"{indent}/* {text} */"]
+        return [CCode(f"{indent}/* {text} */")]
     wrapped = textwrap.wrap(text, _LINE_LENGTH - len(indent) - 3, break_long_words=False)
-    return [f"{indent}/* {wrapped[0]}", *(f"{indent} * {line}" for line in wrapped[1:]), f"{indent} */"]
+    lines = [f"{indent}/* {wrapped[0]}", *(f"{indent} * {line}" for line in wrapped[1:]), f"{indent} */"]
+    return [CCode(line) for line in lines]
 
 
 def _packable(value: FieldValue) -> bool:
@@ -136,11 +143,12 @@ def _value_text(value: FieldValue) -> str:
 
 def struct_lines(params: ParamStruct, indent: str = "    ") -> list[str]:
     """`static const tr_fc_params fc_dense_1 = { ... };` as lines of C."""
-    return [
+    lines = [
         f"{indent}static const {params.ctype} {params.name} = {{",
         *_field_lines(params.fields, indent + "    "),
         f"{indent}}};",
     ]
+    return [CCode(line) for line in lines]  # identifiers and numbers made by tinyrank
 
 
 def _edge(t: Tensor, float_edges: set[int]) -> dict:

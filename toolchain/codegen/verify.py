@@ -119,7 +119,8 @@ def run_host(exe: str | os.PathLike, x_int8: np.ndarray, info: dict[str, Any]) -
         [str(exe)],
         timeout_s=RUN_TIMEOUT_S,
         what=f"{exe} running {n} samples",
-        input_bytes=np.ascontiguousarray(x_int8).tobytes(),
+        input=np.ascontiguousarray(x_int8).tobytes(),
+        text=False,
     )
     if result.returncode != 0:
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]

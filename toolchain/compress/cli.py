@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from toolchain import argtypes
 from toolchain.errors import TinyrankError
 
 EPILOG = """examples:
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     ranks.add_argument(
         "--energy",
-        type=float,
+        type=argtypes.fraction,
         default=None,
         metavar="F",
         help="keep this fraction of squared singular values",
@@ -59,24 +60,28 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     ranks.add_argument(
         "--target-params",
-        type=float,
+        type=argtypes.fraction,
         default=None,
         metavar="F",
         help="budget: this fraction of the parameters",
     )
     ranks.add_argument(
-        "--target-macs", type=float, default=None, metavar="F", help="budget: this fraction of the MACs"
+        "--target-macs",
+        type=argtypes.fraction,
+        default=None,
+        metavar="F",
+        help="budget: this fraction of the MACs",
     )
     ranks.add_argument(
         "--target-latency",
-        type=float,
+        type=argtypes.fraction,
         default=None,
         metavar="F",
         help="budget: this fraction of the original's predicted cost on --board",
     )
     ranks.add_argument(
         "--max-latency-ms",
-        type=float,
+        type=argtypes.milliseconds,
         default=None,
         metavar="MS",
         help="budget: at most MS milliseconds on --board (cycles at its clock; instructions on QEMU boards)",
@@ -84,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     ranks.add_argument(
         "--board",
         default=None,
+        type=argtypes.board_id,
         metavar="ID",
         help="fit this board's flash and RAM; cost layers with its core's model (see `tinyrank boards`)",
     )
@@ -91,19 +97,21 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--pareto", action="store_true", help="sweep parameter budgets and report accuracy against size"
     )
     parser.add_argument(
-        "--finetune-epochs", type=int, default=0, metavar="N", help="fine-tune for up to N epochs"
+        "--finetune-epochs", type=argtypes.count, default=0, metavar="N", help="fine-tune for up to N epochs"
     )
     parser.add_argument(
         "--distill", action="store_true", help="fine-tune against the original model's outputs too"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (decompositions, fine-tuning)")
+    parser.add_argument(
+        "--seed", type=argtypes.seed, default=0, help="random seed (decompositions, fine-tuning)"
+    )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="OUT.keras", help="where to write the factored model"
     )
     parser.add_argument(
         "--plot", type=Path, default=None, metavar="P.png", help="write the --pareto plot here"
     )
-    parser.set_defaults(func=run_compress)
+    parser.set_defaults(func=run_compress, out_kind="file")
 
 
 def run_compress(args: argparse.Namespace) -> dict:

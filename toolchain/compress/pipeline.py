@@ -31,7 +31,7 @@ from toolchain.compress.plan import (
 from toolchain.compress.ranks import parse_ranks
 from toolchain.compress.unlabeled import NOTE as TEACHER_NOTE
 from toolchain.compress.unlabeled import label_with_teacher, needs_teacher_labels
-from toolchain.data import Dataset, check_input_shape, dataset_from_arrays, load_dataset
+from toolchain.data import Dataset, check_input_shape, check_labels, dataset_from_arrays, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
@@ -158,6 +158,8 @@ def compress(
     dataset = to_dataset(data)
     if dataset is not None and len(model.inputs) == 1:
         check_input_shape(dataset, tuple(model.inputs[0].shape), where=f"model '{model.name}'")
+        if len(model.outputs) == 1 and model.outputs[0].shape[-1] is not None:
+            check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model '{model.name}'")
     labels_note = None
     if dataset is not None and needs_teacher_labels(model, dataset):
         dataset, labels_note, distill = label_with_teacher(model, dataset), TEACHER_NOTE, True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from toolchain import argtypes
 from toolchain.convert.convert import convert_file
 
 
@@ -46,7 +47,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="the .tflite file to write")
     parser.add_argument(
-        "--samples", type=int, default=300, help="calibration samples drawn from x_train (default 300)"
+        "--samples",
+        type=argtypes.positive_int,
+        default=300,
+        help="calibration samples drawn from x_train (default 300)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed for the calibration samples")
-    parser.set_defaults(func=run_convert)
+    parser.add_argument(
+        "--seed", type=argtypes.seed, default=0, help="shuffle seed for the calibration samples"
+    )
+    parser.set_defaults(func=run_convert, out_kind="file")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.data import Dataset, check_input_shape, load_dataset, score_outputs
+from toolchain.data import Dataset, check_input_shape, check_labels, load_dataset, score_outputs
 from toolchain.errors import ModelError, TinyrankError, UnsupportedError
 from toolchain.fileio import atomic_write_bytes, check_distinct
 from toolchain.models import load_keras_model, model_input_shape, predict_outputs
@@ -199,6 +199,34 @@ def evaluate(model: Any, flatbuffer: bytes, dataset: Dataset) -> dict[str, Any]:
     }
 
 
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D")
+
+
+def check_recurrent_batch(model: Any, model_path: Path) -> None:
+    """TensorFlow's converter crashes the process on a recurrent layer with a fixed batch size."""
+    batch = model.inputs[0].shape[0]
+    recurrent = [layer.name for layer in model.layers if type(layer).__name__ in RECURRENT_LAYERS]
+    if recurrent and batch is not None:
+        raise UnsupportedError(
+            f"model file {model_path}: recurrent layer '{recurrent[0]}' with a fixed batch size of {batch}; "
+            "rebuild the model with keras.Input(shape=...) (no batch_size) so the converter can handle it"
+        )
+
+
+def check_convertible(model: Any, dataset: Dataset, model_path: Path) -> None:
+    """What convert needs of a model and its data, checked before the converter (which may crash
+    the process) runs: one input and output, the data's shape and labels, no fixed-batch RNN."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(
+            f"model file {model_path}: convert supports one input and one output "
+            f"(found {len(model.inputs)} and {len(model.outputs)})"
+        )
+    check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    check_recurrent_batch(model, model_path)
+    if model.outputs[0].shape[-1] is not None:
+        check_labels(dataset, int(model.outputs[0].shape[-1]), where=f"model {model_path.name}")
+
+
 def convert_file(
     model_path: str | Path, data_path: str | Path, out_path: str | Path, *, samples: int = 300, seed: int = 0
 ) -> dict[str, Any]:
@@ -209,12 +237,7 @@ def convert_file(
     check_distinct(model_path, out_path)
     dataset = load_dataset(data_path)
     model = load_keras_model(model_path)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(
-            f"model file {model_path}: convert supports one input and one output "
-            f"(found {len(model.inputs)} and {len(model.outputs)})"
-        )
-    check_input_shape(dataset, model_input_shape(model), where=f"model {model_path.name}")
+    check_convertible(model, dataset, model_path)
     flatbuffer = convert_model(model, dataset.x_train, samples=samples, seed=seed)
     scores = evaluate(model, flatbuffer, dataset)
     atomic_write_bytes(out_path, flatbuffer)

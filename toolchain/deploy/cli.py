@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from toolchain import argtypes
 from toolchain.deploy.pipeline import deploy
 from toolchain.errors import TinyrankError
 
@@ -61,6 +62,13 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
             "outputs match the host reference", f"{bench_report['matches']}/{bench_report['samples']}"
         )
     Console().print(table)
+
+
+def deploy_outputs(args: argparse.Namespace) -> tuple[dict, dict]:
+    """What deploy writes inside its folder, so an input there is never overwritten."""
+    out = args.out or Path("build") / args.board
+    files = {f"--out's {name}": out / name for name in ("compressed.keras", "model.tflite", "report.json")}
+    return files, {"--out": out, "--out's gen/": out / "gen", "--out's original/": out / "original"}
 
 
 RULE_OPTIONS = ("energy", "ranks")  # rank rules: compress takes no board budget with these
@@ -120,8 +128,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "deploy",
         parents=[common],
         help="all stages: compress, convert, codegen, build, bench",
-        description="Run every stage on a Keras model and measure it on the board "
-        "(QEMU boards run in the emulator).",
+        description="Run every stage on a Keras model and measure it on the board (QEMU boards run in the "
+        "emulator). Every option and output path is checked before the first stage starts.",
         epilog="example: tinyrank deploy model.keras --data digits.npz --board qemu_m4 --out build/qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -129,7 +137,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help=".npz with x_train, y_train and optional x_test, y_test"
     )
-    parser.add_argument("--board", default="qemu_m4", help="board id (see `tinyrank boards`)")
+    parser.add_argument(
+        "--board",
+        default="qemu_m4",
+        type=argtypes.board_id,
+        help="board id (default qemu_m4; see `tinyrank boards`)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default build/BOARD)")
     parser.add_argument(
         "--method",
@@ -141,40 +154,48 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "rank choice (default: the least error that fits --board; the original is measured beside it)"
     )
     rank.add_argument("--ranks", default=None, metavar="LAYER=R[:R2],...", help="explicit ranks")
-    rank.add_argument("--energy", type=float, default=None, help="fraction of singular-value energy kept")
+    rank.add_argument(
+        "--energy", type=argtypes.fraction, default=None, help="fraction of singular-value energy kept"
+    )
     rank.add_argument(
         "--target-params",
-        type=float,
+        type=argtypes.fraction,
         default=None,
         metavar="F",
         help="budget: this fraction of the parameters",
     )
     rank.add_argument(
-        "--target-macs", type=float, default=None, metavar="F", help="budget: this fraction of the MACs"
+        "--target-macs",
+        type=argtypes.fraction,
+        default=None,
+        metavar="F",
+        help="budget: this fraction of the MACs",
     )
     rank.add_argument(
         "--target-latency",
-        type=float,
+        type=argtypes.fraction,
         default=None,
         metavar="F",
         help="budget: this fraction of the original's predicted cost on --board",
     )
     rank.add_argument(
         "--max-latency-ms",
-        type=float,
+        type=argtypes.milliseconds,
         default=None,
         metavar="MS",
         help="budget: at most MS ms on --board (cycles at its clock; instructions on QEMU boards)",
     )
     parser.add_argument("--distill", action="store_true", help="fine-tune against the original's outputs too")
     parser.add_argument(
-        "--finetune-epochs", type=int, default=None, help="fine-tuning epochs after factorizing"
+        "--finetune-epochs", type=argtypes.count, default=None, help="fine-tuning epochs after factorizing"
     )
     parser.add_argument("--no-compress", action="store_true", help="deploy the model as it is")
-    parser.add_argument("--runs", type=int, default=10, help="timed inferences (default 10)")
+    parser.add_argument("--runs", type=argtypes.runs, default=10, help="timed inferences (default 10)")
     parser.add_argument("--port", help="serial port or pyserial URL of a real board")
     parser.add_argument(
         "--flash", action="store_true", help="upload to the connected board before benchmarking"
     )
-    parser.add_argument("--prefix", default="tr", help="C symbol prefix of the generated model (default tr)")
-    parser.set_defaults(func=run_deploy)
+    parser.add_argument(
+        "--prefix", default="tr", type=argtypes.prefix, help=f"{argtypes.PREFIX_HELP} (default tr)"
+    )
+    parser.set_defaults(func=run_deploy, out_kind="folder", writes=deploy_outputs)

@@ -41,17 +41,15 @@ def _say_sizes(build: dict) -> None:
 
 
 def compress_stage(
-    model_path: Path, data_path: Path, out_dir: Path, options: dict | None
+    model: Any, model_path: Path, dataset: Any, out_dir: Path, options: dict | None
 ) -> tuple[Path, dict]:
     """Factorize (unless `options` is None) and save `compressed.keras`; the input is never touched."""
     if options is None:
         return model_path, {"skipped": True}
     from toolchain.compress import compress
-    from toolchain.data import load_dataset
-    from toolchain.models import load_keras_model, save_keras_model
+    from toolchain.models import save_keras_model
 
-    model = load_keras_model(model_path)
-    small, report = compress(model, load_dataset(data_path), **options)
+    small, report = compress(model, dataset, **options)
     out = save_keras_model(small, out_dir / "compressed.keras", source=model_path)
     return out, report
 
@@ -127,11 +125,18 @@ def deploy(
     """
     from toolchain import codegen, firmware
     from toolchain.convert import convert_file
+    from toolchain.convert.convert import check_convertible
+    from toolchain.data import load_dataset
     from toolchain.deploy.compare import comparison
     from toolchain.firmware.boards import load_board
+    from toolchain.models import load_keras_model
 
     model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
     board = load_board(board_id)
+    # The model and data are read and checked before the output folder exists: a bad one leaves nothing.
+    dataset = load_dataset(data_path)
+    model = load_keras_model(model_path)
+    check_convertible(model, dataset, model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "stage": "deploy",
@@ -147,7 +152,7 @@ def deploy(
         if compress_options is not None
         else "skipped (--no-compress)",
     )
-    keras_path, report["compress"] = compress_stage(model_path, data_path, out_dir, compress_options)
+    keras_path, report["compress"] = compress_stage(model, model_path, dataset, out_dir, compress_options)
     _timed(report, "compress", start)
     if compress_options is not None:
         from toolchain.compress.report import print_report

@@ -10,6 +10,8 @@ Emulated boards carry a `[qemu]` table (machine, CPU, UART address, SysTick scal
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +21,15 @@ from typing import Any
 from toolchain.errors import TinyrankError
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+# A folder of the user's own board files, searched after boards/ (a board id stays a name, never a path).
+USER_BOARDS_ENV = "TINYRANK_BOARDS_DIR"
+BOARD_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# Values that reach command lines and platformio.ini: plain tokens (a relative path for Renode's
+# platform) only. `name`, `mcu` are free text.
+_TOKEN = re.compile(r"[A-Za-z0-9_.+-]*")
+_RELATIVE_PATH = re.compile(r"([A-Za-z0-9_+-][A-Za-z0-9_.+-]*/)*[A-Za-z0-9_.+-]*")
+_FREE_TEXT = {"name", "mcu"}
+_PRINTABLE = re.compile(r"[\x20-\x7e]{1,64}")
 
 # gcc flags for each core: the CPU, then the float ABI that goes with its FPU (if any).
 CORE_CPU = {
@@ -145,9 +156,19 @@ def _table(
     return table
 
 
+def _check_text(path: Path, key: str, value: str) -> None:
+    """Free text stays printable and short; everything else is a plain token (it reaches command lines)."""
+    pattern = _PRINTABLE if key in _FREE_TEXT else _RELATIVE_PATH if key == "renode_platform" else _TOKEN
+    if not pattern.fullmatch(value) or ".." in value:
+        allowed = "1..64 printable ASCII characters" if key in _FREE_TEXT else "letters, digits and _ . + -"
+        raise TinyrankError(f"board file {path}: key '{key}' is {value[:40]!r}; it may hold {allowed}")
+
+
 def _parse(path: Path) -> Board:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TinyrankError(f"board file {path}: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TinyrankError(f"board file {path}: cannot read it ({exc})") from exc
 
@@ -167,6 +188,8 @@ def _parse(path: Path) -> Board:
         declared = field_types[key]
         kind = bool if declared == "bool" else int if declared == "int" else str
         _expect(path, key, value, kind)
+        if kind is str:
+            _check_text(path, key, value)
 
     if raw["id"] != path.stem:
         raise TinyrankError(f"board file {path}: id '{raw['id']}' must match the file name '{path.stem}'")
@@ -185,8 +208,8 @@ def _parse(path: Path) -> Board:
             raise TinyrankError(f"board file {path}: key '{key}' must be positive, got {raw[key]}")
     if (raw["family"] == "qemu_mps2") != (qemu is not None and memory is not None):
         raise TinyrankError(
-            f"board file {path}: family 'qemu_mps2' needs [qemu] and [memory] tables, and only it may have "
-            "them"
+            f"board file {path}: family 'qemu_mps2' needs [qemu] and [memory] tables, "
+            "and only it may have them"
         )
 
     extra: dict[str, Any] = {}
@@ -194,6 +217,8 @@ def _parse(path: Path) -> Board:
         for key, value in {**qemu, **memory}.items():
             expected: type | tuple[type, ...] = str if key in ("machine", "cpu", "uart") else int
             _expect(path, key, value, (int, float) if key == "instructions_per_tick" else expected)
+            if isinstance(value, str):
+                _check_text(path, key, value)
         if qemu.get("uart", "cmsdk") not in UART_KINDS:
             raise TinyrankError(
                 f"board file {path}: [qemu] uart must be one of {', '.join(sorted(UART_KINDS))}"
@@ -216,17 +241,45 @@ def _parse(path: Path) -> Board:
     return Board(**raw, **extra, path=path)
 
 
-def list_boards(boards_dir: Path = BOARDS_DIR) -> list[Board]:
-    """Every board file, sorted by id."""
-    return [_parse(path) for path in sorted(boards_dir.glob("*.toml"))]
+def board_dirs() -> list[Path]:
+    """boards/ first, then the folder named by $TINYRANK_BOARDS_DIR if set."""
+    dirs = [BOARDS_DIR]
+    user = os.environ.get(USER_BOARDS_ENV)
+    if user:
+        folder = Path(user)
+        if not folder.is_dir():
+            raise TinyrankError(f"${USER_BOARDS_ENV}={user}: no such folder")
+        dirs.append(folder)
+    return dirs
 
 
-def load_board(board_id: str | Board, boards_dir: Path = BOARDS_DIR) -> Board:
+def list_boards(boards_dir: Path | None = None) -> list[Board]:
+    """Every board file, sorted by id (boards/ wins over the user's folder on a clash)."""
+    found: dict[str, Path] = {}
+    for folder in [boards_dir] if boards_dir is not None else reversed(board_dirs()):
+        found.update({path.stem: path for path in folder.glob("*.toml")})
+    return [_parse(found[name]) for name in sorted(found)]
+
+
+def check_board_id(board_id: str) -> str:
+    """A board id is a name from the boards folders, never a path: refuse anything else up front."""
+    if not BOARD_ID.fullmatch(board_id):
+        raise TinyrankError(
+            f"board id {board_id[:40]!r} is not a name such as qemu_m4 (lower-case letters, digits, "
+            f"_ and -); it is never a path: add your own boards in a folder named by ${USER_BOARDS_ENV}"
+        )
+    return board_id
+
+
+def load_board(board_id: str | Board, boards_dir: Path | None = None) -> Board:
     """The board called `board_id` (a Board passes through, so callers may take either)."""
     if isinstance(board_id, Board):
         return board_id
-    path = boards_dir / f"{board_id}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in boards_dir.glob("*.toml")))
-        raise TinyrankError(f"unknown board '{board_id}': no {path}; known boards: {known}")
-    return _parse(path)
+    check_board_id(board_id)
+    folders = [boards_dir] if boards_dir is not None else board_dirs()
+    for folder in folders:
+        path = folder / f"{board_id}.toml"
+        if path.is_file():
+            return _parse(path)
+    known = ", ".join(sorted({p.stem for folder in folders for p in folder.glob("*.toml")}))
+    raise TinyrankError(f"unknown board '{board_id}'; known boards: {known} (see `tinyrank boards`)")

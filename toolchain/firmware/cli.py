@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from toolchain.firmware.boards import list_boards, load_board
+from toolchain import argtypes
+from toolchain.firmware.boards import USER_BOARDS_ENV, list_boards, load_board
 from toolchain.firmware.budget import check_budget
 from toolchain.firmware.flash import build, flash
 from toolchain.firmware.project import create_project, validate_platformio_ini
+
+BOARD_HELP = f"board id, a name from `tinyrank boards` (your own board files: set ${USER_BOARDS_ENV})"
 
 
 def register(subparsers, common) -> None:
@@ -15,27 +18,32 @@ def register(subparsers, common) -> None:
         "build",
         parents=[common],
         help="turn a generated model into a PlatformIO project and build it",
+        description="Check the model against the board's flash and RAM budget, write a PlatformIO project "
+        "for it (benchmark app, board port, linker limits) and build the firmware. The predicted and actual "
+        "sizes are printed side by side.",
         epilog="example: tinyrank build gen/ --board qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build_parser.add_argument("model_dir", help="output folder of `tinyrank codegen` (holds model_info.json)")
-    build_parser.add_argument("--board", required=True, help="board id (see `tinyrank boards`)")
+    build_parser.add_argument("--board", required=True, type=argtypes.board_id, help=BOARD_HELP)
     build_parser.add_argument("--out", help="project folder (default MODEL_DIR/firmware_BOARD)")
     build_parser.add_argument("--no-profile", action="store_true", help="build without per-op timing")
     build_parser.add_argument(
         "--project-only", action="store_true", help="write and validate the project but do not run PlatformIO"
     )
-    build_parser.set_defaults(func=run_build)
+    build_parser.set_defaults(func=run_build, out_kind="folder")
 
     flash_parser = subparsers.add_parser(
         "flash",
         parents=[common],
         help="upload the built firmware to the board (QEMU boards: run it)",
+        description="Upload the firmware built by `tinyrank build` with `pio run -t upload`. On a QEMU board "
+        "this runs the firmware in the emulator instead, until it exits or the time limit.",
         epilog="example: tinyrank flash gen/ --board nano33 --port /dev/ttyACM0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     flash_parser.add_argument("model_dir", help="the folder given to `tinyrank build`")
-    flash_parser.add_argument("--board", required=True)
+    flash_parser.add_argument("--board", required=True, type=argtypes.board_id, help=BOARD_HELP)
     flash_parser.add_argument("--port", help="serial port of the board (default: PlatformIO finds it)")
     flash_parser.add_argument("--out", help="project folder if not MODEL_DIR/firmware_BOARD")
     flash_parser.set_defaults(func=run_flash)
@@ -44,6 +52,8 @@ def register(subparsers, common) -> None:
         "boards",
         parents=[common],
         help="list the boards tinyrank knows",
+        description=f"List the board files of boards/ (and of the folder named by ${USER_BOARDS_ENV}, for "
+        "your own boards): core, clock, flash and RAM budgets, and where each runs.",
         epilog="example: tinyrank boards",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

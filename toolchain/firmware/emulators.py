@@ -11,12 +11,12 @@ Two ways in:
 - `run_to_exit(board, elf, timeout_s)`: for firmware that runs by itself and exits via
   semihosting; returns the exit status and what it printed.
 
-Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the package
-registries these machines reach, so CI runs the QEMU boards; this module writes a `<board>.resc` into a
-real board's project so a developer with Renode can run the same firmware emulated:
-`renode firmware_nano33/nano33.resc`, or `RenodeSession` from Python. Renode models the nRF52840's
-UART but not its USB, so the script runs the project's `<board>_renode` environment,
-built with `PORT_SERIAL=Serial1`.
+Renode runs the boards it models (the Nano 33 BLE's nRF52840). It is not installable from the
+package registries these machines reach, so CI runs the QEMU boards; this module writes a
+`<board>.resc` into a real board's project so a developer with Renode can run the same firmware
+emulated: `renode firmware_nano33/nano33.resc`, or `RenodeSession` from Python. Renode models
+the nRF52840's UART but not its USB, so the script runs the project's `<board>_renode`
+environment, built with `PORT_SERIAL=Serial1`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import IO
 from toolchain.errors import DeviceError, TinyrankError
 from toolchain.fileio import atomic_write_text
 from toolchain.firmware.boards import Board, load_board
-from toolchain.processes import stop_process
+from toolchain.processes import start, stop_process
 
 QEMU = os.environ.get("TINYRANK_QEMU", "qemu-system-arm")
 _LIVE_SESSIONS: weakref.WeakSet[QemuSession] = weakref.WeakSet()
@@ -133,7 +133,7 @@ class QemuSession:
         for _attempt in range(3):
             self.port = _free_port()
             self._stderr_file = tempfile.TemporaryFile(mode="w+b")
-            self.process = subprocess.Popen(
+            self.process = start(
                 self.command, stdin=subprocess.DEVNULL, stdout=self._stderr_file, stderr=self._stderr_file
             )
             _LIVE_SESSIONS.add(self)
@@ -225,9 +225,7 @@ def run_to_exit(
     command = qemu_command(board, elf, "stdio") + list(extra_args)
     command.remove("-nographic")
     command[1:1] = ["-display", "none"]
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = start(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         output, _ = process.communicate(stdin, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
@@ -344,12 +342,12 @@ class RenodeSession:
         script = Path(self._dir.name) / f"{self.board.id}.resc"
         script.write_text(renode_script(self.board))
         commands = f"$bin=@{self.elf.resolve()}; $port={self.port}; include @{script}"
-        self.process = subprocess.Popen(
+        self.process = start(
             [RENODE, "--disable-xwt", "--console", "-e", commands],
+            guard=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + self.start_timeout_s

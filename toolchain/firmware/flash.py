@@ -34,7 +34,11 @@ def pio_environment(project: Path, board: Board) -> dict:
 def _pio(project: Path, board: Board, *args: str, timeout_s: float) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "platformio", "run", "-d", str(project), "-e", board.id, *args]
     return run_tool(
-        command, timeout_s=timeout_s, what=f"pio run for {board.id}", env=pio_environment(project, board)
+        command,
+        timeout_s=timeout_s,
+        what=f"pio run for {board.id}",
+        env=pio_environment(project, board),
+        guard=True,
     )
 
 

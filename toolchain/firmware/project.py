@@ -22,9 +22,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from toolchain.ctext import c_safe
 from toolchain.errors import BuildError, TinyrankError
 from toolchain.fileio import atomic_write_bytes, atomic_write_text
 from toolchain.firmware.boards import CORE_CPU, Board, load_board
+from toolchain.firmware.info_check import check_model_info
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_DIR / "firmware_templates"
@@ -56,10 +58,12 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise TinyrankError(f"{path}: cannot read it as JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise TinyrankError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     for key in ("arena_bytes", "weights_bytes", "ops"):
-        if key not in info:
+        if not isinstance(info, dict) or key not in info:
             raise TinyrankError(f"{path}: missing key '{key}'")
-    return info
+    return check_model_info(info, path)
 
 
 def _model_files(model_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -83,6 +87,7 @@ def _jinja():
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=c_safe,
     )
 
 

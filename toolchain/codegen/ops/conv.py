@@ -35,7 +35,8 @@ def out_size(padding: str, in_size: int, filter_size: int, stride: int, dilation
 
 
 def pad_before(in_size: int, filter_size: int, stride: int, dilation: int, out: int) -> int:
-    """TFLite `ComputePaddingWithOffset`: the padding before the first row/column (the odd pixel goes after)."""
+    """TFLite `ComputePaddingWithOffset`: the padding before the first row/column (the odd pixel
+    goes after)."""
     effective = (filter_size - 1) * dilation + 1
     total = max((out - 1) * stride + effective - in_size, 0)
     return total // 2
@@ -96,7 +97,7 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_c = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c)
     weights = filt.data.astype(np.int64).reshape(out_c, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     name = filt.name

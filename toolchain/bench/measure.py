@@ -97,7 +97,8 @@ def _firmware(model_dir: Path, board: Any) -> tuple[Path | None, dict | None]:
 
 
 def _require_firmware(model_dir: Path, board: Any, port: str | None) -> tuple[Path | None, dict | None]:
-    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board without a port."""
+    """`_firmware`, refusing what cannot be measured: a QEMU board without its ELF, a real board
+    without a port."""
     elf, sizes = _firmware(model_dir, board)
     if board.is_emulated and elf is None:
         raise TinyrankError(
@@ -318,12 +319,12 @@ def run_benchmark(
 
     samples = labels = reference = None
     if dataset is not None:
-        from toolchain import oracle
+        from toolchain.bench.reference import host_reference
 
         x = dataset.eval_x if max_samples is None else dataset.eval_x[:max_samples]
         samples = quantized_samples(x, info["inputs"][0])
         labels = class_labels(dataset.eval_y)
-        reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
+        reference = host_reference(_find_tflite(model_dir, info), x, info)
 
     with device_url(board, elf, port) as url, _open_client(url, board, info, timeout_s) as client:
         report = measure_session(

@@ -39,6 +39,7 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     from toolchain.codegen.verify import verify
     from toolchain.data import load_dataset
     from toolchain.errors import TinyrankError
+    from toolchain.fileio import write_json_report
 
     dataset = load_dataset(args.data)
     x = dataset.eval_x[: args.samples] if args.samples else dataset.eval_x
@@ -56,6 +57,8 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
             f"(largest difference {first['max_abs_diff']})"
         )
     if not report["bit_exact"] and not args.allow_mismatch:
+        if args.report:  # a mismatch is when the report is needed most; main() skips it on error
+            write_json_report(args.report, report)
         raise TinyrankError(
             f"{args.model}: generated C differs from TFLite Micro in {report['mismatches']} output "
             f"bytes of {report['samples']} samples (first: sample {first['sample']})"
@@ -68,8 +71,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "codegen",
         parents=[common],
         help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
-        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const weights "
-        "and one statically planned arena. Writes model_info.json next to the sources.",
+        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const "
+        "weights and one statically planned arena. Writes model_info.json next to the sources.",
         epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -39,7 +39,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         epilog="example: tinyrank convert small.keras --data digits.npz --out model.tflite --report convert.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="the .keras model")
+    parser.add_argument("model", help="the .keras model (a Keras 2 .h5 or a SavedModel folder also converts)")
     parser.add_argument(
         "--data", required=True, help=".npz with x_train (calibration) and optional x_test, y_test"
     )

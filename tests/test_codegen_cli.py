@@ -78,3 +78,22 @@ def test_help_has_an_example() -> None:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("codegen", "verify"):
         assert "example: tinyrank " + name in subparsers.choices[name].format_help()
+
+
+def test_verify_report_is_written_when_outputs_differ(tiny, tmp_path: Path, monkeypatch) -> None:
+    """The report matters most on a mismatch: it is written before the command fails."""
+    from toolchain import oracle
+
+    tflite, data = tiny
+    real_run = oracle.run
+
+    def off_by_one(model, x):  # a reference one code away from what the generated C computes
+        return [np.clip(o.astype(np.int16) + 1, -128, 127).astype(np.int8) for o in real_run(model, x)]
+
+    monkeypatch.setattr(oracle, "run", off_by_one)
+    report_path = tmp_path / "verify.json"
+    with pytest.raises(TinyrankError, match="differs from TFLite Micro"):
+        _run(["verify", str(tflite), "--data", str(data), "--samples", "8", "--report", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert report["bit_exact"] is False and report["mismatched_samples"] == 8
+    assert report["first_mismatch"]["tflm"] == report["first_mismatch"]["generated"] + 1

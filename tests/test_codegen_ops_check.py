@@ -472,3 +472,33 @@ def test_kernel_headers_follow_nested_includes_and_name_missing_ones(tmp_path, m
     assert render.kernel_headers(["tr_a.c"]) == ["tr_inner.h", "tr_outer.h"]
     with pytest.raises(TinyrankError, match=r"tr_missing\.h: not found"):
         render.kernel_headers(["tr_b.c"])
+
+
+def test_every_unsupported_op_and_tensor_type_is_listed_at_once(tmp_path) -> None:
+    """A model from elsewhere (int16 input, several unknown ops) gets one error naming every problem."""
+    from test_codegen_random_graphs import GraphBuilder
+
+    from toolchain.codegen import generate
+
+    b = GraphBuilder()
+    s, ops = b.schema, b.schema.BuiltinOperator
+    q = b.me.Quantization(scales=[0.01], zero_points=[0])
+    x = b.graph.add_tensor(shape=(1, 16), dtype=s.TensorType.INT16, quantization=q, name="audio")
+    h = b.activation((1, 16), 0.02, 0, "h")
+    y = b.activation((1, 16), 0.02, 0, "y")
+    z = b.activation((1, 16), 0.02, 0, "z")
+    b.op(ops.QUANTIZE, [x], [h])
+    b.op(ops.SQUARE, [h], [y])
+    b.op(ops.RSQRT, [y], [z])
+    path = b.build([x], [z], tmp_path / "frontend.tflite")
+    out = tmp_path / "gen"
+    with pytest.raises(UnsupportedError) as info:
+        generate(path, out)
+    message = str(info.value)
+    assert "problems:" in message and message.count("\n") == 0
+    assert "model input 'audio' (tensor 0) is int16" in message
+    assert "op 0 (QUANTIZE): tensor 'audio' is int16" in message
+    assert "op 1 (SQUARE): not supported by codegen" in message
+    assert "op 2 (RSQRT): not supported by codegen" in message
+    assert "supported ops:" in message
+    assert not out.exists()

@@ -53,10 +53,16 @@ def test_float_model_is_refused_naming_the_op() -> None:
     import keras
     import tensorflow as tf
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2, activation="softmax")]
+    )
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    with pytest.raises(UnsupportedError, match=r"op 0 \(FULLY_CONNECTED\) kept tensor .* as FLOAT32"):
+    with pytest.raises(UnsupportedError) as info:
         check_full_int8(flatbuffer)
+    message = str(info.value)  # every float op at once, each with its index
+    assert message.startswith("3 ops kept non-int8 tensors"), message
+    for op in ("op 0 (FULLY_CONNECTED): ", "op 1 (FULLY_CONNECTED): ", "op 2 (SOFTMAX): "):
+        assert op in message and "FLOAT32" in message.split(op)[1].split(" | ")[0]
 
 
 def test_cli_writes_tflite_and_report(tmp_path: Path, digits_mlp: Path, digits_npz: Path) -> None:

@@ -19,8 +19,16 @@ from toolchain.fileio import check_distinct
 
 
 def load_keras_model(path: str | Path) -> Any:
-    """Load a `.keras` model for inference and rebuilding (never compiled-in custom objects)."""
+    """Load a `.keras` (or Keras 2 `.h5`) model for inference and rebuilding (no custom objects).
+
+    Keras-2-only config keys that change nothing (such as `groups=1` on DepthwiseConv2D) are
+    dropped from a copy of an `.h5` before loading; see `toolchain.legacy_keras`.
+    """
     p = Path(path)
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file():
+            return load_saved_model(p)
+        raise ModelError(f"model file {p}: is a folder, not a file; give the .keras, .h5 or .tflite file")
     if not p.is_file():
         raise ModelError(f"model file {p}: no such file")
     if p.suffix not in (".keras", ".h5"):
@@ -31,15 +39,23 @@ def load_keras_model(path: str | Path) -> Any:
         raise ModelError(f"model file {p}: not a .keras archive (Keras saves a zip file; this is not one)")
     import keras
 
-    try:
-        model = keras.saving.load_model(p, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user.
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Could not locate" in cause or "Unknown layer" in cause or "custom" in cause.lower():
-            raise ModelError(
-                f"model file {p}: uses a custom layer or object that tinyrank cannot rebuild ({cause[:200]})"
-            ) from exc
-        raise ModelError(f"model file {p}: not a readable Keras model ({cause[:200]})") from exc
+    from toolchain.legacy_keras import cleaned_h5_copy, unknown_key_message
+
+    with tempfile.TemporaryDirectory(prefix="tinyrank-h5-") as tmp:
+        source = cleaned_h5_copy(p, Path(tmp)) if p.suffix == ".h5" else p
+        try:
+            model = keras.saving.load_model(source, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad file; all mean the same to a user.
+            cause = _cause(exc)
+            known = unknown_key_message(cause, source)
+            if known:
+                raise ModelError(f"model file {p}: {known}") from exc
+            if "Could not locate" in cause or "Unknown layer" in cause or "custom" in cause.lower():
+                raise ModelError(
+                    f"model file {p}: uses a custom layer or object that tinyrank cannot rebuild "
+                    f"({cause[:300]})"
+                ) from exc
+            raise ModelError(f"model file {p}: not a readable Keras model ({cause[:300]})") from exc
     check_finite_weights(model, p)
     return model
 
@@ -55,6 +71,43 @@ def check_finite_weights(model: Any, path: str | Path) -> None:
                     f"model file {path}: layer '{layer.name}' weight '{weight.name}' holds {bad} NaN or Inf "
                     "values; retrain or fix the model"
                 )
+
+
+def _cause(exc: BaseException) -> str:
+    """The telling part of a Keras loading error: the nested exception, not the long config dump."""
+    text = str(exc).strip()
+    if "Exception encountered:" in text:
+        text = text.rsplit("Exception encountered:", 1)[1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_saved_model(folder: Path) -> Any:
+    """A TensorFlow SavedModel folder as a one-input, one-output Keras model (inference only).
+
+    Its serving signature is wrapped in a Keras layer, so conversion and scoring run as for a
+    `.keras` model; there are no Keras layers inside to compress.
+    """
+    import keras
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(folder))
+        signature = loaded.signatures["serving_default"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"SavedModel {folder}: cannot load its serving_default signature ({exc})") from exc
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(
+            f"SavedModel {folder}: supported: one input and one output "
+            f"(found {len(inputs)} and {len(outputs)})"
+        )
+    spec = next(iter(inputs.values()))
+    output_key = next(iter(outputs))
+    layer = keras.layers.TFSMLayer(str(folder), call_endpoint="serving_default")
+    x = keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype.name)
+    y = layer(x)
+    return keras.Model(x, y[output_key] if isinstance(y, dict) else y, name=folder.name)
 
 
 def save_keras_model(model: Any, path: str | Path, source: str | Path | None = None) -> Path:

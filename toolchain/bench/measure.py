@@ -236,12 +236,12 @@ def run_benchmark(
 
     samples = labels = reference = None
     if dataset is not None:
-        from toolchain import oracle
+        from toolchain.bench.reference import host_reference
 
         x = dataset.eval_x if max_samples is None else dataset.eval_x[:max_samples]
         samples = quantized_samples(x, info["inputs"][0])
         labels = class_labels(dataset.eval_y)
-        reference = oracle.run(_find_tflite(model_dir, info), samples.reshape((len(samples), *x.shape[1:])))
+        reference = host_reference(_find_tflite(model_dir, info), x, info)
 
     with device_url(board, elf, port) as url, open_client(url, board, info, timeout_s) as client:
         report = measure_session(

@@ -42,6 +42,7 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     from toolchain.codegen.verify import verify
     from toolchain.data import check_input_shape, load_dataset
     from toolchain.errors import TinyrankError
+    from toolchain.fileio import write_json_report
 
     dataset = load_dataset(args.data)
     graph = parse(args.model)
@@ -62,6 +63,8 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
             f"(largest difference {first['max_abs_diff']})"
         )
     if not report["bit_exact"] and not args.allow_mismatch:
+        if args.report:  # a mismatch is when the report is needed most; main() skips it on error
+            write_json_report(args.report, report)
         raise TinyrankError(
             f"{args.model}: generated C differs from TFLite Micro in {report['mismatches']} output "
             f"bytes of {report['samples']} samples (first: sample {first['sample']})"

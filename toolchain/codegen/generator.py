@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from toolchain.codegen import fusion
 from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
-from toolchain.codegen.ops import module_for
+from toolchain.codegen.ops import BROKEN, module_for, registry, supported_opcodes
 from toolchain.codegen.planner import Buffer, plan
 from toolchain.codegen.validate import check_totals, validate_graph
 from toolchain.errors import UnsupportedError
 
 EDGE_DTYPES = ("int8",)
+# Tensor types an op may hold: int8 activations and weights, int32/int64 biases, shapes and axes.
+OP_TENSOR_DTYPES = ("int8", "int32", "int64")
 
 
 @dataclass
@@ -112,16 +114,50 @@ def strip_float_edges(graph: Graph) -> tuple[Graph, set[int]]:
 
 
 def check_graph(graph: Graph) -> None:
-    """Every op, input and output supported, or one UnsupportedError naming the first that is not."""
+    """Every op, input and output supported, or one UnsupportedError listing every problem.
+
+    A model from elsewhere often has several (an int16 input, a dozen unsupported ops); naming
+    them all at once saves the user a round trip per problem.
+    """
+    problems = []
     for t, role in [(t, "input") for t in graph.inputs] + [(t, "output") for t in graph.outputs]:
         if t.dtype not in EDGE_DTYPES or t.scale.size != 1:
-            raise UnsupportedError(
-                f"{graph.path}: model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
-                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor"
-                " quantized (convert with int8 input and output)"
+            problems.append(
+                f"model {role} '{t.name}' (tensor {t.index}) is {t.dtype}"
+                f"{' without quantization' if t.scale.size == 0 else ''}; supported: int8 per-tensor "
+                "quantized (convert with int8 input and output)"
             )
+    unknown: list[str] = []
     for op in graph.ops:
-        module_for(op).check(op)
+        odd_types = [
+            f"{op.describe()}: tensor '{t.name}' is {t.dtype}"
+            for t in [*op.inputs, *op.outputs]
+            if t is not None and t.dtype not in OP_TENSOR_DTYPES
+        ]
+        if op.opcode not in registry():
+            unknown.append(op.opcode)
+            problems.append(f"{op.describe()}: not supported by codegen")
+            problems += odd_types
+            continue
+        if odd_types:
+            problems += odd_types
+            continue
+        try:
+            module_for(op).check(op)
+        except UnsupportedError as exc:
+            problems.append(str(exc))
+    if not problems:
+        return
+    supported = ""
+    if unknown:
+        broken = "".join(
+            f"; op module '{name}' failed to load ({why})" for name, why in sorted(BROKEN.items())
+        )
+        supported = f"; supported ops: {', '.join(supported_opcodes())}{broken}"
+    if len(problems) == 1:  # op messages name the op; an edge message needs the file
+        where = f"{graph.path}: " if problems[0].startswith("model ") else ""
+        raise UnsupportedError(f"{where}{problems[0]}{supported}")
+    raise UnsupportedError(f"{graph.path}: {len(problems)} problems: " + " | ".join(problems) + supported)
 
 
 class _Groups:

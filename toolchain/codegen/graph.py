@@ -232,7 +232,10 @@ def parse_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
         for i in range(model.OperatorCodesLength()):
             code = model.OperatorCodes(i)
             value = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-            opcodes.append(opcode_names.get(value, f"BUILTIN_{value}"))
+            name = opcode_names.get(value, f"BUILTIN_{value}")
+            if name == "CUSTOM" and code.CustomCode():
+                name = f"CUSTOM({code.CustomCode().decode('utf-8', 'replace')})"  # e.g. the Signal library's
+            opcodes.append(name)
         buffers = _buffers(model, path)
         sub = model.Subgraphs(0)
         type_names = _enum_names(tfl.TensorType)

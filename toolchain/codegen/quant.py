@@ -63,7 +63,7 @@ def activation_range_int8(act: str, scale: float, zero_point: int) -> tuple[int,
 def conv_multipliers(
     input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel (multiplier, shift) of CONV_2D / DEPTHWISE_CONV_2D / per-channel FC.
+    """Per-output-channel (multiplier, shift) of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED.
 
     TFLM's `PopulateConvolutionQuantizationParams` multiplies in double:
     double(input_scale) * double(filter_scale) / double(output_scale).
@@ -77,15 +77,6 @@ def conv_multipliers(
         real = float(np.float32(input_scale)) * fs / float(np.float32(output_scale))
         mults[c], shifts[c] = quantize_multiplier(real)
     return mults, shifts
-
-
-def fc_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
-    """Per-tensor FULLY_CONNECTED multiplier: TFLM's `GetQuantizedConvolutionMultipler`.
-
-    There the input and filter scales are multiplied in float32 first, then divided in double.
-    """
-    product = float(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / float(np.float32(output_scale)))
 
 
 def tflm_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--report convert.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="the .keras model")
+    parser.add_argument("model", help="the .keras model (a Keras 2 .h5 or a SavedModel folder also converts)")
     parser.add_argument(
         "--data", required=True, help=".npz with x_train (calibration) and optional x_test, y_test"
     )

@@ -132,14 +132,18 @@ def find_non_int8(flatbuffer: bytes) -> list[TensorIssue]:
 
 
 def check_full_int8(flatbuffer: bytes) -> None:
-    """Raise naming the first op that kept a float (or other non-int8) tensor."""
+    """Raise naming every op that kept a float (or other non-int8) tensor, with its index."""
     issues = find_non_int8(flatbuffer)
-    if issues:
-        first = issues[0]
-        raise UnsupportedError(
-            f"op {first.op_index} ({first.opcode}) kept tensor '{first.tensor}' as {first.dtype} after int8 "
-            f"conversion ({len(issues)} non-int8 tensors in all); tinyrank needs every op in int8"
-        )
+    if not issues:
+        return
+    by_op: dict[tuple[int, str], list[str]] = {}
+    for issue in issues:
+        by_op.setdefault((issue.op_index, issue.opcode), []).append(f"'{issue.tensor}' {issue.dtype}")
+    listed = " | ".join(f"op {i} ({opcode}): {', '.join(t)}" for (i, opcode), t in by_op.items())
+    raise UnsupportedError(
+        f"{len(by_op)} ops kept non-int8 tensors after int8 conversion ({len(issues)} tensors): {listed}; "
+        "tinyrank needs every op in int8"
+    )
 
 
 class Int8Model:

@@ -129,11 +129,16 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="all stages: compress, convert, codegen, build, bench",
         description="Run every stage on a Keras model and measure it on the board (QEMU boards run in the "
-        "emulator). Every option and output path is checked before the first stage starts.",
+        "emulator). A .tflite starts at codegen. Every option and output path is checked before the first "
+        "stage starts.",
         epilog="example: tinyrank deploy model.keras --data digits.npz --board qemu_m4 --out build/qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="the trained .keras model (never modified)")
+    parser.add_argument(
+        "model",
+        help="the trained .keras/.h5 model or SavedModel folder, or a full-int8 .tflite (skips compress "
+        "and convert); never modified",
+    )
     parser.add_argument(
         "--data", required=True, help=".npz with x_train, y_train and optional x_test, y_test"
     )

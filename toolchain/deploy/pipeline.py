@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toolchain.errors import ModelError
 from toolchain.fileio import write_json_report
 
 STAGES = ("compress", "convert", "codegen", "build", "bench")
@@ -52,6 +53,24 @@ def compress_stage(
     small, report = compress(model, dataset, **options)
     out = save_keras_model(small, out_dir / "compressed.keras", source=model_path)
     return out, report
+
+
+def model_kind(path: Path) -> str:
+    """'keras', 'tflite' or 'savedmodel': what `deploy` was given, checked before any work."""
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ModelError(
+            f"model {path}: is a folder without saved_model.pb; give a .keras, .h5 or .tflite file "
+            "or a SavedModel folder"
+        )
+    if not path.is_file():
+        raise ModelError(f"model file {path}: no such file")
+    if path.suffix == ".tflite":
+        return "tflite"
+    if path.suffix in (".keras", ".h5"):
+        return "keras"
+    raise ModelError(f"model file {path}: expected a .keras, .h5 or .tflite file, or a SavedModel folder")
 
 
 def _measure(
@@ -132,6 +151,7 @@ def deploy(
     from toolchain.models import load_keras_model
 
     model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
+    given = model_kind(model_path)
     board = load_board(board_id)
     # The model and data are read and checked before the output folder exists: a bad one leaves nothing.
     dataset = load_dataset(data_path)
@@ -146,11 +166,14 @@ def deploy(
     }
     measure: dict[str, Any] = {"runs": runs, "port": port, "flash": flash}
 
+    if given != "keras" and compress_options is not None:
+        compress_options = None  # nothing Keras to factorize in a .tflite or a SavedModel
+        skipped = f"skipped ({'a .tflite' if given == 'tflite' else 'a SavedModel'} has no Keras layers)"
+    else:
+        skipped = "skipped (--no-compress)"
     start = _announce(
         "compress",
-        f"{model_path} -> {out_dir / 'compressed.keras'}"
-        if compress_options is not None
-        else "skipped (--no-compress)",
+        f"{model_path} -> {out_dir / 'compressed.keras'}" if compress_options is not None else skipped,
     )
     keras_path, report["compress"] = compress_stage(model, model_path, dataset, out_dir, compress_options)
     _timed(report, "compress", start)
@@ -159,10 +182,15 @@ def deploy(
 
         print_report(report["compress"])
 
-    tflite_path = out_dir / "model.tflite"
-    start = _announce("convert", f"full int8 -> {tflite_path}")
-    report["convert"] = convert_file(keras_path, data_path, tflite_path)
-    _timed(report, "convert", start)
+    if given == "tflite":
+        tflite_path = model_path
+        _announce("convert", f"skipped ({model_path} is already a .tflite)")
+        report["convert"] = {"skipped": True, "tflite": str(model_path)}
+    else:
+        tflite_path = out_dir / "model.tflite"
+        start = _announce("convert", f"full int8 -> {tflite_path}")
+        report["convert"] = convert_file(keras_path, data_path, tflite_path)
+        _timed(report, "convert", start)
 
     gen_dir = out_dir / "gen"
     start = _announce("codegen", f"C sources -> {gen_dir}")

@@ -105,7 +105,7 @@ def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValu
     inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_c = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c)
     weights = filt.values.astype(np.int64).reshape(out_c, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     return {

@@ -79,7 +79,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     _, k_h, k_w, out_c = filt.shape
     out_h, out_w = out.shape[1:3]
     dil_h, dil_w = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
-    mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
+    mults, shifts = requant_arrays(op, inp, filt, out, out_c)
     act = o.get("fused_activation_function", "NONE")
     lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
     zp = int(inp.zero_point[0])

@@ -21,7 +21,7 @@ from toolchain.codegen.lowering import (
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
 from toolchain.codegen.packing import pack_rows_by_four
-from toolchain.codegen.quant import activation_range_int8, conv_multipliers, fc_multiplier
+from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("FULLY_CONNECTED",)
@@ -38,18 +38,18 @@ def check_weights(op: Op, filt: Tensor | None, bias: Tensor | None, channels: in
     """Constant int8 symmetric weights (zero point 0) and an optional constant int32 bias."""
     if filt is None or filt.data is None or filt.dtype != "int8":
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; supported: int8 "
-            "per-tensor or per-channel"
+            f"op {op.index} ({op.opcode}): weights must be a constant int8 tensor; "
+            "supported: int8 per-tensor or per-channel"
         )
     if np.any(filt.zero_point != 0):
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; supported: "
-            "symmetric int8"
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have a non-zero zero point; "
+            "supported: symmetric int8"
         )
     if filt.scale.size not in (1, channels):
         raise UnsupportedError(
-            f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales for "
-            f"{channels} channels"
+            f"op {op.index} ({op.opcode}): weights '{filt.name}' have {filt.scale.size} scales "
+            f"for {channels} channels"
         )
     if bias is not None and (bias.data is None or bias.dtype != "int32"):
         raise UnsupportedError(
@@ -73,12 +73,13 @@ def check(op: Op) -> None:
 
 
 def requant_arrays(
-    op: Op, inp: Tensor, filt: Tensor, out: Tensor, channels: int, per_tensor_fc: bool
+    op: Op, inp: Tensor, filt: Tensor, out: Tensor, channels: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (multiplier, shift) arrays, computed the way TFLM computes them for this op."""
-    if per_tensor_fc and filt.scale.size == 1:
-        m, s = fc_multiplier(float(inp.scale[0]), float(filt.scale[0]), float(out.scale[0]))
-        return np.full(channels, m, np.int32), np.full(channels, s, np.int32)
+    """Per-channel (multiplier, shift) arrays, computed the way TFLM computes them for this op.
+
+    Per-tensor FULLY_CONNECTED weights included: TFLite Micro's kernel multiplies the scales
+    in double there too (checked against the interpreter on rounding-sensitive scales).
+    """
     return conv_multipliers(float(inp.scale[0]), filt.scale, float(out.scale[0]), channels)
 
 
@@ -153,7 +154,7 @@ def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValu
     inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_depth = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_depth, per_tensor_fc=True)
+    mults, shifts = requant_arrays(op, inp, filt, out, out_depth)
     weights = filt.values.astype(np.int64)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     return {

@@ -1,8 +1,9 @@
 """Which graph ops run together in one fused kernel call.
 
 Low-rank factored layers, as the compress stage writes them:
-- a dense layer is two FULLY_CONNECTED ops through a narrow rank-r tensor; fused, the
-  narrow tensor lives in an r-byte scratch buffer during one call instead of in the arena;
+- a dense layer is two FULLY_CONNECTED ops through a narrow rank-r tensor, an SVD-factored 1x1
+  convolution two pointwise CONV_2D; fused (tr_fully_connected_factored_int8), two rows or
+  pixels at a time, the narrow tensor lives in 2r bytes of scratch instead of in the arena;
 - a Tucker-2 convolution is CONV_2D 1x1 (C_in -> r1), k x k (r1 -> r2), 1x1 (r2 -> C_out);
   fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch.
 Whether fusing is smaller depends on the neighbours (fused, input and output are alive
@@ -40,6 +41,18 @@ def is_factored_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[
     rank, depth_in, depth_out = first.inputs[1].shape[0], first.inputs[1].shape[1], second.inputs[1].shape[0]
     batches_in = first.inputs[0].size // depth_in
     return rank < min(depth_in, depth_out) and middle.size == batches_in * rank
+
+
+def is_pointwise_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """CONV_2D 1x1 -> CONV_2D 1x1 (stride 1) through a tensor used nowhere else, narrower than both ends."""
+    if first.opcode != "CONV_2D" or second.opcode != "CONV_2D":
+        return False
+    if not (
+        conv.is_pointwise(first) and conv.is_pointwise(second) and _feeds_only(first, second, graph, users)
+    ):
+        return False
+    in_c, rank, out_c = first.inputs[0].shape[3], first.outputs[0].shape[3], second.outputs[0].shape[3]
+    return rank < min(in_c, out_c)
 
 
 def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
@@ -94,7 +107,14 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
         if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i : i + 3], graph, users):
             groups.append(graph.ops[i : i + 3])
             i += 3
-        elif fuse and i + 1 < len(graph.ops) and is_factored_pair(op, graph.ops[i + 1], graph, users):
+        elif (
+            fuse
+            and i + 1 < len(graph.ops)
+            and (
+                is_factored_pair(op, graph.ops[i + 1], graph, users)
+                or is_pointwise_pair(op, graph.ops[i + 1], graph, users)
+            )
+        ):
             groups.append([op, graph.ops[i + 1]])
             i += 2
         else:
@@ -145,10 +165,18 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
 
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
+    """A FULLY_CONNECTED pair or a pointwise CONV_2D pair: the same matmul over rows (pixels)."""
     first, second = group
-    depth_in, rank, depth_out = first.inputs[1].shape[1], first.inputs[1].shape[0], second.inputs[1].shape[0]
+    pointwise = first.opcode == "CONV_2D"
+    layer = conv if pointwise else fully_connected
+    filt1, filt2 = first.inputs[1], second.inputs[1]
+    rank, depth_out = filt1.shape[0], filt2.shape[0]
+    depth_in = filt1.size // rank
     batches = first.inputs[0].size // depth_in
-    narrow = ctx.scratch(rank)
+    rows = min(batches, 2)
+    wide = max(
+        fully_connected.wide_scratch_bytes(depth_in, rows), fully_connected.wide_scratch_bytes(rank, rows)
+    )
     args = [
         ctx.tensor(first.inputs[0]),
         ctx.tensor(second.outputs[0]),
@@ -156,14 +184,13 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         str(depth_in),
         str(rank),
         str(depth_out),
-        *fully_connected.layer_arguments(first, ctx),
-        *fully_connected.layer_arguments(second, ctx),
-        narrow,
+        *layer.layer_arguments(first, ctx),
+        *layer.layer_arguments(second, ctx),
+        ctx.scratch(rows * rank),
+        ctx.scratch(wide),
     ]
-    comment = (
-        f"factored FULLY_CONNECTED pair (rank {rank}): {fully_connected.describe(first)}; then "
-        f"{fully_connected.describe(second)}"
-    )
+    kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
+    comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_factored_int8",

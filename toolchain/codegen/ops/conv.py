@@ -19,6 +19,7 @@ from toolchain.codegen.ops.fully_connected import (
     folded_bias,
     requant_arguments,
     requant_arrays,
+    wide_scratch_bytes,
 )
 from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.errors import UnsupportedError
@@ -168,6 +169,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             str(in_c),
             str(out_c),
             *tail,
+            ctx.scratch(wide_scratch_bytes(in_c, n * in_h * in_w)),
         ]
         return KernelCall(
             "tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs

@@ -184,6 +184,12 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
     ]
 
 
+def wide_scratch_bytes(depth: int, rows: int) -> int:
+    """Bytes of the matmul loops' widened-input scratch (TR_MATMUL_WIDE_WORDS in tr_matmul.h) for
+    `rows` input rows at a time (2 when there are two or more, else 1) of `depth` values."""
+    return max(4, 8 * min(rows, 2) * (depth // 4))
+
+
 def describe(op: Op) -> str:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     act = op.options.get("fused_activation_function", "NONE")
@@ -207,6 +213,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         str(in_depth),
         str(out_depth),
         *requant,
+        ctx.scratch(wide_scratch_bytes(in_depth, batches)),
     ]
     return KernelCall(
         "tr_fully_connected.c",

@@ -105,3 +105,20 @@ def test_matmul_kernels_are_bit_exact_in_qemu(
     build(tmp_path / "gen", board)
     run = run_samples(tmp_path / "gen", board, x)
     np.testing.assert_array_equal(run["outputs"][0], oracle.run(models[name], x)[0])
+
+
+def test_channel_table_doubles_only_where_the_kernels_are_exact() -> None:
+    from toolchain.codegen.ops.fully_connected import channel_table
+
+    bias = np.array([100, -50], np.int32)
+    sums = np.array([9, 9])
+    shifts = np.array([-8, -3], np.int32)
+    table, doubled = channel_table(bias, sums, np.array([(1 << 30) + 5, (1 << 31) - 1], np.int32), shifts, -5)
+    assert doubled
+    assert table.shape == (2, 4)
+    assert list(table[:, 0]) == [200, -100]  # the accumulators are kept doubled
+    assert list(table[:, 2]) == [8, 3] and table[0, 3] == (1 << 7) - (5 << 8)
+    # a multiplier of exactly 2**30: the high product of -1 is 0, not negative: TFLM's general form
+    table, doubled = channel_table(bias, sums, np.array([1 << 30, 1 << 30], np.int32), shifts, -5)
+    assert not doubled
+    assert list(table[:, 0]) == [100, -50] and list(table[:, 2]) == [-8, -3]

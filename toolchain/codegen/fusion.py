@@ -184,8 +184,8 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         str(depth_in),
         str(rank),
         str(depth_out),
-        *layer.layer_arguments(first, ctx),
-        *layer.layer_arguments(second, ctx),
+        *fully_connected.matmul_arguments(first, ctx, per_tensor_fc=not pointwise),
+        *fully_connected.matmul_arguments(second, ctx, per_tensor_fc=not pointwise),
         ctx.scratch(rows * rank),
         ctx.scratch(wide),
     ]

@@ -17,6 +17,7 @@ from toolchain.codegen.ops.fully_connected import (
     check_int8_activation,
     check_weights,
     folded_bias,
+    matmul_arguments,
     requant_arguments,
     requant_arrays,
     wide_scratch_bytes,
@@ -156,24 +157,22 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     n, in_h, in_w, in_c = inp.shape
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]
-    weights, bias, *tail = layer_arguments(op, ctx)
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
     comment = describe(op)
     if is_pointwise(op):
         args = [
             ctx.tensor(inp),
-            weights,
-            bias,
             ctx.tensor(out),
             str(n * in_h * in_w),
             str(in_c),
             str(out_c),
-            *tail,
+            *matmul_arguments(op, ctx, per_tensor_fc=False),
             ctx.scratch(wide_scratch_bytes(in_c, n * in_h * in_w)),
         ]
         return KernelCall(
             "tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs
         )
+    weights, bias, *tail = layer_arguments(op, ctx)
     column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
     args = [
         ctx.tensor(inp),

@@ -3,7 +3,9 @@
 The input zero point is folded into the bias at generation time
 (sum_i w[o,i] * (x[i] - zp) = sum_i w[o,i] * x[i] - zp * sum_i w[o,i]), so the kernel's
 inner loop is a plain int8 dot product, the shape the Cortex-M4 SIMD MAC wants. Weights
-are stored packed by four rows (packing.py) so four outputs share each input load.
+are stored packed by four rows (packing.py) so four outputs share each input load, and the
+requantization of each output channel is one row of a table (`channel_table`), the layout of
+the matmul loops in tr_matmul.h.
 """
 
 from __future__ import annotations
@@ -158,29 +160,43 @@ def requant_arguments(
     ]
 
 
-def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
-    """Weights, folded bias, and the requantization arguments (`requant_arguments`): what one
-    FULLY_CONNECTED layer adds to a kernel call (plain or fused)."""
+def channel_table(
+    bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray, output_offset: int
+) -> tuple[np.ndarray, bool]:
+    """The matmul kernels' per-channel table (tr_matmul.h: folded bias, multiplier, shift, rounding
+    per output channel, one row each) and whether it holds the doubled requantization, which the
+    kernels use only where every multiplier is above 2**30 (their high product then has the sign
+    of the accumulator) and which doubles the bias (the accumulators are kept doubled)."""
+    doubled = doubled_requant(bias, weight_abs_sums, mults, shifts, output_offset)
+    if doubled is None or np.any(mults <= 2**30):
+        table = np.stack([bias, mults, shifts, np.zeros_like(shifts)], axis=1).astype(np.int64)
+        return table.astype(np.int32), False
+    shift, round_ = doubled
+    table = np.stack([2 * bias.astype(np.int64), mults, shift, round_], axis=1).astype(np.int64)
+    return table.astype(np.int32), True
+
+
+def matmul_arguments(op: Op, ctx: LoweringContext, per_tensor_fc: bool) -> list[str]:
+    """Packed weights, channel table, doubled flag, output offset, clamp bounds: what one
+    FULLY_CONNECTED or pointwise CONV_2D adds to a matmul kernel call (tr_matmul.h)."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out_depth = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_depth, per_tensor_fc=True)
-    weights = filt.data.astype(np.int64)
+    channels = filt.shape[0]
+    mults, shifts = requant_arrays(op, inp, filt, out, channels, per_tensor_fc=per_tensor_fc)
+    weights = filt.data.astype(np.int64).reshape(channels, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
-    name = filt.name
+    offset = int(out.zero_point[0])
+    table, doubled = channel_table(folded, np.abs(weights).sum(axis=1), mults, shifts, offset)
+    lo, hi = activation_range_int8(
+        op.options.get("fused_activation_function", "NONE"), float(out.scale[0]), offset
+    )
     return [
-        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data), "int8_t"),
-        ctx.constant(f"{name}_bias", folded, "int32_t"),
-        *requant_arguments(
-            ctx,
-            name,
-            folded,
-            np.abs(weights).sum(axis=1),
-            mults,
-            shifts,
-            out,
-            op.options.get("fused_activation_function", "NONE"),
-        ),
+        ctx.constant(f"{filt.name}_weights", pack_rows_by_four(filt.data.reshape(channels, -1)), "int8_t"),
+        ctx.constant(f"{filt.name}_channels", table, "int32_t"),
+        str(int(doubled)),
+        str(offset),
+        str(lo),
+        str(hi),
     ]
 
 
@@ -203,16 +219,13 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
-    weights, bias, *requant = layer_arguments(op, ctx)
     args = [
         ctx.tensor(inp),
-        weights,
-        bias,
         ctx.tensor(out),
         str(batches),
         str(in_depth),
         str(out_depth),
-        *requant,
+        *matmul_arguments(op, ctx, per_tensor_fc=True),
         ctx.scratch(wide_scratch_bytes(in_depth, batches)),
     ]
     return KernelCall(

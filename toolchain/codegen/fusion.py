@@ -5,7 +5,9 @@ Low-rank factored layers, as the compress stage writes them:
   convolution two pointwise CONV_2D; fused (tr_fully_connected_factored_int8), two rows or
   pixels at a time, the narrow tensor lives in 2r bytes of scratch instead of in the arena;
 - a Tucker-2 convolution is CONV_2D 1x1 (C_in -> r1), k x k (r1 -> r2), 1x1 (r2 -> C_out);
-  fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch.
+  fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch;
+- a spatially factored convolution is CONV_2D k x 1 (C_in -> r), 1 x k (r -> C_out); fused
+  (tr_conv_spatial.c), the narrow tensor lives in one row of scratch.
 Whether fusing is smaller depends on the neighbours (fused, input and output are alive
 together), so `generator.lower_graph` plans both ways and keeps the smaller arena.
 
@@ -53,6 +55,22 @@ def is_pointwise_pair(first: Op, second: Op, graph: Graph, users: dict[int, list
         return False
     in_c, rank, out_c = first.inputs[0].shape[3], first.outputs[0].shape[3], second.outputs[0].shape[3]
     return rank < min(in_c, out_c)
+
+
+def is_spatial_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """CONV_2D k_h x 1 (identity along the width) -> CONV_2D 1 x k_w (identity along the height)
+    through a tensor used nowhere else."""
+    if (
+        first.opcode != "CONV_2D"
+        or second.opcode != "CONV_2D"
+        or not _feeds_only(first, second, graph, users)
+    ):
+        return False
+    k_h1, k_w1, _, stride_w1, _, dil_w1, _, pad_left1 = conv.geometry(first)
+    k_h2, _, stride_h2, _, dil_h2, _, pad_top2, _ = conv.geometry(second)
+    width_kept = (k_w1, stride_w1, dil_w1, pad_left1) == (1, 1, 1, 0)
+    height_kept = (k_h2, stride_h2, dil_h2, pad_top2) == (1, 1, 1, 0)
+    return width_kept and height_kept and (k_h1 > 1 or second.inputs[1].shape[2] > 1)
 
 
 def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
@@ -113,6 +131,7 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
             and (
                 is_factored_pair(op, graph.ops[i + 1], graph, users)
                 or is_pointwise_pair(op, graph.ops[i + 1], graph, users)
+                or is_spatial_pair(op, graph.ops[i + 1], graph, users)
             )
         ):
             groups.append([op, graph.ops[i + 1]])
@@ -125,7 +144,40 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
 
 def lower(group: list[Op], ctx: LoweringContext) -> KernelCall:
     """The one kernel call of a fused group from `schedule`."""
-    return lower_tucker(group, ctx) if len(group) == 3 else lower_factored_pair(group, ctx)
+    if len(group) == 3:
+        return lower_tucker(group, ctx)
+    if group[0].opcode == "CONV_2D" and not all(conv.is_pointwise(op) for op in group):
+        return lower_spatial(group, ctx)
+    return lower_factored_pair(group, ctx)
+
+
+def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
+    first, second = group
+    n, in_h, in_w, in_c = first.inputs[0].shape
+    _, out_h, out_w, out_c = second.outputs[0].shape
+    rank = first.outputs[0].shape[3]
+    k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(first)
+    _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
+    weights1, bias1, *requant1 = conv.layer_arguments(first, ctx)
+    weights2, bias2, *requant2 = conv.layer_arguments(second, ctx)
+    args = [
+        ctx.tensor(first.inputs[0]),
+        ctx.tensor(second.outputs[0]),
+        *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank)),
+        weights1,
+        bias1,
+        *map(str, (k_h, stride_h, dil_h, pad_top, int(first.inputs[0].zero_point[0]))),
+        *requant1,
+        weights2,
+        bias2,
+        *map(str, (k_w, stride_w, dil_w, pad_left, int(second.inputs[0].zero_point[0]))),
+        *requant2,
+        ctx.scratch(in_w * rank),
+        ctx.scratch(2 * max(k_h * in_c, k_w * rank)),
+    ]
+    macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
+    comment = f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then {conv.describe(second)}"
+    return KernelCall("tr_conv_spatial.c", "tr_conv_spatial_int8", args, comment, macs)
 
 
 def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:

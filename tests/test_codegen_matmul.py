@@ -85,9 +85,9 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
     assert [op["kernel"] for op in fused["ops"]] == ["tr_fully_connected_factored_int8"]
     assert fused["ops"][0]["macs"] == 15 * (5 * 13 + 5 * 10)
     # input (15 x 13) and output (15 x 10), then scratch: two pixels' rank-5 vectors and two
-    # widened input rows (3 words of 13 -> 2 x 2 x 3 words), each rounded up to 16 bytes; no
-    # 15 x 5 intermediate tensor
-    assert fused["arena_bytes"] <= 208 + 160 + 16 + 48
+    # widened input rows (13 values padded to 4 words -> 2 x 2 x 4 words), each rounded up to 16
+    # bytes; no 15 x 5 intermediate tensor
+    assert fused["arena_bytes"] <= 208 + 160 + 16 + 64
 
 
 @pytest.mark.qemu
@@ -122,3 +122,13 @@ def test_channel_table_doubles_only_where_the_kernels_are_exact() -> None:
     table, doubled = channel_table(bias, sums, np.array([1 << 30, 1 << 30], np.int32), shifts, -5)
     assert not doubled
     assert list(table[:, 0]) == [100, -50] and list(table[:, 2]) == [-8, -3]
+
+
+def test_matmul_layout_pads_to_whole_words_and_groups() -> None:
+    from toolchain.codegen.packing import pack_matmul
+
+    rows = np.arange(1, 5 * 6 + 1, dtype=np.int8).reshape(5, 6)  # 5 rows of 6: 2 groups of 2 words
+    packed = pack_matmul(rows).reshape(2, 2, 4, 4)  # group, word, row, byte
+    assert list(packed[0, 0, 1]) == [7, 8, 9, 10]  # row 1, word 0
+    assert list(packed[0, 1, 2]) == [17, 18, 0, 0]  # row 2, word 1: two values, two zeros
+    assert list(packed[1, 1, 0]) == [29, 30, 0, 0] and not packed[1, :, 1:].any()  # rows 5-7 are zeros

@@ -2,40 +2,56 @@
  * tr_matmul.h - the int8 matrix loops of FULLY_CONNECTED, pointwise CONV_2D and their factored
  * (low-rank) pairs, one or two input rows at a time.
  *
- * On the DSP path (Cortex-M4/M7/M33) an input row is first widened into scratch as int16 pairs
- * in the order SMLAD wants against a sign-extended weight word: for each input word
- * (x0 x1 x2 x3) the two words (x0 x2) and (x1 x3). Every output then costs per four inputs one
- * weight word, two SXTB16 and two SMLAD, and the input loads are shared by a tile of outputs:
- *   - one row:  4 outputs, the four weight words of a packed group loaded by one LDM
+ * A layer is its weights in the matmul layout (packing.pack_matmul) and one table of four int32
+ * per output channel (TR_CHANNEL_*: folded bias, multiplier, shift, rounding), so that a group
+ * of outputs walks one pointer instead of four arrays. The layout pads the depth to whole words
+ * and the rows to whole groups of four with zeros, then stores each group word by word (row 0's
+ * word j, rows 1, 2, 3, then word j + 1): every group is the same straight loop, with no ragged
+ * tail and no leftover rows; a last partial group is computed whole and stored in part.
+ * `doubled` says which requantization the table holds: 1, tr_requantize_doubled (shift is the
+ * right shift, rounding includes the output offset, and the table's bias is doubled: the
+ * accumulators are kept doubled, which on the DSP path costs nothing since the widened input
+ * is doubled once per row); 0, TFLite Micro's general form (tr_requantize; rounding unused).
+ *
+ * On the DSP path (Cortex-M4/M7/M33) an input row is first widened into scratch (`wide`,
+ * TR_MATMUL_WIDE_WORDS(depth, rows) words) as int16 pairs in the order SMLAD wants against a
+ * sign-extended weight word: for each input word (x0 x1 x2 x3) the words (x0 x2) and (x1 x3).
+ * Every output then costs per four inputs one weight word, two SXTB16 and two SMLAD, and the
+ * input loads are shared by a tile of outputs:
+ *   - one row:  4 outputs, the four weight words of a group loaded by one LDM
  *               (8 SXTB16 + 8 SMLAD per 16 MACs);
  *   - two rows: 2 outputs x 2 rows, both rows' pairs loaded by one LDM, each sign-extended
  *               weight word serving both rows (4 SXTB16 + 8 SMLAD per 16 MACs).
- * The loops are inline assembly because gcc 12 neither uses LDM nor post-increments here, and
- * the loop counter would cost as much as the loads. A Cortex-M4 charges 1+N cycles for LDM
- * and 3 for LDRD: the same as the single loads they replace, so fewer instructions here are
- * also fewer cycles.
+ * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
+ * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
+ * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
  *
- * The plain C path (Cortex-M0/M3) runs tr_dense_rows of tr_conv_core.h. Both give the bytes of
- * TFLite Micro's reference kernel: the sums are exact int32 sums in any order.
- *
- * A layer is its weights, packed by four rows (packing.py), and one table of four int32 per
- * output channel (TR_CHANNEL_*: folded bias, multiplier, shift, rounding), so that a group of
- * outputs walks one pointer instead of four arrays. `doubled` says which requantization the
- * table holds: 1, tr_requantize_doubled (shift is the right shift, rounding includes the output
- * offset, and the table's bias is doubled: the accumulators are kept doubled, which on the DSP
- * path costs nothing since the widened input is doubled once per row); 0, TFLite Micro's general
- * form (tr_requantize; rounding unused). The scratch `wide`
- * holds TR_MATMUL_WIDE_WORDS(depth, rows) words (the generator reserves it).
+ * The plain C path (Cortex-M0/M3) runs the packed-by-four loops of tr_common.h on the same
+ * layout. Both give the bytes of TFLite Micro's reference kernel: the sums are exact int32 sums.
  */
 #ifndef TR_MATMUL_H
 #define TR_MATMUL_H
 
-#include "tr_conv_core.h"
+#include <string.h>
+
+#include "tr_common.h"
 
 #define TR_CHANNEL_BIAS 0
 #define TR_CHANNEL_MULTIPLIER 1
 #define TR_CHANNEL_SHIFT 2
 #define TR_CHANNEL_ROUND 3
+
+/* Words of widened scratch for `rows` (1 or 2) input rows of `depth` int8 values. */
+#define TR_MATMUL_WIDE_WORDS(depth, rows) (2 * (rows) * (((depth) + 3) / 4))
+
+#if defined(__GNUC__) || defined(__clang__)
+/* A layer's loop nest, out of line (see TR_LAYER_LOOP in tr_conv_core.h). */
+#define TR_MATMUL_LOOP static __attribute__((unused, noinline))
+#define TR_MATMUL_HELPER static __attribute__((unused))
+#else
+#define TR_MATMUL_LOOP static
+#define TR_MATMUL_HELPER static
+#endif
 
 /* An output channel's accumulator (doubled when the table is) requantized as its table entry
  * says; `full` (a constant at every call, so each loop is compiled once per case) means the
@@ -65,41 +81,42 @@ TR_INLINE int8_t tr_requantize_entry(int32_t acc, const int32_t *entry, int doub
                                  entry[TR_CHANNEL_ROUND], act_min, act_max);
 }
 
-/* Leftover output rows (past the last group of four, row-major) of one input row. */
-TR_INLINE void tr_matmul_leftover_rows(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
-                                       int o, int depth, int out_depth, int doubled, int32_t output_offset,
-                                       int32_t act_min, int32_t act_max)
+/* The first `count` (1..3) outputs of a partial group of four, requantized into y. */
+TR_INLINE void tr_store_partial_group(const int32_t acc[4], const int32_t *entries, int8_t *y, int count,
+                                      int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    for (; o < out_depth; ++o) {
-        const int32_t *entry = channels + 4 * o;
-        int32_t sum = tr_dot_int8(0, x, filter + o * depth, depth);
-        int32_t acc = entry[TR_CHANNEL_BIAS] + (int32_t)((uint32_t)sum << doubled);
-        y[o] = tr_requantize_entry(acc, entry, doubled, 0, output_offset, act_min, act_max);
+    for (int k = 0; k < count; ++k) {
+        y[k] = tr_requantize_entry(acc[k], entries + 4 * k, doubled, 0, output_offset, act_min, act_max);
     }
 }
 
-/* Words of widened scratch for `rows` (1 or 2) input rows of `depth` int8 values. */
-#define TR_MATMUL_WIDE_WORDS(depth, rows) (2 * (rows) * ((depth) / 4))
-
 #if TR_USE_DSP
 
-/* Input words of a row as (x0 x2), (x1 x3) pairs at out[0], out[1], then out[step], ...,
- * doubled (2x fits int16) for a doubled table. */
-TR_INLINE void tr_widen_row(const int8_t *x, int words, uint32_t *out, int step, int doubled)
+/* One input word as its (x0 x2), (x1 x3) int16 pairs at out[0], out[1], doubled (2x fits int16)
+ * for a doubled table. */
+TR_INLINE void tr_widen_word(uint32_t v, uint32_t *out, int doubled)
 {
-    const int8_t *end = x + 4 * words;
+    uint32_t even = __sxtb16(v), odd = tr_sxtb16_ror8(v);
     if (doubled) {
-        for (; x < end; x += 4, out += step) {
-            uint32_t v = (uint32_t)tr_read_int8x4(x), even = __sxtb16(v), odd = tr_sxtb16_ror8(v);
-            out[0] = __sadd16(even, even);
-            out[1] = __sadd16(odd, odd);
-        }
-        return;
+        even = (uint32_t)__sadd16(even, even);
+        odd = (uint32_t)__sadd16(odd, odd);
     }
+    out[0] = even;
+    out[1] = odd;
+}
+
+/* A row's int8 values widened word by word into out[0], out[1], then out[step], ..., the last
+ * word zero-filled past `depth`. */
+TR_INLINE void tr_widen_row(const int8_t *x, int depth, uint32_t *out, int step, int doubled)
+{
+    const int8_t *end = x + (depth & ~3);
     for (; x < end; x += 4, out += step) {
-        uint32_t v = (uint32_t)tr_read_int8x4(x);
-        out[0] = __sxtb16(v);
-        out[1] = tr_sxtb16_ror8(v);
+        tr_widen_word((uint32_t)tr_read_int8x4(x), out, doubled);
+    }
+    if (depth & 3) {
+        uint8_t bytes[4] = { 0, 0, 0, 0 };
+        memcpy(bytes, x, (size_t)(depth & 3));
+        tr_widen_word((uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16, out, doubled);
     }
 }
 
@@ -114,8 +131,8 @@ TR_INLINE void tr_widen_row(const int8_t *x, int words, uint32_t *out, int step,
     "ldm %[w]!, {r8, r9, r10, r11}\n\t" \
     TR_MAC1("r8", "a0") TR_MAC1("r9", "a1") TR_MAC1("r10", "a2") TR_MAC1("r11", "a3")
 
-/* acc[0..3] += four packed rows (group of `words` 16-byte steps) . widened row `x`; returns the
- * weight pointer past those words. */
+/* acc[0..3] += a group of four rows (`words` 16-byte steps) . widened row `x`; returns the
+ * weight pointer past the group. */
 TR_INLINE const int8_t *tr_dot_1x4_wide(const uint32_t *x, const int8_t *w, int words, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -159,7 +176,7 @@ TR_INLINE const int8_t *tr_dot_1x4_wide(const uint32_t *x, const int8_t *w, int 
     "ldrd %[w0], %[w1], [%[w]], #16\n\t" \
     TR_MAC2("w0", "a0", "b0") TR_MAC2("w1", "a1", "b1")
 
-/* Rows 0, 1 of a packed group (`w` points at row 0's first word) against two widened rows
+/* Two rows of a group (`w` points at the first one's first word) against two widened rows
  * interleaved in `x` (per input word: row 0's pairs, then row 1's): acc = {a0, a1, b0, b1}. */
 TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, int32_t acc[4])
 {
@@ -190,184 +207,168 @@ TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, in
     acc[3] = b1;
 }
 
-/* The leftover `rest` (< 4) inputs of a packed group, after its whole words (doubled or not). */
-TR_INLINE void tr_dot_tail_4(const int8_t *x, const int8_t *tail, int rest, int doubled, int32_t acc[4])
+/* All groups of one widened row. */
+TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, const int32_t *channels,
+                                    int8_t *y, int words, int out_depth, int doubled, int full,
+                                    int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    for (int k = 0; k < rest; ++k) {
-        int32_t xk = x[k] * (1 + doubled);
-        acc[0] += xk * tail[k];
-        acc[1] += xk * tail[rest + k];
-        acc[2] += xk * tail[2 * rest + k];
-        acc[3] += xk * tail[3 * rest + k];
-    }
-}
-
-/* Groups of four outputs of one widened row; returns the first output left (row-major rows). */
-TR_INLINE int tr_matmul_row_groups(const int8_t *x, const uint32_t *wide, const int8_t *filter,
-                                   const int32_t *channels, int8_t *y, int depth, int out_depth, int doubled,
-                                   int full, int32_t output_offset, int32_t act_min, int32_t act_max)
-{
-    const int words = depth / 4, rest = depth - 4 * words;
-    const int8_t *w = filter; /* walks the packed groups: words, then the tail */
-    int8_t *end = y + (out_depth & ~3);
-    for (; y < end; y += 4, channels += 16) {
+    const int8_t *w = filter;
+    for (int8_t *end = y + (out_depth & ~3); y < end; y += 4, channels += 16) {
         int32_t acc[4] = { channels[0], channels[4], channels[8], channels[12] };
         w = tr_dot_1x4_wide(wide, w, words, acc);
-        if (rest) {
-            tr_dot_tail_4(x + 4 * words, w, rest, doubled, acc);
-            w += 4 * rest;
-        }
         y[0] = tr_requantize_entry(acc[0], channels, doubled, full, output_offset, act_min, act_max);
         y[1] = tr_requantize_entry(acc[1], channels + 4, doubled, full, output_offset, act_min, act_max);
         y[2] = tr_requantize_entry(acc[2], channels + 8, doubled, full, output_offset, act_min, act_max);
         y[3] = tr_requantize_entry(acc[3], channels + 12, doubled, full, output_offset, act_min, act_max);
     }
-    return out_depth & ~3;
+    if (out_depth & 3) {
+        int32_t acc[4] = { channels[0], channels[4], channels[8], channels[12] };
+        tr_dot_1x4_wide(wide, w, words, acc);
+        tr_store_partial_group(acc, channels, y, out_depth & 3, doubled, output_offset, act_min, act_max);
+    }
 }
 
-/* Groups of four outputs of two widened rows (interleaved in `wide`), by halves: rows 0, 1 of
- * the group, then rows 2, 3. */
-TR_INLINE int tr_matmul_pair_groups(const int8_t *x0, const int8_t *x1, const uint32_t *wide,
-                                    const int8_t *filter, const int32_t *channels, int8_t *y0, int8_t *y1,
-                                    int depth, int out_depth, int doubled, int full, int32_t output_offset,
-                                    int32_t act_min, int32_t act_max)
+/* Two rows of a group (`w`, channels `entries`) for both widened rows, stored at y0, y1. */
+TR_INLINE void tr_matmul_pair_half(const uint32_t *wide, const int8_t *w, const int32_t *entries, int8_t *y0,
+                                   int8_t *y1, int count, int words, int doubled, int full, int32_t output_offset,
+                                   int32_t act_min, int32_t act_max)
 {
-    const int words = depth / 4, rest = depth - 4 * words;
-    const int halves = out_depth / 2 & ~1;
-    for (int h = 0; h < halves; ++h, channels += 8, y0 += 2, y1 += 2) {
-        const int8_t *group = filter + (h >> 1) * 4 * depth;
-        const int half = 2 * (h & 1);
-        int32_t acc[4] = { channels[0], channels[4], channels[0], channels[4] };
-        tr_dot_2x2_wide(wide, group + 4 * half, words, acc);
-        if (rest) {
-            const int8_t *tail = group + 16 * words + half * rest;
-            for (int k = 0; k < rest; ++k) {
-                int32_t p = x0[4 * words + k] * (1 + doubled), q = x1[4 * words + k] * (1 + doubled);
-                acc[0] += p * tail[k];
-                acc[1] += p * tail[rest + k];
-                acc[2] += q * tail[k];
-                acc[3] += q * tail[rest + k];
-            }
-        }
-        y0[0] = tr_requantize_entry(acc[0], channels, doubled, full, output_offset, act_min, act_max);
-        y0[1] = tr_requantize_entry(acc[1], channels + 4, doubled, full, output_offset, act_min, act_max);
-        y1[0] = tr_requantize_entry(acc[2], channels, doubled, full, output_offset, act_min, act_max);
-        y1[1] = tr_requantize_entry(acc[3], channels + 4, doubled, full, output_offset, act_min, act_max);
+    int32_t acc[4] = { entries[0], entries[4], entries[0], entries[4] };
+    tr_dot_2x2_wide(wide, w, words, acc);
+    if (count >= 2) {
+        y0[0] = tr_requantize_entry(acc[0], entries, doubled, full, output_offset, act_min, act_max);
+        y0[1] = tr_requantize_entry(acc[1], entries + 4, doubled, full, output_offset, act_min, act_max);
+        y1[0] = tr_requantize_entry(acc[2], entries, doubled, full, output_offset, act_min, act_max);
+        y1[1] = tr_requantize_entry(acc[3], entries + 4, doubled, full, output_offset, act_min, act_max);
+    } else if (count == 1) {
+        y0[0] = tr_requantize_entry(acc[0], entries, doubled, 0, output_offset, act_min, act_max);
+        y1[0] = tr_requantize_entry(acc[2], entries, doubled, 0, output_offset, act_min, act_max);
     }
-    return out_depth & ~3;
+}
+
+/* All groups of two widened rows (interleaved in `wide`), two rows of a group at a time. */
+TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter, const int32_t *channels,
+                                     int8_t *y0, int8_t *y1, int words, int out_depth, int doubled, int full,
+                                     int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    const int step = 16 * words; /* bytes of one group */
+    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+        const int left = out_depth - o;
+        tr_matmul_pair_half(wide, filter, channels, y0 + o, y1 + o, left, words, doubled, full, output_offset,
+                            act_min, act_max);
+        tr_matmul_pair_half(wide, filter + 8, channels + 8, y0 + o + 2, y1 + o + 2, left - 2, words, doubled, full,
+                            output_offset, act_min, act_max);
+    }
 }
 
 /* The three requantizations a layer can have, each with its own compiled loop. */
-#define TR_MATMUL_BY_REQUANT(CALL_DOUBLED_FULL, CALL_DOUBLED, CALL_GENERAL) \
-    do {                                                                 \
-        if (!doubled) {                                                  \
-            CALL_GENERAL;                                                \
-        } else if (act_min == -128 && act_max == 127) {                  \
-            CALL_DOUBLED_FULL;                                           \
-        } else {                                                         \
-            CALL_DOUBLED;                                                \
-        }                                                                \
+#define TR_MATMUL_BY_REQUANT(CALL)                       \
+    do {                                                 \
+        if (!doubled) {                                  \
+            CALL(0, 0);                                  \
+        } else if (act_min == -128 && act_max == 127) { \
+            CALL(1, 1);                                  \
+        } else {                                         \
+            CALL(1, 0);                                  \
+        }                                                \
     } while (0)
 
-/* One input row x (widened into `wide`) -> y. */
-TR_LAYER_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t *filter, const int32_t *channels,
-                                 int8_t *y, int depth, int out_depth, int doubled, int32_t output_offset,
-                                 int32_t act_min, int32_t act_max)
+/* One input row x -> y. */
+TR_MATMUL_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t *filter, const int32_t *channels,
+                                  int8_t *y, int depth, int out_depth, int doubled, int32_t output_offset,
+                                  int32_t act_min, int32_t act_max)
 {
-    tr_widen_row(x, depth / 4, wide, 2, doubled);
-    int o = 0;
-    TR_MATMUL_BY_REQUANT(o = tr_matmul_row_groups(x, wide, filter, channels, y, depth, out_depth, 1, 1,
-                                                  output_offset, act_min, act_max),
-                         o = tr_matmul_row_groups(x, wide, filter, channels, y, depth, out_depth, 1, 0,
-                                                  output_offset, act_min, act_max),
-                         o = tr_matmul_row_groups(x, wide, filter, channels, y, depth, out_depth, 0, 0,
-                                                  output_offset, act_min, act_max));
-    tr_matmul_leftover_rows(x, filter, channels, y, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
+    const int words = (depth + 3) / 4;
+    tr_widen_row(x, depth, wide, 2, doubled);
+#define TR_ROW_CALL(DOUBLED, FULL)                                                                         \
+    tr_matmul_row_groups(wide, filter, channels, y, words, out_depth, DOUBLED, FULL, output_offset, act_min, \
+                         act_max)
+    TR_MATMUL_BY_REQUANT(TR_ROW_CALL);
+#undef TR_ROW_CALL
 }
 
-/* Two input rows x0, x1 (widened, interleaved, into `wide`) -> y0, y1: every weight word is
- * loaded and sign-extended once for both rows. */
-TR_LAYER_LOOP void tr_matmul_row_pair(const int8_t *x0, const int8_t *x1, uint32_t *wide, const int8_t *filter,
-                                      const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
-                                      int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
+/* Two input rows x0, x1 -> y0, y1: every weight word is loaded and sign-extended once for both. */
+TR_MATMUL_LOOP void tr_matmul_row_pair(const int8_t *x0, const int8_t *x1, uint32_t *wide, const int8_t *filter,
+                                       const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
+                                       int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    tr_widen_row(x0, depth / 4, wide, 4, doubled);
-    tr_widen_row(x1, depth / 4, wide + 2, 4, doubled);
-    int o = 0;
-    TR_MATMUL_BY_REQUANT(o = tr_matmul_pair_groups(x0, x1, wide, filter, channels, y0, y1, depth, out_depth, 1, 1,
-                                                   output_offset, act_min, act_max),
-                         o = tr_matmul_pair_groups(x0, x1, wide, filter, channels, y0, y1, depth, out_depth, 1, 0,
-                                                   output_offset, act_min, act_max),
-                         o = tr_matmul_pair_groups(x0, x1, wide, filter, channels, y0, y1, depth, out_depth, 0, 0,
-                                                   output_offset, act_min, act_max));
-    tr_matmul_leftover_rows(x0, filter, channels, y0, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
-    tr_matmul_leftover_rows(x1, filter, channels, y1, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
+    const int words = (depth + 3) / 4;
+    tr_widen_row(x0, depth, wide, 4, doubled);
+    tr_widen_row(x1, depth, wide + 2, 4, doubled);
+#define TR_PAIR_CALL(DOUBLED, FULL)                                                                             \
+    tr_matmul_pair_groups(wide, filter, channels, y0, y1, words, out_depth, DOUBLED, FULL, output_offset, act_min, \
+                          act_max)
+    TR_MATMUL_BY_REQUANT(TR_PAIR_CALL);
+#undef TR_PAIR_CALL
 }
-#else /* plain C: the packed-by-four loops of tr_common.h */
 
-/* One input row -> y: groups of four outputs share every input load. */
-TR_LAYER_LOOP void tr_matmul_row_plain(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
-                                       int depth, int out_depth, int doubled, int32_t output_offset,
-                                       int32_t act_min, int32_t act_max)
+#else /* plain C */
+
+/* acc[0..3] = bias + (dot << doubled) for the four rows of a group against one row x. */
+TR_INLINE void tr_matmul_group_plain(const int8_t *x, const int8_t *group, const int32_t *entries, int depth,
+                                     int doubled, int32_t acc[4])
 {
-    int o = 0;
-    for (; o + 4 <= out_depth; o += 4) {
-        const int32_t *entry = channels + 4 * o;
-        int32_t acc[4] = { 0, 0, 0, 0 };
-        tr_dot_int8_x4(x, filter + o * depth, depth, acc);
-        for (int k = 0; k < 4; ++k) {
-            acc[k] = entry[4 * k] + (int32_t)((uint32_t)acc[k] << doubled);
-            y[o + k] = tr_requantize_entry(acc[k], entry + 4 * k, doubled, 0, output_offset, act_min, act_max);
+    const int whole = depth / 4, rest = depth - 4 * whole;
+    int32_t sum[4] = { 0, 0, 0, 0 };
+    tr_dot_int8_x4(x, group, 4 * whole, sum);
+    const int8_t *last = group + 16 * whole;
+    for (int r = 0; r < 4; ++r) {
+        for (int k = 0; k < rest; ++k) {
+            sum[r] += (int32_t)x[4 * whole + k] * last[4 * r + k];
         }
+        acc[r] = entries[4 * r] + (int32_t)((uint32_t)sum[r] << doubled);
     }
-    tr_matmul_leftover_rows(x, filter, channels, y, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
 }
 
-/* Two input rows -> y0, y1: every weight word serves both rows. */
-TR_LAYER_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, const int8_t *filter,
-                                        const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
-                                        int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
+/* One input row x -> y: the four rows of a group share every input load. */
+TR_MATMUL_LOOP void tr_matmul_row_plain(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
+                                        int depth, int out_depth, int doubled, int32_t output_offset,
+                                        int32_t act_min, int32_t act_max)
 {
-    const int words = depth / 4, rest = depth - 4 * words;
-    int o = 0;
-    for (; o + 4 <= out_depth; o += 4) {
-        const int8_t *group = filter + o * depth;
+    const int step = 16 * ((depth + 3) / 4);
+    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+        int32_t acc[4];
+        tr_matmul_group_plain(x, filter, channels, depth, doubled, acc);
+        const int count = out_depth - o < 4 ? out_depth - o : 4;
+        tr_store_partial_group(acc, channels, y + o, count, doubled, output_offset, act_min, act_max);
+    }
+}
+
+/* Two input rows -> y0, y1: each weight word serves both rows. */
+TR_MATMUL_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, const int8_t *filter,
+                                         const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
+                                         int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    const int whole = depth / 4, rest = depth - 4 * whole, step = 16 * ((depth + 3) / 4);
+    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+        const int count = out_depth - o < 4 ? out_depth - o : 4;
+        int32_t p[4], q[4];
         for (int half = 0; half < 4; half += 2) {
-            const int32_t *entry = channels + 4 * (o + half);
-            int32_t acc[4] = { 0, 0, 0, 0 };
-            tr_dot_int8_2x2_words(x0, x1, group + 4 * half, words, acc);
-            const int8_t *tail = group + 16 * words + half * rest;
+            int32_t sum[4] = { 0, 0, 0, 0 }; /* x0 . rows half, half + 1; then x1 . the same rows */
+            tr_dot_int8_2x2_words(x0, x1, filter + 4 * half, whole, sum);
+            const int8_t *last = filter + 16 * whole + 4 * half;
             for (int k = 0; k < rest; ++k) {
-                int32_t p = x0[4 * words + k], q = x1[4 * words + k];
-                acc[0] += p * tail[k];
-                acc[1] += p * tail[rest + k];
-                acc[2] += q * tail[k];
-                acc[3] += q * tail[rest + k];
+                int32_t a = x0[4 * whole + k], b = x1[4 * whole + k];
+                sum[0] += a * last[k];
+                sum[1] += a * last[4 + k];
+                sum[2] += b * last[k];
+                sum[3] += b * last[4 + k];
             }
-            for (int k = 0; k < 4; ++k) {
-                acc[k] = entry[4 * (k & 1)] + (int32_t)((uint32_t)acc[k] << doubled);
-            }
-            y0[o + half] = tr_requantize_entry(acc[0], entry, doubled, 0, output_offset, act_min, act_max);
-            y0[o + half + 1] = tr_requantize_entry(acc[1], entry + 4, doubled, 0, output_offset, act_min, act_max);
-            y1[o + half] = tr_requantize_entry(acc[2], entry, doubled, 0, output_offset, act_min, act_max);
-            y1[o + half + 1] = tr_requantize_entry(acc[3], entry + 4, doubled, 0, output_offset, act_min, act_max);
+            p[half] = channels[4 * half] + (int32_t)((uint32_t)sum[0] << doubled);
+            p[half + 1] = channels[4 * half + 4] + (int32_t)((uint32_t)sum[1] << doubled);
+            q[half] = channels[4 * half] + (int32_t)((uint32_t)sum[2] << doubled);
+            q[half + 1] = channels[4 * half + 4] + (int32_t)((uint32_t)sum[3] << doubled);
         }
+        tr_store_partial_group(p, channels, y0 + o, count, doubled, output_offset, act_min, act_max);
+        tr_store_partial_group(q, channels, y1 + o, count, doubled, output_offset, act_min, act_max);
     }
-    tr_matmul_leftover_rows(x0, filter, channels, y0, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
-    tr_matmul_leftover_rows(x1, filter, channels, y1, o, depth, out_depth, doubled, output_offset, act_min,
-                            act_max);
 }
 #endif /* TR_USE_DSP */
 
 /* `batches` input rows -> output rows, two at a time where there are two. */
-TR_HELPER void tr_matmul_rows(const int8_t *input, int8_t *output, int batches, int depth, int out_depth,
-                              const int8_t *filter, const int32_t *channels, int doubled, int32_t output_offset,
-                              int32_t act_min, int32_t act_max, uint32_t *wide)
+TR_MATMUL_HELPER void tr_matmul_rows(const int8_t *input, int8_t *output, int batches, int depth, int out_depth,
+                                     const int8_t *filter, const int32_t *channels, int doubled,
+                                     int32_t output_offset, int32_t act_min, int32_t act_max, uint32_t *wide)
 {
     int b = 0;
     for (; b + 2 <= batches; b += 2) {

@@ -14,7 +14,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.packing import pack_rows_by_four
+from toolchain.codegen.packing import pack_matmul
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers, fc_multiplier
 from toolchain.errors import UnsupportedError
 
@@ -187,11 +187,12 @@ def matmul_arguments(op: Op, ctx: LoweringContext, per_tensor_fc: bool) -> list[
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     offset = int(out.zero_point[0])
     table, doubled = channel_table(folded, np.abs(weights).sum(axis=1), mults, shifts, offset)
+    table = np.concatenate([table, np.repeat(table[-1:], -channels % 4, axis=0)])  # whole groups of four
     lo, hi = activation_range_int8(
         op.options.get("fused_activation_function", "NONE"), float(out.scale[0]), offset
     )
     return [
-        ctx.constant(f"{filt.name}_weights", pack_rows_by_four(filt.data.reshape(channels, -1)), "int8_t"),
+        ctx.constant(f"{filt.name}_weights", pack_matmul(filt.data.reshape(channels, -1)), "int8_t"),
         ctx.constant(f"{filt.name}_channels", table, "int32_t"),
         str(int(doubled)),
         str(offset),
@@ -203,7 +204,7 @@ def matmul_arguments(op: Op, ctx: LoweringContext, per_tensor_fc: bool) -> list[
 def wide_scratch_bytes(depth: int, rows: int) -> int:
     """Bytes of the matmul loops' widened-input scratch (TR_MATMUL_WIDE_WORDS in tr_matmul.h) for
     `rows` input rows at a time (2 when there are two or more, else 1) of `depth` values."""
-    return max(4, 8 * min(rows, 2) * (depth // 4))
+    return 8 * min(rows, 2) * -(-depth // 4)
 
 
 def describe(op: Op) -> str:

@@ -26,7 +26,7 @@
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
  *
- * The plain C path (Cortex-M0/M3) runs the packed-by-four loops of tr_common.h on the same
+ * The plain C path (Cortex-M0/M3) runs the packed-by-four loops of tr_dot.h on the same
  * layout. Both give the bytes of TFLite Micro's reference kernel: the sums are exact int32 sums.
  */
 #ifndef TR_MATMUL_H
@@ -34,7 +34,9 @@
 
 #include <string.h>
 
-#include "tr_common.h"
+#include "tr_dot.h"
+#include "tr_fully_connected.h"
+#include "tr_requantize.h"
 
 #define TR_CHANNEL_BIAS 0
 #define TR_CHANNEL_MULTIPLIER 1
@@ -45,7 +47,7 @@
 #define TR_MATMUL_WIDE_WORDS(depth, rows) (2 * (rows) * (((depth) + 3) / 4))
 
 #if defined(__GNUC__) || defined(__clang__)
-/* A layer's loop nest, out of line (see TR_LAYER_LOOP in tr_conv_core.h). */
+/* A layer's loop nest, out of line (see TR_LAYER_LOOP in tr_dense.h). */
 #define TR_MATMUL_LOOP static __attribute__((unused, noinline))
 #define TR_MATMUL_HELPER static __attribute__((unused))
 #else
@@ -72,7 +74,9 @@ TR_INLINE int8_t tr_requantize_entry(int32_t acc, const int32_t *entry, int doub
         __asm__("smmlar %0, %1, %2, %3"
                 : "=r"(value)
                 : "r"(acc), "r"(entry[TR_CHANNEL_MULTIPLIER]), "r"(entry[TR_CHANNEL_ROUND]));
-        return (int8_t)__ssat((value - (int32_t)((uint32_t)acc >> 31)) >> entry[TR_CHANNEL_SHIFT], 8);
+        value = (value - (int32_t)((uint32_t)acc >> 31)) >> entry[TR_CHANNEL_SHIFT];
+        __asm__("ssat %0, #8, %1" : "=r"(value) : "r"(value));
+        return (int8_t)value;
     }
 #else
     (void)full;
@@ -96,13 +100,13 @@ TR_INLINE void tr_store_partial_group(const int32_t acc[4], const int32_t *entri
  * for a doubled table. */
 TR_INLINE void tr_widen_word(uint32_t v, uint32_t *out, int doubled)
 {
-    uint32_t even = __sxtb16(v), odd = tr_sxtb16_ror8(v);
+    int32_t even = __sxtb16((int32_t)v), odd = tr_sxtb16_ror8((int32_t)v);
     if (doubled) {
-        even = (uint32_t)__sadd16(even, even);
-        odd = (uint32_t)__sadd16(odd, odd);
+        even = __sadd16(even, even);
+        odd = __sadd16(odd, odd);
     }
-    out[0] = even;
-    out[1] = odd;
+    out[0] = (uint32_t)even;
+    out[1] = (uint32_t)odd;
 }
 
 /* A row's int8 values widened word by word into out[0], out[1], then out[step], ..., the last
@@ -365,11 +369,14 @@ TR_MATMUL_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, con
 }
 #endif /* TR_USE_DSP */
 
-/* `batches` input rows -> output rows, two at a time where there are two. */
+/* `batches` input rows -> output rows of `layer`, two at a time where there are two. */
 TR_MATMUL_HELPER void tr_matmul_rows(const int8_t *input, int8_t *output, int batches, int depth, int out_depth,
-                                     const int8_t *filter, const int32_t *channels, int doubled,
-                                     int32_t output_offset, int32_t act_min, int32_t act_max, uint32_t *wide)
+                                     const tr_matmul_layer *layer, uint32_t *wide)
 {
+    const int8_t *filter = layer->filter;
+    const int32_t *channels = layer->channels;
+    const int doubled = (int)layer->doubled;
+    const int32_t output_offset = layer->output_offset, act_min = layer->act_min, act_max = layer->act_max;
     int b = 0;
     for (; b + 2 <= batches; b += 2) {
         const int8_t *x0 = input + b * depth;

@@ -18,7 +18,7 @@ lowered by its op module; a longer group (a factored pair or Tucker chain) by `l
 from __future__ import annotations
 
 from toolchain.codegen.graph import Graph, Op
-from toolchain.codegen.lowering import KernelCall, LoweringContext
+from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, layer_name
 from toolchain.codegen.ops import conv, fully_connected
 
 
@@ -158,26 +158,32 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
     rank = first.outputs[0].shape[3]
     k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(first)
     _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
-    weights1, bias1, *requant1 = conv.layer_arguments(first, ctx)
-    weights2, bias2, *requant2 = conv.layer_arguments(second, ctx)
-    args = [
-        ctx.tensor(first.inputs[0]),
-        ctx.tensor(second.outputs[0]),
-        *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank)),
-        weights1,
-        bias1,
-        *map(str, (k_h, stride_h, dil_h, pad_top, int(first.inputs[0].zero_point[0]))),
-        *requant1,
-        weights2,
-        bias2,
-        *map(str, (k_w, stride_w, dil_w, pad_left, int(second.inputs[0].zero_point[0]))),
-        *requant2,
-        ctx.scratch(in_w * rank),
-        ctx.scratch(2 * max(k_h * in_c, k_w * rank)),
-    ]
+    row = ctx.scratch(in_w * rank)
+    columns = ctx.scratch(2 * max(k_h * in_c, k_w * rank))
+    name = ctx.unique_name(f"spatial_{layer_name(second.inputs[1], f'op{first.index}')}")
+    geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
+    geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
+    fields: dict[str, FieldValue] = {
+        "geometry": geometry,
+        "rank": rank,
+        "input_zero_point": int(first.inputs[0].zero_point[0]),
+        "narrow_zero_point": int(second.inputs[0].zero_point[0]),
+        "first": conv.layer_fields(first, ctx, f"{name}_first"),
+        "second": conv.layer_fields(second, ctx, f"{name}_second"),
+    }
     macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
-    comment = f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then {conv.describe(second)}"
-    return KernelCall("tr_conv_spatial.c", "tr_conv_spatial_int8", args, comment, macs)
+    comment = (
+        f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then "
+        f"{conv.describe(second)}"
+    )
+    return KernelCall(
+        "tr_conv_spatial.c",
+        "tr_conv_spatial_int8",
+        ctx.params("tr_conv_spatial_params", name, fields),
+        [ctx.tensor(first.inputs[0]), ctx.tensor(second.outputs[0]), row, columns],
+        comment,
+        macs,
+    )
 
 
 def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
@@ -185,27 +191,24 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     n, in_h, in_w, in_c = first.inputs[0].shape
     _, out_h, out_w, out_c = last.outputs[0].shape
     rank_in, rank_out = first.outputs[0].shape[3], middle.outputs[0].shape[3]
-    k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left = conv.geometry(middle)
+    window_geometry = conv.geometry(middle)
+    k_h, k_w, _, _, dil_h, _, _, _ = window_geometry
     window_rows = min((k_h - 1) * dil_h + 1, in_h)
     window = ctx.scratch(window_rows * in_w * rank_in)
     row = ctx.scratch(out_w * rank_out)
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
-    weights2, bias2, *requant2 = conv.layer_arguments(middle, ctx)
-    args = [
-        ctx.tensor(first.inputs[0]),
-        ctx.tensor(last.outputs[0]),
-        *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank_in, rank_out)),
-        *conv.layer_arguments(first, ctx),
-        weights2,
-        bias2,
-        *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
-        str(int(middle.inputs[0].zero_point[0])),
-        *requant2,
-        *conv.layer_arguments(last, ctx),
-        window,
-        row,
-        columns,
-    ]
+    name = ctx.unique_name(f"tucker_{layer_name(middle.inputs[1], f'op{first.index}')}")
+    geometry = conv.geometry_fields(first, window_geometry)
+    geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
+    fields: dict[str, FieldValue] = {
+        "geometry": geometry,
+        "rank_in": rank_in,
+        "rank_out": rank_out,
+        "core_input_zero_point": int(middle.inputs[0].zero_point[0]),
+        "reduce": conv.layer_fields(first, ctx, f"{name}_reduce"),
+        "core": conv.layer_fields(middle, ctx, f"{name}_core"),
+        "expand": conv.layer_fields(last, ctx, f"{name}_expand"),
+    }
     macs = n * (
         in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
     )
@@ -213,7 +216,14 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "
         f"{conv.describe(middle)}; then {conv.describe(last)}"
     )
-    return KernelCall("tr_conv_tucker.c", "tr_conv_tucker_int8", args, comment, macs)
+    return KernelCall(
+        "tr_conv_tucker.c",
+        "tr_conv_tucker_int8",
+        ctx.params("tr_conv_tucker_params", name, fields),
+        [ctx.tensor(first.inputs[0]), ctx.tensor(last.outputs[0]), window, row, columns],
+        comment,
+        macs,
+    )
 
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
@@ -226,27 +236,26 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     depth_in = filt1.size // rank
     batches = first.inputs[0].size // depth_in
     rows = min(batches, 2)
-    wide = max(
+    wide_bytes = max(
         fully_connected.wide_scratch_bytes(depth_in, rows), fully_connected.wide_scratch_bytes(rank, rows)
     )
-    args = [
-        ctx.tensor(first.inputs[0]),
-        ctx.tensor(second.outputs[0]),
-        str(batches),
-        str(depth_in),
-        str(rank),
-        str(depth_out),
-        *fully_connected.matmul_arguments(first, ctx, per_tensor_fc=not pointwise),
-        *fully_connected.matmul_arguments(second, ctx, per_tensor_fc=not pointwise),
-        ctx.scratch(rows * rank),
-        ctx.scratch(wide),
-    ]
+    narrow, wide = ctx.scratch(rows * rank), ctx.scratch(wide_bytes)
+    name = ctx.unique_name(f"fc_{layer_name(filt2, f'op{first.index}')}")
+    fields: dict[str, FieldValue] = {
+        "batches": batches,
+        "input_depth": depth_in,
+        "rank": rank,
+        "output_depth": depth_out,
+        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first", per_tensor_fc=not pointwise),
+        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second", per_tensor_fc=not pointwise),
+    }
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_factored_int8",
-        args,
+        ctx.params("tr_fc_factored_params", name, fields),
+        [ctx.tensor(first.inputs[0]), ctx.tensor(second.outputs[0]), narrow, wide],
         comment,
         macs=batches * rank * (depth_in + depth_out),
     )

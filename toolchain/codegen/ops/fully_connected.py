@@ -3,9 +3,10 @@
 The input zero point is folded into the bias at generation time
 (sum_i w[o,i] * (x[i] - zp) = sum_i w[o,i] * x[i] - zp * sum_i w[o,i]), so the kernel's
 inner loop is a plain int8 dot product, the shape the Cortex-M4 SIMD MAC wants. Weights
-are stored packed by four rows (packing.py) so four outputs share each input load, and the
-requantization of each output channel is one row of a table (`channel_table`), the layout of
-the matmul loops in tr_matmul.h.
+are stored in the matmul layout (packing.pack_matmul: packed by four rows, padded to whole
+words and groups) so four outputs share each input load, with one per-channel table
+(`channel_table`) beside them. `matmul_fields` is also what pointwise CONV_2D and the fused
+factored pairs (fusion.py) use.
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.lowering import (
+    FieldValue,
+    KernelCall,
+    LoweringContext,
+    layer_name,
+    quant_text,
+    shape_text,
+)
 from toolchain.codegen.packing import pack_matmul
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers, fc_multiplier
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("FULLY_CONNECTED",)
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-# tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
+# tr_requantize_doubled (tr_requantize.h) is exact for right shifts in this range and |acc| below 2**30.
 DOUBLED_RIGHT_SHIFTS = range(1, 23)
 DOUBLED_ACC_LIMIT = 2**30
 
@@ -129,7 +137,7 @@ def doubled_requant(
     return right.astype(np.int32), round_.astype(np.int32)
 
 
-def requant_arguments(
+def requant_fields(
     ctx: LoweringContext,
     name: str,
     bias: np.ndarray,
@@ -138,26 +146,26 @@ def requant_arguments(
     shifts: np.ndarray,
     out: Tensor,
     act: str,
-) -> list[str]:
-    """multiplier, shift, round, output offset, clamp bounds: the requantization arguments of the
-    FULLY_CONNECTED and CONV_2D kernels. `round` is 0 (TFLM's general form, tr_requantize) unless
-    the doubled form is exact for this layer, which then passes its right shifts as `shift`."""
+) -> dict[str, FieldValue]:
+    """The `tr_requant_params` of a FULLY_CONNECTED or CONV_2D layer: TFLM's general form
+    (`shift` set) unless the doubled form is exact for this layer (`doubled` set: pairs of right
+    shift and rounding constant)."""
     offset = int(out.zero_point[0])
     lo, hi = activation_range_int8(act, float(out.scale[0]), offset)
     doubled = doubled_requant(bias, weight_abs_sums, mults, shifts, offset)
     if doubled is None:
-        shift_c, round_c = ctx.constant(f"{name}_shift", shifts, "int32_t"), "0"
+        shift_c, doubled_c = ctx.constant(f"{name}_shift", shifts, "int32_t"), "NULL"
     else:
-        shift_c = ctx.constant(f"{name}_right_shift", doubled[0], "int32_t")
-        round_c = ctx.constant(f"{name}_rounding", doubled[1], "int32_t")
-    return [
-        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-        shift_c,
-        round_c,
-        str(offset),
-        str(lo),
-        str(hi),
-    ]
+        pairs = np.stack(doubled, axis=1).reshape(-1)
+        shift_c, doubled_c = "NULL", ctx.constant(f"{name}_doubled", pairs, "int32_t")
+    return {
+        "multiplier": ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        "shift": shift_c,
+        "doubled": doubled_c,
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
 def channel_table(
@@ -176,9 +184,11 @@ def channel_table(
     return table.astype(np.int32), True
 
 
-def matmul_arguments(op: Op, ctx: LoweringContext, per_tensor_fc: bool) -> list[str]:
-    """Packed weights, channel table, doubled flag, output offset, clamp bounds: what one
-    FULLY_CONNECTED or pointwise CONV_2D adds to a matmul kernel call (tr_matmul.h)."""
+def matmul_fields(op: Op, ctx: LoweringContext, name: str, per_tensor_fc: bool) -> dict[str, FieldValue]:
+    """The `tr_matmul_layer` (tr_fully_connected.h) of one FULLY_CONNECTED or pointwise CONV_2D,
+    plain or fused: weights in the matmul layout and the per-channel table padded to whole groups
+    of four; arrays named `name`_*. `per_tensor_fc`: multipliers computed as TFLM's
+    FULLY_CONNECTED does (else as its CONV_2D)."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     channels = filt.shape[0]
@@ -191,14 +201,21 @@ def matmul_arguments(op: Op, ctx: LoweringContext, per_tensor_fc: bool) -> list[
     lo, hi = activation_range_int8(
         op.options.get("fused_activation_function", "NONE"), float(out.scale[0]), offset
     )
-    return [
-        ctx.constant(f"{filt.name}_weights", pack_matmul(filt.data.reshape(channels, -1)), "int8_t"),
-        ctx.constant(f"{filt.name}_channels", table, "int32_t"),
-        str(int(doubled)),
-        str(offset),
-        str(lo),
-        str(hi),
-    ]
+    return {
+        "filter": ctx.constant(
+            f"{name}_filter",
+            pack_matmul(filt.data.reshape(channels, -1)),
+            "int8_t",
+            f"weights '{filt.name}' {shape_text(filt)}, matmul layout (groups of four rows, zero-padded)",
+        ),
+        "channels": ctx.constant(
+            f"{name}_channels", table, "int32_t", "per channel: bias, multiplier, shift, rounding"
+        ),
+        "doubled": int(doubled),
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
 def wide_scratch_bytes(depth: int, rows: int) -> int:
@@ -220,19 +237,18 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
-    args = [
-        ctx.tensor(inp),
-        ctx.tensor(out),
-        str(batches),
-        str(in_depth),
-        str(out_depth),
-        *matmul_arguments(op, ctx, per_tensor_fc=True),
-        ctx.scratch(wide_scratch_bytes(in_depth, batches)),
-    ]
+    name = ctx.unique_name(f"fc_{layer_name(filt, f'op{op.index}')}")
+    fields: dict[str, FieldValue] = {
+        "batches": batches,
+        "input_depth": in_depth,
+        "output_depth": out_depth,
+        "layer": matmul_fields(op, ctx, name, per_tensor_fc=True),
+    }
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_int8",
-        args,
+        ctx.params("tr_fc_params", name, fields),
+        [ctx.tensor(inp), ctx.tensor(out), ctx.scratch(wide_scratch_bytes(in_depth, batches))],
         describe(op),
         macs=batches * in_depth * out_depth,
     )

@@ -10,8 +10,8 @@ against TFLite Micro on the host.
 
 Also measured: FULLY_CONNECTED 16x16 (target <= 3 instructions per MAC), FULLY_CONNECTED and
 pointwise CONV_2D at 64x64 and above (target <= 1.3), and the demo's digits MLP compressed to
-30% of its parameters against the original (target: compressed instructions <= 1.05 x the MAC
-ratio x the original's).
+30% of its parameters against the original (target on qemu_m4: compressed instructions <= 28,600;
+also shown: against 1.05 x the MAC ratio x the original's instructions).
 
 `python -m benchmarks.bench_factored --out build/bench/bench_factored [--quick]`
 """
@@ -30,7 +30,8 @@ BOARDS = ("qemu_m4", "qemu_m3", "qemu_m33")
 FACTORED_TARGET = 1.05  # factored instructions/MAC <= this x dense instructions/MAC
 SMALL_FC_TARGET = 3.0  # FULLY_CONNECTED 16x16
 LARGE_TARGET = 1.3  # FULLY_CONNECTED and pointwise CONV_2D at 64x64 and above
-MLP_TARGET = 1.05  # compressed instructions <= this x MAC ratio x original instructions
+MLP_TARGET = 1.05  # compressed instructions <= this x MAC ratio x original instructions (shown)
+MLP_TARGET_INSTRUCTIONS = {"qemu_m4": 28_600}  # the compressed demo MLP per inference
 
 
 @dataclass(frozen=True)
@@ -200,11 +201,14 @@ def measure_mlp(work: Path, boards: tuple[str, ...], samples: int, epochs: int) 
         limit = MLP_TARGET * ratio * result["original"][board]["instructions"]
         got = result["compressed"][board]["instructions"]
         result[board] = {
-            "target_instructions": int(limit),
+            "mac_ratio_target_instructions": int(limit),
+            "meets_mac_ratio_target": got <= limit,
             "compressed_instructions": got,
             "instruction_ratio": round(got / result["original"][board]["instructions"], 4),
-            "meets_target": got <= limit,
         }
+        if board in MLP_TARGET_INSTRUCTIONS:
+            result[board]["target_instructions"] = MLP_TARGET_INSTRUCTIONS[board]
+            result[board]["meets_target"] = got <= MLP_TARGET_INSTRUCTIONS[board]
     return result
 
 
@@ -213,6 +217,8 @@ def _print(results: dict[str, Any], boards: tuple[str, ...]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the tables into 80 columns
+        console.width = 160
     for board in boards:
         table = Table(title=f"factored vs dense layers on {board}: instructions per MAC")
         for title in (
@@ -252,6 +258,7 @@ def _print(results: dict[str, Any], boards: tuple[str, ...]) -> None:
             "compressed",
             "MAC ratio",
             "instr ratio",
+            f"{MLP_TARGET} x MAC ratio",
             "target",
             "met",
             "exact",
@@ -266,8 +273,9 @@ def _print(results: dict[str, Any], boards: tuple[str, ...]) -> None:
                 f"{b['compressed_instructions']:,}",
                 f"{mlp['mac_ratio']:.3f}",
                 f"{b['instruction_ratio']:.3f}",
-                f"<= {b['target_instructions']:,}",
-                "yes" if b["meets_target"] else "NO",
+                f"{b['mac_ratio_target_instructions']:,}",
+                f"<= {b['target_instructions']:,}" if "target_instructions" in b else "-",
+                {True: "yes", False: "NO"}.get(b.get("meets_target"), "-"),
                 "yes" if exact else "NO",
             )
         console.print(table)
@@ -289,7 +297,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
             "factored_vs_dense": FACTORED_TARGET,
             "fc_16x16_per_mac": SMALL_FC_TARGET,
             "fc_pointwise_64_per_mac": LARGE_TARGET,
-            "mlp": f"compressed <= {MLP_TARGET} x MAC ratio x original",
+            "mlp": {"instructions": MLP_TARGET_INSTRUCTIONS, "shown": f"{MLP_TARGET} x MAC ratio x original"},
         },
         "shapes": {},
     }

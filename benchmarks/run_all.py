@@ -17,7 +17,14 @@ from pathlib import Path
 
 from toolchain.fileio import write_json_report
 
-BENCHMARKS = ("bench_compress", "bench_codegen", "bench_device", "bench_costmodel", "bench_robustness")
+BENCHMARKS = (
+    "bench_compress",
+    "bench_codegen",
+    "bench_factored",
+    "bench_device",
+    "bench_costmodel",
+    "bench_robustness",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,36 @@ def _tucker_chain():
     return keras.Model(inp, L.Conv2D(16, 1, activation="relu")(x)), (8, 8, 16)
 
 
-MODELS = {"mlp": _mlp, "cnn": _cnn, "factored_pair": _factored_pair, "tucker_chain": _tucker_chain}
+def _pointwise_pair():
+    import keras
+
+    inp = keras.Input((5, 3, 13))
+    x = keras.layers.Conv2D(5, 1, use_bias=False)(inp)  # rank 5 between 13 and 10
+    return keras.Model(inp, keras.layers.Conv2D(10, 1, activation="relu")(x)), (5, 3, 13)
+
+
+def _spatial_pair():
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((9, 7, 6))
+    x = L.Conv2D(3, (3, 1), padding="same", use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(8, (1, 3), padding="same", activation="relu")(x)), (9, 7, 6)
+
+
+MODELS = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "factored_pair": _factored_pair,
+    "pointwise_pair": _pointwise_pair,
+    "spatial_pair": _spatial_pair,
+    "tucker_chain": _tucker_chain,
+}
+FUSED_KERNEL = {
+    "factored_pair": "tr_fully_connected_factored_int8",
+    "pointwise_pair": "tr_fully_connected_factored_int8",
+    "spatial_pair": "tr_conv_spatial_int8",
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +123,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         info = generate(tflite, folder / name, fuse=name != "mlp", tflm_arena=False)
         out[name] = folder / name
         kernels = {op["kernel"] for op in info["ops"]}
-        if name == "factored_pair":
-            assert "tr_fully_connected_factored_int8" in kernels
+        if name in FUSED_KERNEL:
+            assert FUSED_KERNEL[name] in kernels
         if name == "tucker_chain":
             assert kernels == {"tr_conv_tucker_int8"}
     return out
@@ -125,6 +154,7 @@ def test_generated_c_compiles_without_warnings(generated: dict[str, Path], name:
 def test_only_the_headers_a_model_needs_are_shipped(generated: dict[str, Path]) -> None:
     mlp = {p.name for p in generated["mlp"].glob("tr_*")}
     assert "tr_conv_core.h" not in mlp and "tr_conv.h" not in mlp and "tr_elementwise.h" not in mlp
-    assert {"tr_fully_connected.h", "tr_dense.h", "tr_requantize.h", "tr_dot.h"} <= mlp
+    assert "tr_dense.h" not in mlp  # FULLY_CONNECTED runs the matmul loops
+    assert {"tr_fully_connected.h", "tr_matmul.h", "tr_requantize.h", "tr_dot.h"} <= mlp
     model_c = (generated["mlp"] / "model.c").read_text()
     assert '#include "tr_fully_connected.h"' in model_c and "static const tr_fc_params fc_" in model_c

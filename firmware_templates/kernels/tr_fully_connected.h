@@ -1,33 +1,47 @@
 /*
  * tr_fully_connected.h - TFLite FULLY_CONNECTED, int8 (also a 1x1 stride-1 CONV_2D, whose pixels
- * are the rows), and the fused pair of a low-rank factored layer.
+ * are the rows), and the fused pair of a low-rank factored layer (two FULLY_CONNECTED, or two
+ * pointwise CONV_2D, through a rank-r tensor). The loops are those of tr_matmul.h.
  */
 #ifndef TR_FULLY_CONNECTED_H
 #define TR_FULLY_CONNECTED_H
 
 #include "tr_params.h"
 
+/* One layer in the matmul layout (tr_matmul.h). `channels` holds four int32 per output channel,
+ * padded to whole groups of four: folded bias, multiplier, shift, rounding (TR_CHANNEL_*). With
+ * `doubled` = 0 they are TFLM's general form (shift: QuantizeMultiplier's exponent, rounding
+ * unused); with `doubled` = 1 the doubled form the generator proved exact (bias doubled, shift:
+ * the right shift, rounding: 2^(shift-1) plus the output zero point shifted left). */
+typedef struct {
+    const int8_t *filter;    /* [groups][words][4 rows][4 bytes], zero-padded (packing.pack_matmul) */
+    const int32_t *channels; /* [4 * groups][4] */
+    int32_t doubled;         /* which requantization `channels` holds (see above) */
+    int32_t output_offset;   /* the output zero point */
+    int32_t act_min, act_max; /* the fused activation's int8 range */
+} tr_matmul_layer;
+
 typedef struct {
     int32_t batches;      /* input rows */
     int32_t input_depth;  /* values per input row */
     int32_t output_depth; /* values per output row (filter rows) */
-    const int8_t *filter; /* [output_depth][input_depth], rows packed by four */
-    const int32_t *bias;  /* [output_depth], the input zero point folded in */
-    tr_requant_params requant;
+    tr_matmul_layer layer;
 } tr_fc_params;
 
-/* Two FULLY_CONNECTED layers through a narrow rank-r tensor that never reaches the arena. */
+/* Two layers through a narrow rank-r tensor that never reaches the arena. */
 typedef struct {
     int32_t batches, input_depth, rank, output_depth;
-    tr_dense_layer first;  /* input_depth -> rank */
-    tr_dense_layer second; /* rank -> output_depth */
+    tr_matmul_layer first;  /* input_depth -> rank */
+    tr_matmul_layer second; /* rank -> output_depth */
 } tr_fc_factored_params;
 
-/* output[b][o] = requantize(bias[o] + sum_i filter[o][i] * input[b][i]). */
-void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output);
+/* output[b][o] = requantize(bias[o] + sum_i filter[o][i] * input[b][i]); `wide` is the scratch of
+ * TR_MATMUL_WIDE_WORDS(input_depth, min(batches, 2)) words (unused on the plain C path). */
+void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
-/* Both layers one input row at a time; `narrow` is `rank` bytes of scratch. */
+/* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul
+ * scratch of the wider of input_depth and rank. */
 void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input, int8_t *output,
-                                      int8_t *narrow);
+                                      int8_t *narrow, int8_t *wide);
 
 #endif /* TR_FULLY_CONNECTED_H */

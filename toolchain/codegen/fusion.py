@@ -1,10 +1,13 @@
 """Which graph ops run together in one fused kernel call.
 
 Low-rank factored layers, as the compress stage writes them:
-- a dense layer is two FULLY_CONNECTED ops through a narrow rank-r tensor; fused, the
-  narrow tensor lives in an r-byte scratch buffer during one call instead of in the arena;
+- a dense layer is two FULLY_CONNECTED ops through a narrow rank-r tensor, an SVD-factored 1x1
+  convolution two pointwise CONV_2D; fused (tr_fully_connected_factored_int8), two rows or
+  pixels at a time, the narrow tensor lives in 2r bytes of scratch instead of in the arena;
 - a Tucker-2 convolution is CONV_2D 1x1 (C_in -> r1), k x k (r1 -> r2), 1x1 (r2 -> C_out);
-  fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch.
+  fused (tr_conv_tucker.c), both narrow tensors live in a few rows of scratch;
+- a spatially factored convolution is CONV_2D k x 1 (C_in -> r), 1 x k (r -> C_out); fused
+  (tr_conv_spatial.c), the narrow tensor lives in one row of scratch.
 Whether fusing is smaller depends on the neighbours (fused, input and output are alive
 together), so `generator.lower_graph` plans both ways and keeps the smaller arena.
 
@@ -40,6 +43,34 @@ def is_factored_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[
     rank, depth_in, depth_out = first.input(1).shape[0], first.input(1).shape[1], second.input(1).shape[0]
     batches_in = first.input(0).size // depth_in
     return rank < min(depth_in, depth_out) and middle.size == batches_in * rank
+
+
+def is_pointwise_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """CONV_2D 1x1 -> CONV_2D 1x1 (stride 1) through a tensor used nowhere else, narrower than both ends."""
+    if first.opcode != "CONV_2D" or second.opcode != "CONV_2D":
+        return False
+    if not (
+        conv.is_pointwise(first) and conv.is_pointwise(second) and _feeds_only(first, second, graph, users)
+    ):
+        return False
+    in_c, rank, out_c = first.input(0).shape[3], first.outputs[0].shape[3], second.outputs[0].shape[3]
+    return rank < min(in_c, out_c)
+
+
+def is_spatial_pair(first: Op, second: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
+    """CONV_2D k_h x 1 (identity along the width) -> CONV_2D 1 x k_w (identity along the height)
+    through a tensor used nowhere else."""
+    if (
+        first.opcode != "CONV_2D"
+        or second.opcode != "CONV_2D"
+        or not _feeds_only(first, second, graph, users)
+    ):
+        return False
+    k_h1, k_w1, _, stride_w1, _, dil_w1, _, pad_left1 = conv.geometry(first)
+    k_h2, _, stride_h2, _, dil_h2, _, pad_top2, _ = conv.geometry(second)
+    width_kept = (k_w1, stride_w1, dil_w1, pad_left1) == (1, 1, 1, 0)
+    height_kept = (k_h2, stride_h2, dil_h2, pad_top2) == (1, 1, 1, 0)
+    return width_kept and height_kept and (k_h1 > 1 or second.input(1).shape[2] > 1)
 
 
 def _feeds_only(producer: Op, consumer: Op, graph: Graph, users: dict[int, list[Op]]) -> bool:
@@ -97,7 +128,15 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
         if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i : i + 3], graph, users):
             groups.append(graph.ops[i : i + 3])
             i += 3
-        elif fuse and i + 1 < len(graph.ops) and is_factored_pair(op, graph.ops[i + 1], graph, users):
+        elif (
+            fuse
+            and i + 1 < len(graph.ops)
+            and (
+                is_factored_pair(op, graph.ops[i + 1], graph, users)
+                or is_pointwise_pair(op, graph.ops[i + 1], graph, users)
+                or is_spatial_pair(op, graph.ops[i + 1], graph, users)
+            )
+        ):
             groups.append([op, graph.ops[i + 1]])
             i += 2
         else:
@@ -108,7 +147,46 @@ def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
 
 def lower(group: list[Op], ctx: LoweringContext) -> KernelCall:
     """The one kernel call of a fused group from `schedule`."""
-    return lower_tucker(group, ctx) if len(group) == 3 else lower_factored_pair(group, ctx)
+    if len(group) == 3:
+        return lower_tucker(group, ctx)
+    if group[0].opcode == "CONV_2D" and not all(conv.is_pointwise(op) for op in group):
+        return lower_spatial(group, ctx)
+    return lower_factored_pair(group, ctx)
+
+
+def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
+    first, second = group
+    n, in_h, in_w, in_c = first.input(0).shape
+    _, out_h, out_w, out_c = second.outputs[0].shape
+    rank = first.outputs[0].shape[3]
+    k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(first)
+    _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
+    row = ctx.scratch(in_w * rank)
+    columns = ctx.scratch(2 * max(k_h * in_c, k_w * rank))
+    name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
+    geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
+    geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
+    fields: dict[str, FieldValue] = {
+        "geometry": geometry,
+        "rank": rank,
+        "input_zero_point": int(first.input(0).zero_point[0]),
+        "narrow_zero_point": int(second.input(0).zero_point[0]),
+        "first": conv.layer_fields(first, ctx, f"{name}_first"),
+        "second": conv.layer_fields(second, ctx, f"{name}_second"),
+    }
+    macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
+    comment = (
+        f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then "
+        f"{conv.describe(second)}"
+    )
+    return KernelCall(
+        "tr_conv_spatial.c",
+        "tr_conv_spatial_int8",
+        ctx.params("tr_conv_spatial_params", name, fields),
+        [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), row, columns],
+        comment,
+        macs,
+    )
 
 
 def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
@@ -152,28 +230,35 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
 
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
+    """A FULLY_CONNECTED pair or a pointwise CONV_2D pair: the same matmul over rows (pixels)."""
     first, second = group
-    depth_in, rank, depth_out = first.input(1).shape[1], first.input(1).shape[0], second.input(1).shape[0]
+    pointwise = first.opcode == "CONV_2D"
+    layer = conv if pointwise else fully_connected
+    filt1, filt2 = first.input(1), second.input(1)
+    rank, depth_out = filt1.shape[0], filt2.shape[0]
+    depth_in = filt1.size // rank
     batches = first.input(0).size // depth_in
-    narrow = ctx.scratch(rank)
-    name = ctx.unique_name(f"fc_{layer_name(second.input(1), f'op{first.index}')}")
+    rows = min(batches, 2)
+    wide_bytes = max(
+        fully_connected.wide_scratch_bytes(depth_in, rows), fully_connected.wide_scratch_bytes(rank, rows)
+    )
+    narrow, wide = ctx.scratch(rows * rank), ctx.scratch(wide_bytes)
+    name = ctx.unique_name(f"fc_{layer_name(filt2, f'op{first.index}')}")
     fields: dict[str, FieldValue] = {
         "batches": batches,
         "input_depth": depth_in,
         "rank": rank,
         "output_depth": depth_out,
-        "first": fully_connected.layer_fields(first, ctx, f"{name}_first"),
-        "second": fully_connected.layer_fields(second, ctx, f"{name}_second"),
+        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
+        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second"),
     }
-    comment = (
-        f"factored FULLY_CONNECTED pair (rank {rank}): {fully_connected.describe(first)}; then "
-        f"{fully_connected.describe(second)}"
-    )
+    kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
+    comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_factored_int8",
         ctx.params("tr_fc_factored_params", name, fields),
-        [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), narrow],
+        [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), narrow, wide],
         comment,
         macs=batches * rank * (depth_in + depth_out),
     )

@@ -4,6 +4,10 @@
 which `tr_dot_int8_x4` (tr_dot.h) consumes them: one pointer then walks four rows, and
 each input word is loaded once for four outputs. Rows past the last whole group of four
 stay row-major (the kernels run them one at a time).
+
+`pack_matmul` is the layout of the matmul loops (tr_matmul.h): the same interleave after
+padding the depth to whole words and the rows to whole groups with zeros, so every group is
+one straight loop.
 """
 
 from __future__ import annotations
@@ -23,3 +27,13 @@ def pack_rows_by_four(rows: np.ndarray) -> np.ndarray:
         parts += [body, group[:, 4 * words :].reshape(-1)]
     parts.append(rows[count - count % 4 :].reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+
+
+def pack_matmul(rows: np.ndarray) -> np.ndarray:
+    """(R, n) int8 rows -> flat int8 array of the matmul layout: zero-padded to (4 * ceil(R / 4),
+    4 * ceil(n / 4)), then packed by four (every group whole, no tails)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int8).reshape(rows.shape[0], -1)
+    count, n = rows.shape
+    padded = np.zeros((-(-count // 4) * 4, -(-n // 4) * 4), np.int8)
+    padded[:count, :n] = rows
+    return pack_rows_by_four(padded)

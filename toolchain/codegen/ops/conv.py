@@ -23,8 +23,10 @@ from toolchain.codegen.ops._common import check_int8_activation, require_fused_a
 from toolchain.codegen.ops.fully_connected import (
     check_weights,
     folded_bias,
+    matmul_fields,
     requant_arrays,
     requant_fields,
+    wide_scratch_bytes,
 )
 from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.errors import UnsupportedError
@@ -194,7 +196,6 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]
     name = ctx.unique_name(f"conv_{layer_name(filt, f'op{op.index}')}")
-    layer = layer_fields(op, ctx, name)
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
     comment = describe(op)
     if is_pointwise(op):
@@ -202,17 +203,21 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             "batches": n * in_h * in_w,
             "input_depth": in_c,
             "output_depth": out_c,
-            **layer,
+            "layer": matmul_fields(op, ctx, name),
         }
         return KernelCall(
             "tr_fully_connected.c",
             "tr_fully_connected_int8",
             ctx.params("tr_fc_params", name, fields),
-            [ctx.tensor(inp), ctx.tensor(out)],
+            [ctx.tensor(inp), ctx.tensor(out), ctx.scratch(wide_scratch_bytes(in_c, n * in_h * in_w))],
             comment + " (pointwise)",
             macs,
         )
-    fields = {"geometry": geometry_fields(op), "input_zero_point": int(inp.zero_point[0]), **layer}
+    fields = {
+        "geometry": geometry_fields(op),
+        "input_zero_point": int(inp.zero_point[0]),
+        **layer_fields(op, ctx, name),
+    }
     column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
     return KernelCall(
         "tr_conv.c",

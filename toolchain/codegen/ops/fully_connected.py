@@ -3,7 +3,10 @@
 The input zero point is folded into the bias at generation time
 (sum_i w[o,i] * (x[i] - zp) = sum_i w[o,i] * x[i] - zp * sum_i w[o,i]), so the kernel's
 inner loop is a plain int8 dot product, the shape the Cortex-M4 SIMD MAC wants. Weights
-are stored packed by four rows (packing.py) so four outputs share each input load.
+are stored in the matmul layout (packing.pack_matmul: packed by four rows, padded to whole
+words and groups) so four outputs share each input load, with one per-channel table
+(`channel_table`) beside them. `matmul_fields` is also what pointwise CONV_2D and the fused
+factored pairs (fusion.py) use.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from toolchain.codegen.lowering import (
     shape_text,
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
-from toolchain.codegen.packing import pack_rows_by_four
+from toolchain.codegen.packing import pack_matmul
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
@@ -148,34 +151,59 @@ def requant_fields(
     }
 
 
-def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
-    """Weights (packed by four rows), folded bias and requantization (`requant_fields`): the
-    `tr_dense_layer` of one FULLY_CONNECTED layer, plain or fused; arrays named `name`_*."""
+def channel_table(
+    bias: np.ndarray, weight_abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray, output_offset: int
+) -> tuple[np.ndarray, bool]:
+    """The matmul kernels' per-channel table (tr_matmul.h: folded bias, multiplier, shift, rounding
+    per output channel, one row each) and whether it holds the doubled requantization, which the
+    kernels use only where every multiplier is above 2**30 (their high product then has the sign
+    of the accumulator) and which doubles the bias (the accumulators are kept doubled)."""
+    doubled = doubled_requant(bias, weight_abs_sums, mults, shifts, output_offset)
+    if doubled is None or np.any(mults <= 2**30):
+        table = np.stack([bias, mults, shifts, np.zeros_like(shifts)], axis=1).astype(np.int64)
+        return table.astype(np.int32), False
+    shift, round_ = doubled
+    table = np.stack([2 * bias.astype(np.int64), mults, shift, round_], axis=1).astype(np.int64)
+    return table.astype(np.int32), True
+
+
+def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+    """The `tr_matmul_layer` (tr_fully_connected.h) of one FULLY_CONNECTED or pointwise CONV_2D,
+    plain or fused: weights in the matmul layout and the per-channel table padded to whole groups
+    of four; arrays named `name`_*."""
     inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out_depth = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_depth)
-    weights = filt.values.astype(np.int64)
+    channels = filt.shape[0]
+    mults, shifts = requant_arrays(op, inp, filt, out, channels)
+    weights = filt.values.astype(np.int64).reshape(channels, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
+    offset = int(out.zero_point[0])
+    table, doubled = channel_table(folded, np.abs(weights).sum(axis=1), mults, shifts, offset)
+    table = np.concatenate([table, np.repeat(table[-1:], -channels % 4, axis=0)])  # whole groups of four
+    lo, hi = activation_range_int8(
+        op.options.get("fused_activation_function", "NONE"), float(out.scale[0]), offset
+    )
     return {
         "filter": ctx.constant(
             f"{name}_filter",
-            pack_rows_by_four(filt.values),
+            pack_matmul(filt.values.reshape(channels, -1)),
             "int8_t",
-            f"weights '{filt.name}' {shape_text(filt)}, rows packed by four",
+            f"weights '{filt.name}' {shape_text(filt)}, matmul layout (groups of four rows, zero-padded)",
         ),
-        "bias": ctx.constant(f"{name}_bias", folded, "int32_t"),
-        "requant": requant_fields(
-            ctx,
-            name,
-            folded,
-            np.abs(weights).sum(axis=1),
-            mults,
-            shifts,
-            out,
-            op.options.get("fused_activation_function", "NONE"),
+        "channels": ctx.constant(
+            f"{name}_channels", table, "int32_t", "per channel: bias, multiplier, shift, rounding"
         ),
+        "doubled": int(doubled),
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
     }
+
+
+def wide_scratch_bytes(depth: int, rows: int) -> int:
+    """Bytes of the matmul loops' widened-input scratch (TR_MATMUL_WIDE_WORDS in tr_matmul.h) for
+    `rows` input rows at a time (2 when there are two or more, else 1) of `depth` values."""
+    return 8 * min(rows, 2) * -(-depth // 4)
 
 
 def describe(op: Op) -> str:
@@ -196,13 +224,13 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         "batches": batches,
         "input_depth": in_depth,
         "output_depth": out_depth,
-        **layer_fields(op, ctx, name),
+        "layer": matmul_fields(op, ctx, name),
     }
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_int8",
         ctx.params("tr_fc_params", name, fields),
-        [ctx.tensor(inp), ctx.tensor(out)],
+        [ctx.tensor(inp), ctx.tensor(out), ctx.scratch(wide_scratch_bytes(in_depth, batches))],
         describe(op),
         macs=batches * in_depth * out_depth,
     )

@@ -1,0 +1,134 @@
+"""The matmul loops of FULLY_CONNECTED, pointwise CONV_2D and their fused factored pairs stay
+bit-exact with TFLite Micro: on the host (plain C path) and in QEMU on the Cortex-M4 (DSP path:
+widened input, one- and two-row tiles, ragged depths, leftover rows, clamped and full-range
+requantization) and the Cortex-M3 (plain C path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain import oracle
+from toolchain.codegen import generate
+from toolchain.codegen.verify import verify
+
+
+def _pointwise_pair_model():
+    """An SVD-factored 1x1 convolution as compress writes it, on an odd pixel count and ragged depths."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((5, 3, 13))
+    x = L.Conv2D(5, 1, use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(10, 1, activation="relu6")(x))
+
+
+def _dense_pair_model():
+    """A factored Dense (rank 9, ragged input depth, leftover output rows) after a plain Dense."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((37,))
+    x = L.Dense(64)(inp)
+    x = L.Dense(9, use_bias=False)(x)
+    return keras.Model(inp, L.Dense(22, activation="relu")(x))
+
+
+MODELS = {"pointwise_pair": _pointwise_pair_model, "dense_pair": _dense_pair_model}
+KERNELS = {
+    "pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "dense_pair": ["tr_fully_connected_int8", "tr_fully_connected_factored_int8"],
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from toolchain.convert import convert_model
+
+    folder = tmp_path_factory.mktemp("matmul")
+    paths = {}
+    for name, build in MODELS.items():
+        model = build()
+        x = (
+            np.random.default_rng(2)
+            .normal(0.3, 1.0, size=(32, *model.inputs[0].shape[1:]))
+            .astype(np.float32)
+        )
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(convert_model(model, x, samples=32))
+    return paths
+
+
+def _samples(path: Path, n: int, seed: int) -> np.ndarray:
+    from toolchain.codegen.graph import parse
+
+    shape = parse(path).inputs[0].shape
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_factored_pairs_fuse_and_are_bit_exact_on_the_host(models: dict[str, Path], name: str) -> None:
+    report = verify(models[name], _samples(models[name], 4, 0), fuse=True, tflm_arena=False, sanitize=True)
+    assert report["kernels"] == KERNELS[name]
+    assert report["bit_exact"], report["first_mismatch"]
+
+
+def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    fused = generate(models["pointwise_pair"], tmp_path / "fused", tflm_arena=False, fuse=True)
+    assert [op["kernel"] for op in fused["ops"]] == ["tr_fully_connected_factored_int8"]
+    assert fused["ops"][0]["macs"] == 15 * (5 * 13 + 5 * 10)
+    # input (15 x 13) and output (15 x 10), then scratch: two pixels' rank-5 vectors and two
+    # widened input rows (13 values padded to 4 words -> 2 x 2 x 4 words), each rounded up to 16
+    # bytes; no 15 x 5 intermediate tensor
+    assert fused["arena_bytes"] <= 208 + 160 + 16 + 64
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
+@pytest.mark.parametrize("name", list(MODELS))
+def test_matmul_kernels_are_bit_exact_in_qemu(
+    models: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path
+) -> None:
+    from toolchain.bench.measure import run_samples
+    from toolchain.firmware import build
+
+    x = _samples(models[name], 3, seed=4)
+    info = generate(models[name], tmp_path / "gen", tflm_arena=False, fuse=True)
+    assert [op["kernel"] for op in info["ops"]] == KERNELS[name]
+    build(tmp_path / "gen", board)
+    run = run_samples(tmp_path / "gen", board, x)
+    np.testing.assert_array_equal(run["outputs"][0], oracle.run(models[name], x)[0])
+
+
+def test_channel_table_doubles_only_where_the_kernels_are_exact() -> None:
+    from toolchain.codegen.ops.fully_connected import channel_table
+
+    bias = np.array([100, -50], np.int32)
+    sums = np.array([9, 9])
+    shifts = np.array([-8, -3], np.int32)
+    table, doubled = channel_table(bias, sums, np.array([(1 << 30) + 5, (1 << 31) - 1], np.int32), shifts, -5)
+    assert doubled
+    assert table.shape == (2, 4)
+    assert list(table[:, 0]) == [200, -100]  # the accumulators are kept doubled
+    assert list(table[:, 2]) == [8, 3] and table[0, 3] == (1 << 7) - (5 << 8)
+    # a multiplier of exactly 2**30: the high product of -1 is 0, not negative: TFLM's general form
+    table, doubled = channel_table(bias, sums, np.array([1 << 30, 1 << 30], np.int32), shifts, -5)
+    assert not doubled
+    assert list(table[:, 0]) == [100, -50] and list(table[:, 2]) == [-8, -3]
+
+
+def test_matmul_layout_pads_to_whole_words_and_groups() -> None:
+    from toolchain.codegen.packing import pack_matmul
+
+    rows = np.arange(1, 5 * 6 + 1, dtype=np.int8).reshape(5, 6)  # 5 rows of 6: 2 groups of 2 words
+    packed = pack_matmul(rows).reshape(2, 2, 4, 4)  # group, word, row, byte
+    assert list(packed[0, 0, 1]) == [7, 8, 9, 10]  # row 1, word 0
+    assert list(packed[0, 1, 2]) == [17, 18, 0, 0]  # row 2, word 1: two values, two zeros
+    assert list(packed[1, 1, 0]) == [29, 30, 0, 0] and not packed[1, :, 1:].any()  # rows 5-7 are zeros

@@ -197,6 +197,7 @@ def measure_session(
     if per_op:
         profiled = client.run([timing_input, *extra_inputs], runs=max(1, min(runs, 5)), per_op=True)
         report["per_op"] = per_op_rows(profiled.op_counts, info)
+        report["cost_model"] = add_predictions(report["per_op"], info, board)
         report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], profiled.stack_used_bytes)
 
     checked = check_samples(client, samples, reference, extra_inputs, progress)
@@ -282,6 +283,30 @@ def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def add_predictions(rows: list[dict[str, Any]], info: dict, board: Any) -> dict[str, Any] | None:
+    """Put the cost model's prediction beside each op's measured count; returns the model's
+    totals (None when this board's core has no cost model or the C predates op shapes)."""
+    from toolchain.firmware.costmodel import load_cost_model
+
+    try:
+        model = load_cost_model(board)
+        predicted = model.predict_ops(info)
+    except TinyrankError:
+        return None
+    for row, value in zip(rows, predicted, strict=False):
+        row["predicted"] = int(round(value))
+        row["prediction_error"] = round((value - row["count"]) / row["count"], 4) if row["count"] else None
+    measured = sum(row["count"] for row in rows)
+    total = int(round(sum(predicted)))
+    return {
+        "core": model.core,
+        "borrowed_from": model.borrowed_from,
+        "predicted": total,
+        "measured": measured,
+        "error": round((total - measured) / measured, 4) if measured else None,
+    }
 
 
 def run_benchmark(

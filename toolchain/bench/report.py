@@ -84,9 +84,12 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         unit = report["latency"]["unit"]
         ops = Table(title=f"per op ({unit}, least over the runs)")
         estimated = all("estimated_cycles" in row for row in report["per_op"])
+        predicted = any("predicted" in row for row in report["per_op"])
         columns = ["#", "op", "kernel", "MACs", unit, f"{unit}/MAC", "share"]
         if estimated:
             columns[6:6] = ["est. cycles", "est. cycles/MAC"]
+        if predicted:
+            columns += ["predicted", "error"]
         for column in columns:
             ops.add_column(column, justify="left" if column in ("op", "kernel") else "right")
         for row in report["per_op"]:
@@ -96,8 +99,18 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
             if estimated:
                 cycles_per_mac = f"{row['estimated_cycles'] / row['macs']:.2f}" if row["macs"] else "-"
                 cells[6:6] = [f"{row['estimated_cycles']:,}", cycles_per_mac]
+            if predicted:
+                error = row.get("prediction_error")
+                cells.append(f"{row['predicted']:,}" if "predicted" in row else "-")
+                cells.append(f"{error:+.1%}" if error is not None else "-")
             ops.add_row(*cells)
         console.print(ops)
+        model = report.get("cost_model")
+        if model:
+            console.print(
+                f"cost model ({model['core']}): predicted {model['predicted']:,} {unit} per inference, "
+                f"measured {model['measured']:,} ({model['error']:+.1%})"
+            )
 
 
 def plot_per_op(report: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -366,3 +366,71 @@ def test_odd_shapes_are_bit_exact_on_cortex_m4_dsp_and_m3_generic(
         }
     for (label, board), (future, expected) in runs.items():
         np.testing.assert_array_equal(future.result(), expected, err_msg=f"{label} on {board}")
+
+
+# (channels, multiplier, kernel, stride, dilation, padding): every branch of the paired kernel
+MULTIPLIER_CASES = {
+    "micro_speech_like": (1, 8, (10, 8), (2, 2), (1, 1), "SAME"),
+    "one_channel_rows_dilated": (1, 6, (3, 4), (1, 3), (2, 1), "SAME"),
+    "one_channel_odd_row": (1, 2, (3, 3), (1, 1), (1, 1), "VALID"),
+    "odd_taps_rest_of_four": (3, 5, (3, 3), (1, 2), (1, 1), "SAME"),
+    "channels_by_four_mult_2": (8, 2, (3, 3), (2, 2), (1, 1), "SAME"),
+    "dilated_mult_3": (6, 3, (2, 3), (1, 1), (2, 1), "VALID"),
+    "one_tap_mult_4": (5, 4, (1, 1), (1, 1), (1, 1), "VALID"),
+}
+
+
+def _multiplier_params(case: str) -> dict:
+    channels, multiplier, (k_h, k_w), (s_h, s_w), (d_h, d_w), padding = MULTIPLIER_CASES[case]
+    return {
+        "depthwise": True,
+        "h": 11,
+        "w": 10,
+        "c": channels,
+        "k_h": k_h,
+        "k_w": k_w,
+        "stride_h": s_h,
+        "stride_w": s_w,
+        "dil_h": d_h,
+        "dil_w": d_w,
+        "padding": padding,
+        "out_c": 1,
+        "multiplier": multiplier,
+        "per_channel": True,
+        "bias": True,
+        "act": "RELU",
+        "in_zp": -9,
+        "out_zp": 4,
+        "in_scale": 0.05,
+        "out_scale": 0.3,
+        "seed": 11,
+    }
+
+
+@pytest.mark.parametrize("case", sorted(MULTIPLIER_CASES))
+def test_depthwise_multiplier_kernel_is_bit_exact(tmp_path: Path, case: str) -> None:
+    p = _multiplier_params(case)
+    report = _check(build_conv(p, tmp_path / "dw.tflite"), p["seed"])
+    by_rows = p["c"] == 1 and p["k_w"] % 4 == 0
+    assert report["kernels"] == ["tr_depthwise_conv_rows_int8" if by_rows else "tr_depthwise_conv_pairs_int8"]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3", "qemu_m0"])  # DSP path; generic on M3 and M0
+def test_depthwise_multiplier_kernel_is_bit_exact_in_qemu(
+    tmp_path: Path, pio_build_cache: Path, board: str
+) -> None:
+    """Multiplier cases, one model each (channels by four on the DSP column path, the rest-of-four
+    and odd-tap branches, one channel by kernel rows across the border), run in the benchmark firmware."""
+    from toolchain import oracle
+    from toolchain.codegen import generate
+    from toolchain.codegen.graph import parse
+
+    for case in ("channels_by_four_mult_2", "odd_taps_rest_of_four", "one_channel_rows_dilated"):
+        path = build_conv(_multiplier_params(case), tmp_path / f"{case}.tflite")
+        x = np.random.default_rng(3).integers(
+            -128, 128, size=(2, *parse(path).inputs[0].shape), dtype=np.int8
+        )
+        generate(path, tmp_path / case, tflm_arena=False)
+        outputs = _build_and_run(tmp_path / case, board, x)
+        np.testing.assert_array_equal(outputs, oracle.run(path, x)[0], err_msg=f"{case} on {board}")

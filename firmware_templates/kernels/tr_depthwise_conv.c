@@ -1,11 +1,10 @@
 /*
  * tr_depthwise_conv.c - TFLite DEPTHWISE_CONV_2D (tr_depthwise_conv.h).
  *
- * Per output pixel,
- * `acc` (one int32 per output channel, a scratch buffer) starts at the folded bias and
- * every tap adds weights x input along the contiguous channel axis; a padding tap adds
- * weights x input zero point, because the generator folded -zero_point x sum(weights)
- * into the bias.
+ * Accumulators start at the folded bias and every tap adds weights x input; a padding tap
+ * adds weights x input zero point, because the generator folded -zero_point x sum(weights)
+ * into the bias. Depth multiplier 1 runs four channels at a time with the accumulators in
+ * registers; a larger multiplier pairs taps so that one SMLAD adds two of them.
  */
 #include "tr_depthwise_conv.h"
 
@@ -13,59 +12,6 @@
 
 #include "tr_dot.h"
 #include "tr_requantize.h"
-
-TR_KERNEL void tr_depthwise_conv_int8(const tr_depthwise_params *params, const int8_t *input, int8_t *output,
-                                      int32_t *acc)
-{
-    const tr_conv_geometry *g = &params->geometry;
-    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w, in_c = g->in_c;
-    const int out_h = g->out_h, out_w = g->out_w, out_c = g->out_c, depth_multiplier = out_c / in_c;
-    const int k_h = g->k_h, k_w = g->k_w, stride_h = g->stride_h, stride_w = g->stride_w;
-    const int dil_h = g->dil_h, dil_w = g->dil_w, pad_top = g->pad_top, pad_left = g->pad_left;
-    const int32_t input_zero_point = params->input_zero_point;
-    const int8_t *filter = params->filter;
-    const int32_t *bias = params->bias, *multiplier = params->requant.multiplier, *shift = params->requant.shift;
-    const int32_t output_offset = params->requant.output_offset;
-    const int32_t act_min = params->requant.act_min, act_max = params->requant.act_max;
-    for (int b = 0; b < batches; ++b) {
-        const int8_t *image = input + b * in_h * in_w * in_c;
-        for (int oy = 0; oy < out_h; ++oy) {
-            for (int ox = 0; ox < out_w; ++ox) {
-                for (int oc = 0; oc < out_c; ++oc) {
-                    acc[oc] = bias[oc];
-                }
-                const int8_t *taps = filter;
-                for (int ky = 0; ky < k_h; ++ky) {
-                    int y = oy * stride_h - pad_top + ky * dil_h;
-                    for (int kx = 0; kx < k_w; ++kx, taps += out_c) {
-                        int x = ox * stride_w - pad_left + kx * dil_w;
-                        if (y < 0 || y >= in_h || x < 0 || x >= in_w) {
-                            for (int oc = 0; oc < out_c; ++oc) {
-                                acc[oc] += (int32_t)taps[oc] * input_zero_point;
-                            }
-                            continue;
-                        }
-                        const int8_t *pixel = image + (y * in_w + x) * in_c;
-                        if (depth_multiplier == 1) {
-                            for (int c = 0; c < in_c; ++c) {
-                                acc[c] += (int32_t)taps[c] * (int32_t)pixel[c];
-                            }
-                        } else {
-                            for (int ic = 0, oc = 0; ic < in_c; ++ic) {
-                                for (int j = 0; j < depth_multiplier; ++j, ++oc) {
-                                    acc[oc] += (int32_t)taps[oc] * (int32_t)pixel[ic];
-                                }
-                            }
-                        }
-                    }
-                }
-                for (int oc = 0; oc < out_c; ++oc) {
-                    *output++ = tr_requantize(acc[oc], multiplier[oc], shift[oc], output_offset, act_min, act_max);
-                }
-            }
-        }
-    }
-}
 
 /*
  * Depth multiplier 1 (every MLPerf Tiny model). Per output pixel, `taps` (k_h * k_w
@@ -249,6 +195,250 @@ TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const tr_depthwise_x2_params *
                 tr_depthwise_doubled_pixel(taps, n_taps, filter, bias2, channels, multiplier, doubled, act_min,
                                            act_max, output);
                 output += channels;
+            }
+        }
+    }
+}
+
+/*
+ * Depth multiplier above 1 (micro_speech's 8). Every input channel feeds `multiplier` output
+ * channels with the same taps, so per output pixel the taps are gathered once into a column
+ * in scratch, two taps of a channel to a word of two int16 (tap 2p low, 2p + 1 high), and
+ * every output channel is one SMLAD per tap pair against weights packed the same way. Four
+ * output channels share each column word (the weights of a group follow each other), so a
+ * tap pair of a group costs one column load, two LDRD and four SMLAD.
+ */
+TR_INLINE int32_t tr_pack_int16_pair(int32_t low, int32_t high)
+{
+    return (int32_t)(((uint32_t)low & 0xffffu) | ((uint32_t)high << 16));
+}
+
+/* acc + low(x) * low(w) + high(x) * high(w): SMLAD, or the same sum in plain C. */
+TR_INLINE int32_t tr_dot_int16_pair(int32_t x, int32_t w, int32_t acc)
+{
+#if TR_USE_DSP
+    return __smlad(x, w, acc);
+#else
+    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w + (x >> 16) * (w >> 16);
+#endif
+}
+
+/* Two adjacent words (4-byte aligned) in one LDRD where the core has it; returns p + 2. */
+TR_INLINE const int32_t *tr_load_words2(const int32_t *p, int32_t *first, int32_t *second)
+{
+#if TR_USE_DSP
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*first), "=r"(*second), "+r"(p) : "m"(*(const int32_t(*)[2])p));
+#else
+    *first = p[0];
+    *second = p[1];
+    p += 2;
+#endif
+    return p;
+}
+
+/* The column of one output pixel: for tap pair p and input channel c, column[p * channels + c]
+ * packs taps[2p][c] and taps[2p + 1][c]. */
+static void tr_depthwise_pairs_column(const int8_t *const *taps, int pairs, int channels, int32_t *column)
+{
+    for (int p = 0; p < pairs; ++p, taps += 2, column += channels) {
+        const int8_t *a = taps[0], *b = taps[1];
+        int c = 0;
+#if TR_USE_DSP
+        for (; c + 4 <= channels; c += 4) {
+            int32_t wa = tr_read_int8x4(a + c), wb = tr_read_int8x4(b + c);
+            int32_t ae = __sxtb16(wa), be = __sxtb16(wb), ao = tr_sxtb16_ror8(wa), bo = tr_sxtb16_ror8(wb);
+            column[c] = tr_pack_int16_pair(ae, be);
+            column[c + 1] = tr_pack_int16_pair(ao, bo);
+            column[c + 2] = (int32_t)(((uint32_t)ae >> 16) | ((uint32_t)be & 0xffff0000u));
+            column[c + 3] = (int32_t)(((uint32_t)ao >> 16) | ((uint32_t)bo & 0xffff0000u));
+        }
+#endif
+        for (; c < channels; ++c) {
+            column[c] = tr_pack_int16_pair(a[c], b[c]);
+        }
+    }
+}
+
+/* Every output channel of one pixel from its column. */
+static void tr_depthwise_pairs_pixel(const int32_t *column, int pairs, int in_c, int multiplier,
+                                     const int32_t *w, const int32_t *bias, const tr_requant_params *rq,
+                                     int8_t *output)
+{
+    const int32_t *mult = rq->multiplier, *shift = rq->shift, *doubled = rq->doubled;
+    const int32_t output_offset = rq->output_offset, act_min = rq->act_min, act_max = rq->act_max;
+    const int stride = in_c;
+    int oc = 0;
+    for (int ic = 0; ic < in_c; ++ic) {
+        const int32_t *first = column + ic, *end = column + ic + pairs * stride;
+        const int32_t *last = column + ic + (pairs & ~1) * stride; /* where whole twos of pairs end */
+        int j = 0;
+        for (; j + 4 <= multiplier; j += 4, oc += 4) {
+            int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
+            const int32_t *x = first;
+            for (; x < last; x += 2 * stride) { /* two tap pairs a turn */
+                const int32_t v = x[0], u = x[stride];
+                int32_t w0, w1, w2, w3;
+                w = tr_load_words2(w, &w0, &w1);
+                w = tr_load_words2(w, &w2, &w3);
+                a0 = tr_dot_int16_pair(v, w0, a0);
+                a1 = tr_dot_int16_pair(v, w1, a1);
+                a2 = tr_dot_int16_pair(v, w2, a2);
+                a3 = tr_dot_int16_pair(v, w3, a3);
+                w = tr_load_words2(w, &w0, &w1);
+                w = tr_load_words2(w, &w2, &w3);
+                a0 = tr_dot_int16_pair(u, w0, a0);
+                a1 = tr_dot_int16_pair(u, w1, a1);
+                a2 = tr_dot_int16_pair(u, w2, a2);
+                a3 = tr_dot_int16_pair(u, w3, a3);
+            }
+            if (x < end) { /* an odd count of pairs */
+                const int32_t v = *x;
+                int32_t w0, w1, w2, w3;
+                w = tr_load_words2(w, &w0, &w1);
+                w = tr_load_words2(w, &w2, &w3);
+                a0 = tr_dot_int16_pair(v, w0, a0);
+                a1 = tr_dot_int16_pair(v, w1, a1);
+                a2 = tr_dot_int16_pair(v, w2, a2);
+                a3 = tr_dot_int16_pair(v, w3, a3);
+            }
+            output[oc] = tr_requantize_channel(a0, mult, shift, doubled, oc, output_offset, act_min, act_max);
+            output[oc + 1] = tr_requantize_channel(a1, mult, shift, doubled, oc + 1, output_offset, act_min, act_max);
+            output[oc + 2] = tr_requantize_channel(a2, mult, shift, doubled, oc + 2, output_offset, act_min, act_max);
+            output[oc + 3] = tr_requantize_channel(a3, mult, shift, doubled, oc + 3, output_offset, act_min, act_max);
+        }
+        for (; j < multiplier; ++j, ++oc) {
+            int32_t acc = bias[oc];
+            for (const int32_t *x = first; x < end; x += stride, ++w) {
+                acc = tr_dot_int16_pair(*x, *w, acc);
+            }
+            output[oc] = tr_requantize_channel(acc, mult, shift, doubled, oc, output_offset, act_min, act_max);
+        }
+    }
+}
+
+TR_KERNEL void tr_depthwise_conv_pairs_int8(const tr_depthwise_pairs_params *params, const int8_t *input,
+                                            int8_t *output, int8_t *scratch)
+{
+    const tr_conv_geometry *g = &params->geometry;
+    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w, in_c = g->in_c;
+    const int out_h = g->out_h, out_w = g->out_w, out_c = g->out_c, k_h = g->k_h, k_w = g->k_w;
+    const int stride_h = g->stride_h, stride_w = g->stride_w, dil_h = g->dil_h, dil_w = g->dil_w;
+    const int pad_top = g->pad_top, pad_left = g->pad_left;
+    const int n_taps = k_h * k_w, pairs = (n_taps + 1) / 2, multiplier = out_c / in_c;
+    const tr_requant_params requant = params->requant;
+    int32_t *column = (int32_t *)(void *)scratch;
+    const int8_t **taps = (const int8_t **)(void *)(scratch + pairs * in_c * 4);
+    int8_t *pad_row = scratch + pairs * in_c * 4 + (n_taps + 1) * 8; /* 8 bytes a pointer, reserved */
+    for (int c = 0; c < in_c; ++c) {
+        pad_row[c] = (int8_t)params->input_zero_point;
+    }
+    taps[n_taps] = pad_row; /* the missing last tap of an odd count: its weights are 0 */
+    const int span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *image = input + b * in_h * in_w * in_c;
+        for (int oy = 0; oy < out_h; ++oy) {
+            const int y0 = oy * stride_h - pad_top;
+            const int rows_inside = y0 >= 0 && y0 + span_h < in_h;
+            for (int ox = 0; ox < out_w; ++ox) {
+                const int x0 = ox * stride_w - pad_left;
+                int t = 0;
+                if (rows_inside && x0 >= 0 && x0 + span_w < in_w) { /* interior: no bounds checks */
+                    const int8_t *corner = image + (y0 * in_w + x0) * in_c;
+                    for (int ky = 0; ky < k_h; ++ky) {
+                        const int8_t *row = corner + ky * dil_h * in_w * in_c;
+                        for (int kx = 0; kx < k_w; ++kx, ++t) {
+                            taps[t] = row + kx * dil_w * in_c;
+                        }
+                    }
+                } else {
+                    for (int ky = 0; ky < k_h; ++ky) {
+                        const int y = y0 + ky * dil_h;
+                        for (int kx = 0; kx < k_w; ++kx, ++t) {
+                            const int x = x0 + kx * dil_w;
+                            const int inside = y >= 0 && y < in_h && x >= 0 && x < in_w;
+                            taps[t] = inside ? image + (y * in_w + x) * in_c : pad_row;
+                        }
+                    }
+                }
+                tr_depthwise_pairs_column(taps, pairs, in_c, column);
+                tr_depthwise_pairs_pixel(column, pairs, in_c, multiplier, params->filter_pairs, params->bias,
+                                         &requant, output);
+                output += out_c;
+            }
+        }
+    }
+}
+
+/*
+ * One input channel, a multiplier above 1, kernel rows of a multiple of four taps, no dilation
+ * across the row (micro_speech's 10x8): a kernel row is contiguous input, and four taps (one word)
+ * make two pairs, taps (0, 2) and (1, 3): exactly the halves SXTB16 makes of the word. So the
+ * column of a pixel is one load and two SXTB16 per four taps; a row that crosses the border is
+ * first copied to `row` in scratch with the input zero point for the taps outside.
+ */
+TR_INLINE void tr_depthwise_rows_column_row(const int8_t *taps, int words, int32_t *column)
+{
+    for (int q = 0; q < words; ++q, taps += 4, column += 2) {
+#if TR_USE_DSP
+        const int32_t word = tr_read_int8x4(taps);
+        column[0] = __sxtb16(word);
+        column[1] = tr_sxtb16_ror8(word);
+#else
+        column[0] = tr_pack_int16_pair(taps[0], taps[2]);
+        column[1] = tr_pack_int16_pair(taps[1], taps[3]);
+#endif
+    }
+}
+
+TR_KERNEL void tr_depthwise_conv_rows_int8(const tr_depthwise_pairs_params *params, const int8_t *input,
+                                           int8_t *output, int8_t *scratch)
+{
+    const tr_conv_geometry *g = &params->geometry;
+    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w;
+    const int out_h = g->out_h, out_w = g->out_w, out_c = g->out_c, k_h = g->k_h, k_w = g->k_w;
+    const int stride_h = g->stride_h, stride_w = g->stride_w, dil_h = g->dil_h;
+    const int pad_top = g->pad_top, pad_left = g->pad_left, words = k_w / 4;
+    const int8_t zero_point = (int8_t)params->input_zero_point;
+    const tr_requant_params requant = params->requant;
+    int32_t *column = (int32_t *)(void *)scratch;
+    int8_t *row = scratch + k_h * k_w * 2; /* k_h * k_w / 2 column words, then two rows of k_w bytes */
+    int8_t *zero_row = row + k_w;         /* a row above or below the image */
+    for (int kx = 0; kx < k_w; ++kx) {
+        zero_row[kx] = zero_point;
+    }
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *image = input + b * in_h * in_w;
+        for (int oy = 0; oy < out_h; ++oy) {
+            const int y0 = oy * stride_h - pad_top;
+            for (int ox = 0; ox < out_w; ++ox) {
+                const int x0 = ox * stride_w - pad_left;
+                const int row_inside = x0 >= 0 && x0 + k_w <= in_w;
+                for (int ky = 0; ky < k_h; ++ky) {
+                    const int y = y0 + ky * dil_h;
+                    const int8_t *taps = row;
+                    if (y < 0 || y >= in_h) {
+                        taps = zero_row;
+                    } else if (row_inside) {
+                        taps = image + y * in_w + x0;
+                    } else { /* taps [lo, hi) of the row are inside the image */
+                        const int lo = x0 < 0 ? -x0 : 0, hi = x0 + k_w > in_w ? in_w - x0 : k_w;
+                        const int8_t *source = image + y * in_w + x0;
+                        int kx = 0;
+                        for (; kx < lo; ++kx) {
+                            row[kx] = zero_point;
+                        }
+                        for (; kx < hi; ++kx) {
+                            row[kx] = source[kx];
+                        }
+                        for (; kx < k_w; ++kx) {
+                            row[kx] = zero_point;
+                        }
+                    }
+                    tr_depthwise_rows_column_row(taps, words, column + ky * words * 2);
+                }
+                tr_depthwise_pairs_pixel(column, k_h * words * 2, 1, out_c, params->filter_pairs, params->bias,
+                                         &requant, output);
+                output += out_c;
             }
         }
     }

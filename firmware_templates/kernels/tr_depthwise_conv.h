@@ -27,8 +27,28 @@ typedef struct {
     tr_requant_params requant; /* doubled form */
 } tr_depthwise_x2_params;
 
-/* Any depth multiplier; `acc`: one int32 per output channel of scratch. */
-void tr_depthwise_conv_int8(const tr_depthwise_params *params, const int8_t *input, int8_t *output, int32_t *acc);
+/* Depth multiplier above 1: taps paired so one SMLAD adds two taps of one output channel.
+ * `filter_pairs`: words of two int16 weights (tap 2p low, tap 2p + 1 high; a missing last tap
+ * weighs 0), per input channel, per group of four output channels (then one by one for the
+ * multiplier's remainder), per tap pair, per output channel of the group. */
+typedef struct {
+    tr_conv_geometry geometry;
+    int32_t input_zero_point;
+    const int32_t *filter_pairs; /* [in_c][groups][(k_h * k_w + 1) / 2][4], remainder [..][1] */
+    const int32_t *bias;         /* [out_c], the input zero point folded in */
+    tr_requant_params requant;   /* general or doubled form */
+} tr_depthwise_pairs_params;
+
+/* Depth multiplier above 1; `scratch`: the paired column ((k_h * k_w + 1) / 2 * in_c words), then
+ * k_h * k_w + 1 tap pointers (8 bytes each), then in_c bytes. */
+void tr_depthwise_conv_pairs_int8(const tr_depthwise_pairs_params *params, const int8_t *input, int8_t *output,
+                                  int8_t *scratch);
+
+/* One input channel, a multiplier above 1, k_w a multiple of 4, no dilation across the row; the weights
+ * paired as taps (4q, 4q + 2) and (4q + 1, 4q + 3) of every kernel row. `scratch`: k_h * k_w * 2 + 2 * k_w
+ * bytes. */
+void tr_depthwise_conv_rows_int8(const tr_depthwise_pairs_params *params, const int8_t *input, int8_t *output,
+                                 int8_t *scratch);
 
 /* Depth multiplier 1; `scratch`: k_h * k_w tap pointers (8 bytes each) then in_c bytes. */
 void tr_depthwise_conv_dm1_int8(const tr_depthwise_params *params, const int8_t *input, int8_t *output,

@@ -25,6 +25,7 @@ from toolchain.codegen.ops.fully_connected import (
     doubled_requant,
     folded_bias,
     requant_arrays,
+    requant_fields,
 )
 from toolchain.codegen.quant import activation_range_int8
 from toolchain.errors import UnsupportedError
@@ -69,6 +70,36 @@ def doubled_weights(weights: np.ndarray) -> np.ndarray:
     taps, channels = weights.shape
     grouped = (2 * weights.astype(np.int16)).reshape(taps, channels // 4, 4)[:, :, [0, 2, 1, 3]]
     return np.ascontiguousarray(grouped.transpose(1, 0, 2)).reshape(-1)
+
+
+def tap_pairs(k_h: int, k_w: int, by_rows: bool) -> list[tuple[int, int | None]]:
+    """Which two taps (row-major indices) share a column word: (2p, 2p + 1) in order, the last alone
+    when the count is odd; `by_rows` (k_w a multiple of 4): taps (4q, 4q + 2) and (4q + 1, 4q + 3) of
+    every kernel row, the halves SXTB16 makes of four contiguous taps."""
+    n = k_h * k_w
+    if by_rows:
+        return [(q + r, q + r + 2) for q in range(0, n, 4) for r in (0, 1)]
+    return [(t, t + 1 if t + 1 < n else None) for t in range(0, n, 2)]
+
+
+def paired_weights(weights: np.ndarray, in_c: int, pairs: list[tuple[int, int | None]]) -> np.ndarray:
+    """(taps, out_c) int8 -> the words of tr_depthwise_pairs_params: two int16 weights a word (first
+    tap of the pair low, second high, a missing tap 0), per input channel, per group of four output
+    channels (then the multiplier's remainder one by one), per tap pair, per output channel."""
+    _, out_c = weights.shape
+    multiplier = out_c // in_c
+    w = weights.astype(np.int64)
+    low = np.stack([w[a] for a, _ in pairs]) & 0xFFFF
+    high = np.stack([w[b] if b is not None else np.zeros(out_c, np.int64) for _, b in pairs]) << 16
+    words = ((low | high) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)  # [pairs][out_c]
+    blocks = []
+    for ic in range(in_c):
+        first, j = ic * multiplier, 0
+        while j < multiplier:
+            size = 4 if j + 4 <= multiplier else 1
+            blocks.append(words[:, first + j : first + j + size].reshape(-1))
+            j += size
+    return np.concatenate(blocks)
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -133,6 +164,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             comment,
             macs,
         )
+    if multiplier > 1:  # taps paired into int16 words, four output channels per column word
+        return _paired_call(op, ctx, name, fields, bias_folded, mults, shifts, comment, buffers)
     fields["filter"] = ctx.constant(
         f"{name}_filter", filt.values, "int8_t", f"weights '{filt.name}' {shape_text(filt)}"
     )
@@ -146,13 +179,48 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         "act_max": hi,
     }
     params = ctx.params("tr_depthwise_params", name, fields)
-    if multiplier == 1:  # channels in registers; tap pointers (8 bytes each) and a row of zero points
-        scratch = ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)
-        return KernelCall(
-            "tr_depthwise_conv.c", "tr_depthwise_conv_dm1_int8", params, [*buffers, scratch], comment, macs
-        )
-    # one int32 accumulator per output channel in scratch
-    accumulators = f"(int32_t *)(void *){ctx.scratch(4 * out_c)}"
+    # multiplier 1: channels in registers; tap pointers (8 bytes each) and a row of zero points
+    scratch = ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)
     return KernelCall(
-        "tr_depthwise_conv.c", "tr_depthwise_conv_int8", params, [*buffers, accumulators], comment, macs
+        "tr_depthwise_conv.c", "tr_depthwise_conv_dm1_int8", params, [*buffers, scratch], comment, macs
     )
+
+
+def _paired_call(
+    op: Op,
+    ctx: LoweringContext,
+    name: str,
+    fields: dict[str, FieldValue],
+    bias_folded: np.ndarray,
+    mults: np.ndarray,
+    shifts: np.ndarray,
+    comment: str,
+    buffers: list[str],
+) -> KernelCall:
+    """The call of a paired-taps kernel (depth multiplier above 1): tr_depthwise_conv_rows_int8 for one
+    input channel and rows of four taps, else tr_depthwise_conv_pairs_int8."""
+    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    _, k_h, k_w, out_c = filt.shape
+    in_c = inp.shape[3]
+    taps = filt.data.reshape(-1, out_c)
+    act = op.options.get("fused_activation_function", "NONE")
+    by_rows = in_c == 1 and k_w % 4 == 0 and op.options.get("dilation_w_factor", 1) == 1
+    fields["filter_pairs"] = ctx.constant(
+        f"{name}_filter_pairs",
+        paired_weights(taps, in_c, tap_pairs(k_h, k_w, by_rows)),
+        "int32_t",
+        f"weights '{filt.name}' {shape_text(filt)}, as int16 pairs of taps by four output channels",
+    )
+    fields["bias"] = ctx.constant(f"{name}_bias", bias_folded, "int32_t")
+    abs_sums = np.abs(taps.astype(np.int64)).sum(axis=0)
+    fields["requant"] = requant_fields(ctx, name, bias_folded, abs_sums, mults, shifts, out, act)
+    n_taps = k_h * k_w
+    pairs = (n_taps + 1) // 2
+    if by_rows:  # the column straight from kernel rows: k_h * k_w / 2 words, two rows of taps
+        function, scratch = "tr_depthwise_conv_rows_int8", ctx.scratch(n_taps * 2 + 2 * k_w)
+    else:  # the column, tap pointers (one more for an odd count), a row of zero points
+        function = "tr_depthwise_conv_pairs_int8"
+        scratch = ctx.scratch(pairs * in_c * 4 + (n_taps + 1) * POINTER_BYTES + in_c)
+    params = ctx.params("tr_depthwise_pairs_params", name, fields)
+    macs = out.shape[0] * out.shape[1] * out.shape[2] * out_c * n_taps
+    return KernelCall("tr_depthwise_conv.c", function, params, [*buffers, scratch], comment, macs)

@@ -199,10 +199,10 @@ def _paired_call(
 ) -> KernelCall:
     """The call of a paired-taps kernel (depth multiplier above 1): tr_depthwise_conv_rows_int8 for one
     input channel and rows of four taps, else tr_depthwise_conv_pairs_int8."""
-    inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     _, k_h, k_w, out_c = filt.shape
     in_c = inp.shape[3]
-    taps = filt.data.reshape(-1, out_c)
+    taps = filt.values.reshape(-1, out_c)
     act = op.options.get("fused_activation_function", "NONE")
     by_rows = in_c == 1 and k_w % 4 == 0 and op.options.get("dilation_w_factor", 1) == 1
     fields["filter_pairs"] = ctx.constant(

@@ -68,6 +68,8 @@ def test_pareto_plot_from_the_command_line(digits_mlp, digits_npz, tmp_path, cap
         "--target-params",
         "0.5",
         "--pareto",
+        "--finetune-epochs",
+        "1",
         "--plot",
         plot,
         "--out",

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from toolchain.compress import budget as budget_search
 from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
+from toolchain.compress.inputs import check_model, check_options, to_dataset
 from toolchain.compress.layers import (
-    METHODS,
     Factorization,
     LayerInfo,
     chain_cost,
@@ -28,10 +29,12 @@ from toolchain.compress.layers import (
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
-from toolchain.data import Dataset, check_input_shape, load_dataset
+from toolchain.compress.sweep import Tuning, baseline_for, evaluate_on, pareto_sweep, tune
+from toolchain.data import Dataset, check_input_shape
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
+DEFAULT_FINETUNE_EPOCHS = 40  # a cap: early stopping ends fine-tuning once the held-out loss stops falling
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 
 
@@ -80,59 +83,6 @@ def activation_bytes(model: Any) -> int:
                 size += int(np.prod([d for d in one.shape[1:] if d is not None], dtype=np.int64))
         largest = max(largest, size)
     return largest
-
-
-def to_dataset(data: Any) -> Dataset | None:
-    """Accept a Dataset, a path to an .npz, or a dict of arrays (checked like a file)."""
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_dataset(data)
-    if isinstance(data, dict):
-        if "x_train" not in data:
-            raise DataError("data dict: missing key 'x_train'")
-        arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
-        for key, array in arrays.items():
-            if not np.issubdtype(array.dtype, np.number):
-                raise DataError(f"data dict: key '{key}' has dtype {array.dtype}; expected numbers")
-            if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-                raise DataError(f"data dict: key '{key}' holds NaN or Inf values")
-        return Dataset(
-            Path("<arrays>"),
-            arrays["x_train"],
-            arrays.get("y_train"),
-            arrays.get("x_test"),
-            arrays.get("y_test"),
-        )
-    raise DataError(f"data: expected a Dataset, an .npz path or a dict of arrays, got {type(data).__name__}")
-
-
-def _check_options(method, ranks, energy, vbmf, targets) -> None:
-    if method not in (*METHODS, "auto"):
-        raise UnsupportedError(f"--method {method}: choose one of {', '.join((*METHODS, 'auto'))}")
-    if energy is not None and not 0.0 < energy <= 1.0:
-        raise UnsupportedError(f"--energy {energy}: must be in (0, 1]")
-    if energy is not None and vbmf:
-        raise UnsupportedError("--energy and --vbmf both choose ranks; give one")
-    chosen = [k for k, v in targets.items() if v is not None]
-    if len(chosen) > 1:
-        raise UnsupportedError(f"give one budget, not {' and '.join(chosen)}")
-    for key in ("target_params", "target_macs"):
-        value = targets.get(key)
-        if value is not None and not 0.0 < value <= 1.0:
-            raise UnsupportedError(f"--{key.replace('_', '-')} {value}: must be a fraction in (0, 1]")
-    if chosen and (ranks or energy is not None or vbmf):
-        raise UnsupportedError(
-            f"--{chosen[0].replace('_', '-')} chooses the ranks itself; drop --ranks/--energy/--vbmf"
-        )
-
-
-def _check_model(model: Any) -> None:
-    for layer in model.layers:
-        for i, w in enumerate(layer.get_weights()):
-            w = np.asarray(w)
-            if np.issubdtype(w.dtype, np.floating) and not np.all(np.isfinite(w)):
-                raise ModelError(f"layer '{layer.name}': weight {i} holds NaN or Inf values")
 
 
 def model_cost(model: Any) -> dict:
@@ -185,8 +135,9 @@ def _plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factori
             continue
         ref = reference_method(info, method, explicit)
         if ref is None:
+            height, width = info.kernel.shape[:2]
             plan[info.name] = (
-                f"method {method} does not apply to {info.class_name} with a {info.kernel.shape[0]}x{info.kernel.shape[1]} kernel"
+                f"method {method} does not apply to {info.class_name} with a {height}x{width} kernel"
             )
             continue
         chosen = explicit if explicit is not None else rule_ranks(info, ref, energy, vbmf)
@@ -205,6 +156,9 @@ def _plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factori
 
 
 def _plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None):
+    """Per layer: a Factorization or why it is kept; also the candidate table and the search's findings."""
+    from toolchain.compress.search import joint_search
+
     factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
     if table is None:
         table = budget_search.candidate_table(
@@ -212,22 +166,37 @@ def _plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tab
         )
     fixed_infos = [i for i in infos if i.name not in table]
     fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
-    choice = budget_search.select(table, kind, budget_value, fixed)
+    widths = {i.name: int(min(i.matrix.shape)) for i in factorable}  # the rank a kept layer can have
+    found = joint_search(model, table, {kind: budget_value}, {kind: fixed}, x_calib, widths)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
+        plan = _factorize_choice(infos, table, found.choice, method, seed)
+    search = {
+        "joint_output_error": found.joint_error,
+        "output_error_alone": {name: c.error for name, c in found.choice.items()},
+        "output_error_in_combination": found.in_combination,
+        "bottlenecks": found.bottlenecks,
+        "evaluations": found.evaluations,
+        "repairs": found.repairs,
+    }
+    return plan, table, search
+
+
+def _factorize_choice(infos, table, choice, method, seed) -> dict[str, Factorization | str]:
     plan: dict[str, Factorization | str] = {}
     for info in infos:
         cand = choice.get(info.name)
         if info.kind is None or info.name not in table:
             plan[info.name] = info.reason or f"method {method} does not apply to this layer"
-        elif cand.method is None:
+            continue
+        if cand.method is None:
             plan[info.name] = "kept whole: the budget search found it worth its size"
         else:
-            result = factorize(info, cand.method, cand.ranks, seed)
-            result.extra["output_error"] = cand.error
-            plan[info.name] = result
-    return plan, table
+            plan[info.name] = factorize(info, cand.method, cand.ranks, seed)
+            plan[info.name].extra["output_error"] = cand.error
+    return plan
 
 
-def _layer_rows(infos, plan, method) -> list[dict]:
+def _layer_rows(infos, plan, method, search: dict) -> list[dict]:
     rows = []
     for info in infos:
         entry = plan[info.name]
@@ -262,6 +231,9 @@ def _layer_rows(infos, plan, method) -> list[dict]:
                 rel_error=0.0,
                 reason=entry,
             )
+        if info.name in search.get("output_error_in_combination", {}):
+            row["output_error"] = search["output_error_alone"][info.name]
+            row["output_error_in_combination"] = search["output_error_in_combination"][info.name]
         rows.append(row)
     return rows
 
@@ -278,23 +250,30 @@ def compress(
     target_macs: float | None = None,
     board: str | None = None,
     pareto: bool = False,
-    finetune_epochs: int = 0,
-    distill: bool = False,
+    baseline: bool = False,
+    finetune_epochs: int | None = None,
+    distill: bool | None = None,
+    qat: bool = True,
     seed: int = 0,
     verbose: int = 0,
     batch_size: int = 32,
-    learning_rate: float = 3e-4,
+    learning_rate: float | None = None,
 ) -> tuple[Any, dict]:
     """Factor a Keras model's Dense and Conv2D layers; return (new model, report dict).
 
     `data` is a `toolchain.data.Dataset`, a path to an `.npz`, or a dict of arrays; it is
     needed for budget search, fine-tuning and accuracy numbers. With no rank option, ranks
-    keep 95% of the energy. See `toolchain/lowrank/layers.py` for the names of new layers.
+    keep 95% of the energy. See `toolchain/compress/layers.py` for the names of new layers.
+    With data, the factored model is fine-tuned for up to `DEFAULT_FINETUNE_EPOCHS` (early
+    stopping ends it sooner), distilled from the original and quantization-aware at the
+    end (`toolchain/compress/finetune.py`); `finetune_epochs=0` turns that off.
 
     Report keys: `layers` (per layer: status, method, ranks, params/MACs before and after,
-    rel_error, and `reason` when kept), `params`/`macs`/`int8_flash_bytes` ({before, after}),
-    `metric` ("accuracy" or "mse") and under that key {original, factored, finetuned},
-    `finetune`, `folded_batchnorm`, `budget`, `pareto` (with pareto=True), `compress_seconds`
+    rel_error, and `reason` when kept; with a budget also `output_error` alone and
+    `output_error_in_combination`), `params`/`macs`/`int8_flash_bytes` ({before, after}),
+    `metric` ("accuracy" or "mse") and under that key {original, factored, finetuned,
+    baseline}, `finetune`, `baseline` (with baseline=True), `search` (with a budget),
+    `folded_batchnorm`, `budget`, `pareto` (with pareto=True), `compress_seconds`
     (decomposition and rebuild, without evaluation or fine-tuning).
     """
 
@@ -306,18 +285,25 @@ def compress(
         ranks = parse_ranks(ranks)
     ranks = dict(ranks or {})
     targets = {"target_params": target_params, "target_macs": target_macs, "board": board}
-    _check_options(method, ranks, energy, vbmf, targets)
-    if finetune_epochs < 0:
+    check_options(method, ranks, energy, vbmf, targets)
+    if finetune_epochs is not None and finetune_epochs < 0:
         raise UnsupportedError(f"--finetune-epochs {finetune_epochs}: must be 0 or more")
+    if learning_rate is not None and not learning_rate > 0:
+        raise UnsupportedError(f"--learning-rate {learning_rate}: must be above 0")
     if not ranks and energy is None and not vbmf and not any(v is not None for v in targets.values()):
         energy = DEFAULT_ENERGY
     dataset = to_dataset(data)
     if dataset is not None and len(model.inputs) == 1:
         check_input_shape(dataset, tuple(model.inputs[0].shape), where=f"model '{model.name}'")
-    needs_data = pareto or finetune_epochs > 0 or any(v is not None for v in targets.values())
+    needs_data = pareto or baseline or bool(finetune_epochs) or any(v is not None for v in targets.values())
     if dataset is None and needs_data:
-        raise DataError("this compression needs data (budget search, --pareto or fine-tuning): pass --data")
-    _check_model(model)
+        raise DataError(
+            "this compression needs data (budget search, --pareto, --baseline or fine-tuning): pass --data"
+        )
+    if finetune_epochs is None:
+        finetune_epochs = DEFAULT_FINETUNE_EPOCHS if dataset is not None else 0
+    check_model(model)
+    tuning = Tuning(finetune_epochs, distill, qat, batch_size, learning_rate, seed, verbose)
 
     started = time.perf_counter()
     folded, folds = fold_batchnorms(model)
@@ -327,12 +313,14 @@ def compress(
     before = model_cost(model)
     budget_info: dict = {}
     table = None
+    search: dict = {}
     if any(v is not None for v in targets.values()):
         kind, value, budget_info = _budget(model, before, target_params, target_macs, board)
-        plan, table = _plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
+        plan, table, search = _plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
         selection = "budget"
     else:
-        plan = _plan_by_rule(infos, method, ranks, energy, vbmf, seed)
+        with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
+            plan = _plan_by_rule(infos, method, ranks, energy, vbmf, seed)
         selection = "explicit" if ranks and energy is None and not vbmf else ("vbmf" if vbmf else "energy")
     replace = {name: entry.specs for name, entry in plan.items() if isinstance(entry, Factorization)}
     factored = rebuild(folded, replace) if replace else _copy_model(folded)
@@ -347,37 +335,36 @@ def compress(
         "energy": energy,
         "budget": budget_info,
         "folded_batchnorm": folds,
-        "layers": _layer_rows(infos, plan, method),
+        "layers": _layer_rows(infos, plan, method, search),
         **{key: {"before": before[key], "after": after[key]} for key in before},
         "params_ratio": before["params"] / max(after["params"], 1),
         "new_layers": [layer.name for layer in factored.layers],
         "compress_seconds": compress_seconds,
     }
+    if search:
+        report["search"] = search
     if dataset is not None:
-        metric, original = _evaluate(model, dataset)
-        scores = {"original": original, "factored": _evaluate(factored, dataset)[1]}
+        metric, original = evaluate_on(model, dataset)
+        scores = {"original": original, "factored": evaluate_on(factored, dataset)[1]}
         if finetune_epochs > 0:
-            report["finetune"] = _finetune(
-                factored, model, dataset, finetune_epochs, distill, seed, verbose, batch_size, learning_rate
-            )
-            scores["finetuned"] = _evaluate(factored, dataset)[1]
+            report["finetune"] = tune(factored, model, dataset, tuning, factored=bool(replace))
+            scores["finetuned"] = evaluate_on(factored, dataset)[1]
+        if baseline:
+            _, report["baseline"] = baseline_for(model, after["params"], dataset, tuning)
+            scores["baseline"] = report["baseline"][metric]
         report["metric"] = metric
         report[metric] = scores
     if pareto:
-        report["pareto"] = _pareto(
-            model,
-            folded,
-            infos,
-            method,
-            dataset,
-            x_calib,
-            seed,
-            table,
-            finetune_epochs,
-            distill,
-            batch_size,
-            learning_rate,
-        )
+
+        def build_at(fraction: float):
+            plan, _, _ = _plan_by_budget(
+                folded, infos, method, x_calib, "params", fraction * before["params"], seed, table
+            )
+            replace = {n: e.specs for n, e in plan.items() if isinstance(e, Factorization)}
+            ranks = {n: list(e.ranks) for n, e in plan.items() if isinstance(e, Factorization)}
+            return (rebuild(folded, replace) if replace else _copy_model(folded)), ranks
+
+        report["pareto"] = pareto_sweep(model, dataset, build_at, PARETO_FRACTIONS, tuning)
     return factored, report
 
 
@@ -404,52 +391,3 @@ def _budget(model: Any, before: dict, target_params, target_macs, board) -> tupl
     if limit <= 0:
         raise BudgetError(f"board '{board}': no flash left for weights after the runtime and model code")
     return "bytes", float(limit), info
-
-
-def _evaluate(model: Any, dataset: Dataset) -> tuple[str, float]:
-    from toolchain.compress.finetune import evaluate
-
-    return evaluate(model, dataset.eval_x, dataset.eval_y)
-
-
-def _finetune(model, teacher, dataset, epochs, distill, seed, verbose, batch_size, learning_rate) -> dict:
-    from toolchain.compress.finetune import finetune
-
-    return finetune(
-        model,
-        teacher,
-        dataset.x_train,
-        dataset.y_train,
-        epochs=epochs,
-        distill=distill,
-        seed=seed,
-        verbose=verbose,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-    )
-
-
-def _pareto(model, folded, infos, method, dataset, x_calib, seed, table, epochs, distill, batch_size, lr):
-    """Accuracy against parameters over a sweep of parameter budgets (one candidate table)."""
-    before = model_cost(model)["params"]
-    points = []
-    for fraction in PARETO_FRACTIONS:
-        try:
-            plan, table = _plan_by_budget(
-                folded, infos, method, x_calib, "params", fraction * before, seed, table
-            )
-        except BudgetError:
-            continue
-        replace = {n: e.specs for n, e in plan.items() if isinstance(e, Factorization)}
-        candidate = rebuild(folded, replace) if replace else _copy_model(folded)
-        point = {
-            "target_params": fraction,
-            "params": model_cost(candidate)["params"],
-            "ranks": {n: list(e.ranks) for n, e in plan.items() if isinstance(e, Factorization)},
-            "factored": _evaluate(candidate, dataset)[1],
-        }
-        if epochs > 0:
-            _finetune(candidate, model, dataset, epochs, distill, seed, 0, batch_size, lr)
-            point["finetuned"] = _evaluate(candidate, dataset)[1]
-        points.append(point)
-    return points

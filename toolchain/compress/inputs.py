@@ -1,0 +1,65 @@
+"""Checking what `compress` is given before any work starts: options, data and weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.compress.layers import METHODS
+from toolchain.data import Dataset, load_dataset
+from toolchain.errors import DataError, ModelError, UnsupportedError
+
+
+def to_dataset(data: Any) -> Dataset | None:
+    """Accept a Dataset, a path to an .npz, or a dict of arrays (checked like a file)."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_dataset(data)
+    if isinstance(data, dict):
+        if "x_train" not in data:
+            raise DataError("data dict: missing key 'x_train'")
+        arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
+        for key, array in arrays.items():
+            if not np.issubdtype(array.dtype, np.number):
+                raise DataError(f"data dict: key '{key}' has dtype {array.dtype}; expected numbers")
+            if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+                raise DataError(f"data dict: key '{key}' holds NaN or Inf values")
+        return Dataset(
+            Path("<arrays>"),
+            arrays["x_train"],
+            arrays.get("y_train"),
+            arrays.get("x_test"),
+            arrays.get("y_test"),
+        )
+    raise DataError(f"data: expected a Dataset, an .npz path or a dict of arrays, got {type(data).__name__}")
+
+
+def check_options(method, ranks, energy, vbmf, targets) -> None:
+    if method not in (*METHODS, "auto"):
+        raise UnsupportedError(f"--method {method}: choose one of {', '.join((*METHODS, 'auto'))}")
+    if energy is not None and not 0.0 < energy <= 1.0:
+        raise UnsupportedError(f"--energy {energy}: must be in (0, 1]")
+    if energy is not None and vbmf:
+        raise UnsupportedError("--energy and --vbmf both choose ranks; give one")
+    chosen = [k for k, v in targets.items() if v is not None]
+    if len(chosen) > 1:
+        raise UnsupportedError(f"give one budget, not {' and '.join(chosen)}")
+    for key in ("target_params", "target_macs"):
+        value = targets.get(key)
+        if value is not None and not 0.0 < value <= 1.0:
+            raise UnsupportedError(f"--{key.replace('_', '-')} {value}: must be a fraction in (0, 1]")
+    if chosen and (ranks or energy is not None or vbmf):
+        raise UnsupportedError(
+            f"--{chosen[0].replace('_', '-')} chooses the ranks itself; drop --ranks/--energy/--vbmf"
+        )
+
+
+def check_model(model: Any) -> None:
+    for layer in model.layers:
+        for i, w in enumerate(layer.get_weights()):
+            w = np.asarray(w)
+            if np.issubdtype(w.dtype, np.floating) and not np.all(np.isfinite(w)):
+                raise ModelError(f"layer '{layer.name}': weight {i} holds NaN or Inf values")

@@ -181,12 +181,15 @@ def test_distillation_and_autoencoder_finetuning(mlp, digits, rng):
     assert report["mse"]["finetuned"] < report["mse"]["factored"]
 
 
-def test_pareto_sweep_and_plot(mlp, digits, tmp_path):
+def test_pareto_sweep_and_plot(mlp, digits, tmp_path, monkeypatch):
+    from toolchain.compress import pipeline
     from toolchain.compress.report import plot_pareto
 
-    _, report = compress(mlp, digits, target_params=0.5, pareto=True, finetune_epochs=2)
+    monkeypatch.setattr(pipeline, "PARETO_FRACTIONS", (1.0, 0.5, 0.25, 0.1))  # each point trains two models
+    _, report = compress(mlp, digits, target_params=0.5, pareto=True, finetune_epochs=1)
     points = report["pareto"]
-    assert len(points) >= 4
+    assert len(points) == 4
+    assert all(p["baseline_params"] <= p["params"] and 0 < p["baseline"] <= 1 for p in points)
     params = [p["params"] for p in points]
     assert params == sorted(params, reverse=True)
     assert points[0]["factored"] == pytest.approx(report["accuracy"]["original"])

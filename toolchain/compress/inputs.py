@@ -11,6 +11,8 @@ from toolchain.compress.layers import METHODS
 from toolchain.data import Dataset, load_dataset
 from toolchain.errors import DataError, ModelError, UnsupportedError
 
+LATENCY_TARGETS = ("target_latency", "max_latency_ms")
+
 
 def to_dataset(data: Any) -> Dataset | None:
     """Accept a Dataset, a path to an .npz, or a dict of arrays (checked like a file)."""
@@ -38,16 +40,26 @@ def to_dataset(data: Any) -> Dataset | None:
 
 
 def check_options(method, ranks, energy, vbmf, targets) -> None:
+    """Refuse contradictory or out-of-range rank and budget options before any work."""
     if method not in (*METHODS, "auto"):
         raise UnsupportedError(f"--method {method}: choose one of {', '.join((*METHODS, 'auto'))}")
     if energy is not None and not 0.0 < energy <= 1.0:
         raise UnsupportedError(f"--energy {energy}: must be in (0, 1]")
     if energy is not None and vbmf:
         raise UnsupportedError("--energy and --vbmf both choose ranks; give one")
-    chosen = [k for k, v in targets.items() if v is not None]
+    chosen = [k for k, v in targets.items() if v is not None and k != "board"]
     if len(chosen) > 1:
         raise UnsupportedError(f"give one budget, not {' and '.join(chosen)}")
-    for key in ("target_params", "target_macs"):
+    if targets.get("board") is None and any(targets.get(k) is not None for k in LATENCY_TARGETS):
+        key = next(k for k in LATENCY_TARGETS if targets.get(k) is not None)
+        raise UnsupportedError(
+            f"--{key.replace('_', '-')} is measured on a board: add --board (e.g. qemu_m4)"
+        )
+    if targets.get("max_latency_ms") is not None and not targets["max_latency_ms"] > 0:
+        raise UnsupportedError(f"--max-latency-ms {targets['max_latency_ms']}: must be above 0")
+    if chosen == [] and targets.get("board") is not None:
+        chosen = ["board"]
+    for key in ("target_params", "target_macs", "target_latency"):
         value = targets.get(key)
         if value is not None and not 0.0 < value <= 1.0:
             raise UnsupportedError(f"--{key.replace('_', '-')} {value}: must be a fraction in (0, 1]")
@@ -58,6 +70,7 @@ def check_options(method, ranks, energy, vbmf, targets) -> None:
 
 
 def check_model(model: Any) -> None:
+    """Refuse a model whose weights hold NaN or Inf (training diverged): nothing useful comes out."""
     for layer in model.layers:
         for i, w in enumerate(layer.get_weights()):
             w = np.asarray(w)

@@ -30,43 +30,14 @@ from toolchain.compress.layers import (
 )
 from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
 from toolchain.compress.sweep import Tuning, baseline_for, evaluate_on, pareto_sweep, tune
+from toolchain.compress.unlabeled import NOTE as TEACHER_NOTE
+from toolchain.compress.unlabeled import label_with_teacher, needs_teacher_labels
 from toolchain.data import Dataset, check_input_shape
-from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
+from toolchain.errors import DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
 DEFAULT_FINETUNE_EPOCHS = 40  # a cap: early stopping ends fine-tuning once the held-out loss stops falling
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
-
-
-KERNEL_CODE_BYTES = 16 * 1024  # the generated model code and kernels, beside the board's own runtime
-
-
-def board_weight_budget(board_id: str, model: Any) -> tuple[int, dict]:
-    """Flash bytes left for int8 weights on a board after its runtime and the model code.
-
-    RAM is checked too: factoring does not shrink activations, so a model whose largest
-    layer input plus output (int8) does not fit the RAM left is refused here, not on the board.
-    """
-    from toolchain.firmware.boards import load_board
-
-    board = load_board(board_id)
-    weights_budget = board.flash_bytes - board.runtime_flash_bytes - KERNEL_CODE_BYTES
-    ram_left = board.ram_bytes - board.runtime_ram_bytes - board.stack_bytes
-    activations = activation_bytes(model)
-    if activations > ram_left:
-        raise BudgetError(
-            f"board '{board_id}': activations need about {activations} bytes of RAM but {ram_left} are left "
-            f"(RAM {board.ram_bytes}); low-rank factoring cannot reduce them"
-        )
-    return weights_budget, {
-        "board": board_id,
-        "flash_bytes": board.flash_bytes,
-        "ram_bytes": board.ram_bytes,
-        "runtime_flash_bytes": board.runtime_flash_bytes,
-        "weights_budget_bytes": weights_budget,
-        "activation_bytes": activations,
-        "ram_left_bytes": ram_left,
-    }
 
 
 def activation_bytes(model: Any) -> int:
@@ -248,6 +219,8 @@ def compress(
     vbmf: bool = False,
     target_params: float | None = None,
     target_macs: float | None = None,
+    target_latency: float | None = None,
+    max_latency_ms: float | None = None,
     board: str | None = None,
     pareto: bool = False,
     baseline: bool = False,
@@ -284,7 +257,13 @@ def compress(
     if isinstance(ranks, str):
         ranks = parse_ranks(ranks)
     ranks = dict(ranks or {})
-    targets = {"target_params": target_params, "target_macs": target_macs, "board": board}
+    targets = {
+        "target_params": target_params,
+        "target_macs": target_macs,
+        "target_latency": target_latency,
+        "max_latency_ms": max_latency_ms,
+        "board": board,
+    }
     check_options(method, ranks, energy, vbmf, targets)
     if finetune_epochs is not None and finetune_epochs < 0:
         raise UnsupportedError(f"--finetune-epochs {finetune_epochs}: must be 0 or more")
@@ -295,6 +274,9 @@ def compress(
     dataset = to_dataset(data)
     if dataset is not None and len(model.inputs) == 1:
         check_input_shape(dataset, tuple(model.inputs[0].shape), where=f"model '{model.name}'")
+    labels_note = None
+    if needs_teacher_labels(model, dataset):
+        dataset, labels_note, distill = label_with_teacher(model, dataset), TEACHER_NOTE, True
     needs_data = pareto or baseline or bool(finetune_epochs) or any(v is not None for v in targets.values())
     if dataset is None and needs_data:
         raise DataError(
@@ -312,10 +294,27 @@ def compress(
     x_calib = _calibration(dataset, seed) if dataset is not None else None
     before = model_cost(model)
     budget_info: dict = {}
-    table = None
+    table = state = None
     search: dict = {}
-    if any(v is not None for v in targets.values()):
-        kind, value, budget_info = _budget(model, before, target_params, target_macs, board)
+    if board is not None:
+        from toolchain.compress import device
+
+        state = device.prepare(folded, infos, method, x_calib, board, seed)
+        plan, budget_info = device.plan_on_device(
+            state,
+            infos,
+            method,
+            before,
+            seed,
+            target_params=target_params,
+            target_macs=target_macs,
+            target_latency=target_latency,
+            max_latency_ms=max_latency_ms,
+        )
+        table = state.table
+        selection = "budget"
+    elif any(v is not None for v in targets.values()):
+        kind, value, budget_info = _budget(before, target_params, target_macs)
         plan, table, search = _plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
         selection = "budget"
     else:
@@ -340,9 +339,13 @@ def compress(
         "params_ratio": before["params"] / max(after["params"], 1),
         "new_layers": [layer.name for layer in factored.layers],
         "compress_seconds": compress_seconds,
+        "labels": labels_note or "from the data",
     }
     if search:
         report["search"] = search
+    for row in report["layers"]:
+        if row["name"] in budget_info.get("layer_costs", {}):
+            row["device"] = budget_info["layer_costs"][row["name"]]
     if dataset is not None:
         metric, original = evaluate_on(model, dataset)
         scores = {"original": original, "factored": evaluate_on(factored, dataset)[1]}
@@ -362,7 +365,12 @@ def compress(
             )
             replace = {n: e.specs for n, e in plan.items() if isinstance(e, Factorization)}
             ranks = {n: list(e.ranks) for n, e in plan.items() if isinstance(e, Factorization)}
-            return (rebuild(folded, replace) if replace else _copy_model(folded)), ranks
+            extra = {}
+            if state is not None:  # with a board: each point's predicted device cost and whether it fits
+                from toolchain.compress.device import point_costs
+
+                extra = point_costs(state, plan, budget_info)
+            return (rebuild(folded, replace) if replace else _copy_model(folded)), ranks, extra
 
         report["pareto"] = pareto_sweep(model, dataset, build_at, PARETO_FRACTIONS, tuning)
     return factored, report
@@ -382,12 +390,7 @@ def _calibration(dataset: Dataset, seed: int) -> np.ndarray:
     return np.asarray(x[np.sort(order)], dtype=np.float32)
 
 
-def _budget(model: Any, before: dict, target_params, target_macs, board) -> tuple[str, float, dict]:
+def _budget(before: dict, target_params, target_macs) -> tuple[str, float, dict]:
     if target_params is not None:
         return "params", target_params * before["params"], {"target_params": target_params}
-    if target_macs is not None:
-        return "macs", target_macs * before["macs"], {"target_macs": target_macs}
-    limit, info = board_weight_budget(board, model)
-    if limit <= 0:
-        raise BudgetError(f"board '{board}': no flash left for weights after the runtime and model code")
-    return "bytes", float(limit), info
+    return "macs", target_macs * before["macs"], {"target_macs": target_macs}

@@ -77,18 +77,21 @@ def baseline_for(model: Any, params: int, dataset: Dataset, tuning: Tuning) -> t
 def pareto_sweep(
     model: Any,
     dataset: Dataset,
-    build_at: Callable[[float], tuple[Any, dict]],
+    build_at: Callable[[float], tuple[Any, dict, dict]],
     fractions: tuple[float, ...],
     tuning: Tuning,
 ) -> list[dict]:
-    """Per parameter budget: the factored model's score before and after fine-tuning, and the baseline's."""
+    """Per parameter budget: the factored model's score before and after fine-tuning, and the baseline's.
+
+    `build_at(fraction)` gives (factored model, ranks per layer, extra entries for the point).
+    """
     from toolchain.compress.pipeline import model_cost
     from toolchain.errors import BudgetError
 
     points = []
     for fraction in fractions:
         try:
-            candidate, ranks = build_at(fraction)
+            candidate, ranks, extra = build_at(fraction)
         except BudgetError:
             continue
         params = model_cost(candidate)["params"]
@@ -97,6 +100,7 @@ def pareto_sweep(
             "params": params,
             "ranks": ranks,
             "factored": evaluate_on(candidate, dataset)[1],
+            **extra,
         }
         if tuning.epochs > 0:
             tune(candidate, model, dataset, tuning, factored=bool(ranks))

@@ -51,7 +51,8 @@ class Candidate:
     flash_bytes: float = 0.0
     ram_bytes: float = 0.0
     instructions: float = 0.0
-    kernel: np.ndarray | None = field(default=None, repr=False, compare=False)  # the approximated kernel
+    # The approximated kernel, swapped into the model by the joint search (keyword only).
+    kernel: np.ndarray | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     def cost(self, kind: str) -> int:
         return getattr(self, kind)
@@ -112,7 +113,13 @@ def candidate_table(
                 error = float(np.sum((_flat_outputs(work, x) - reference) ** 2)) / norm
                 table[info.name].append(
                     Candidate(
-                        method, ranks, error, params, macs, int8_bytes(params, info.bias_params), approx
+                        method,
+                        ranks,
+                        error,
+                        params,
+                        macs,
+                        int8_bytes(params, info.bias_params),
+                        kernel=approx,
                     )
                 )
         layer.set_weights(original)

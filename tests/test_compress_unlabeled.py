@@ -15,8 +15,8 @@ def _keyword_cnn():
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((49, 10, 1))
-    x = keras.layers.Conv2D(16, (5, 3), strides=2, padding="same", activation="relu")(inp)
-    x = keras.layers.Conv2D(16, 1, activation="relu")(x)
+    x = keras.layers.Conv2D(16, (5, 3), strides=2, padding="same", activation="relu", name="conv2d")(inp)
+    x = keras.layers.Conv2D(16, 1, activation="relu", name="conv2d_1")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(12, activation="softmax")(x)
     return keras.Model(inp, out, name="kws")

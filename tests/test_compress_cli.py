@@ -57,7 +57,10 @@ def test_compress_writes_model_and_report_and_keeps_the_input(digits_mlp, digits
     assert small.get_layer("dense_1_u").units == 8 and small.get_layer("dense_2_u").units == 6
 
 
-def test_pareto_plot_from_the_command_line(digits_mlp, digits_npz, tmp_path, capsys):
+def test_pareto_plot_from_the_command_line(digits_mlp, digits_npz, tmp_path, capsys, monkeypatch):
+    from toolchain.compress import pipeline
+
+    monkeypatch.setattr(pipeline, "PARETO_FRACTIONS", (1.0, 0.5))  # each point trains two models
     plot = tmp_path / "p.png"
     code, _, err = _run(
         capsys,
@@ -68,6 +71,8 @@ def test_pareto_plot_from_the_command_line(digits_mlp, digits_npz, tmp_path, cap
         "--target-params",
         "0.5",
         "--pareto",
+        "--finetune-epochs",
+        "1",
         "--plot",
         plot,
         "--out",

@@ -52,12 +52,13 @@ def test_energy_svd_with_finetuning_keeps_accuracy_and_the_input_model(mlp, digi
     acc = report["accuracy"]
     assert acc["original"] > 0.9
     assert acc["finetuned"] >= acc["original"] - 0.03
-    assert report["finetune"]["epochs_run"] >= 1 and report["finetune"]["target"] == "labels"
+    assert report["finetune"]["epochs_run"] >= 1
+    assert report["finetune"]["target"] == "labels + original model outputs"  # distillation by default
     assert 0 < report["compress_seconds"] < 30
 
 
 def test_explicit_ranks_only_touch_named_layers(mlp, digits):
-    small, report = compress(mlp, digits, ranks="dense_1=5")
+    small, report = compress(mlp, digits, ranks="dense_1=5", finetune_epochs=0)
     rows = {row["name"]: row for row in report["layers"]}
     assert rows["dense_1"]["ranks"] == [5] and rows["dense_1"]["params_after"] == 64 * 5 + 5 * 64 + 64
     assert rows["dense_2"]["status"] == "kept"
@@ -107,7 +108,7 @@ def test_nan_weights_are_refused(mlp):
 
 
 def test_budget_search_meets_the_parameter_target(mlp, digits):
-    small, report = compress(mlp, digits, target_params=0.4)
+    small, report = compress(mlp, digits, target_params=0.4, finetune_epochs=0)
     assert report["rank_selection"] == "budget"
     assert report["params"]["after"] <= 0.4 * report["params"]["before"]
     assert report["params"]["after"] > 0.25 * report["params"]["before"]  # the leftover is spent
@@ -116,7 +117,7 @@ def test_budget_search_meets_the_parameter_target(mlp, digits):
 
 
 def test_budget_search_meets_the_mac_target_and_refuses_the_impossible(mlp, digits):
-    _, report = compress(mlp, digits, target_macs=0.5)
+    _, report = compress(mlp, digits, target_macs=0.5, finetune_epochs=0)
     assert report["macs"]["after"] <= 0.5 * report["macs"]["before"]
     with pytest.raises(BudgetError, match="cannot be met"):
         compress(mlp, digits, target_params=0.01)
@@ -142,7 +143,7 @@ def test_auto_picks_the_least_error_at_equal_size():
 
 
 def test_seminmf_is_reported_next_to_svd(mlp, digits):
-    small, report = compress(mlp, digits, method="seminmf", ranks="dense_1=8")
+    small, report = compress(mlp, digits, method="seminmf", ranks="dense_1=8", finetune_epochs=0)
     row = report["layers"][0]
     assert row["method"] == "seminmf" and row["svd_rel_error"] <= row["rel_error"] + 1e-6
     assert small.get_layer("dense_1").get_weights()[0].min() >= 0
@@ -178,17 +179,20 @@ def test_distillation_and_autoencoder_finetuning(mlp, digits, rng):
     auto.compile("adam", "mse")
     auto.fit(digits.x_train, digits.x_train, epochs=3, verbose=0)
     data = {"x_train": digits.x_train, "x_test": digits.x_test}
-    _, report = compress(auto, data, ranks="dec=3", finetune_epochs=3)
+    _, report = compress(auto, data, ranks="dec=3", finetune_epochs=3, distill=False)
     assert report["metric"] == "mse" and report["finetune"]["target"] == "inputs (autoencoder)"
     assert report["mse"]["finetuned"] < report["mse"]["factored"]
 
 
-def test_pareto_sweep_and_plot(mlp, digits, tmp_path):
+def test_pareto_sweep_and_plot(mlp, digits, tmp_path, monkeypatch):
+    from toolchain.compress import pipeline
     from toolchain.compress.report import plot_pareto
 
-    _, report = compress(mlp, digits, target_params=0.5, pareto=True)
+    monkeypatch.setattr(pipeline, "PARETO_FRACTIONS", (1.0, 0.5, 0.25, 0.1))  # each point trains two models
+    _, report = compress(mlp, digits, target_params=0.5, pareto=True, finetune_epochs=1)
     points = report["pareto"]
-    assert len(points) >= 4
+    assert len(points) == 4
+    assert all(p["baseline_params"] <= p["params"] and 0 < p["baseline"] <= 1 for p in points)
     params = [p["params"] for p in points]
     assert params == sorted(params, reverse=True)
     assert points[0]["factored"] == pytest.approx(report["accuracy"]["original"])
@@ -199,7 +203,7 @@ def test_pareto_sweep_and_plot(mlp, digits, tmp_path):
 def test_one_hot_labels_count_as_classes(mlp, digits):
     one_hot = np.eye(10, dtype=np.float32)[digits.y_train]
     data = {"x_train": digits.x_train, "y_train": one_hot}
-    _, report = compress(mlp, data, ranks="dense_1=8", finetune_epochs=1)
+    _, report = compress(mlp, data, ranks="dense_1=8", finetune_epochs=1, distill=False)
     assert report["metric"] == "accuracy" and report["finetune"]["target"] == "labels"
     assert report["accuracy"]["finetuned"] > 0.8
 

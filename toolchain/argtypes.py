@@ -42,6 +42,7 @@ fraction = _number(float, 0.0, 1.0, open_low=True)  # (0, 1]
 seconds = _number(float, 0.0, 24 * 3600.0, open_low=True)
 milliseconds = _number(float, 0.0, 24 * 3600e3, open_low=True)
 runs = _number(int, 1, 65535)
+learning_rate = _number(float, 0.0, 10.0, open_low=True)
 
 
 def board_id(text: str) -> str:

@@ -12,11 +12,12 @@ the smallest that meets the budget.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from toolchain.compress import conv
 from toolchain.compress.layers import LayerInfo, chain_cost, factorize, method_for, rank_limits
 from toolchain.errors import BudgetError
 
@@ -50,6 +51,8 @@ class Candidate:
     flash_bytes: float = 0.0
     ram_bytes: float = 0.0
     instructions: float = 0.0
+    # The approximated kernel, swapped into the model by the joint search (keyword only).
+    kernel: np.ndarray | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     def cost(self, kind: str) -> int:
         return getattr(self, kind)
@@ -83,8 +86,13 @@ def candidate_table(
     points: int = 10,
     seed: int = 0,
 ) -> dict[str, list[Candidate]]:
-    """Every layer's candidates with their measured output error (plus 'keep as is')."""
+    """Every layer's candidates with their measured output error (plus 'keep as is').
+
+    BLAS runs on one thread here: the matrices are small, and on a busy machine a BLAS
+    thread pool fighting for the cores made each SVD 25x slower.
+    """
     import keras
+    from threadpoolctl import threadpool_limits
 
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())
@@ -98,11 +106,21 @@ def candidate_table(
         keep = Candidate(None, (), 0.0, *(layer_cost(info, kind) for kind in COSTS))
         table[info.name] = [keep]
         for method in methods[info.name]:
-            for ranks, approx, params, macs in _approximations(info, method, points, seed):
+            with threadpool_limits(limits=1, user_api="blas"):
+                approximations = list(_approximations(info, method, points, seed))
+            for ranks, approx, params, macs in approximations:
                 layer.set_weights([approx, *original[1:]])
                 error = float(np.sum((_flat_outputs(work, x) - reference) ** 2)) / norm
                 table[info.name].append(
-                    Candidate(method, ranks, error, params, macs, int8_bytes(params, info.bias_params))
+                    Candidate(
+                        method,
+                        ranks,
+                        error,
+                        params,
+                        macs,
+                        int8_bytes(params, info.bias_params),
+                        kernel=approx,
+                    )
                 )
         layer.set_weights(original)
     return table
@@ -111,12 +129,23 @@ def candidate_table(
 def _approximations(info: LayerInfo, method: str, points: int, seed: int):
     """(ranks, approximated kernel, params, MACs) for the rank grid of one layer and method.
 
-    Truncated SVDs of one matrix share one decomposition, so svd candidates cost one SVD.
+    Truncated SVDs of one matrix share one decomposition, so svd candidates cost one SVD;
+    Tucker candidates are truncated HOSVDs (two SVDs for all ranks): close enough to rank
+    candidates, and the chosen ranks get the full HOOI refinement when the model is built.
     """
     if method == "cp":
         grid = [r for r in rank_grid(info, method, CP_SEARCH_POINTS) if r[0] <= CP_SEARCH_MAX_RANK]
     else:
         grid = rank_grid(info, method, points)
+    if method == "tucker":
+        u_in = np.linalg.svd(conv.mode_matrix(info.kernel.astype(np.float64), 2), full_matrices=False)[0]
+        u_out = np.linalg.svd(conv.mode_matrix(info.kernel.astype(np.float64), 3), full_matrices=False)[0]
+        for ranks in grid:
+            p_in = u_in[:, : ranks[0]] @ u_in[:, : ranks[0]].T
+            p_out = u_out[:, : ranks[1]] @ u_out[:, : ranks[1]].T
+            approx = np.einsum("hwcn,cd,ne->hwde", info.kernel.astype(np.float64), p_in, p_out)
+            yield (ranks, approx.astype(np.float32), *chain_cost(info, method, ranks))
+        return
     if method == "svd":
         u, s, vt = np.linalg.svd(info.matrix.astype(np.float64), full_matrices=False)
         for ranks in grid:

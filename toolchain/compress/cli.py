@@ -9,7 +9,8 @@ from toolchain import argtypes
 from toolchain.errors import TinyrankError
 
 EPILOG = """examples:
-  tinyrank compress mlp.keras --data digits.npz --energy 0.9 --finetune-epochs 10 --out small.keras
+  tinyrank compress mlp.keras --data digits.npz --energy 0.9 --out small.keras
+  tinyrank compress mlp.keras --data digits.npz --target-params 0.25 --baseline --out small.keras
   tinyrank compress cnn.keras --data digits.npz --method tucker --ranks conv2d_1=8:16 --out small.keras
   tinyrank compress cnn.keras --data digits.npz --method auto --target-params 0.3 --pareto \\
       --plot p.png --out s.keras
@@ -97,10 +98,36 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--pareto", action="store_true", help="sweep parameter budgets and report accuracy against size"
     )
     parser.add_argument(
-        "--finetune-epochs", type=argtypes.count, default=0, metavar="N", help="fine-tune for up to N epochs"
+        "--baseline",
+        action="store_true",
+        help="also train a same-design dense model of the compressed size from scratch, for comparison",
     )
-    parser.add_argument(
-        "--distill", action="store_true", help="fine-tune against the original model's outputs too"
+    tuning = parser.add_argument_group("fine-tuning (on by default whenever --data is given)")
+    tuning.add_argument(
+        "--finetune-epochs",
+        type=argtypes.count,
+        default=None,
+        metavar="N",
+        help="at most N epochs; early stopping ends sooner (default 40; 0: no fine-tuning)",
+    )
+    tuning.add_argument(
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also match the original model's outputs (default: on)",
+    )
+    tuning.add_argument(
+        "--qat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the last epochs through int8 rounding, as the converter will quantize (default: on)",
+    )
+    tuning.add_argument(
+        "--learning-rate",
+        type=argtypes.learning_rate,
+        default=None,
+        metavar="LR",
+        help="peak learning rate (default: from how far the factored model starts from the original)",
     )
     parser.add_argument(
         "--seed", type=argtypes.seed, default=0, help="random seed (decompositions, fine-tuning)"
@@ -141,8 +168,11 @@ def run_compress(args: argparse.Namespace) -> dict:
         max_latency_ms=args.max_latency_ms,
         board=args.board,
         pareto=args.pareto,
+        baseline=args.baseline,
         finetune_epochs=args.finetune_epochs,
         distill=args.distill,
+        qat=args.qat,
+        learning_rate=args.learning_rate,
         seed=args.seed,
         verbose=1,
     )

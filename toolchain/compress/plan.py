@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from toolchain.compress import budget as budget_search
 from toolchain.compress.graph import call_count
 from toolchain.compress.layers import (
@@ -82,9 +84,11 @@ def plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factoriz
 
 
 def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None):
-    """Per layer a Factorization or the reason it stays whole, chosen by the budget search
-    (`budget.select`) for `kind` (params or MACs) within `budget_value`; also the candidate
-    table, which a --pareto sweep reuses."""
+    """Per layer a Factorization or the reason it stays whole, chosen by the joint search
+    (`search.joint_search`) for `kind` (params or MACs) within `budget_value`; also the candidate
+    table, which a --pareto sweep reuses, and the search's findings for the report."""
+    from toolchain.compress.search import joint_search
+
     factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
     if table is None:
         table = budget_search.candidate_table(
@@ -92,7 +96,22 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
         )
     fixed_infos = [i for i in infos if i.name not in table]
     fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
-    choice = budget_search.select(table, kind, budget_value, fixed)
+    widths = {i.name: int(min(i.matrix.shape)) for i in factorable}  # the rank a kept layer can have
+    found = joint_search(model, table, {kind: budget_value}, {kind: fixed}, x_calib, widths)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
+        plan = _factorize_choice(infos, table, found.choice, method, seed)
+    search = {
+        "joint_output_error": found.joint_error,
+        "output_error_alone": {name: c.error for name, c in found.choice.items()},
+        "output_error_in_combination": found.in_combination,
+        "bottlenecks": found.bottlenecks,
+        "evaluations": found.evaluations,
+        "repairs": found.repairs,
+    }
+    return plan, table, search
+
+
+def _factorize_choice(infos, table, choice, method, seed) -> dict[str, Factorization | str]:
     plan: dict[str, Factorization | str] = {}
     for info in infos:
         cand = choice.get(info.name)
@@ -104,11 +123,12 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
             result = factorize(info, cand.method, cand.ranks, seed)
             result.extra["output_error"] = cand.error
             plan[info.name] = result
-    return plan, table
+    return plan
 
 
-def layer_rows(infos, plan, method) -> list[dict]:
-    """The per-layer rows of the compress report."""
+def layer_rows(infos, plan, method, search: dict | None = None) -> list[dict]:
+    """The per-layer rows of the compress report; `search` adds each layer's output errors."""
+    search = search or {}
     rows = []
     for info in infos:
         entry = plan[info.name]
@@ -143,5 +163,8 @@ def layer_rows(infos, plan, method) -> list[dict]:
                 rel_error=0.0,
                 reason=entry,
             )
+        if info.name in search.get("output_error_in_combination", {}):
+            row["output_error"] = search["output_error_alone"][info.name]
+            row["output_error_in_combination"] = search["output_error_in_combination"][info.name]
         rows.append(row)
     return rows

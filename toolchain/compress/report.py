@@ -1,5 +1,6 @@
 """The compress report for people: a rich table per layer and for the model, and the
-Pareto plot (accuracy or error against parameters) of a `--pareto` sweep."""
+Pareto plot (accuracy or error against parameters) of a `--pareto` sweep, with the
+same-size dense baseline as a second curve."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from toolchain.fileio import atomic_write_bytes
 
 def _ranks(row: dict) -> str:
     return ":".join(map(str, row["ranks"])) if row.get("ranks") else "-"
+
+
+def _search_cells(row: dict) -> list[str]:
+    if "output_error_in_combination" not in row:
+        return ["-", "-"]
+    return [f"{row['output_error']:.4f}", f"{row['output_error_in_combination']:.4f}"]
 
 
 def print_report(report: dict) -> None:
@@ -24,7 +31,9 @@ def print_report(report: dict) -> None:
     )
     budget = report.get("budget") or {}
     device = "board" in budget and "original_instructions" in budget
+    searched = any("output_error_in_combination" in row for row in report["layers"])
     columns = ["layer", "method", "ranks", "params", "MACs", "rel. error"]
+    columns += ["output error alone", "in combination"] if searched else []
     columns += [f"{budget.get('core', '')} instructions (predicted)", "flash B"] if device else []
     for column in [*columns, "note"]:
         table.add_column(column, justify="left" if column in ("layer", "method", "note") else "right")
@@ -39,6 +48,7 @@ def print_report(report: dict) -> None:
             f"{row['params_before']:,} -> {row['params_after']:,}",
             f"{row['macs_before']:,} -> {row['macs_after']:,}",
             f"{row['rel_error']:.3f}",
+            *(_search_cells(row) if searched else []),
         ]
         if device:
             cost = row.get("device")
@@ -59,11 +69,27 @@ def print_report(report: dict) -> None:
         summary.add_row(key, f"{report[key]['before']:,} -> {report[key]['after']:,}")
     for fold in report["folded_batchnorm"]:
         summary.add_row("folded", f"{fold['batchnorm']} into {fold['into']}")
+    search = report.get("search")
+    if search:
+        summary.add_row("whole-model output error", f"{search['joint_output_error']:.4f}")
+        for neck in search["bottlenecks"]:
+            summary.add_row(f"bottleneck {neck['layer']}", f"width {neck['width']}: {neck['kept_because']}")
     metric = report.get("metric")
     if metric:
         fmt = "{:.2%}" if metric == "accuracy" else "{:.5g}"
         for stage, value in report[metric].items():
-            summary.add_row(f"{metric}, {stage}", fmt.format(value))
+            label = f"{metric}, {stage}"
+            if stage == "baseline":
+                label += f" (dense from scratch, {report['baseline']['params']:,} params)"
+            summary.add_row(label, fmt.format(value))
+    tuned = report.get("finetune")
+    if tuned and "skipped" not in tuned:
+        summary.add_row(
+            "fine-tuning",
+            f"{tuned['epochs_run']}/{tuned['epochs_cap']} epochs ({tuned['qat_epochs']} int8-aware), "
+            f"peak LR {tuned['learning_rate']:.2g}"
+            + (", undone: held-out worse" if tuned["kept_start_weights"] else ""),
+        )
     for what, value in device_rows(budget):
         summary.add_row(what, value)
     if report.get("labels", "from the data") != "from the data":
@@ -123,6 +149,13 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     ax.plot(params, [p["factored"] for p in points], "o-", label="factored")
     if any("finetuned" in p for p in points):
         ax.plot(params, [p.get("finetuned") for p in points], "s-", label="factored + fine-tuned")
+    if any("baseline" in p for p in points):
+        ax.plot(
+            [p["baseline_params"] for p in points],
+            [p["baseline"] for p in points],
+            "^--",
+            label="same design, trained from scratch",
+        )
     if metric in report:
         ax.plot(
             [report["params"]["before"]], [report[metric]["original"]], "k*", markersize=12, label="original"

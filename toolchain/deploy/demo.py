@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain import argtypes
 from toolchain.data import Dataset, load_dataset, save_dataset
 from toolchain.errors import TinyrankError
 
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolchain.deploy.demo", description=__doc__)
     parser.add_argument("--board", default="qemu_m4", help="board id (default qemu_m4, emulated)")
     parser.add_argument("--out", default="build/demo", type=Path, help="working folder (default build/demo)")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs for the original model")
+    parser.add_argument(
+        "--epochs", type=argtypes.positive_int, default=40, help="training epochs for the original model"
+    )
     parser.add_argument("--no-bench", action="store_true", help="stop after training (used by `make run`)")
     args = parser.parse_args(argv)
     try:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.firmware.costmodel import (
 from toolchain import argtypes
+from toolchain.firmware.costmodel import (
     DATA_PATH,
     GENERIC,
     GENERIC_TERMS,
@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_PATH)
-    parser.add_argument("--jobs", type=argtypes.positive_int, default=2, help="builds and QEMU runs at once (default 2)")
+    parser.add_argument(
+        "--jobs", type=argtypes.positive_int, default=2, help="builds and QEMU runs at once (default 2)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the grid's files (and raw counts) here")
     args = parser.parse_args(argv)
     started = time.monotonic()

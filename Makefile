@@ -12,13 +12,16 @@ export PLATFORMIO_SETTING_ENABLE_TELEMETRY := No
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: setup demo test lint bench flash run clean
+.PHONY: setup demo demo-kws test lint bench flash run clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(PY) -m toolchain.deploy.demo --board $(BOARD) --out build/demo
+
+demo-kws: setup
+	$(PY) -m examples.kws.demo --board $(BOARD) --out build/kws
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -66,6 +66,10 @@ def finetune(
         keras.callbacks.EarlyStopping(monitor=monitor, patience=5, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=learning_rate / 64),
     ]
+    if verbose:  # one line per epoch in logs, a live bar on a terminal; never Keras' own bar
+        from toolchain.console import fit_progress
+
+        callbacks.append(fit_progress(epochs, "fine-tuning"))
     start_weights = model.get_weights()
     start_loss = float(model.evaluate(*(validation or (x_fit, t_fit)), verbose=0, batch_size=256))
     history = model.fit(
@@ -75,7 +79,7 @@ def finetune(
         batch_size=batch_size,
         validation_data=validation,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=0,
         shuffle=True,
     )
     best_loss = min(history.history.get(monitor, [np.inf]))

@@ -13,10 +13,11 @@ def _ranks(row: dict) -> str:
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from toolchain.console import make_console
+
+    console = make_console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
         console.width = 160
     table = Table(

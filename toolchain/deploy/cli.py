@@ -24,8 +24,9 @@ def _accuracy(section: dict | None, *keys: str) -> str:
 
 def print_deploy_summary(report: dict[str, Any]) -> None:
     """The table a person reads at a glance after `deploy` (or `make demo`)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     bench_report = report.get("bench") or {}
     build_report = report.get("build") or {}
@@ -55,7 +56,7 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
         table.add_row(
             "outputs match the host reference", f"{bench_report['matches']}/{bench_report['samples']}"
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def run_deploy(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,9 +23,11 @@ def _timed(report: dict, name: str, start: float) -> None:
 
 def _announce(name: str, detail: str) -> float:
     """One line per stage, so a long deploy shows where it is; returns the stage's start time."""
-    from rich.console import Console
+    from toolchain.console import make_console
 
-    Console(stderr=True).print(f"[bold]\\[{STAGES.index(name) + 1}/{len(STAGES)}] {name}[/bold] {detail}")
+    make_console(stderr=True).print(
+        f"[bold]\\[{STAGES.index(name) + 1}/{len(STAGES)}] {name}[/bold] {detail}"
+    )
     return time.perf_counter()
 
 
@@ -111,9 +113,9 @@ def deploy(
             write_json_report(out_dir / "report.json", report)
             return report
         start = time.perf_counter()
-    from rich.progress import Progress
+    from toolchain.console import progress_bar
 
-    with Progress(transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("checking samples on the device", total=None)
         report["bench"] = run_benchmark(
             gen_dir,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -288,7 +289,6 @@ int main(void)
 """
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_cmake_project_adds_the_library_with_one_line(generated, tmp_path):
     """Zephyr style (one include() links into `app`) and plain add_subdirectory, built by host cmake;
     both executables must print TensorFlow Lite Micro's outputs for the same int8 input."""
@@ -382,3 +382,67 @@ def test_hostile_labels_are_escaped_in_c(generated):
     assert '"a\\"b"' in sample and '"c\\\\d"' in sample and '"*/x"' in sample
     code = re.sub(r'"(\\.|[^"\\])*"', '""', sample)  # string literals removed: comments must still pair up
     assert code.count("/*") == code.count("*/")
+
+
+LIB_DEPS_APP = """
+#include <tinyrank_shapes.h>
+
+#include "port.h"
+
+static const int8_t kInput[SHAPES_INPUT0_SIZE] = {@INPUT@};
+static const int8_t kExpected[SHAPES_OUTPUT0_SIZE] = {@EXPECTED@};
+
+/* Runs the model from the library PlatformIO pulled in; exits 0 when it matches TFLite Micro. */
+void bench_main(void)
+{
+    for (int i = 0; i < SHAPES_INPUT0_SIZE; ++i) {
+        shapes_input(0)[i] = kInput[i];
+    }
+    int status = shapes_invoke();
+    for (int i = 0; status == 0 && i < SHAPES_OUTPUT0_SIZE; ++i) {
+        status = shapes_output(0)[i] == kExpected[i] ? 0 : 10 + i;
+    }
+    port_exit(status);
+}
+"""
+
+
+@pytest.mark.qemu
+def test_platformio_project_pulls_the_model_with_lib_deps(generated, tmp_path):
+    """A PlatformIO project (the offline QEMU platform) whose only model is `lib_deps = file://LIB`."""
+    from toolchain.firmware import create_project
+    from toolchain.firmware.boards import load_board
+    from toolchain.firmware.emulators import run_to_exit
+    from toolchain.firmware.flash import elf_path, pio_environment
+    from toolchain.oracle import run
+
+    board = load_board("qemu_m4")
+    lib = tmp_path / "tinyrank_shapes"
+    export_platformio(model_library(generated["gen"]), lib, generated["gen"])
+    x = np.random.default_rng(9).integers(-128, 128, size=(1, 8, 8, 1)).astype(np.int8)
+    expected = run(generated["tflite"], x)[0][0]
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "app.c").write_text(
+        LIB_DEPS_APP.replace("@INPUT@", ", ".join(map(str, x.reshape(-1)))).replace(
+            "@EXPECTED@", ", ".join(map(str, expected))
+        )
+    )
+    project = create_project(generated["gen"], board, tmp_path / "project", profile=False, app_dir=app)
+    shutil.rmtree(project / "src" / "model")  # the model comes from the library only
+    for header in project.glob("include/*.h"):
+        if header.name not in ("port.h", "board_config.h"):
+            header.unlink()
+    ini = project / "platformio.ini"
+    ini.write_text(ini.read_text().replace("build_flags =", f"lib_deps = file://{lib}\nbuild_flags =", 1))
+    result = subprocess.run(
+        [sys.executable, "-m", "platformio", "run", "-d", str(project), "-e", board.id],
+        capture_output=True,
+        text=True,
+        env=pio_environment(project, board),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "tinyrank_shapes" in result.stdout
+    status, output = run_to_exit(board, elf_path(project, board), timeout_s=60)
+    assert status == 0, output

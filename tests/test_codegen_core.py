@@ -166,7 +166,8 @@ def test_files_api_and_model_info(models: dict[str, Path], tmp_path: Path) -> No
         "model.c",
         "model_weights.c",
         "model_info.json",
-        "tr_common.h",
+        "tr_platform.h",
+        "tr_conv.h",
         "tr_conv.c",
         "tr_depthwise_conv.c",
         "tr_fully_connected.c",
@@ -381,32 +382,41 @@ def test_bad_prefix_is_rejected(models: dict[str, Path], tmp_path: Path) -> None
         generate(models["fc_per_channel"], tmp_path / "gen", prefix="My-Model")
 
 
-def test_kernels_prototypes_are_found() -> None:
-    from toolchain.codegen.render import kernel_prototypes
+def test_every_kernel_family_header_declares_its_kernels() -> None:
+    """tr_<family>.c includes tr_<family>.h first, which declares each of its TR_KERNEL functions
+    and their tr_*_params types (model.c includes only the headers)."""
+    from toolchain.codegen.render import KERNELS
 
-    protos = kernel_prototypes("tr_conv.c")
-    assert list(protos) == ["tr_conv_int8"]
-    assert re.match(r"void tr_conv_int8\(const int8_t \*input, .*int8_t \*columns\)$", protos["tr_conv_int8"])
+    for source in sorted(KERNELS.glob("tr_*.c")):
+        header = source.with_suffix(".h")
+        text, declared = source.read_text(), header.read_text()
+        assert re.search(r'^#include "([^"]+)"', text, re.M).group(1) == header.name, source.name
+        kernels = re.findall(r"^TR_KERNEL void (\w+)\(const (tr_\w+_params) \*params", text, re.M)
+        assert kernels, f"{source.name}: no kernel in the tr_<family>_params convention"
+        for function, params in kernels:
+            assert re.search(rf"^void {function}\(const {params} \*params,", declared, re.M), function
+            assert re.search(rf"}} {params};", declared), params
 
 
 def test_depthwise_fast_path_is_chosen_where_exact(models: dict[str, Path], tmp_path: Path) -> None:
     info = generate(models["depthwise_fast"], tmp_path / "gen", tflm_arena=False)
     assert [op["kernel"] for op in info["ops"]] == ["tr_depthwise_conv_dm1_doubled_int8"] * 2
     weights = (tmp_path / "gen" / "model_weights.c").read_text()
-    assert "int16_t" in weights and "_right_shift" in weights and "_rounding" in weights
+    assert "int16_t" in weights and "_filter_x2" in weights and "_doubled" in weights
 
 
 DOUBLED_MAIN = r"""
 #include <stdio.h>
-#include "tr_common.h"
+#include "tr_requantize.h"
 int main(void)
 {
     long long acc, m, s, zp, lo, hi, right, round;
     while (scanf("%lld %lld %lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi, &right, &round) == 8) {
-        int32_t mult = (int32_t)m, shift = (int32_t)s, rs = (int32_t)right, rc = (int32_t)round;
-        printf("%d %d\n", (int)tr_requantize_channel((int32_t)acc, &mult, &shift, 0, 0, (int32_t)zp, (int32_t)lo,
+        int32_t mult = (int32_t)m, shift = (int32_t)s, doubled[2] = { (int32_t)right, (int32_t)round };
+        printf("%d %d\n", (int)tr_requantize_channel((int32_t)acc, &mult, &shift, NULL, 0, (int32_t)zp, (int32_t)lo,
                                                        (int32_t)hi),
-               (int)tr_requantize_channel((int32_t)acc, &mult, &rs, &rc, 0, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+               (int)tr_requantize_channel((int32_t)acc, &mult, NULL, doubled, 0, (int32_t)zp, (int32_t)lo,
+                                          (int32_t)hi));
     }
     return 0;
 }

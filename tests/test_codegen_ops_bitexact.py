@@ -494,7 +494,8 @@ def test_generated_folder_has_the_headers_its_kernels_include(tmp_path):
     codegen.generate(both, tmp_path / "both")
     names = {p.name for p in (tmp_path / "both").iterdir()}
     assert {
-        "tr_common.h",
+        "tr_platform.h",
+        "tr_requantize.h",
         "tr_elementwise.h",
         "tr_fixedpoint.h",
         "tr_lookup.c",
@@ -506,4 +507,5 @@ def test_generated_folder_has_the_headers_its_kernels_include(tmp_path):
     tanh_only = _convert(tmp_path, "tanh", (12,), _activation("tanh"))
     codegen.generate(tanh_only, tmp_path / "tanh")
     headers = {p.name for p in (tmp_path / "tanh").glob("*.h")}
-    assert headers == {"model.h", "tr_common.h"}
+    # only what the lookup kernel needs: no dot products, no convolution core
+    assert headers == {"model.h", "tr_lookup.h", "tr_params.h", "tr_platform.h"}

@@ -189,7 +189,10 @@ def test_pool_geometry_pads_same_like_tflite():
         fused_activation_function="NONE",
     )
     # total padding (4-1)*2+3-7 = 2 -> 1 on top; (3-1)*2+3-6 = 1 -> 0 on the left (the odd cell goes after)
-    assert pool.pool_geometry(op).tolist() == [1, 7, 6, 3, 4, 3, 3, 3, 2, 2, 1, 0]
+    g = pool.pool_geometry(op)
+    assert [g[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c")] == [1, 7, 6, 3, 4, 3, 3]
+    assert [g[k] for k in ("k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w")] == [3, 3, 2, 2, 1, 1]
+    assert (g["pad_top"], g["pad_left"]) == (1, 0)
 
 
 def test_mean_rejects_non_contiguous_and_dynamic_axes():
@@ -283,14 +286,15 @@ def test_lowering_emits_named_tables_and_calls():
     src = _tensor(0, (1, 16), scale=(0.03,), zero_point=(4,))
     call = tanh.lower(_op("TANH", [src], [_tensor(1, (1, 16), scale=(1 / 128,))], index=3), ctx)
     assert call.source == "tr_lookup.c" and call.function == "tr_lookup_int8"
-    assert call.args[:3] == ["T0", "T1", "16"]
-    table = next(c for c in ctx.constants if c.name == call.args[3])
+    assert call.args == ["T0", "T1"] and call.call_args == [f"&{call.params.name}", "T0", "T1"]
+    assert call.params.ctype == "tr_lookup_params" and call.params.fields["size"] == 16
+    table = next(c for c in ctx.constants if c.name == call.params.fields["table"])
     assert table.values.dtype == np.int8 and table.values.size == 256
     assert np.all(np.diff(table.values.astype(int)) >= 0)  # tanh is monotonic
     assert "TANH" in call.comment
     relu6 = relu.lower(_op("RELU6", [src], [_tensor(1, (1, 16), scale=(0.5,), zero_point=(-100,))]), ctx)
     # TFLM's RELU6 clamps on the input's quantization: [zp, zp + round(6 / scale)]
-    assert relu6.function == "tr_relu_int8" and relu6.args[3:] == ["4", "127"]
+    assert relu6.function == "tr_relu_int8" and relu6.params.fields == {"size": 16, "lo": 4, "hi": 127}
 
 
 def test_logistic_table_is_monotonic_and_centred():
@@ -415,13 +419,16 @@ def test_registry_skips_private_modules_and_records_broken_ops(tmp_path, monkeyp
 
 
 def test_kernel_headers_are_found_through_includes():
-    assert render.kernel_headers(["tr_add.c"]) == ["tr_common.h", "tr_elementwise.h"]
-    assert render.kernel_headers(["tr_mul.c", "tr_softmax.c", "tr_lookup.c"]) == [
-        "tr_common.h",
-        "tr_elementwise.h",
-        "tr_fixedpoint.h",
-    ]
-    assert render.kernel_headers(["tr_lookup.c"]) == ["tr_common.h"]
+    family = ["tr_params.h", "tr_platform.h"]
+    arithmetic = ["tr_requantize.h", *family]
+    assert render.kernel_headers(["tr_add.c"]) == sorted(["tr_add.h", "tr_elementwise.h", *arithmetic])
+    assert render.kernel_headers(["tr_mul.c", "tr_softmax.c", "tr_lookup.c"]) == sorted(
+        ["tr_mul.h", "tr_softmax.h", "tr_lookup.h", "tr_elementwise.h", "tr_fixedpoint.h", *arithmetic]
+    )
+    assert render.kernel_headers(["tr_lookup.c"]) == ["tr_lookup.h", *family]
+    # an MLP's kernels need the dense loops but not the convolution core
+    fc = render.kernel_headers(["tr_fully_connected.c"])
+    assert "tr_dense.h" in fc and "tr_dot.h" in fc and "tr_conv_core.h" not in fc
 
 
 def test_kernel_headers_follow_nested_includes_and_name_missing_ones(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Requantization: Python parameters (quant.py) and the C helpers of tr_common.h against an
+"""Requantization: Python parameters (quant.py) and the C helpers of tr_requantize.h against an
 independent Python model of TFLite Micro's integer arithmetic."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_activation_ranges() -> None:
 
 HELPERS_MAIN = r"""
 #include <stdio.h>
-#include "tr_common.h"
+#include "tr_requantize.h"
 int main(void)
 {
     long long x, m, s;
@@ -124,12 +124,12 @@ def test_requantized_value_is_close_to_the_real_product(real: float, acc: int) -
 
 REQUANTIZE_MAIN = r"""
 #include <stdio.h>
-#include "tr_common.h"
+#include "tr_requantize.h"
 int main(void)
 {
     long long acc, m, s, zp, lo, hi;
     while (scanf("%lld %lld %lld %lld %lld %lld", &acc, &m, &s, &zp, &lo, &hi) == 6) {
-        printf("%d\n", (int)tr_requantize((int32_t)acc, (int32_t)m, (int)s, (int32_t)zp, (int32_t)lo, (int32_t)hi));
+        printf("%d\n", (int)tr_requantize((int32_t)acc, (int32_t)m, (int32_t)s, (int32_t)zp, (int32_t)lo, (int32_t)hi));
     }
     return 0;
 }

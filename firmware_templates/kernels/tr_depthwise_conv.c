@@ -1,25 +1,32 @@
 /*
- * tr_depthwise_conv.c - TFLite DEPTHWISE_CONV_2D, int8 NHWC, 1HWC weights, per-channel.
+ * tr_depthwise_conv.c - TFLite DEPTHWISE_CONV_2D (tr_depthwise_conv.h).
  *
- * Output channel oc = ic * depth_multiplier + j reads input channel ic. Per output pixel,
+ * Per output pixel,
  * `acc` (one int32 per output channel, a scratch buffer) starts at the folded bias and
  * every tap adds weights x input along the contiguous channel axis; a padding tap adds
  * weights x input zero point, because the generator folded -zero_point x sum(weights)
  * into the bias.
  */
+#include "tr_depthwise_conv.h"
+
 #include <string.h>
 
-#include "tr_common.h"
+#include "tr_dot.h"
+#include "tr_requantize.h"
 
-TR_KERNEL void tr_depthwise_conv_int8(const int8_t *input, const int8_t *filter, const int32_t *bias,
-                                      int8_t *output, int batches, int in_h, int in_w, int in_c,
-                                      int out_h, int out_w, int depth_multiplier, int k_h, int k_w,
-                                      int stride_h, int stride_w, int dil_h, int dil_w,
-                                      int pad_top, int pad_left, int32_t input_zero_point,
-                                      const int32_t *multiplier, const int32_t *shift,
-                                      int32_t output_offset, int32_t act_min, int32_t act_max, int32_t *acc)
+TR_KERNEL void tr_depthwise_conv_int8(const tr_depthwise_params *params, const int8_t *input, int8_t *output,
+                                      int32_t *acc)
 {
-    const int out_c = in_c * depth_multiplier;
+    const tr_conv_geometry *g = &params->geometry;
+    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w, in_c = g->in_c;
+    const int out_h = g->out_h, out_w = g->out_w, out_c = g->out_c, depth_multiplier = out_c / in_c;
+    const int k_h = g->k_h, k_w = g->k_w, stride_h = g->stride_h, stride_w = g->stride_w;
+    const int dil_h = g->dil_h, dil_w = g->dil_w, pad_top = g->pad_top, pad_left = g->pad_left;
+    const int32_t input_zero_point = params->input_zero_point;
+    const int8_t *filter = params->filter;
+    const int32_t *bias = params->bias, *multiplier = params->requant.multiplier, *shift = params->requant.shift;
+    const int32_t output_offset = params->requant.output_offset;
+    const int32_t act_min = params->requant.act_min, act_max = params->requant.act_max;
     for (int b = 0; b < batches; ++b) {
         const int8_t *image = input + b * in_h * in_w * in_c;
         for (int oy = 0; oy < out_h; ++oy) {
@@ -79,13 +86,13 @@ TR_INLINE void tr_depthwise_dm1_pixel(const int8_t *const *taps, int n_taps, con
         for (int t = 0; t < n_taps; ++t, w += channels) {
             const int8_t *p = taps[t] + c;
 #if TR_USE_DSP
-            uint32_t pw = (uint32_t)tr_read_int8x4(p), ww = (uint32_t)tr_read_int8x4(w);
-            uint32_t pe = __sxtb16(pw), we = __sxtb16(ww);
-            uint32_t po = tr_sxtb16_ror8(pw), wo = tr_sxtb16_ror8(ww);
-            a0 = __smlabb((int32_t)pe, (int32_t)we, a0);
-            a2 = __smlatt((int32_t)pe, (int32_t)we, a2);
-            a1 = __smlabb((int32_t)po, (int32_t)wo, a1);
-            a3 = __smlatt((int32_t)po, (int32_t)wo, a3);
+            int32_t pw = tr_read_int8x4(p), ww = tr_read_int8x4(w);
+            int32_t pe = __sxtb16(pw), we = __sxtb16(ww);
+            int32_t po = tr_sxtb16_ror8(pw), wo = tr_sxtb16_ror8(ww);
+            a0 = __smlabb(pe, we, a0);
+            a2 = __smlatt(pe, we, a2);
+            a1 = __smlabb(po, wo, a1);
+            a3 = __smlatt(po, wo, a3);
 #else
             a0 += (int32_t)w[0] * p[0];
             a1 += (int32_t)w[1] * p[1];
@@ -107,14 +114,19 @@ TR_INLINE void tr_depthwise_dm1_pixel(const int8_t *const *taps, int n_taps, con
     }
 }
 
-TR_KERNEL void tr_depthwise_conv_dm1_int8(const int8_t *input, const int8_t *filter, const int32_t *bias,
-                                          int8_t *output, int batches, int in_h, int in_w, int channels,
-                                          int out_h, int out_w, int k_h, int k_w,
-                                          int stride_h, int stride_w, int dil_h, int dil_w,
-                                          int pad_top, int pad_left, int32_t input_zero_point,
-                                          const int32_t *multiplier, const int32_t *shift,
-                                          int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *scratch)
+TR_KERNEL void tr_depthwise_conv_dm1_int8(const tr_depthwise_params *params, const int8_t *input, int8_t *output,
+                                          int8_t *scratch)
 {
+    const tr_conv_geometry *g = &params->geometry;
+    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w, channels = g->in_c;
+    const int out_h = g->out_h, out_w = g->out_w, k_h = g->k_h, k_w = g->k_w;
+    const int stride_h = g->stride_h, stride_w = g->stride_w, dil_h = g->dil_h, dil_w = g->dil_w;
+    const int pad_top = g->pad_top, pad_left = g->pad_left;
+    const int32_t input_zero_point = params->input_zero_point;
+    const int8_t *filter = params->filter;
+    const int32_t *bias = params->bias, *multiplier = params->requant.multiplier, *shift = params->requant.shift;
+    const int32_t output_offset = params->requant.output_offset;
+    const int32_t act_min = params->requant.act_min, act_max = params->requant.act_max;
     const int8_t **taps = (const int8_t **)(void *)scratch;
     int8_t *pad_row = scratch + k_h * k_w * 8; /* the generator reserves 8 bytes a pointer */
     for (int c = 0; c < channels; ++c) {
@@ -144,8 +156,8 @@ TR_KERNEL void tr_depthwise_conv_dm1_int8(const int8_t *input, const int8_t *fil
 /*
  * Depth multiplier 1, channels a multiple of 4, requantization by tr_requantize_doubled
  * (the generator checked its preconditions for every channel). The weights arrive doubled
- * and sign-extended to int16, grouped by four channels and then by tap, each tap as two
- * words: channels (0, 2) and (1, 3), the halves SXTB16 makes of an input word. So a tap
+ * and sign-extended to int16 (tr_depthwise_x2_params), each tap as two words: channels
+ * (0, 2) and (1, 3), the halves SXTB16 makes of an input word. So a tap
  * of four channels is one input load, two SXTB16, one LDRD and four SMLAxy, and the
  * accumulators come out doubled for the SMMULR of the requantization.
  */
@@ -153,8 +165,8 @@ TR_KERNEL void tr_depthwise_conv_dm1_int8(const int8_t *input, const int8_t *fil
  * The tap loop walks pointers to an end pointer (no counter): eleven instructions a tap. */
 TR_INLINE void tr_depthwise_doubled_pixel(const int8_t *const *taps, int n_taps, const int16_t *filter,
                                           const int32_t *bias2, int channels, const int32_t *multiplier,
-                                          const int32_t *right, const int32_t *round, int32_t act_min,
-                                          int32_t act_max, int8_t *output)
+                                          const int32_t *doubled, int32_t act_min, int32_t act_max,
+                                          int8_t *output)
 {
     const int8_t *const *taps_end = taps + n_taps;
     const int16_t *w = filter;
@@ -163,15 +175,15 @@ TR_INLINE void tr_depthwise_doubled_pixel(const int8_t *const *taps, int n_taps,
         for (const int8_t *const *tap = taps; tap < taps_end; ++tap, w += 4) {
             const int8_t *p = *tap + c;
 #if TR_USE_DSP
-            uint32_t pw = (uint32_t)tr_read_int8x4(p);
-            uint32_t pe = __sxtb16(pw), po = tr_sxtb16_ror8(pw);
+            int32_t pw = tr_read_int8x4(p);
+            int32_t pe = __sxtb16(pw), po = tr_sxtb16_ror8(pw);
             int32_t we, wo;
             memcpy(&we, w, 4);
             memcpy(&wo, w + 2, 4);
-            a0 = __smlabb((int32_t)pe, we, a0);
-            a2 = __smlatt((int32_t)pe, we, a2);
-            a1 = __smlabb((int32_t)po, wo, a1);
-            a3 = __smlatt((int32_t)po, wo, a3);
+            a0 = __smlabb(pe, we, a0);
+            a2 = __smlatt(pe, we, a2);
+            a1 = __smlabb(po, wo, a1);
+            a3 = __smlatt(po, wo, a3);
 #else
             a0 += (int32_t)w[0] * p[0];
             a2 += (int32_t)w[1] * p[2];
@@ -179,22 +191,27 @@ TR_INLINE void tr_depthwise_doubled_pixel(const int8_t *const *taps, int n_taps,
             a3 += (int32_t)w[3] * p[3];
 #endif
         }
-        output[c] = tr_requantize_doubled(a0, multiplier[c], right[c], round[c], act_min, act_max);
-        output[c + 1] = tr_requantize_doubled(a1, multiplier[c + 1], right[c + 1], round[c + 1], act_min, act_max);
-        output[c + 2] = tr_requantize_doubled(a2, multiplier[c + 2], right[c + 2], round[c + 2], act_min, act_max);
-        output[c + 3] = tr_requantize_doubled(a3, multiplier[c + 3], right[c + 3], round[c + 3], act_min, act_max);
+        const int32_t *d = doubled + 2 * c; /* (right shift, rounding) per channel */
+        output[c] = tr_requantize_doubled(a0, multiplier[c], d[0], d[1], act_min, act_max);
+        output[c + 1] = tr_requantize_doubled(a1, multiplier[c + 1], d[2], d[3], act_min, act_max);
+        output[c + 2] = tr_requantize_doubled(a2, multiplier[c + 2], d[4], d[5], act_min, act_max);
+        output[c + 3] = tr_requantize_doubled(a3, multiplier[c + 3], d[6], d[7], act_min, act_max);
     }
 }
 
-TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const int8_t *input, const int16_t *filter, const int32_t *bias2,
-                                                  int8_t *output, int batches, int in_h, int in_w, int channels,
-                                                  int out_h, int out_w, int k_h, int k_w,
-                                                  int stride_h, int stride_w, int dil_h, int dil_w,
-                                                  int pad_top, int pad_left, int32_t input_zero_point,
-                                                  const int32_t *multiplier, const int32_t *right,
-                                                  const int32_t *round, int32_t act_min, int32_t act_max,
-                                                  int8_t *scratch)
+TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const tr_depthwise_x2_params *params, const int8_t *input,
+                                                  int8_t *output, int8_t *scratch)
 {
+    const tr_conv_geometry *g = &params->geometry;
+    const int batches = g->batches, in_h = g->in_h, in_w = g->in_w, channels = g->in_c;
+    const int out_h = g->out_h, out_w = g->out_w, k_h = g->k_h, k_w = g->k_w;
+    const int stride_h = g->stride_h, stride_w = g->stride_w, dil_h = g->dil_h, dil_w = g->dil_w;
+    const int pad_top = g->pad_top, pad_left = g->pad_left;
+    const int32_t input_zero_point = params->input_zero_point;
+    const int16_t *filter = params->filter_x2;
+    const int32_t *bias2 = params->bias_x2, *multiplier = params->requant.multiplier;
+    const int32_t *doubled = params->requant.doubled;
+    const int32_t act_min = params->requant.act_min, act_max = params->requant.act_max;
     const int n_taps = k_h * k_w;
     const int8_t **taps = (const int8_t **)(void *)scratch;
     int8_t *pad_row = scratch + n_taps * 8; /* the generator reserves 8 bytes a pointer */
@@ -229,7 +246,7 @@ TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const int8_t *input, const int
                         }
                     }
                 }
-                tr_depthwise_doubled_pixel(taps, n_taps, filter, bias2, channels, multiplier, right, round, act_min,
+                tr_depthwise_doubled_pixel(taps, n_taps, filter, bias2, channels, multiplier, doubled, act_min,
                                            act_max, output);
                 output += channels;
             }

@@ -4,13 +4,13 @@
  *
  * The code generator runs the same arithmetic in Python (toolchain/codegen/fixedpoint.py)
  * to build lookup tables; what is left for the device (SOFTMAX's reciprocal of a row sum)
- * is here. tr_common.h has the two basic ones: tr_saturating_rounding_doubling_high_mul
+ * is here. tr_requantize.h has the two basic ones: tr_saturating_rounding_doubling_high_mul
  * and tr_rounding_divide_by_pot.
  */
 #ifndef TR_FIXEDPOINT_H
 #define TR_FIXEDPOINT_H
 
-#include "tr_common.h"
+#include "tr_requantize.h"
 
 /* a + b with int32 wrap-around, without C's signed-overflow undefined behaviour. */
 TR_INLINE int32_t tr_fp_add(int32_t a, int32_t b)

@@ -1,17 +1,15 @@
 /*
- * tr_mean.c - TFLite MEAN for int8 tensors over contiguous axes, bit-exact with
- * TFLite Micro (reduce_common.cc EvalIntegerMean).
- *
- * The input is read as [outer][reduced][inner] and the output is [outer][inner]:
- * global average pooling of an NHWC tensor is outer = N, reduced = H*W, inner = C.
+ * tr_mean.c - TFLite MEAN for int8 tensors (tr_mean.h): a sum per output, one requantization.
  */
-#include "tr_common.h"
+#include "tr_mean.h"
 
-/* TFLite MEAN, int8 (QuantizedMeanOrSum): params = {input_zp * count, multiplier,
- * shift, output_zp}, the multiplier already holding 1/count. */
-TR_KERNEL void tr_mean_int8(const int8_t *input, int8_t *output, int32_t outer, int32_t reduced, int32_t inner, const int32_t *params)
+#include "tr_requantize.h"
+
+TR_KERNEL void tr_mean_int8(const tr_mean_params *params, const int8_t *input, int8_t *output)
 {
-    const int32_t zero_sum = params[0], multiplier = params[1], shift = params[2], output_zp = params[3];
+    const int32_t outer = params->outer, reduced = params->reduced, inner = params->inner;
+    const int32_t zero_sum = params->zero_sum, multiplier = params->multiplier, shift = params->shift;
+    const int32_t output_offset = params->output_offset;
     for (int32_t o = 0; o < outer; o++) {
         const int8_t *block = input + o * reduced * inner;
         for (int32_t c = 0; c < inner; c++) {
@@ -19,7 +17,7 @@ TR_KERNEL void tr_mean_int8(const int8_t *input, int8_t *output, int32_t outer, 
             for (int32_t r = 0; r < reduced; r++) {
                 sum += block[r * inner + c];
             }
-            *output++ = tr_requantize(sum - zero_sum, multiplier, shift, output_zp, INT8_MIN, INT8_MAX);
+            *output++ = tr_requantize(sum - zero_sum, multiplier, shift, output_offset, INT8_MIN, INT8_MAX);
         }
     }
 }

@@ -1,18 +1,14 @@
 /*
- * tr_pad.c - TFLite PAD / PADV2 for int8 tensors up to 4-D, bit-exact with TFLite Micro
- * (reference_ops::Pad copies raw values and fills the border with one int8 value).
- *
- * geometry = {input dims[4], output dims[4], padding before each dim[4]}, shapes
- * left-extended with 1s to 4-D by the code generator.
+ * tr_pad.c - TFLite PAD / PADV2 for int8 tensors (tr_pad.h).
  */
+#include "tr_pad.h"
+
 #include <string.h>
 
-#include "tr_common.h"
-
-/* TFLite PAD: output row by output row (the innermost dimension), fill or copy. */
-TR_KERNEL void tr_pad_int8(const int8_t *input, int8_t *output, const int32_t *geometry, int32_t pad_value)
+TR_KERNEL void tr_pad_int8(const tr_pad_params *params, const int8_t *input, int8_t *output)
 {
-    const int32_t *in = geometry, *out = geometry + 4, *before = geometry + 8;
+    const int32_t *in = params->input_dims, *out = params->output_dims, *before = params->before;
+    const int pad_value = (int)params->value;
     const int32_t after = out[3] - before[3] - in[3];
     for (int32_t o0 = 0; o0 < out[0]; o0++) {
         const int32_t i0 = o0 - before[0];

@@ -1,20 +1,19 @@
 /*
- * tr_softmax.c - TFLite SOFTMAX for int8 in, int8 out (scale 1/256, zero point -128),
- * bit-exact with TFLite Micro (reference_ops::Softmax with gemmlowp fixed point).
+ * tr_softmax.c - TFLite SOFTMAX for int8 (tr_softmax.h).
  *
- * exp_table[d] is TFLM's exp of the input difference -d (d = row max - x, 0..255) in
- * Q0.31, already 0 where TFLM skips the element (difference below diff_min); the code
- * generator computes it with TFLM's own arithmetic. The device sums the row's exps in
- * Q12.19, takes the fixed-point reciprocal and scales each exp by it.
+ * The code generator computes the exp table with TFLM's own arithmetic; the device sums the
+ * row's exps in Q12.19, takes the fixed-point reciprocal and scales each exp by it.
  */
+#include "tr_softmax.h"
+
 #include "tr_fixedpoint.h"
 
 #define TR_SOFTMAX_ACCUM_INTEGER_BITS 12
 
-/* TFLite SOFTMAX, int8 -> int8, over the last dimension (depth) of outer rows.
- * output may be input: each element is written only after its last read. */
-TR_KERNEL void tr_softmax_int8(const int8_t *input, int8_t *output, int32_t outer, int32_t depth, const int32_t *exp_table)
+TR_KERNEL void tr_softmax_int8(const tr_softmax_params *params, const int8_t *input, int8_t *output)
 {
+    const int32_t outer = params->outer, depth = params->depth;
+    const int32_t *exp_table = params->exp_table;
     for (int32_t row = 0; row < outer; row++) {
         const int8_t *x = input + row * depth;
         int8_t *y = output + row * depth;

@@ -15,7 +15,7 @@ lowered by its op module; a longer group (a factored pair or Tucker chain) by `l
 from __future__ import annotations
 
 from toolchain.codegen.graph import Graph, Op
-from toolchain.codegen.lowering import KernelCall, LoweringContext
+from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, layer_name
 from toolchain.codegen.ops import conv, fully_connected
 
 
@@ -113,27 +113,24 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     n, in_h, in_w, in_c = first.inputs[0].shape
     _, out_h, out_w, out_c = last.outputs[0].shape
     rank_in, rank_out = first.outputs[0].shape[3], middle.outputs[0].shape[3]
-    k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left = conv.geometry(middle)
+    window_geometry = conv.geometry(middle)
+    k_h, k_w, _, _, dil_h, _, _, _ = window_geometry
     window_rows = min((k_h - 1) * dil_h + 1, in_h)
     window = ctx.scratch(window_rows * in_w * rank_in)
     row = ctx.scratch(out_w * rank_out)
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
-    weights2, bias2, *requant2 = conv.layer_arguments(middle, ctx)
-    args = [
-        ctx.tensor(first.inputs[0]),
-        ctx.tensor(last.outputs[0]),
-        *map(str, (n, in_h, in_w, in_c, out_h, out_w, out_c, rank_in, rank_out)),
-        *conv.layer_arguments(first, ctx),
-        weights2,
-        bias2,
-        *map(str, (k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left)),
-        str(int(middle.inputs[0].zero_point[0])),
-        *requant2,
-        *conv.layer_arguments(last, ctx),
-        window,
-        row,
-        columns,
-    ]
+    name = ctx.unique_name(f"tucker_{layer_name(middle.inputs[1], f'op{first.index}')}")
+    geometry = conv.geometry_fields(first, window_geometry)
+    geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
+    fields: dict[str, FieldValue] = {
+        "geometry": geometry,
+        "rank_in": rank_in,
+        "rank_out": rank_out,
+        "core_input_zero_point": int(middle.inputs[0].zero_point[0]),
+        "reduce": conv.layer_fields(first, ctx, f"{name}_reduce"),
+        "core": conv.layer_fields(middle, ctx, f"{name}_core"),
+        "expand": conv.layer_fields(last, ctx, f"{name}_expand"),
+    }
     macs = n * (
         in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
     )
@@ -141,7 +138,14 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         f"Tucker-factored convolution (ranks {rank_in}, {rank_out}) fused: {conv.describe(first)}; then "
         f"{conv.describe(middle)}; then {conv.describe(last)}"
     )
-    return KernelCall("tr_conv_tucker.c", "tr_conv_tucker_int8", args, comment, macs)
+    return KernelCall(
+        "tr_conv_tucker.c",
+        "tr_conv_tucker_int8",
+        ctx.params("tr_conv_tucker_params", name, fields),
+        [ctx.tensor(first.inputs[0]), ctx.tensor(last.outputs[0]), window, row, columns],
+        comment,
+        macs,
+    )
 
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
@@ -149,17 +153,15 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     depth_in, rank, depth_out = first.inputs[1].shape[1], first.inputs[1].shape[0], second.inputs[1].shape[0]
     batches = first.inputs[0].size // depth_in
     narrow = ctx.scratch(rank)
-    args = [
-        ctx.tensor(first.inputs[0]),
-        ctx.tensor(second.outputs[0]),
-        str(batches),
-        str(depth_in),
-        str(rank),
-        str(depth_out),
-        *fully_connected.layer_arguments(first, ctx),
-        *fully_connected.layer_arguments(second, ctx),
-        narrow,
-    ]
+    name = ctx.unique_name(f"fc_{layer_name(second.inputs[1], f'op{first.index}')}")
+    fields: dict[str, FieldValue] = {
+        "batches": batches,
+        "input_depth": depth_in,
+        "rank": rank,
+        "output_depth": depth_out,
+        "first": fully_connected.layer_fields(first, ctx, f"{name}_first"),
+        "second": fully_connected.layer_fields(second, ctx, f"{name}_second"),
+    }
     comment = (
         f"factored FULLY_CONNECTED pair (rank {rank}): {fully_connected.describe(first)}; then "
         f"{fully_connected.describe(second)}"
@@ -167,7 +169,8 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_factored_int8",
-        args,
+        ctx.params("tr_fc_factored_params", name, fields),
+        [ctx.tensor(first.inputs[0]), ctx.tensor(second.outputs[0]), narrow],
         comment,
         macs=batches * rank * (depth_in + depth_out),
     )

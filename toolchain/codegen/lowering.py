@@ -1,13 +1,18 @@
 """What an op lowering returns, and the context it asks for C names.
 
-A lowering turns one `Op` into one call of a C kernel. It never decides where a tensor
-lives: `ctx.tensor(t)` returns a C expression (a macro of `model.c` defined once the
-memory plan is known), `ctx.constant(...)` puts an array into `model_weights.c`, and
-`ctx.scratch(n)` reserves a temporary buffer in the arena for the duration of the op.
+A lowering turns one `Op` into one call of a C kernel: `function(&params, buffers...)`, where
+`params` is the kernel family's parameter struct (`tr_<family>_params`, declared in
+`tr_<family>.h`), filled as a named `static const` in `model.c` next to the call, and the
+buffers are arena pointers. A lowering never decides where a tensor lives: `ctx.tensor(t)`
+returns a C expression (a macro of `model.c` defined once the memory plan is known),
+`ctx.constant(...)` puts an array into `model_weights.c`, `ctx.scratch(n)` reserves a
+temporary buffer in the arena for the duration of the op, and `ctx.params(...)` names the
+struct.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -34,15 +39,38 @@ _TENSOR_C_TYPES = {
 }
 
 
+# A field's C initializer: an expression, an array ({...}) or a nested struct ({ .field = ... }).
+FieldValue = str | int | list[int] | dict[str, "FieldValue"]
+
+
+@dataclass
+class ParamStruct:
+    """The `static const` parameter struct of one kernel call, e.g. `tr_fc_params fc_dense_1`."""
+
+    ctype: str  # 'tr_fc_params', declared in the kernel family's header
+    name: str  # unique among the C names of the model
+    fields: dict[str, FieldValue]  # in declaration order; pointer fields name arrays or NULL
+
+
 @dataclass
 class KernelCall:
-    """One C kernel call of `model.c`."""
+    """One C kernel call of `model.c`: `function(&params.name, *args)`."""
 
     source: str  # kernel file under firmware_templates/kernels/, e.g. 'tr_add.c'
     function: str  # C function called, e.g. 'tr_add_int8'
-    args: list[str]  # C argument expressions, in order
+    params: ParamStruct
+    args: list[str]  # arena buffers after the parameter struct: inputs, output, scratch
     comment: str  # one line: TFLite op, shapes, quantization
     macs: int = 0
+
+    @property
+    def header(self) -> str:
+        """The kernel family's header, which declares `function` and the params type."""
+        return self.source.removesuffix(".c") + ".h"
+
+    @property
+    def call_args(self) -> list[str]:
+        return [f"&{self.params.name}", *self.args]
 
 
 @dataclass
@@ -52,6 +80,7 @@ class ConstantArray:
     name: str
     ctype: str
     values: np.ndarray  # flat, already of the C type
+    about: str = ""  # what it holds, e.g. the TFLite tensor it comes from (a comment above it)
 
     @property
     def nbytes(self) -> int:
@@ -78,6 +107,22 @@ def _identifier(text: str) -> str:
     return name or "x"
 
 
+_LAYER_WORDS = ("conv", "dense", "depthwise", "matmul")
+
+
+def layer_name(t: Tensor, fallback: str = "") -> str:
+    """A short C-friendly name of the layer that owns a tensor: 'dense_1' for
+    'sequential/dense_1/MatMul' (the last scope before the op name; of the converter's
+    ';'-joined names, preferably a convolution's or dense layer's, not a batch norm's); for an
+    unscoped name ('StatefulPartitionedCall:0') `fallback` if given, else the whole name."""
+    scopes = [[s for s in part.split("/") if s] for part in t.name.split(";")]
+    layers = [_identifier(s[-2]) for s in scopes if len(s) > 1]
+    for layer in layers:
+        if any(word in layer for word in _LAYER_WORDS):
+            return layer
+    return layers[0] if layers else fallback or _identifier(t.name)
+
+
 @dataclass
 class LoweringContext:
     """Hands out C names while the ops are lowered; the renderer later defines them."""
@@ -90,30 +135,52 @@ class LoweringContext:
     _constant_of_tensor: dict[int, str] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # the model's own C names (model.c): a constant or params struct must not take them
+        self._names.update(f"{self.prefix}_{api}" for api in ("arena", "input", "output", "invoke"))
+
+    def unique_name(self, text: str) -> str:
+        """A C identifier for `text`, whole (never truncated) and unique in the model: on a clash
+        (two texts that differ only in punctuation, or one text used twice) a short hash of the
+        text is appended."""
+        base = _identifier(text)
+        name, n = base, 1
+        while name in self._names:
+            n += 1
+            salt = text if n == 2 else f"{text}#{n}"
+            name = f"{base}_{hashlib.sha256(salt.encode()).hexdigest()[:6]}"
+        self._names.add(name)
+        return name
+
+    def params(self, ctype: str, name: str, fields: dict[str, FieldValue]) -> ParamStruct:
+        """The parameter struct of a kernel call; `name` comes from `unique_name` (e.g. 'fc_dense_1'),
+        and the struct's constant arrays are named after it ('tr_fc_dense_1_filter')."""
+        if name not in self._names:
+            raise ValueError(f"params struct name '{name}' was not reserved with unique_name")
+        return ParamStruct(ctype, name, fields)
+
     def tensor(self, t: Tensor) -> str:
         """C expression of the tensor's typed pointer: an arena macro, or the const array of a constant."""
         if t.data is not None:
             if t.index not in self._constant_of_tensor:
-                self._constant_of_tensor[t.index] = self.constant(t.name, t.data, c_type(t))
+                self._constant_of_tensor[t.index] = self.constant(
+                    t.name, t.data, c_type(t), f"tensor {t.index} '{t.name}'"
+                )
             return self._constant_of_tensor[t.index]
         self.used_tensors[t.index] = t
         return tensor_macro(t)
 
-    def constant(self, hint: str, array: np.ndarray, ctype: str) -> str:
-        """Emit a const array into `model_weights.c`; returns its C name (prefixed, unique)."""
+    def constant(self, hint: str, array: np.ndarray, ctype: str, about: str = "") -> str:
+        """Emit a const array into `model_weights.c`; returns its C name (prefixed, whole, unique).
+        `about` goes into a comment above it (e.g. the TFLite tensor it comes from)."""
         if ctype not in C_TYPES:
             raise ValueError(f"constant '{hint}': C type {ctype} not one of {sorted(C_TYPES)}")
         values = np.ascontiguousarray(array).reshape(-1)
         converted = values.astype(C_TYPES[ctype])
         if np.issubdtype(values.dtype, np.integer) and not np.array_equal(converted, values):
             raise ValueError(f"constant '{hint}': values do not fit {ctype}")
-        base = f"{self.prefix}_{_identifier(hint)[:40]}"
-        name, n = base, 1
-        while name in self._names:
-            n += 1
-            name = f"{base}_{n}"
-        self._names.add(name)
-        self.constants.append(ConstantArray(name, ctype, converted))
+        name = self.unique_name(f"{self.prefix}_{hint}")
+        self.constants.append(ConstantArray(name, ctype, converted, about))
         return name
 
     def scratch(self, nbytes: int) -> str:

@@ -1,7 +1,7 @@
 """Weight layouts the kernels read faster than TFLite's row-major one.
 
 `pack_rows_by_four` interleaves each group of four weight rows word by word, the order in
-which `tr_dot_int8_x4` (tr_common.h) consumes them: one pointer then walks four rows, and
+which `tr_dot_int8_x4` (tr_dot.h) consumes them: one pointer then walks four rows, and
 each input word is loaded once for four outputs. Rows past the last whole group of four
 stay row-major (the kernels run them one at a time).
 """
@@ -12,7 +12,7 @@ import numpy as np
 
 
 def pack_rows_by_four(rows: np.ndarray) -> np.ndarray:
-    """(R, n) int8 rows -> flat int8 array in the packed-by-four layout of tr_common.h."""
+    """(R, n) int8 rows -> flat int8 array in the packed-by-four layout of tr_dot.h."""
     rows = np.ascontiguousarray(rows, dtype=np.int8).reshape(rows.shape[0], -1)
     count, n = rows.shape
     words = n // 4

@@ -1,14 +1,17 @@
 """Rendering a lowered model into C files with the Jinja2 templates of `firmware_templates/`.
 
 Rendering returns `{file name: text}`; writing is the caller's job, so a failure here
-leaves the output folder untouched. The kernel sources used are copied with every
-`tr_*.h` header they include (directly or through another header), so kernels can share
-code through headers and the output folder still builds on its own.
+leaves the output folder untouched. `model.c` includes the header of each kernel family it
+calls (`tr_<family>.h`, which declares the functions and the parameter struct) and fills
+each call's struct as a `static const` next to the call. The kernel sources used are
+copied with every `tr_*.h` header they include (directly or through another header), and
+nothing else, so the output folder builds on its own and holds only what the model needs.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,15 +19,15 @@ import numpy as np
 
 from toolchain.codegen.generator import LoweredModel
 from toolchain.codegen.graph import Tensor
-from toolchain.codegen.lowering import c_type, shape_text, tensor_macro
+from toolchain.codegen.lowering import FieldValue, ParamStruct, c_type, shape_text, tensor_macro
 from toolchain.errors import TinyrankError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 KERNELS = TEMPLATES / "kernels"
-COMMON_HEADER = "tr_common.h"
-_PROTOTYPE = re.compile(r"TR_KERNEL\s+([^;{}]*?\))\s*\{", re.S)
+PLATFORM_HEADER = "tr_platform.h"  # model_weights.c's TR_ALIGNED
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(tr_\w+\.h)"', re.M)
 _VALUES_PER_LINE = 16
+_LINE_LENGTH = 110
 
 
 @lru_cache(maxsize=1)
@@ -38,17 +41,6 @@ def _environment():
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-
-
-def kernel_prototypes(source: str) -> dict[str, str]:
-    """{function name: one-line prototype} of the TR_KERNEL functions of a kernel file."""
-    text = (KERNELS / source).read_text()
-    found = {}
-    for match in _PROTOTYPE.finditer(text):
-        proto = " ".join(match.group(1).split())
-        name = re.search(r"(\w+)\s*\(", proto).group(1)
-        found[name] = proto
-    return found
 
 
 def kernel_headers(sources: list[str]) -> list[str]:
@@ -84,9 +76,76 @@ def _rows(values: np.ndarray) -> list[str]:
     return [", ".join(items[i : i + _VALUES_PER_LINE]) for i in range(0, len(items), _VALUES_PER_LINE)]
 
 
+def c_comment(text: str) -> str:
+    """Text safe inside a C block comment on one line (a tensor name may hold '*/' or a newline)."""
+    return " ".join(text.replace("*/", "* /").replace("/*", "/ *").split())
+
+
+def comment_lines(text: str, indent: str = "    ") -> list[str]:
+    """A block comment of `text` wrapped to the line length: `/* ... */` on one line if it fits."""
+    text = c_comment(text)
+    if len(indent) + len(text) + 6 <= _LINE_LENGTH:
+        return [f"{indent}/* {text} */"]
+    wrapped = textwrap.wrap(text, _LINE_LENGTH - len(indent) - 3, break_long_words=False)
+    return [f"{indent}/* {wrapped[0]}", *(f"{indent} * {line}" for line in wrapped[1:]), f"{indent} */"]
+
+
+def _packable(value: FieldValue) -> bool:
+    """Numbers and NULL share a line; an array name or a nested struct gets its own."""
+    return isinstance(value, int) or value == "NULL" or isinstance(value, list)
+
+
+def _field_lines(fields: dict[str, FieldValue], indent: str) -> list[str]:
+    """`.name = value,` lines of a struct initializer: short fields packed up to the line length,
+    a nested struct inline if it fits, else on lines of its own one level deeper."""
+    lines: list[str] = []
+    packed = ""
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            inline = ", ".join(f".{k} = {_value_text(v)}" for k, v in value.items())
+            item = f".{key} = {{ {inline} }},"
+            if any(isinstance(v, dict) for v in value.values()) or len(indent) + len(item) > _LINE_LENGTH:
+                lines += [*([indent + packed] if packed else []), f"{indent}.{key} = {{"]
+                lines += _field_lines(value, indent + "    ")
+                lines.append(f"{indent}}},")
+                packed = ""
+                continue
+        else:
+            item = f".{key} = {_value_text(value)},"
+        if _packable(value) and packed and len(indent) + len(packed) + 1 + len(item) <= _LINE_LENGTH:
+            packed = f"{packed} {item}"
+            continue
+        if packed:
+            lines.append(indent + packed)
+        packed = item if _packable(value) else ""
+        if not _packable(value):
+            lines.append(indent + item)
+    if packed:
+        lines.append(indent + packed)
+    return lines
+
+
+def _value_text(value: FieldValue) -> str:
+    if isinstance(value, list):
+        return "{ " + ", ".join(str(v) for v in value) + " }"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f".{k} = {_value_text(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+def struct_lines(params: ParamStruct, indent: str = "    ") -> list[str]:
+    """`static const tr_fc_params fc_dense_1 = { ... };` as lines of C."""
+    return [
+        f"{indent}static const {params.ctype} {params.name} = {{",
+        *_field_lines(params.fields, indent + "    "),
+        f"{indent}}};",
+    ]
+
+
 def _edge(t: Tensor, float_edges: set[int]) -> dict:
     return {
         "name": t.name,
+        "comment_name": c_comment(t.name),
         "shape": list(t.shape),
         "dtype": t.dtype,
         "scale": float(t.scale[0]),
@@ -112,22 +171,23 @@ def template_values(model: LoweredModel) -> dict:
                 "ctype": c_type(t),
                 "offset": model.offsets[index],
                 "nbytes": t.nbytes,
-                "comment": f"tensor {index} '{t.name}' {shape_text(t)}",
+                "comment": c_comment(f"tensor {index} '{t.name}' {shape_text(t)}"),
             }
         )
-    kernels = sorted({item.call.source for item in model.ops if item.call is not None})
-    used = {item.call.function for item in model.ops if item.call is not None}
-    prototypes = []
-    for source in kernels:
-        prototypes += [p for name, p in kernel_prototypes(source).items() if name in used]
+    calls = [item.call for item in model.ops if item.call is not None]
+    kernels = sorted({call.source for call in calls})
     ops = []
     for position, item in enumerate(model.ops):
         names = "+".join(op.opcode for op in [item.op, *item.fused])
-        ops.append({"position": position, "index": item.op.index, "opcodes": names, "call": item.call})
+        entry = {"position": position, "index": item.op.index, "opcodes": names, "call": item.call}
+        if item.call is not None:
+            entry["comment"] = comment_lines(item.call.comment)
+            entry["struct"] = struct_lines(item.call.params)
+        ops.append(entry)
     return {
         "prefix": model.prefix,
         "PREFIX": model.prefix.upper(),
-        "tflite": graph.path.name,
+        "tflite": c_comment(graph.path.name),
         "sha256": graph.sha256,
         "hash32": f"0x{graph.hash32:08x}u",
         "inputs": [_edge(t, model.float_edges) for t in graph.inputs],
@@ -135,10 +195,16 @@ def template_values(model: LoweredModel) -> dict:
         "arena_bytes": max(model.arena_bytes, 16),
         "tensors": tensors,
         "scratches": ctx.scratches,
-        "prototypes": prototypes,
+        "family_headers": sorted({call.header for call in calls}),
         "ops": ops,
         "constants": [
-            {"name": c.name, "ctype": c.ctype, "size": c.values.size, "rows": _rows(c.values)}
+            {
+                "name": c.name,
+                "ctype": c.ctype,
+                "size": c.values.size,
+                "rows": _rows(c.values),
+                "about": c_comment(c.about),
+            }
             for c in ctx.constants
         ],
         "kernels": kernels,
@@ -153,7 +219,7 @@ def render(model: LoweredModel) -> dict[str, str]:
         name: env.get_template(f"{name}.j2").render(**values)
         for name in ("model.h", "model.c", "model_weights.c")
     }
-    headers = sorted({COMMON_HEADER, *kernel_headers(values["kernels"])})
+    headers = sorted({PLATFORM_HEADER, *values["family_headers"], *kernel_headers(values["kernels"])})
     for source in [*headers, *values["kernels"]]:
         files[source] = (KERNELS / source).read_text()
     return files

@@ -17,7 +17,7 @@ from toolchain.codegen.fixedpoint import (
     rounding_divide_by_pot,
 )
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import KernelCall, LoweringContext, shape_text
+from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, layer_name, shape_text
 from toolchain.codegen.quant import INT8_MAX, INT8_MIN, round_half_away
 from toolchain.errors import UnsupportedError
 
@@ -66,7 +66,7 @@ def broadcast_geometry(op: Op, a: Tensor, b: Tensor, out: Tensor) -> np.ndarray 
     """None if no broadcasting is needed, else [out dims(4), a strides(4), b strides(4)].
 
     A stride of 0 repeats an input along a dimension where it has size 1, the way TFLM's
-    BroadcastAdd/Mul4DSlow index their inputs (`tr_elementwise.h` walks it).
+    BroadcastAdd/Mul4DSlow index their inputs (`tr_elementwise.h` walks it, `tr_broadcast_shape`).
     """
     if a.size == b.size == out.size:
         return None
@@ -100,23 +100,41 @@ def check_elementwise_pair(op: Op) -> None:
     broadcast_geometry(op, op.inputs[0], op.inputs[1], op.outputs[0])
 
 
+def struct_name(op: Op, ctx: LoweringContext, kind: str = "") -> str:
+    """The unique C name of an op's parameter struct: the op kind (lower case) and the layer,
+    e.g. 'add_add_1'; its constant arrays are named after it."""
+    kind = kind or op.opcode.lower()
+    return ctx.unique_name(f"{kind}_{layer_name(op.outputs[0], f'op{op.index}')}")
+
+
 def elementwise_pair_call(
-    op: Op, ctx: LoweringContext, kernel: str, params: list[str], comment: str, macs: int = 0
+    op: Op,
+    ctx: LoweringContext,
+    kernel: str,
+    name: str,
+    fields: dict[str, FieldValue],
+    comment: str,
+    macs: int = 0,
 ) -> KernelCall:
-    """The call of `tr_<kernel>.c`: `tr_<kernel>_int8(input1, input2, output, size, *params)`, or with
-    broadcasting `tr_<kernel>_broadcast_int8(input1, input2, output, shape, *params)`."""
+    """The call of `tr_<kernel>.c` with its `tr_<kernel>_params` (`fields` plus the extent):
+    `tr_<kernel>_int8(&params, input1, input2, output)` with `size`, or with broadcasting
+    `tr_<kernel>_broadcast_int8` with the `broadcast` shape."""
     a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
     geometry = broadcast_geometry(op, a, b, out)
+    extent: dict[str, FieldValue]
     if geometry is None:
-        function, extent = f"tr_{kernel}_int8", str(out.size)
+        function, extent = f"tr_{kernel}_int8", {"size": out.size}
     else:
         function = f"tr_{kernel}_broadcast_int8"
-        extent = ctx.constant(f"op{op.index}_{op.opcode.lower()}_broadcast", geometry, "int32_t")
+        values = [int(v) for v in geometry]
+        extent = {"broadcast": {"dims": values[:4], "stride1": values[4:8], "stride2": values[8:]}}
         comment += ", broadcast"
+    params = ctx.params(f"tr_{kernel}_params", name, {**extent, **fields})
     return KernelCall(
         source=f"tr_{kernel}.c",
         function=function,
-        args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out), extent, *params],
+        params=params,
+        args=[ctx.tensor(a), ctx.tensor(b), ctx.tensor(out)],
         comment=comment,
         macs=macs,
     )
@@ -169,10 +187,16 @@ def sigmoid_style_table(
 def lookup_call(op: Op, ctx: LoweringContext, table: np.ndarray, comment: str) -> KernelCall:
     """The `tr_lookup_int8` call of a one-input op whose int8 output is tabulated (`lookup_table`)."""
     src, dst = op.inputs[0], op.outputs[0]
-    name = ctx.constant(f"op{op.index}_{op.opcode.lower()}_table", table, "int8_t")
+    name = struct_name(op, ctx)
+    fields: dict[str, FieldValue] = {
+        "size": src.size,
+        "table": ctx.constant(f"{name}_table", table, "int8_t"),
+    }
+    params = ctx.params("tr_lookup_params", name, fields)
     return KernelCall(
         source="tr_lookup.c",
         function="tr_lookup_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), name],
+        params=params,
+        args=[ctx.tensor(src), ctx.tensor(dst)],
         comment=comment,
     )

@@ -13,12 +13,13 @@ import numpy as np
 
 from toolchain.codegen.fixedpoint import multiply_by_quantized_multiplier
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, quant_text, shape_text
 from toolchain.codegen.ops._common import (
     check_elementwise_pair,
     elementwise_pair_call,
     lookup_table,
     require_fused_activation,
+    struct_name,
 )
 from toolchain.codegen.quant import activation_range_int8, quantize_multiplier
 from toolchain.errors import UnsupportedError
@@ -54,7 +55,7 @@ def _real_multipliers(a: Tensor, b: Tensor, out: Tensor, subtract: bool) -> tupl
 def add_params(
     a: Tensor, b: Tensor, out: Tensor, act: str, subtract: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """TFLM's int8 ADD (or SUB) parameters, as (input tables, output params) for tr_add.c.
+    """TFLM's int8 ADD (or SUB) parameters, as (input tables, output requantization) for tr_add.c.
 
     Each input is rescaled on its own before the sum, so that step is a function of one
     int8 value: both are tabulated here (input1 in entries 0..255, input2 in 256..511,
@@ -87,11 +88,20 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     act = require_fused_activation(op)
     subtract = op.opcode == "SUB"
     tables, params = add_params(a, b, out, act, subtract)
-    kind = op.opcode.lower()
-    tables = ctx.constant(f"op{op.index}_{kind}_input_tables", tables, "int32_t")
-    params = ctx.constant(f"op{op.index}_{kind}_params", params, "int32_t")
+    multiplier, shift, offset, lo, hi = (int(v) for v in params)
+    name = struct_name(op, ctx)
+    fields: dict[str, FieldValue] = {
+        "input_tables": ctx.constant(f"{name}_input_tables", tables, "int32_t"),
+        "output": {
+            "multiplier": multiplier,
+            "shift": shift,
+            "output_offset": offset,
+            "act_min": lo,
+            "act_max": hi,
+        },
+    }
     comment = (
         f"{op.opcode} {shape_text(a)} ({quant_text(a)}) {'-' if subtract else '+'} {shape_text(b)} "
         f"({quant_text(b)}) -> {shape_text(out)} ({quant_text(out)}), act {act}"
     )
-    return elementwise_pair_call(op, ctx, "add", [tables, params], comment)
+    return elementwise_pair_call(op, ctx, "add", name, fields, comment)

@@ -11,7 +11,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor
+from toolchain.codegen.ops._common import require_int8_per_tensor, struct_name
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("CONCATENATION",)
@@ -55,17 +55,18 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
     inner = int(np.prod(out.shape[axis + 1 :], dtype=np.int64))
     pointers = ", ".join(ctx.tensor(t) for t in op.inputs)
-    sizes = ", ".join(str(t.shape[axis] * inner) for t in op.inputs)
+    sizes = np.array([t.shape[axis] * inner for t in op.inputs], np.int32)
     inputs_text = " + ".join(shape_text(t) for t in op.inputs)
+    name = struct_name(op, ctx)
+    fields = {
+        "num_inputs": len(op.inputs),
+        "outer": outer,
+        "block_sizes": ctx.constant(f"{name}_block_sizes", sizes, "int32_t"),
+    }
     return KernelCall(
         source="tr_concatenation.c",
         function="tr_concatenation_int8",
-        args=[
-            f"(const int8_t *const[]){{{pointers}}}",
-            f"(const int32_t[]){{{sizes}}}",
-            str(len(op.inputs)),
-            str(outer),
-            ctx.tensor(out),
-        ],
+        params=ctx.params("tr_concatenation_params", name, fields),
+        args=[f"(const int8_t *const[]){{{pointers}}}", ctx.tensor(out)],
         comment=f"CONCATENATION axis {axis}: {inputs_text} -> {shape_text(out)} ({quant_text(out)})",
     )

@@ -11,14 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.codegen.graph import Op
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.lowering import (
+    FieldValue,
+    KernelCall,
+    LoweringContext,
+    layer_name,
+    quant_text,
+    shape_text,
+)
 from toolchain.codegen.ops.fully_connected import (
     check_activation,
     check_int8_activation,
     check_weights,
     folded_bias,
-    requant_arguments,
     requant_arrays,
+    requant_fields,
 )
 from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.errors import UnsupportedError
@@ -89,21 +96,25 @@ def is_pointwise(op: Op) -> bool:
     return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
 
-def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
-    """Weights (packed by four filters), folded bias and the requantization arguments
-    (`fully_connected.requant_arguments`): what one CONV_2D adds to a kernel call (plain,
-    pointwise or fused)."""
+def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+    """Weights (packed by four filters), folded bias and requantization
+    (`fully_connected.requant_fields`): the `tr_dense_layer` of one CONV_2D (plain, pointwise or
+    fused); arrays named `name`_*."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_c = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_c, per_tensor_fc=False)
     weights = filt.data.astype(np.int64).reshape(out_c, -1)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
-    name = filt.name
-    return [
-        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data.reshape(out_c, -1)), "int8_t"),
-        ctx.constant(f"{name}_bias", folded, "int32_t"),
-        *requant_arguments(
+    return {
+        "filter": ctx.constant(
+            f"{name}_filter",
+            pack_rows_by_four(filt.data.reshape(out_c, -1)),
+            "int8_t",
+            f"weights '{filt.name}' {shape_text(filt)}, filters packed by four",
+        ),
+        "bias": ctx.constant(f"{name}_bias", folded, "int32_t"),
+        "requant": requant_fields(
             ctx,
             name,
             folded,
@@ -113,7 +124,7 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
             out,
             op.options.get("fused_activation_function", "NONE"),
         ),
-    ]
+    }
 
 
 def geometry(op: Op) -> list[int]:
@@ -133,6 +144,31 @@ def geometry(op: Op) -> list[int]:
         pad_before(in_h, k_h, o["stride_h"], dil_h, out_h),
         pad_before(in_w, k_w, o["stride_w"], dil_w, out_w),
     ]
+
+
+def geometry_fields(op: Op, window: list[int] | None = None) -> dict[str, FieldValue]:
+    """The `tr_conv_geometry` of a CONV_2D or DEPTHWISE_CONV_2D (`window`: the `geometry` list,
+    if it is another op's, as in a fused chain)."""
+    n, in_h, in_w, in_c = op.inputs[0].shape
+    _, out_h, out_w, out_c = op.outputs[0].shape
+    k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left = window or geometry(op)
+    return {
+        "batches": n,
+        "in_h": in_h,
+        "in_w": in_w,
+        "in_c": in_c,
+        "out_h": out_h,
+        "out_w": out_w,
+        "out_c": out_c,
+        "k_h": k_h,
+        "k_w": k_w,
+        "stride_h": stride_h,
+        "stride_w": stride_w,
+        "dil_h": dil_h,
+        "dil_w": dil_w,
+        "pad_top": pad_top,
+        "pad_left": pad_left,
+    }
 
 
 def describe(op: Op) -> str:
@@ -155,39 +191,32 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     n, in_h, in_w, in_c = inp.shape
     out_c, k_h, k_w, _ = filt.shape
     out_h, out_w = out.shape[1:3]
-    weights, bias, *tail = layer_arguments(op, ctx)
+    name = ctx.unique_name(f"conv_{layer_name(filt, f'op{op.index}')}")
+    layer = layer_fields(op, ctx, name)
     macs = n * out_h * out_w * out_c * k_h * k_w * in_c
     comment = describe(op)
     if is_pointwise(op):
-        args = [
-            ctx.tensor(inp),
-            weights,
-            bias,
-            ctx.tensor(out),
-            str(n * in_h * in_w),
-            str(in_c),
-            str(out_c),
-            *tail,
-        ]
+        fields: dict[str, FieldValue] = {
+            "batches": n * in_h * in_w,
+            "input_depth": in_c,
+            "output_depth": out_c,
+            **layer,
+        }
         return KernelCall(
-            "tr_fully_connected.c", "tr_fully_connected_int8", args, comment + " (pointwise)", macs
+            "tr_fully_connected.c",
+            "tr_fully_connected_int8",
+            ctx.params("tr_fc_params", name, fields),
+            [ctx.tensor(inp), ctx.tensor(out)],
+            comment + " (pointwise)",
+            macs,
         )
+    fields = {"geometry": geometry_fields(op), "input_zero_point": int(inp.zero_point[0]), **layer}
     column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
-    args = [
-        ctx.tensor(inp),
-        weights,
-        bias,
-        ctx.tensor(out),
-        str(n),
-        str(in_h),
-        str(in_w),
-        str(in_c),
-        str(out_h),
-        str(out_w),
-        str(out_c),
-        *map(str, geometry(op)),
-        str(int(inp.zero_point[0])),
-        *tail,
-        column,
-    ]
-    return KernelCall("tr_conv.c", "tr_conv_int8", args, comment, macs)
+    return KernelCall(
+        "tr_conv.c",
+        "tr_conv_int8",
+        ctx.params("tr_conv_params", name, fields),
+        [ctx.tensor(inp), ctx.tensor(out), column],
+        comment,
+        macs,
+    )

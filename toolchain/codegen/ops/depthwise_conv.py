@@ -10,8 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.codegen.graph import Op
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops.conv import check_geometry, pad_before
+from toolchain.codegen.lowering import (
+    FieldValue,
+    KernelCall,
+    LoweringContext,
+    layer_name,
+    quant_text,
+    shape_text,
+)
+from toolchain.codegen.ops.conv import check_geometry, geometry_fields
 from toolchain.codegen.ops.fully_connected import (
     check_activation,
     check_int8_activation,
@@ -78,7 +85,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     lo, hi = activation_range_int8(act, float(out.scale[0]), int(out.zero_point[0]))
     zp = int(inp.zero_point[0])
     sums = filt.data.astype(np.int64).reshape(-1, out_c).sum(axis=0)
-    name = filt.name
+    name = ctx.unique_name(f"depthwise_{layer_name(filt, f'op{op.index}')}")
     multiplier = out_c // in_c
     bias_folded = folded_bias(bias, sums, zp, op)
     taps = filt.data.reshape(-1, out_c)
@@ -94,71 +101,59 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         f"x{out_c // in_c} stride {o['stride_h']}x{o['stride_w']} dilation {dil_h}x{dil_w} {o['padding']}"
         f" -> {shape_text(out)} ({quant_text(out)}), {act}"
     )
-    geometry = [
-        str(n),
-        str(in_h),
-        str(in_w),
-        str(in_c),
-        str(out_h),
-        str(out_w),
-        str(k_h),
-        str(k_w),
-        str(o["stride_h"]),
-        str(o["stride_w"]),
-        str(dil_h),
-        str(dil_w),
-        str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
-        str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)),
-        str(zp),
-    ]
+    fields: dict[str, FieldValue] = {
+        "geometry": geometry_fields(op),
+        "input_zero_point": zp,
+    }
     macs = n * out_h * out_w * out_c * k_h * k_w
+    buffers = [ctx.tensor(inp), ctx.tensor(out)]
     if doubled is not None:  # the fast path: int16 doubled weights, ~10-instruction requantization
-        right, round_ = doubled
-        args = [
-            ctx.tensor(inp),
-            ctx.constant(f"{name}_weights_x2", doubled_weights(taps), "int16_t"),
-            ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t"),
-            ctx.tensor(out),
-            *geometry,
-            ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-            ctx.constant(f"{name}_right_shift", right, "int32_t"),
-            ctx.constant(f"{name}_rounding", round_, "int32_t"),
-            str(lo),
-            str(hi),
-            ctx.scratch(k_h * k_w * POINTER_BYTES + in_c),
-        ]
-        return KernelCall("tr_depthwise_conv.c", "tr_depthwise_conv_dm1_doubled_int8", args, comment, macs)
-    args = [
-        ctx.tensor(inp),
-        ctx.constant(f"{name}_weights", filt.data, "int8_t"),
-        ctx.constant(f"{name}_bias", bias_folded, "int32_t"),
-        ctx.tensor(out),
-        str(n),
-        str(in_h),
-        str(in_w),
-        str(in_c),
-        str(out_h),
-        str(out_w),
-        *([] if multiplier == 1 else [str(multiplier)]),
-        str(k_h),
-        str(k_w),
-        str(o["stride_h"]),
-        str(o["stride_w"]),
-        str(dil_h),
-        str(dil_w),
-        str(pad_before(in_h, k_h, o["stride_h"], dil_h, out_h)),
-        str(pad_before(in_w, k_w, o["stride_w"], dil_w, out_w)),
-        str(zp),
-        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-        ctx.constant(f"{name}_shift", shifts, "int32_t"),
-        str(int(out.zero_point[0])),
-        str(lo),
-        str(hi),
-    ]
-    if multiplier == 1:  # channels in registers; tap pointers (4 bytes each) and a row of zero points
-        function = "tr_depthwise_conv_dm1_int8"
-        args.append(ctx.scratch(k_h * k_w * POINTER_BYTES + in_c))
-    else:  # one int32 accumulator per output channel in scratch
-        function = "tr_depthwise_conv_int8"
-        args.append(f"(int32_t *){ctx.scratch(4 * out_c)}")
-    return KernelCall("tr_depthwise_conv.c", function, args, comment, macs)
+        fields["filter_x2"] = ctx.constant(
+            f"{name}_filter_x2",
+            doubled_weights(taps),
+            "int16_t",
+            f"weights '{filt.name}' {shape_text(filt)}, doubled, by four channels (0, 2, 1, 3)",
+        )
+        fields["bias_x2"] = ctx.constant(f"{name}_bias_x2", 2 * bias_folded.astype(np.int64), "int32_t")
+        pairs = np.stack(doubled, axis=1).reshape(-1)
+        fields["requant"] = {
+            "multiplier": ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+            "shift": "NULL",
+            "doubled": ctx.constant(f"{name}_doubled", pairs, "int32_t"),
+            "output_offset": int(out.zero_point[0]),
+            "act_min": lo,
+            "act_max": hi,
+        }
+        scratch = ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)
+        params = ctx.params("tr_depthwise_x2_params", name, fields)
+        return KernelCall(
+            "tr_depthwise_conv.c",
+            "tr_depthwise_conv_dm1_doubled_int8",
+            params,
+            [*buffers, scratch],
+            comment,
+            macs,
+        )
+    fields["filter"] = ctx.constant(
+        f"{name}_filter", filt.data, "int8_t", f"weights '{filt.name}' {shape_text(filt)}"
+    )
+    fields["bias"] = ctx.constant(f"{name}_bias", bias_folded, "int32_t")
+    fields["requant"] = {
+        "multiplier": ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        "shift": ctx.constant(f"{name}_shift", shifts, "int32_t"),
+        "doubled": "NULL",
+        "output_offset": int(out.zero_point[0]),
+        "act_min": lo,
+        "act_max": hi,
+    }
+    params = ctx.params("tr_depthwise_params", name, fields)
+    if multiplier == 1:  # channels in registers; tap pointers (8 bytes each) and a row of zero points
+        scratch = ctx.scratch(k_h * k_w * POINTER_BYTES + in_c)
+        return KernelCall(
+            "tr_depthwise_conv.c", "tr_depthwise_conv_dm1_int8", params, [*buffers, scratch], comment, macs
+        )
+    # one int32 accumulator per output channel in scratch
+    accumulators = f"(int32_t *)(void *){ctx.scratch(4 * out_c)}"
+    return KernelCall(
+        "tr_depthwise_conv.c", "tr_depthwise_conv_int8", params, [*buffers, accumulators], comment, macs
+    )

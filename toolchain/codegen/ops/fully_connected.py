@@ -11,14 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.codegen.graph import Op, Tensor
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.lowering import (
+    FieldValue,
+    KernelCall,
+    LoweringContext,
+    layer_name,
+    quant_text,
+    shape_text,
+)
 from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers, fc_multiplier
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("FULLY_CONNECTED",)
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-# tr_requantize_doubled (tr_common.h) is exact for right shifts in this range and |acc| below 2**30.
+# tr_requantize_doubled (tr_requantize.h) is exact for right shifts in this range and |acc| below 2**30.
 DOUBLED_RIGHT_SHIFTS = range(1, 23)
 DOUBLED_ACC_LIMIT = 2**30
 
@@ -127,7 +134,7 @@ def doubled_requant(
     return right.astype(np.int32), round_.astype(np.int32)
 
 
-def requant_arguments(
+def requant_fields(
     ctx: LoweringContext,
     name: str,
     bias: np.ndarray,
@@ -136,42 +143,46 @@ def requant_arguments(
     shifts: np.ndarray,
     out: Tensor,
     act: str,
-) -> list[str]:
-    """multiplier, shift, round, output offset, clamp bounds: the requantization arguments of the
-    FULLY_CONNECTED and CONV_2D kernels. `round` is 0 (TFLM's general form, tr_requantize) unless
-    the doubled form is exact for this layer, which then passes its right shifts as `shift`."""
+) -> dict[str, FieldValue]:
+    """The `tr_requant_params` of a FULLY_CONNECTED or CONV_2D layer: TFLM's general form
+    (`shift` set) unless the doubled form is exact for this layer (`doubled` set: pairs of right
+    shift and rounding constant)."""
     offset = int(out.zero_point[0])
     lo, hi = activation_range_int8(act, float(out.scale[0]), offset)
     doubled = doubled_requant(bias, weight_abs_sums, mults, shifts, offset)
     if doubled is None:
-        shift_c, round_c = ctx.constant(f"{name}_shift", shifts, "int32_t"), "0"
+        shift_c, doubled_c = ctx.constant(f"{name}_shift", shifts, "int32_t"), "NULL"
     else:
-        shift_c = ctx.constant(f"{name}_right_shift", doubled[0], "int32_t")
-        round_c = ctx.constant(f"{name}_rounding", doubled[1], "int32_t")
-    return [
-        ctx.constant(f"{name}_multiplier", mults, "int32_t"),
-        shift_c,
-        round_c,
-        str(offset),
-        str(lo),
-        str(hi),
-    ]
+        pairs = np.stack(doubled, axis=1).reshape(-1)
+        shift_c, doubled_c = "NULL", ctx.constant(f"{name}_doubled", pairs, "int32_t")
+    return {
+        "multiplier": ctx.constant(f"{name}_multiplier", mults, "int32_t"),
+        "shift": shift_c,
+        "doubled": doubled_c,
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
-def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
-    """Weights, folded bias, and the requantization arguments (`requant_arguments`): what one
-    FULLY_CONNECTED layer adds to a kernel call (plain or fused)."""
+def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+    """Weights (packed by four rows), folded bias and requantization (`requant_fields`): the
+    `tr_dense_layer` of one FULLY_CONNECTED layer, plain or fused; arrays named `name`_*."""
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out_depth = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, out_depth, per_tensor_fc=True)
     weights = filt.data.astype(np.int64)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
-    name = filt.name
-    return [
-        ctx.constant(f"{name}_weights", pack_rows_by_four(filt.data), "int8_t"),
-        ctx.constant(f"{name}_bias", folded, "int32_t"),
-        *requant_arguments(
+    return {
+        "filter": ctx.constant(
+            f"{name}_filter",
+            pack_rows_by_four(filt.data),
+            "int8_t",
+            f"weights '{filt.name}' {shape_text(filt)}, rows packed by four",
+        ),
+        "bias": ctx.constant(f"{name}_bias", folded, "int32_t"),
+        "requant": requant_fields(
             ctx,
             name,
             folded,
@@ -181,7 +192,7 @@ def layer_arguments(op: Op, ctx: LoweringContext) -> list[str]:
             out,
             op.options.get("fused_activation_function", "NONE"),
         ),
-    ]
+    }
 
 
 def describe(op: Op) -> str:
@@ -197,21 +208,18 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.inputs[0], op.inputs[1], op.outputs[0]
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
-    weights, bias, *requant = layer_arguments(op, ctx)
-    args = [
-        ctx.tensor(inp),
-        weights,
-        bias,
-        ctx.tensor(out),
-        str(batches),
-        str(in_depth),
-        str(out_depth),
-        *requant,
-    ]
+    name = ctx.unique_name(f"fc_{layer_name(filt, f'op{op.index}')}")
+    fields: dict[str, FieldValue] = {
+        "batches": batches,
+        "input_depth": in_depth,
+        "output_depth": out_depth,
+        **layer_fields(op, ctx, name),
+    }
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_int8",
-        args,
+        ctx.params("tr_fc_params", name, fields),
+        [ctx.tensor(inp), ctx.tensor(out)],
         describe(op),
         macs=batches * in_depth * out_depth,
     )

@@ -14,7 +14,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor
+from toolchain.codegen.ops._common import require_int8_per_tensor, struct_name
 from toolchain.codegen.quant import quantize_multiplier
 from toolchain.errors import UnsupportedError
 
@@ -80,13 +80,25 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         f"MEAN {shape_text(src)} ({quant_text(src)}) over axes {reduced_axes(op)} -> "
         f"{shape_text(dst)} ({quant_text(dst)}), keep_dims {bool(op.options.get('keep_dims', False))}"
     )
-    params = mean_params(
-        float(src.scale[0]), int(src.zero_point[0]), float(dst.scale[0]), int(dst.zero_point[0]), reduced
+    zero_sum, multiplier, shift, output_zp = (
+        int(v)
+        for v in mean_params(
+            float(src.scale[0]), int(src.zero_point[0]), float(dst.scale[0]), int(dst.zero_point[0]), reduced
+        )
     )
-    name = ctx.constant(f"op{op.index}_mean_params", params, "int32_t")
+    fields = {
+        "outer": outer,
+        "reduced": reduced,
+        "inner": inner,
+        "zero_sum": zero_sum,
+        "multiplier": multiplier,
+        "shift": shift,
+        "output_offset": output_zp,
+    }
     return KernelCall(
         source="tr_mean.c",
         function="tr_mean_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), str(outer), str(reduced), str(inner), name],
+        params=ctx.params("tr_mean_params", struct_name(op, ctx), fields),
+        args=[ctx.tensor(src), ctx.tensor(dst)],
         comment=comment,
     )

@@ -10,7 +10,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import MAX_DIMS, extended_shape, require_int8_per_tensor
+from toolchain.codegen.ops._common import MAX_DIMS, extended_shape, require_int8_per_tensor, struct_name
 from toolchain.errors import UnsupportedError
 
 OPCODES: tuple[str, ...] = ("PAD", "PADV2")
@@ -85,14 +85,19 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     table = paddings(op)
     dims, pads = collapsed(src.shape, table)
     out_dims = [d + a + b for d, (a, b) in zip(dims, pads, strict=True)]
-    before = (0,) * (MAX_DIMS - len(dims)) + tuple(a for a, _ in pads)
-    geometry = np.array(extended_shape(tuple(dims)) + extended_shape(tuple(out_dims)) + before, np.int32)
-    name = ctx.constant(f"op{op.index}_pad_geometry", geometry, "int32_t")
+    before = (0,) * (MAX_DIMS - len(dims)) + tuple(int(a) for a, _ in pads)
     value = pad_value(op)
+    fields = {
+        "input_dims": [int(d) for d in extended_shape(tuple(dims))],
+        "output_dims": [int(d) for d in extended_shape(tuple(out_dims))],
+        "before": list(before),
+        "value": value,
+    }
     return KernelCall(
         source="tr_pad.c",
         function="tr_pad_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), name, str(value)],
+        params=ctx.params("tr_pad_params", struct_name(op, ctx, "pad"), fields),
+        args=[ctx.tensor(src), ctx.tensor(dst)],
         comment=f"{op.opcode} {shape_text(src)} by {table.tolist()} -> {shape_text(dst)} ({quant_text(dst)}), "
         f"pad value {value}",
     )

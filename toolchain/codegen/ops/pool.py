@@ -8,11 +8,15 @@ inside the input, so SAME padding cells do not count.
 
 from __future__ import annotations
 
-import numpy as np
-
 from toolchain.codegen.graph import Op
-from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_fused_activation, require_int8_per_tensor
+from toolchain.codegen.lowering import (
+    FieldValue,
+    KernelCall,
+    LoweringContext,
+    quant_text,
+    shape_text,
+)
+from toolchain.codegen.ops._common import require_fused_activation, require_int8_per_tensor, struct_name
 from toolchain.codegen.quant import activation_range_int8
 from toolchain.errors import UnsupportedError
 
@@ -44,24 +48,37 @@ def _padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
     return max(total, 0) // 2
 
 
-def pool_geometry(op: Op) -> np.ndarray:
-    """[batches, in_h, in_w, channels, out_h, out_w, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w]."""
+def pool_geometry(op: Op) -> dict[str, int]:
+    """The `tr_conv_geometry` of a pool: the window is the filter, channels in = out, no dilation."""
     n, in_h, in_w, channels = op.inputs[0].shape
     _, out_h, out_w, _ = op.outputs[0].shape
     o = op.options
     fh, fw, sh, sw = int(o["filter_height"]), int(o["filter_width"]), int(o["stride_h"]), int(o["stride_w"])
-    pad_h = _padding(sh, in_h, fh, out_h)
-    pad_w = _padding(sw, in_w, fw, out_w)
-    return np.array([n, in_h, in_w, channels, out_h, out_w, fh, fw, sh, sw, pad_h, pad_w], np.int32)
+    return {
+        "batches": n,
+        "in_h": in_h,
+        "in_w": in_w,
+        "in_c": channels,
+        "out_h": out_h,
+        "out_w": out_w,
+        "out_c": channels,
+        "k_h": fh,
+        "k_w": fw,
+        "stride_h": sh,
+        "stride_w": sw,
+        "dil_h": 1,
+        "dil_w": 1,
+        "pad_top": _padding(sh, in_h, fh, out_h),
+        "pad_left": _padding(sw, in_w, fw, out_w),
+    }
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     act = require_fused_activation(op)
     lo, hi = activation_range_int8(act, float(dst.scale[0]), int(dst.zero_point[0]))
-    geometry = pool_geometry(op)
     kind = "average" if op.opcode == "AVERAGE_POOL_2D" else "max"
-    name = ctx.constant(f"op{op.index}_{kind}_pool_geometry", geometry, "int32_t")
+    fields: dict[str, FieldValue] = {"geometry": pool_geometry(op), "act_min": lo, "act_max": hi}
     o = op.options
     comment = (
         f"{op.opcode} {shape_text(src)} -> {shape_text(dst)} ({quant_text(dst)}), "
@@ -71,6 +88,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     return KernelCall(
         source="tr_pool.c",
         function=f"tr_{kind}_pool_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), name, str(lo), str(hi)],
+        params=ctx.params("tr_pool_params", struct_name(op, ctx, f"{kind}_pool"), fields),
+        args=[ctx.tensor(src), ctx.tensor(dst)],
         comment=comment,
     )

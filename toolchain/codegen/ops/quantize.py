@@ -14,6 +14,7 @@ import numpy as np
 
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
+from toolchain.codegen.ops._common import struct_name
 from toolchain.codegen.ops.fully_connected import check_int8_activation
 from toolchain.codegen.quant import quantize_multiplier
 
@@ -30,14 +31,15 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, out = op.inputs[0], op.outputs[0]
     real = float(np.float32(inp.scale[0])) / float(np.float32(out.scale[0]))
     multiplier, shift = quantize_multiplier(real)
-    args = [
-        ctx.tensor(inp),
-        ctx.tensor(out),
-        str(inp.size),
-        str(int(inp.zero_point[0])),
-        str(multiplier),
-        str(shift),
-        str(int(out.zero_point[0])),
-    ]
+    fields = {
+        "size": inp.size,
+        "input_zero_point": int(inp.zero_point[0]),
+        "multiplier": multiplier,
+        "shift": shift,
+        "output_zero_point": int(out.zero_point[0]),
+    }
     comment = f"QUANTIZE {shape_text(inp)} ({quant_text(inp)}) -> {shape_text(out)} ({quant_text(out)})"
-    return KernelCall("tr_quantize.c", "tr_requantize_int8", args, comment)
+    params = ctx.params("tr_quantize_params", struct_name(op, ctx), fields)
+    return KernelCall(
+        "tr_quantize.c", "tr_quantize_int8", params, [ctx.tensor(inp), ctx.tensor(out)], comment
+    )

@@ -23,7 +23,7 @@ from toolchain.codegen.fixedpoint import (
 )
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import lookup_call, lookup_table, require_int8_per_tensor
+from toolchain.codegen.ops._common import lookup_call, lookup_table, require_int8_per_tensor, struct_name
 from toolchain.codegen.quant import INT8_MAX, INT8_MIN, quantize_multiplier, round_half_away
 from toolchain.errors import UnsupportedError
 
@@ -119,10 +119,12 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         lo, hi = (
             relu6_bounds(src) if op.opcode == "RELU6" else (max(INT8_MIN, int(dst.zero_point[0])), INT8_MAX)
         )
+        fields = {"size": src.size, "lo": lo, "hi": hi}
         return KernelCall(
             source="tr_relu.c",
             function="tr_relu_int8",
-            args=[ctx.tensor(src), ctx.tensor(dst), str(src.size), str(lo), str(hi)],
+            params=ctx.params("tr_relu_params", struct_name(op, ctx), fields),
+            args=[ctx.tensor(src), ctx.tensor(dst)],
             comment=f"{comment}, clamp to [{lo}, {hi}]",
         )
     if op.opcode == "HARD_SWISH":

@@ -14,7 +14,7 @@ import numpy as np
 from toolchain.codegen.fixedpoint import calculate_input_radius, exp_on_negative_values, srdhm, wrap32
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall, LoweringContext, quant_text, shape_text
-from toolchain.codegen.ops._common import require_int8_per_tensor
+from toolchain.codegen.ops._common import require_int8_per_tensor, struct_name
 from toolchain.codegen.quant import quantize_multiplier
 from toolchain.errors import UnsupportedError
 
@@ -79,10 +79,13 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     src, dst = op.inputs[0], op.outputs[0]
     beta = float(op.options.get("beta", 1.0))
     depth = src.shape[-1] if src.shape else 1
-    table = ctx.constant(f"op{op.index}_softmax_exp", exp_table(beta, float(src.scale[0])), "int32_t")
+    name = struct_name(op, ctx)
+    table = ctx.constant(f"{name}_exp_table", exp_table(beta, float(src.scale[0])), "int32_t")
+    fields = {"outer": src.size // depth, "depth": depth, "exp_table": table}
     return KernelCall(
         source="tr_softmax.c",
         function="tr_softmax_int8",
-        args=[ctx.tensor(src), ctx.tensor(dst), str(src.size // depth), str(depth), table],
+        params=ctx.params("tr_softmax_params", name, fields),
+        args=[ctx.tensor(src), ctx.tensor(dst)],
         comment=f"SOFTMAX {shape_text(src)} ({quant_text(src)}) beta {beta:g} -> {shape_text(dst)} ({quant_text(dst)})",
     )

@@ -27,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check toolchain tests benchmarks
+	$(VENV)/bin/ruff check toolchain tests benchmarks examples
 
 bench: setup
 	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sweeps (a sanity run)")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
     args = parser.parse_args(argv)
-    # Benchmark tables are wide; when the output goes to a file or CI log, rich would squeeze them to 80 columns.
+    # Benchmark tables are wide; in a file or CI log, rich would squeeze them to 80 columns.
     os.environ.setdefault("COLUMNS", "200")
     results: dict[str, object] = {}
     for name in args.only or BENCHMARKS:

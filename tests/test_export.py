@@ -374,6 +374,26 @@ def test_never_clears_a_folder_it_did_not_make(generated, tmp_path):
         export_arduino(model_library(generated["gen"]), tmp_path / "lib.tar")
 
 
+def test_ships_only_the_kernels_the_model_uses(generated, tmp_path):
+    """A codegen folder reused across models keeps stale kernels; the library takes model_info's list."""
+    import json
+
+    gen = tmp_path / "gen"
+    shutil.copytree(generated["gen"], gen)
+    (gen / "tr_stale_kernel.c").write_text("int tr_stale(void) { return 1; }\n")
+    (gen / "tr_stale_kernel.h").write_text("int tr_stale(void);\n")
+    files = model_library(gen).files
+    info = json.loads((gen / "model_info.json").read_text())
+    assert "tr_stale_kernel.c" not in files and "tr_stale_kernel.h" not in files
+    assert set(info["kernels"]) <= set(files) and {"model.h", "model.c", "model_weights.c"} <= set(files)
+    included = set(re.findall(r'#include "(tr_\w+\.h)"', (gen / "model.c").read_text()))
+    assert included and included <= set(files)  # each family header model.c includes ships with it
+    missing = sorted(included)[0]
+    (gen / missing).unlink()
+    with pytest.raises(TinyrankError, match=rf"{missing}: missing \(an #include names it\)"):
+        model_library(gen)
+
+
 def test_hostile_labels_are_escaped_in_c(generated):
     from toolchain.export.arduino import arduino_tree
 

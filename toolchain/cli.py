@@ -31,7 +31,8 @@ STAGE_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinyrank",
-        description="Shrink a Keras model with low-rank factorization, compile it to C, and measure it on a Cortex-M.",
+        description="Shrink a Keras model with low-rank factorization, compile it to C, "
+        "and measure it on a Cortex-M.",
         epilog="example: tinyrank deploy model.keras --data data.npz --board qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -17,8 +17,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "bench",
         parents=[common],
         help="measure latency, RAM, flash and correctness on the board (or QEMU)",
-        description="Run the benchmark firmware built by `tinyrank build`: latency over N runs, RAM (static + "
-        "stack high-water), flash, and every data sample compared byte for byte with TFLite Micro "
+        description="Run the benchmark firmware built by `tinyrank build`: latency over N runs, RAM "
+        "(static + stack high-water), flash, and every data sample compared byte for byte with TFLite Micro "
         "on the host. QEMU boards are started and stopped automatically.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -13,7 +13,8 @@ from toolchain.fileio import atomic_write_bytes
 
 def _latency_text(latency: dict[str, Any]) -> str:
     unit = latency["unit"]
-    text = f"{latency['median']:,} {unit} (min {latency['min']:,}, max {latency['max']:,}, {latency['runs']} runs)"
+    spread = f"min {latency['min']:,}, max {latency['max']:,}, {latency['runs']} runs"
+    text = f"{latency['median']:,} {unit} ({spread})"
     us = latency.get("microseconds")
     if us:
         text += f" = {us['median']:,} µs"

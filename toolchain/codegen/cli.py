@@ -68,8 +68,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "codegen",
         parents=[common],
         help="int8 .tflite -> standalone C (model.h, model.c, weights, kernels)",
-        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const weights "
-        "and one statically planned arena. Writes model_info.json next to the sources.",
+        description="Compile a full-int8 TFLite model into plain C: straight-line kernel calls, const "
+        "weights and one statically planned arena. Writes model_info.json next to the sources.",
         epilog="example: tinyrank codegen model.tflite --out gen/ --prefix kws --report codegen.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

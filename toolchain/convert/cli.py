@@ -37,7 +37,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="Keras model -> full-int8 TFLite flatbuffer",
         description="Convert a Keras model to a full-int8 TFLite flatbuffer (int8 input/output, per-channel "
         "weights) calibrated on x_train, and compare float and int8 accuracy on x_test.",
-        epilog="example: tinyrank convert small.keras --data digits.npz --out model.tflite --report convert.json",
+        epilog="example: tinyrank convert small.keras --data digits.npz --out model.tflite "
+        "--report convert.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="the .keras model")

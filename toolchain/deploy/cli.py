@@ -102,7 +102,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "deploy",
         parents=[common],
         help="all stages: compress, convert, codegen, build, bench",
-        description="Run every stage on a Keras model and measure it on the board (QEMU boards run in the emulator).",
+        description="Run every stage on a Keras model and measure it on the board "
+        "(QEMU boards run in the emulator).",
         epilog="example: tinyrank deploy model.keras --data digits.npz --board qemu_m4 --out build/qemu_m4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -24,7 +24,9 @@ from toolchain.errors import DataError, TinyrankError
 
 LIBRARY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # also a C identifier and a folder name
 VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-SOURCE_SUFFIXES = {".c", ".h"}
+MODEL_FILES = ("model.h", "model.c", "model_weights.c")
+LOCAL_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a file in the model folder, no path
+LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([A-Za-z0-9_][A-Za-z0-9_.-]*)"', re.M)
 LABEL_MAX_CHARS = 40
 
 
@@ -65,13 +67,37 @@ def read_generated_model(gen_dir: str | Path) -> tuple[dict, dict[str, bytes]]:
     prefix = str(info["prefix"])
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise TinyrankError(f"{gen / 'model_info.json'}: prefix '{prefix[:40]}' is not a C identifier")
-    files = {
-        p.name: p.read_bytes() for p in sorted(gen.iterdir()) if p.is_file() and p.suffix in SOURCE_SUFFIXES
-    }
-    for needed in ("model.h", "model.c"):
-        if needed not in files:
-            raise TinyrankError(f"{gen}: no {needed}; is it the output folder of `tinyrank codegen`?")
-    return info, files
+    return info, shipped_files(gen, info)
+
+
+def shipped_files(gen: Path, info: dict) -> dict[str, bytes]:
+    """The model's own files and the kernel sources it uses, with every local header they include.
+
+    The list comes from model_info.json's `kernels` and the `#include "..."` lines, not from the
+    folder's contents: a folder reused across models keeps kernels an earlier model needed, and
+    shipping those would compile code the model never calls.
+    """
+    kernels = info.get("kernels", [])
+    if not isinstance(kernels, list) or not all(
+        isinstance(k, str) and LOCAL_FILE.fullmatch(k) and k.endswith(".c") for k in kernels
+    ):
+        raise TinyrankError(f"{gen / 'model_info.json'}: 'kernels' must be a list of .c file names")
+    files: dict[str, bytes] = {}
+    pending = [*MODEL_FILES, *kernels]
+    while pending:
+        name = pending.pop()
+        if name in files:
+            continue
+        path = gen / name
+        if not path.is_file():
+            needed_by = "model_info.json's kernels" if name in kernels else "an #include"
+            raise TinyrankError(
+                f"{path}: missing ({needed_by} names it); regenerate the folder with `tinyrank codegen`"
+            )
+        files[name] = path.read_bytes()
+        text = files[name].decode("utf-8", errors="replace")
+        pending.extend(h for h in LOCAL_INCLUDE.findall(text) if h not in files)
+    return dict(sorted(files.items()))
 
 
 def default_name(info: dict) -> str:

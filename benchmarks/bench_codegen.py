@@ -163,8 +163,9 @@ def kernel_costs(op_counts: list[int], info: dict[str, Any]) -> dict[str, dict[s
 
 
 def _print(results: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title="codegen: generated C per MLPerf Tiny model (Cortex-M4, -O2)")
     columns = [
@@ -189,7 +190,7 @@ def _print(results: dict[str, Any]) -> None:
             for _, key in columns[1:]
         ]
         table.add_row(*cells)
-    Console().print(table)
+    make_console().print(table)
 
 
 def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:

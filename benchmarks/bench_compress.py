@@ -193,8 +193,9 @@ def run(out_dir: Path, quick: bool = False) -> dict:
 
 
 def print_table(results: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title="tinyrank compress on digits (float / int8 test accuracy)")
     for column in (
@@ -225,9 +226,9 @@ def print_table(results: dict) -> None:
             f"{r['int8_after']:.2%}",
             f"{r['compress_seconds']:.2f}",
         )
-    console = Console()
-    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
-        console.width = 160
+    console = make_console()  # plain in logs and CI (no escapes), and wide enough for the table
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
     console.print(table)
     tb = results["textbook_dense_1024x512_rank64"]
     console.print(

@@ -255,6 +255,43 @@ def test_library_and_example_compile_and_link_for_each_core(arduino_zip, board, 
         assert re.search(rf" [TW] {re.escape(name)}$", symbols, re.MULTILINE), name
 
 
+def test_example_sketch_prints_class_time_arena_ram_and_repeats(generated, arduino_zip, tmp_path):
+    """The sketch run on the host (tests/fixtures/arduino_shim/arduino_host.cpp simulates the clock,
+    a button on pin 2 at 1500 ms and a character on Serial at 2500 ms): it prints the class TFLite
+    Micro predicts for the stored sample, the micros() difference, the arena and free RAM, and runs
+    at start, on the button, on the character and 5 s after the last run."""
+    from toolchain.oracle import run
+
+    with zipfile.ZipFile(arduino_zip) as archive:
+        archive.extractall(tmp_path)
+    lib = tmp_path / "tinyrank_shapes"
+    sketch_dir = lib / "examples" / "tinyrank_shapes_demo"
+    sketch_cpp = tmp_path / "sketch.cpp"
+    sketch_cpp.write_text("#include <Arduino.h>\n" + (sketch_dir / "tinyrank_shapes_demo.ino").read_text())
+    objects = [
+        _compile("gcc", ["-std=gnu11"], c, tmp_path / f"{c.stem}.o", lib / "src")
+        for c in sorted((lib / "src").rglob("*.c"))
+    ]
+    cxx = ["-std=gnu++17", "-DBUTTON_PIN=2"]
+    objects.append(_compile("g++", cxx, sketch_cpp, tmp_path / "sketch.o", SHIM, lib / "src", sketch_dir))
+    objects.append(_compile("g++", cxx, SHIM / "arduino_host.cpp", tmp_path / "host.o", SHIM))
+    program = tmp_path / "sketch"
+    subprocess.run(["g++", *map(str, objects), "-o", str(program)], check=True, timeout=120)
+    out = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    x_test = np.load(generated["data"])["x_test"]
+    expected = int(np.argmax(run(generated["tflite"], x_test[2:3])[0][0]))
+    label = LABELS.split(",")[expected]
+    runs = out.split("setup done\n")[1].split("ran at ")
+    assert [int(r.split(" ms")[0]) for r in runs[1:]] == [0, 1500, 2500, 7500]
+    info = model_library(generated["gen"]).info
+    for text in runs[:-1]:  # each run's output precedes its "ran at" line
+        assert f"predicted class: {expected} ({label}), score " in text
+        assert "expected class: 2\ntime: 250 us\n" in text
+        assert f"arena: {info['arena_bytes']} bytes\n" in text
+        assert re.search(r"free RAM: \d+ bytes\n", text), text
+
+
 def test_platformio_library_manifest_validates_offline(generated, tmp_path):
     from platformio.package.manifest.parser import ManifestParserFactory
     from platformio.package.manifest.schema import ManifestSchema

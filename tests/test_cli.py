@@ -37,7 +37,10 @@ def test_report_option_everywhere(command: str) -> None:
 
 def test_help_does_not_import_tensorflow() -> None:
     """`tinyrank --help` and `tinyrank boards` must not pay TensorFlow's multi-second import."""
-    code = "import sys; from toolchain.cli import build_parser; build_parser(); print('tensorflow' in sys.modules)"
+    code = (
+        "import sys; from toolchain.cli import build_parser; build_parser(); "
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
@@ -62,7 +65,7 @@ def test_console_script_is_installed() -> None:
 
 
 def test_make_flash_wires_board_and_port() -> None:
-    """`make flash BOARD=nano33 PORT=...` must reach `tinyrank deploy --flash` with both (dry run: no board here)."""
+    """`make flash BOARD=nano33 PORT=...` reaches `tinyrank deploy --flash` with both (dry run: no board)."""
     out = subprocess.run(
         ["make", "-n", "flash", "BOARD=nano33", "PORT=/dev/ttyACM0"],
         capture_output=True,
@@ -73,3 +76,28 @@ def test_make_flash_wires_board_and_port() -> None:
     ).stdout
     deploy = next(line for line in out.splitlines() if "tinyrank deploy" in line)
     assert "--board nano33" in deploy and "--flash" in deploy and "--port /dev/ttyACM0" in deploy
+
+
+def test_make_demo_kws_sets_up_first_and_passes_the_board() -> None:
+    """`make demo-kws` must run the set-up (espeak-ng, .venv) before the example, on the chosen board."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        ["make", "-n", "demo-kws", "BOARD=qemu_m3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=root,
+    ).stdout.splitlines()
+    setup = next(i for i, line in enumerate(out) if "scripts/setup.sh" in line)
+    demo = next(i for i, line in enumerate(out) if "examples.kws.demo" in line)
+    assert setup < demo and "--board qemu_m3" in out[demo]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "examples.kws.demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=root,
+    ).stdout
+    assert "--board" in help_text and "--per-class" in help_text

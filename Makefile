@@ -12,7 +12,7 @@ export PLATFORMIO_SETTING_ENABLE_TELEMETRY := No
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: setup demo demo-kws test lint bench flash run clean
+.PHONY: setup demo demo-kws test lint bench costmodel flash run clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,11 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks.run_all --board $(BOARD) $(if $(PORT),--port $(PORT)) --out build/bench
+
+# Measure the generated kernels on a grid of shapes in QEMU (M4, M3, M33) and refit the on-device
+# cost model (toolchain/firmware/costmodel.json). Run it after changing a kernel; about 5 minutes.
+costmodel: setup
+	nice -n 10 $(PY) -m toolchain.firmware.costfit --out toolchain/firmware/costmodel.json
 
 flash: setup
 	@test -f $(MODEL) || $(PY) -m toolchain.deploy.demo --out build/demo --no-bench

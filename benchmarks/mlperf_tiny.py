@@ -113,12 +113,26 @@ def mlp(seed: int = 0) -> Any:
     return keras.Model(inp, out, name="mlp")
 
 
+def micro_speech(seed: int = 0) -> Any:
+    """TFLite Micro's micro_speech model: one 10x8 depthwise convolution with depth multiplier 8
+    (stride 2, SAME) over a 49x40 spectrogram, then a 4000->4 fully connected layer and softmax."""
+    keras, L = _layers()
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((49, 40, 1))
+    x = L.DepthwiseConv2D(
+        (10, 8), strides=2, padding="same", depth_multiplier=8, activation="relu", depthwise_initializer=INIT
+    )(inp)
+    out = L.Dense(4, activation="softmax")(L.Flatten()(x))
+    return keras.Model(inp, out, name="micro_speech")
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "ds_cnn": ds_cnn,
     "resnet8": resnet8,
     "mobilenet_v1_025": mobilenet_v1_025,
     "fc_autoencoder": fc_autoencoder,
     "mlp": mlp,
+    "micro_speech": micro_speech,
 }
 
 

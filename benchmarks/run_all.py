@@ -17,7 +17,7 @@ from pathlib import Path
 
 from toolchain.fileio import write_json_report
 
-BENCHMARKS = ("bench_compress", "bench_kws", "bench_codegen", "bench_device")
+BENCHMARKS = ("bench_compress", "bench_kws", "bench_codegen", "bench_device", "bench_costmodel")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,20 @@ def test_per_op_accounts_for_the_whole_inference(report: dict, built_model: Path
     assert biggest["count"] == max(r["count"] for r in rows)
 
 
+def test_cycle_estimate_replays_the_measured_inference(report: dict) -> None:
+    estimate, median = report["cycle_estimate"], report["latency"]["median"]
+    # The traced run is the measured inference: the same instructions, counted another way.
+    assert abs(estimate["traced_instructions"] - median) <= 0.02 * median
+    # Loads and taken branches cost more than a cycle; nothing costs less.
+    assert 1.0 < estimate["cycles_per_instruction"] < 3.0
+    assert (
+        estimate["estimated_cycles"] == round(median * estimate["cycles_per_instruction"])
+        or abs(estimate["estimated_cycles"] - median * estimate["cycles_per_instruction"]) <= 0.001 * median
+    )
+    assert estimate["kernel_cpi"]  # the fully connected kernel ran and was traced
+    assert all(row["estimated_cycles"] >= row["count"] for row in report["per_op"])
+
+
 def test_ram_and_flash_come_from_the_elf_and_the_stack(report: dict) -> None:
     from toolchain.firmware import elf_sizes
 

@@ -13,7 +13,7 @@ from toolchain.firmware import render_board_config
 from toolchain.firmware.boards import list_boards, load_board
 from toolchain.firmware.cli import register
 
-REQUIRED = {"nano33", "nucleo_l4r5zi", "pico", "teensy41", "qemu_m4", "qemu_m3", "qemu_m33"}
+REQUIRED = {"nano33", "nucleo_l4r5zi", "pico", "teensy41", "qemu_m4", "qemu_m3", "qemu_m33", "qemu_m0"}
 
 
 def test_required_boards_exist_and_load():
@@ -51,7 +51,8 @@ def test_specific_board_facts():
 @pytest.mark.parametrize(
     "board_id, expected",
     [
-        ("pico", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
+        ("pico", ["-mcpu=cortex-m0plus", "-mthumb", "-masm-syntax-unified", "-mfloat-abi=soft"]),
+        ("qemu_m0", ["-mcpu=cortex-m0", "-mthumb", "-masm-syntax-unified", "-mfloat-abi=soft"]),
         ("qemu_m3", ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]),
         ("nano33", ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
         ("teensy41", ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]),

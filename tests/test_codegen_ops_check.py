@@ -10,6 +10,7 @@ used kernel includes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -190,7 +191,15 @@ def test_pool_geometry_pads_same_like_tflite():
     )
     # total padding (4-1)*2+3-7 = 2 -> 1 on top; (3-1)*2+3-6 = 1 -> 0 on the left (the odd cell goes after)
     g = pool.pool_geometry(op)
-    assert [g[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c")] == [1, 7, 6, 3, 4, 3, 3]
+    assert [g[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c")] == [
+        1,
+        7,
+        6,
+        3,
+        4,
+        3,
+        3,
+    ]
     assert [g[k] for k in ("k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w")] == [3, 3, 2, 2, 1, 1]
     assert (g["pad_top"], g["pad_left"]) == (1, 0)
 
@@ -295,6 +304,41 @@ def test_lowering_emits_named_tables_and_calls():
     relu6 = relu.lower(_op("RELU6", [src], [_tensor(1, (1, 16), scale=(0.5,), zero_point=(-100,))]), ctx)
     # TFLM's RELU6 clamps on the input's quantization: [zp, zp + round(6 / scale)]
     assert relu6.function == "tr_relu_int8" and relu6.params.fields == {"size": 16, "lo": 4, "hi": 127}
+
+
+def test_constant_names_are_whole_and_unique():
+    ctx = LoweringContext(prefix="kws")
+    long_hint = "sequential_1/dense_1_2/MatMul_right_shift_and_rounding_pairs"
+    name = ctx.constant(long_hint, np.zeros(2, np.int32), "int32_t")
+    assert name == "kws_sequential_1_dense_1_2_matmul_right_shift_and_rounding_pairs"  # never cut
+    # names that differ only in punctuation, or one hint used twice, get a short hash suffix
+    a = ctx.constant("conv/w", np.zeros(1, np.int8), "int8_t")
+    b = ctx.constant("conv_w", np.zeros(1, np.int8), "int8_t")
+    c = ctx.constant("conv_w", np.zeros(1, np.int8), "int8_t")
+    assert a == "kws_conv_w" and len({a, b, c}) == 3
+    assert all(re.fullmatch(r"kws_conv_w_[0-9a-f]{6}", n) for n in (b, c))
+    assert ctx.unique_name("kws_invoke") != "kws_invoke"  # the model's C API keeps its names
+    with pytest.raises(ValueError, match="not reserved"):
+        ctx.params("tr_relu_params", "relu_1", {})
+
+
+def test_params_struct_renders_as_a_named_static_const():
+    ctx = LoweringContext()
+    name = ctx.unique_name("fc_dense_1")
+    requant = {"multiplier": "tr_m", "shift": "NULL", "doubled": "tr_d", "output_offset": -128}
+    params = ctx.params(
+        "tr_fc_params", name, {"batches": 1, "input_depth": 64, "filter": "tr_w", "requant": requant}
+    )
+    lines = render.struct_lines(params)
+    assert lines[0] == "    static const tr_fc_params fc_dense_1 = {" and lines[-1] == "    };"
+    text = "\n".join(lines)
+    assert ".batches = 1, .input_depth = 64," in text and ".filter = tr_w," in text
+    assert ".requant = { .multiplier = tr_m, .shift = NULL, .doubled = tr_d, .output_offset = -128 }," in text
+    assert render.comment_lines("a */ b") == ["    /* a * / b */"]
+    wrapped = render.comment_lines("word " * 60)
+    assert (
+        wrapped[0].startswith("    /* ") and wrapped[-1] == "     */" and all(len(x) <= 110 for x in wrapped)
+    )
 
 
 def test_logistic_table_is_monotonic_and_centred():

@@ -3,7 +3,7 @@
 The model strings PAD, AVERAGE_POOL_2D, MAX_POOL_2D, TANH, ADD (fused RELU), MEAN,
 SUB and MUL (broadcast), HARD_SWISH, CONCATENATION, LOGISTIC, LEAKY_RELU, RELU6 and
 SOFTMAX together. It is generated
-once, built for the Cortex-M4 (DSP path) and the Cortex-M3 (no DSP) QEMU boards, and
+once, built for the Cortex-M4 (DSP path), the Cortex-M3 and the Cortex-M0 (no DSP) QEMU boards, and
 every test sample's output must equal TFLite Micro's on the host.
 """
 
@@ -69,7 +69,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out / "gen", data
 
 
-@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3", "qemu_m0"])  # DSP path; generic on M3 and M0
 def test_op_chain_is_bit_exact_in_qemu(chain, board, tmp_path):
     from toolchain.bench.measure import run_benchmark
     from toolchain.firmware import build

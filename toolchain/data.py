@@ -131,6 +131,8 @@ def score_outputs(outputs: np.ndarray, y: np.ndarray | None, x: np.ndarray) -> d
     if labels is not None:
         return {"accuracy": float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels))}
     target = np.asarray(x if y is None else y, dtype=np.float32)
+    if y is None and np.asarray(outputs).size != target.size:  # not an autoencoder: nothing to score against
+        return {"unlabeled": float("nan")}
     return {"mse": float(np.mean((np.asarray(outputs, np.float32).reshape(target.shape) - target) ** 2))}
 
 

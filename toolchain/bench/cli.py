@@ -42,6 +42,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=1.0, help="seconds to wait for each reply (default 1)"
     )
+    parser.add_argument(
+        "--no-cycle-estimate",
+        action="store_true",
+        help="QEMU boards: skip the traced run that estimates Cortex-M4 cycles from the instructions",
+    )
     parser.set_defaults(func=run_bench)
 
 
@@ -65,6 +70,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             per_op=args.per_op or bool(args.plot),
             max_samples=args.max_samples,
             timeout_s=args.timeout,
+            estimate_cycles=not args.no_cycle_estimate,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     print_report(report)

@@ -197,6 +197,7 @@ def measure_session(
     if per_op:
         profiled = client.run([timing_input, *extra_inputs], runs=max(1, min(runs, 5)), per_op=True)
         report["per_op"] = per_op_rows(profiled.op_counts, info)
+        report["cost_model"] = add_predictions(report["per_op"], info, board)
         report["stack_high_water_bytes"] = max(report["stack_high_water_bytes"], profiled.stack_used_bytes)
 
     checked = check_samples(client, samples, reference, extra_inputs, progress)
@@ -284,6 +285,30 @@ def per_op_rows(op_counts: list[int], info: dict) -> list[dict[str, Any]]:
     return rows
 
 
+def add_predictions(rows: list[dict[str, Any]], info: dict, board: Any) -> dict[str, Any] | None:
+    """Put the cost model's prediction beside each op's measured count; returns the model's
+    totals (None when this board's core has no cost model or the C predates op shapes)."""
+    from toolchain.firmware.costmodel import load_cost_model
+
+    try:
+        model = load_cost_model(board)
+        predicted = model.predict_ops(info)
+    except TinyrankError:
+        return None
+    for row, value in zip(rows, predicted, strict=False):
+        row["predicted"] = int(round(value))
+        row["prediction_error"] = round((value - row["count"]) / row["count"], 4) if row["count"] else None
+    measured = sum(row["count"] for row in rows)
+    total = int(round(sum(predicted)))
+    return {
+        "core": model.core,
+        "borrowed_from": model.borrowed_from,
+        "predicted": total,
+        "measured": measured,
+        "error": round((total - measured) / measured, 4) if measured else None,
+    }
+
+
 def run_benchmark(
     model_dir: str | os.PathLike,
     board: Any,
@@ -296,11 +321,13 @@ def run_benchmark(
     max_samples: int | None = None,
     timeout_s: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    estimate_cycles: bool = True,
 ) -> dict[str, Any]:
     """Benchmark the firmware `tinyrank build` made from `model_dir` for `board`; returns the report.
 
     `dataset` is a `toolchain.data.Dataset` or the path of an `.npz`; its `x_test` (else
     `x_train`) samples are checked against TFLite Micro, and `y_test` gives the accuracy.
+    On QEMU boards, `estimate_cycles` adds estimated Cortex-M4 cycles (`toolchain.bench.cycles`).
     """
     from toolchain.data import load_dataset
     from toolchain.firmware import read_model_info
@@ -339,6 +366,8 @@ def run_benchmark(
             progress=progress,
         )
 
+    if estimate_cycles and board.is_emulated and elf is not None:
+        add_cycle_estimate(report, board, elf, info, samples)
     static_ram = sizes["static_ram_bytes"] if sizes else report["device"]["static_ram_bytes"]
     report.update(
         {
@@ -357,6 +386,27 @@ def run_benchmark(
         }
     )
     return report
+
+
+def add_cycle_estimate(
+    report: dict[str, Any], board: Any, elf: Path, info: dict, samples: np.ndarray | None
+) -> None:
+    """Trace one inference in QEMU and add estimated cycles to the report and to its per-op rows."""
+    from toolchain.bench import cycles
+
+    if samples is not None and len(samples):
+        first = samples[0].tobytes()
+    else:
+        first = np.full(int(info["inputs"][0]["size"]), info["inputs"][0]["zero_point"], np.int8).tobytes()
+    inputs = [first] + [bytes(int(edge["size"])) for edge in info["inputs"][1:]]
+    functions = cycles.model_functions(elf)
+    estimate = cycles.trace_one_inference(board, elf, inputs)
+    section = cycles.summary(estimate, report["latency"]["median"], functions)
+    report["cycle_estimate"] = section
+    kernel_of = {name: stem for stem, names in functions.items() for name in names}
+    for row in report.get("per_op", []):
+        cpi = section["kernel_cpi"].get(kernel_of.get(str(row.get("kernel")), ""), estimate.cpi)
+        row["estimated_cycles"] = int(round(row["count"] * cpi))
 
 
 def device_samples(samples: np.ndarray, edge: dict, index: int = 0) -> np.ndarray:

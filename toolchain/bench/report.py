@@ -29,6 +29,15 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("board", f"{report['board_name']} ({report['board']})"),
         ("latency per inference", _latency_text(report["latency"])),
     ]
+    estimate = report.get("cycle_estimate")
+    if estimate:
+        rows.append(
+            (
+                "estimated cycles per inference",
+                f"{estimate['estimated_cycles']:,} (estimate: {estimate['cycles_per_instruction']:.2f} "
+                f"cycles per instruction, {estimate['timing_model']})",
+            )
+        )
     ram = (
         f"{report['ram_bytes']:,} B = static {report['static_ram_bytes']:,} + "
         f"stack high-water {report['stack_high_water_bytes']:,}"
@@ -76,18 +85,34 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     if report.get("per_op"):
         unit = report["latency"]["unit"]
         ops = Table(title=f"per op ({unit}, least over the runs)")
-        for column in ("#", "op", "kernel", "MACs", unit, "share"):
-            ops.add_column(column, justify="right" if column in ("#", "MACs", unit, "share") else "left")
+        estimated = all("estimated_cycles" in row for row in report["per_op"])
+        predicted = any("predicted" in row for row in report["per_op"])
+        columns = ["#", "op", "kernel", "MACs", unit, f"{unit}/MAC", "share"]
+        if estimated:
+            columns[6:6] = ["est. cycles", "est. cycles/MAC"]
+        if predicted:
+            columns += ["predicted", "error"]
+        for column in columns:
+            ops.add_column(column, justify="left" if column in ("op", "kernel") else "right")
         for row in report["per_op"]:
-            ops.add_row(
-                str(row["index"]),
-                row["opcode"],
-                str(row["kernel"]),
-                f"{row['macs']:,}",
-                f"{row['count']:,}",
-                f"{row['share']:.1%}",
-            )
+            per_mac = f"{row['count'] / row['macs']:.2f}" if row["macs"] else "-"
+            cells = [str(row["index"]), row["opcode"], str(row["kernel"]), f"{row['macs']:,}"]
+            cells += [f"{row['count']:,}", per_mac, f"{row['share']:.1%}"]
+            if estimated:
+                cycles_per_mac = f"{row['estimated_cycles'] / row['macs']:.2f}" if row["macs"] else "-"
+                cells[6:6] = [f"{row['estimated_cycles']:,}", cycles_per_mac]
+            if predicted:
+                error = row.get("prediction_error")
+                cells.append(f"{row['predicted']:,}" if "predicted" in row else "-")
+                cells.append(f"{error:+.1%}" if error is not None else "-")
+            ops.add_row(*cells)
         console.print(ops)
+        model = report.get("cost_model")
+        if model:
+            console.print(
+                f"cost model ({model['core']}): predicted {model['predicted']:,} {unit} per inference, "
+                f"measured {model['measured']:,} ({model['error']:+.1%})"
+            )
 
 
 def plot_per_op(report: dict[str, Any], path: str | os.PathLike) -> Path:

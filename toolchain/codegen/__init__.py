@@ -27,6 +27,7 @@ def check_prefix(prefix: str) -> str:
 def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
     """The model_info.json contract of ARCHITECTURE.md."""
     from toolchain.codegen.render import template_values
+    from toolchain.codegen.shapes import op_shape
 
     values = template_values(model)
     keys = ("name", "shape", "dtype", "scale", "zero_point", "size", "tflite_dtype")
@@ -41,6 +42,7 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
                 "graph_ops": [op.index for op in [item.op, *item.fused]],
                 "kernel": call.function if call else None,
                 "macs": call.macs if call else 0,
+                "shapes": [op_shape(op) for op in [item.op, *item.fused]],
                 "comment": call.comment if call else "memory alias",
             }
         )

@@ -46,6 +46,10 @@ class Candidate:
     params: int
     macs: int
     bytes: int
+    # On-device costs, filled by `toolchain.compress.costs.add_device_costs` when a board is given.
+    flash_bytes: float = 0.0
+    ram_bytes: float = 0.0
+    instructions: float = 0.0
 
     def cost(self, kind: str) -> int:
         return getattr(self, kind)

@@ -12,6 +12,8 @@ EPILOG = """examples:
   tinyrank compress cnn.keras --data digits.npz --method tucker --ranks conv2d_1=8:16 --out small.keras
   tinyrank compress cnn.keras --data digits.npz --method auto --target-params 0.3 --pareto --plot p.png --out s.keras
   tinyrank compress mlp.keras --data digits.npz --board nano33 --out small.keras --report compress.json
+  tinyrank compress mlp.keras --data digits.npz --board qemu_m4 --target-latency 0.5 --out small.keras
+  tinyrank compress cnn.keras --data digits.npz --board qemu_m4 --pareto --plot pareto.png --out small.keras
 
 Factored layers: the last keeps the original name, the others get _u, _in, _core, _kh, _kw suffixes."""
 
@@ -65,7 +67,24 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--target-macs", type=float, default=None, metavar="F", help="budget: this fraction of the MACs"
     )
     ranks.add_argument(
-        "--board", default=None, metavar="ID", help="budget: fit this board's flash (see `tinyrank boards`)"
+        "--target-latency",
+        type=float,
+        default=None,
+        metavar="F",
+        help="budget: this fraction of the original's predicted cost on --board",
+    )
+    ranks.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="budget: at most MS milliseconds on --board (cycles at its clock; instructions on QEMU boards)",
+    )
+    ranks.add_argument(
+        "--board",
+        default=None,
+        metavar="ID",
+        help="fit this board's flash and RAM; cost layers with its core's model (see `tinyrank boards`)",
     )
     parser.add_argument(
         "--pareto", action="store_true", help="sweep parameter budgets and report accuracy against size"
@@ -109,6 +128,8 @@ def run_compress(args: argparse.Namespace) -> dict:
         vbmf=args.vbmf,
         target_params=args.target_params,
         target_macs=args.target_macs,
+        target_latency=args.target_latency,
+        max_latency_ms=args.max_latency_ms,
         board=args.board,
         pareto=args.pareto,
         finetune_epochs=args.finetune_epochs,

@@ -28,42 +28,14 @@ from toolchain.compress.layers import (
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, parse_ranks, reference_method, rule_ranks
+from toolchain.compress.unlabeled import NOTE as TEACHER_NOTE
+from toolchain.compress.unlabeled import label_with_teacher, needs_teacher_labels
 from toolchain.data import Dataset, check_input_shape, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
+LATENCY_TARGETS = ("target_latency", "max_latency_ms")
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
-
-
-KERNEL_CODE_BYTES = 16 * 1024  # the generated model code and kernels, beside the board's own runtime
-
-
-def board_weight_budget(board_id: str, model: Any) -> tuple[int, dict]:
-    """Flash bytes left for int8 weights on a board after its runtime and the model code.
-
-    RAM is checked too: factoring does not shrink activations, so a model whose largest
-    layer input plus output (int8) does not fit the RAM left is refused here, not on the board.
-    """
-    from toolchain.firmware.boards import load_board
-
-    board = load_board(board_id)
-    weights_budget = board.flash_bytes - board.runtime_flash_bytes - KERNEL_CODE_BYTES
-    ram_left = board.ram_bytes - board.runtime_ram_bytes - board.stack_bytes
-    activations = activation_bytes(model)
-    if activations > ram_left:
-        raise BudgetError(
-            f"board '{board_id}': activations need about {activations} bytes of RAM but {ram_left} are left "
-            f"(RAM {board.ram_bytes}); low-rank factoring cannot reduce them"
-        )
-    return weights_budget, {
-        "board": board_id,
-        "flash_bytes": board.flash_bytes,
-        "ram_bytes": board.ram_bytes,
-        "runtime_flash_bytes": board.runtime_flash_bytes,
-        "weights_budget_bytes": weights_budget,
-        "activation_bytes": activations,
-        "ram_left_bytes": ram_left,
-    }
 
 
 def activation_bytes(model: Any) -> int:
@@ -114,10 +86,19 @@ def _check_options(method, ranks, energy, vbmf, targets) -> None:
         raise UnsupportedError(f"--energy {energy}: must be in (0, 1]")
     if energy is not None and vbmf:
         raise UnsupportedError("--energy and --vbmf both choose ranks; give one")
-    chosen = [k for k, v in targets.items() if v is not None]
+    chosen = [k for k, v in targets.items() if v is not None and k != "board"]
     if len(chosen) > 1:
         raise UnsupportedError(f"give one budget, not {' and '.join(chosen)}")
-    for key in ("target_params", "target_macs"):
+    if targets.get("board") is None and any(targets.get(k) is not None for k in LATENCY_TARGETS):
+        key = next(k for k in LATENCY_TARGETS if targets.get(k) is not None)
+        raise UnsupportedError(
+            f"--{key.replace('_', '-')} is measured on a board: add --board (e.g. qemu_m4)"
+        )
+    if targets.get("max_latency_ms") is not None and not targets["max_latency_ms"] > 0:
+        raise UnsupportedError(f"--max-latency-ms {targets['max_latency_ms']}: must be above 0")
+    if chosen == [] and targets.get("board") is not None:
+        chosen = ["board"]
+    for key in ("target_params", "target_macs", "target_latency"):
         value = targets.get(key)
         if value is not None and not 0.0 < value <= 1.0:
             raise UnsupportedError(f"--{key.replace('_', '-')} {value}: must be a fraction in (0, 1]")
@@ -276,6 +257,8 @@ def compress(
     vbmf: bool = False,
     target_params: float | None = None,
     target_macs: float | None = None,
+    target_latency: float | None = None,
+    max_latency_ms: float | None = None,
     board: str | None = None,
     pareto: bool = False,
     finetune_epochs: int = 0,
@@ -305,7 +288,13 @@ def compress(
     if isinstance(ranks, str):
         ranks = parse_ranks(ranks)
     ranks = dict(ranks or {})
-    targets = {"target_params": target_params, "target_macs": target_macs, "board": board}
+    targets = {
+        "target_params": target_params,
+        "target_macs": target_macs,
+        "target_latency": target_latency,
+        "max_latency_ms": max_latency_ms,
+        "board": board,
+    }
     _check_options(method, ranks, energy, vbmf, targets)
     if finetune_epochs < 0:
         raise UnsupportedError(f"--finetune-epochs {finetune_epochs}: must be 0 or more")
@@ -314,6 +303,9 @@ def compress(
     dataset = to_dataset(data)
     if dataset is not None and len(model.inputs) == 1:
         check_input_shape(dataset, tuple(model.inputs[0].shape), where=f"model '{model.name}'")
+    labels_note = None
+    if needs_teacher_labels(model, dataset):
+        dataset, labels_note, distill = label_with_teacher(model, dataset), TEACHER_NOTE, True
     needs_data = pareto or finetune_epochs > 0 or any(v is not None for v in targets.values())
     if dataset is None and needs_data:
         raise DataError("this compression needs data (budget search, --pareto or fine-tuning): pass --data")
@@ -326,9 +318,26 @@ def compress(
     x_calib = _calibration(dataset, seed) if dataset is not None else None
     before = model_cost(model)
     budget_info: dict = {}
-    table = None
-    if any(v is not None for v in targets.values()):
-        kind, value, budget_info = _budget(model, before, target_params, target_macs, board)
+    table = state = None
+    if board is not None:
+        from toolchain.compress import device
+
+        state = device.prepare(folded, infos, method, x_calib, board, seed)
+        plan, budget_info = device.plan_on_device(
+            state,
+            infos,
+            method,
+            before,
+            seed,
+            target_params=target_params,
+            target_macs=target_macs,
+            target_latency=target_latency,
+            max_latency_ms=max_latency_ms,
+        )
+        table = state.table
+        selection = "budget"
+    elif any(v is not None for v in targets.values()):
+        kind, value, budget_info = _budget(before, target_params, target_macs)
         plan, table = _plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
         selection = "budget"
     else:
@@ -352,7 +361,11 @@ def compress(
         "params_ratio": before["params"] / max(after["params"], 1),
         "new_layers": [layer.name for layer in factored.layers],
         "compress_seconds": compress_seconds,
+        "labels": labels_note or "from the data",
     }
+    for row in report["layers"]:
+        if row["name"] in budget_info.get("layer_costs", {}):
+            row["device"] = budget_info["layer_costs"][row["name"]]
     if dataset is not None:
         metric, original = _evaluate(model, dataset)
         scores = {"original": original, "factored": _evaluate(factored, dataset)[1]}
@@ -377,6 +390,8 @@ def compress(
             distill,
             batch_size,
             learning_rate,
+            state,
+            budget_info,
         )
     return factored, report
 
@@ -395,15 +410,10 @@ def _calibration(dataset: Dataset, seed: int) -> np.ndarray:
     return np.asarray(x[np.sort(order)], dtype=np.float32)
 
 
-def _budget(model: Any, before: dict, target_params, target_macs, board) -> tuple[str, float, dict]:
+def _budget(before: dict, target_params, target_macs) -> tuple[str, float, dict]:
     if target_params is not None:
         return "params", target_params * before["params"], {"target_params": target_params}
-    if target_macs is not None:
-        return "macs", target_macs * before["macs"], {"target_macs": target_macs}
-    limit, info = board_weight_budget(board, model)
-    if limit <= 0:
-        raise BudgetError(f"board '{board}': no flash left for weights after the runtime and model code")
-    return "bytes", float(limit), info
+    return "macs", target_macs * before["macs"], {"target_macs": target_macs}
 
 
 def _evaluate(model: Any, dataset: Dataset) -> tuple[str, float]:
@@ -429,8 +439,24 @@ def _finetune(model, teacher, dataset, epochs, distill, seed, verbose, batch_siz
     )
 
 
-def _pareto(model, folded, infos, method, dataset, x_calib, seed, table, epochs, distill, batch_size, lr):
-    """Accuracy against parameters over a sweep of parameter budgets (one candidate table)."""
+def _pareto(
+    model,
+    folded,
+    infos,
+    method,
+    dataset,
+    x_calib,
+    seed,
+    table,
+    epochs,
+    distill,
+    batch_size,
+    lr,
+    state,
+    limits,
+):
+    """Accuracy against parameters over a sweep of parameter budgets (one candidate table); with a
+    board (`state`), each point also gets its predicted device cost and whether it fits."""
     before = model_cost(model)["params"]
     points = []
     for fraction in PARETO_FRACTIONS:
@@ -448,6 +474,10 @@ def _pareto(model, folded, infos, method, dataset, x_calib, seed, table, epochs,
             "ranks": {n: list(e.ranks) for n, e in plan.items() if isinstance(e, Factorization)},
             "factored": _evaluate(candidate, dataset)[1],
         }
+        if state is not None:
+            from toolchain.compress.device import point_costs
+
+            point.update(point_costs(state, plan, limits))
         if epochs > 0:
             _finetune(candidate, model, dataset, epochs, distill, seed, 0, batch_size, lr)
             point["finetuned"] = _evaluate(candidate, dataset)[1]

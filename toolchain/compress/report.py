@@ -23,21 +23,35 @@ def print_report(report: dict) -> None:
     table = Table(
         title=f"tinyrank compress: {report['model']} ({report['method']}, {report['rank_selection']})"
     )
-    for column in ("layer", "method", "ranks", "params", "MACs", "rel. error", "note"):
+    budget = report.get("budget") or {}
+    device = "board" in budget and "original_instructions" in budget
+    columns = ["layer", "method", "ranks", "params", "MACs", "rel. error"]
+    columns += [f"{budget.get('core', '')} instructions (predicted)", "flash B"] if device else []
+    for column in [*columns, "note"]:
         table.add_column(column, justify="left" if column in ("layer", "method", "note") else "right")
     for row in report["layers"]:
         note = row.get("reason") or ", ".join(row.get("layers", []))
         if "svd_rel_error" in row:
             note += f" (svd: {row['svd_rel_error']:.3f})"
-        table.add_row(
+        cells = [
             row["name"],
             row["method"] or "kept",
             _ranks(row),
             f"{row['params_before']:,} -> {row['params_after']:,}",
             f"{row['macs_before']:,} -> {row['macs_after']:,}",
             f"{row['rel_error']:.3f}",
-            note,
-        )
+        ]
+        if device:
+            cost = row.get("device")
+            cells += (
+                [
+                    f"{cost['instructions_before']:,} -> {cost['instructions_after']:,}",
+                    f"{cost['flash_bytes_before']:,} -> {cost['flash_bytes_after']:,}",
+                ]
+                if cost
+                else ["-", "-"]
+            )
+        table.add_row(*cells, note)
     console.print(table)
     summary = Table(show_header=False, title="model")
     summary.add_column("what")
@@ -51,8 +65,41 @@ def print_report(report: dict) -> None:
         fmt = "{:.2%}" if metric == "accuracy" else "{:.5g}"
         for stage, value in report[metric].items():
             summary.add_row(f"{metric}, {stage}", fmt.format(value))
+    for what, value in device_rows(budget):
+        summary.add_row(what, value)
+    if report.get("labels", "from the data") != "from the data":
+        summary.add_row("labels", report["labels"])
     summary.add_row("compression time (s)", f"{report['compress_seconds']:.2f}")
     console.print(summary)
+
+
+def device_rows(budget: dict) -> list[tuple[str, str]]:
+    """The board budget as asked and as the cost and budget models predict it."""
+    if "original_instructions" not in budget:
+        return []
+    board = budget["board"]
+    rows = [
+        (
+            f"predicted instructions on {board} ({budget['core']})",
+            f"{budget['original_instructions']:,} -> {budget['predicted_instructions']:,}",
+        )
+    ]
+    limit = budget.get("limits", {}).get("instructions")
+    unit = budget["latency_unit"]
+    if limit is not None:
+        asked = (
+            f"{budget['target_latency']:.0%} of the original"
+            if "target_latency" in budget
+            else f"{budget['max_latency_ms']} ms = {budget.get(unit, 0):,} {unit}"
+        )
+        rows.append(("latency budget", f"{asked}: {limit:,} instructions"))
+    if unit == "cycles":
+        rows.append(("predicted cycles (estimate)", f"{budget['predicted_latency']:,}"))
+    rows.append(
+        ("flash: original, limit", f"{budget['original_flash_bytes']:,} B, {budget['flash_limit']:,} B")
+    )
+    rows.append(("RAM: original, limit", f"{budget['original_ram_bytes']:,} B, {budget['ram_limit']:,} B"))
+    return rows
 
 
 def plot_pareto(report: dict, path: str | Path) -> Path:
@@ -66,6 +113,12 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
 
     points = report.get("pareto") or []
     metric = report.get("metric", "accuracy")
+    if points and "predicted_instructions" in points[0]:
+        fig = _device_pareto(plt, report, points, metric)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+        plt.close(fig)
+        return atomic_write_bytes(path, buffer.getvalue())
     fig, ax = plt.subplots(figsize=(6, 4))
     params = [p["params"] for p in points]
     ax.plot(params, [p["factored"] for p in points], "o-", label="factored")
@@ -85,3 +138,49 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _device_pareto(plt, report: dict, points: list[dict], metric: str):
+    """Two panels: the metric against predicted instructions on the board and against flash;
+    filled markers fit the board (and the latency budget, if one was given), hollow ones do not."""
+    budget = report["budget"]
+    key = "finetuned" if any("finetuned" in p for p in points) else "factored"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    panels = (
+        (
+            axes[0],
+            "predicted_instructions",
+            f"predicted instructions on {budget['board']} ({budget['core']})",
+        ),
+        (axes[1], "flash_bytes", f"flash bytes on {budget['board']}"),
+    )
+    limits = {
+        "predicted_instructions": budget.get("limits", {}).get("instructions"),
+        "flash_bytes": budget.get("flash_limit"),
+    }
+    originals = {
+        "predicted_instructions": budget["original_instructions"],
+        "flash_bytes": budget["original_flash_bytes"],
+    }
+    for ax, field, label in panels:
+        for fits, marker in ((True, "o"), (False, "o")):
+            chosen = [p for p in points if p["fits"] == fits]
+            ax.plot(
+                [p[field] for p in chosen],
+                [p.get(key) for p in chosen],
+                marker,
+                fillstyle="full" if fits else "none",
+                color="#4c72b0",
+                label="fits the board" if fits else "does not fit",
+            )
+        if metric in report:
+            ax.plot([originals[field]], [report[metric]["original"]], "k*", markersize=12, label="original")
+        if limits[field]:
+            ax.axvline(limits[field], color="#c44e52", linestyle="--", label="limit")
+        ax.set_xlabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(f"{metric} ({key})")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{report['model']}: {metric} against on-device cost ({report['method']})")
+    fig.tight_layout()
+    return fig

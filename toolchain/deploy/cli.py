@@ -28,6 +28,11 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
 
     from toolchain.console import make_console
 
+    if report.get("comparison"):
+        from toolchain.deploy.compare import print_comparison
+
+        print_comparison(report)
+        return
     bench_report = report.get("bench") or {}
     build_report = report.get("build") or {}
     table = Table(title=f"tinyrank deploy on {report['board']}", show_header=False)
@@ -59,23 +64,37 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
     make_console().print(table)
 
 
+RULE_OPTIONS = ("energy", "ranks")  # rank rules: compress takes no board budget with these
+
+
+def compress_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What `deploy` passes to compress. With no rank option it searches against the board, so
+    with only --board it compresses just enough to fit it."""
+    if args.no_compress:
+        return None
+    options = {
+        key: getattr(args, key)
+        for key in (
+            "method",
+            "energy",
+            "ranks",
+            "target_params",
+            "target_macs",
+            "target_latency",
+            "max_latency_ms",
+            "finetune_epochs",
+        )
+        if getattr(args, key) is not None
+    }
+    if args.distill:
+        options["distill"] = True
+    if not any(key in options for key in RULE_OPTIONS):
+        options["board"] = args.board
+    return options
+
+
 def run_deploy(args: argparse.Namespace) -> dict[str, Any]:
-    options = (
-        None
-        if args.no_compress
-        else {
-            key: value
-            for key, value in (
-                ("method", args.method),
-                ("energy", args.energy),
-                ("target_params", args.target_params),
-                ("finetune_epochs", args.finetune_epochs),
-            )
-            if value is not None
-        }
-    )
-    if options is not None and "energy" not in options and "target_params" not in options:
-        options["energy"] = 0.95
+    options = compress_options(args)
     report = deploy(
         args.model,
         args.data,
@@ -113,19 +132,42 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--board", default="qemu_m4", help="board id (see `tinyrank boards`)")
     parser.add_argument("--out", type=Path, help="output folder (default build/BOARD)")
-    parser.add_argument("--method", default=None, help="compression method (default svd)")
     parser.add_argument(
-        "--energy",
-        type=float,
+        "--method",
         default=None,
-        help="fraction of singular-value energy kept (the default, 0.95, unless --target-params)",
+        choices=("svd", "tucker", "cp", "spatial", "seminmf", "auto"),
+        help="compression method (default svd)",
     )
-    parser.add_argument(
+    rank = parser.add_argument_group(
+        "rank choice (default: the least error that fits --board; the original is measured beside it)"
+    )
+    rank.add_argument("--ranks", default=None, metavar="LAYER=R[:R2],...", help="explicit ranks")
+    rank.add_argument("--energy", type=float, default=None, help="fraction of singular-value energy kept")
+    rank.add_argument(
         "--target-params",
         type=float,
         default=None,
-        help="keep this fraction of the factorable layers' parameters (budget search)",
+        metavar="F",
+        help="budget: this fraction of the parameters",
     )
+    rank.add_argument(
+        "--target-macs", type=float, default=None, metavar="F", help="budget: this fraction of the MACs"
+    )
+    rank.add_argument(
+        "--target-latency",
+        type=float,
+        default=None,
+        metavar="F",
+        help="budget: this fraction of the original's predicted cost on --board",
+    )
+    rank.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="budget: at most MS ms on --board (cycles at its clock; instructions on QEMU boards)",
+    )
+    parser.add_argument("--distill", action="store_true", help="fine-tune against the original's outputs too")
     parser.add_argument(
         "--finetune-epochs", type=int, default=None, help="fine-tuning epochs after factorizing"
     )

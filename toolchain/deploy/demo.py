@@ -84,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         model_path, data_path = prepare(args.out, args.epochs)
         if args.no_bench:
             return 0
-        from toolchain.deploy import deploy, print_deploy_summary
+        from toolchain.deploy.cli import print_deploy_summary
+        from toolchain.deploy.pipeline import deploy
 
         report = deploy(
-            model_path, data_path, args.board, args.out / args.board, compress_options=DEMO_COMPRESSION
+            model_path,
+            data_path,
+            args.board,
+            args.out / args.board,
+            compress_options={**DEMO_COMPRESSION, "board": args.board},
         )
         print_deploy_summary(report)
     except TinyrankError as exc:

@@ -47,6 +47,58 @@ def compress_stage(
     return out, report
 
 
+def _measure(
+    gen_dir: Path, board: Any, data_path: Path, *, runs: int, port: str | None, flash: bool, label: str
+) -> dict[str, Any]:
+    """Flash (real boards, when asked) and benchmark one generated model; the stage reports."""
+    from toolchain import firmware
+    from toolchain.bench.measure import run_benchmark
+    from toolchain.data import load_dataset
+
+    result: dict[str, Any] = {}
+    if flash and not board.is_emulated:
+        result["flash"] = firmware.flash(gen_dir, board, port=port)
+        if port is None:
+            result["bench"] = None
+            return result
+    from toolchain.console import progress_bar
+
+    with progress_bar() as progress:
+        task = progress.add_task(f"checking samples on the device ({label})", total=None)
+        result["bench"] = run_benchmark(
+            gen_dir,
+            board,
+            port=port,
+            runs=runs,
+            dataset=load_dataset(data_path),
+            per_op=True,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    return result
+
+
+def _original_stages(
+    model_path: Path, data_path: Path, board: Any, out_dir: Path, prefix: str, measure: dict
+) -> dict[str, Any]:
+    """The original model through convert, codegen, build and bench: the 'before' of the report.
+    A model that does not fit the board is reported as such, not raised: that is why one compresses."""
+    from toolchain import codegen, firmware
+    from toolchain.convert import convert_file
+    from toolchain.errors import BudgetError, BuildError
+
+    report: dict[str, Any] = {"model": str(model_path)}
+    report["convert"] = convert_file(model_path, data_path, out_dir / "model.tflite")
+    report["codegen"] = codegen.generate(out_dir / "model.tflite", out_dir / "gen", prefix=prefix)
+    try:
+        report["build"] = firmware.build(out_dir / "gen", board)
+    except (BudgetError, BuildError) as err:
+        report["build"] = None
+        report["does_not_fit"] = str(err)
+        return report
+    report.update(_measure(out_dir / "gen", board, data_path, label="original", **measure))
+    return report
+
+
 def deploy(
     model_path: str | Path,
     data_path: str | Path,
@@ -59,11 +111,14 @@ def deploy(
     flash: bool = False,
     prefix: str = "tr",
 ) -> dict[str, Any]:
-    """Run compress -> convert -> codegen -> build -> bench (or flash) and write OUT/report.json."""
+    """Run compress -> convert -> codegen -> build -> bench (or flash) and write OUT/report.json.
+
+    When it compresses, the original int8 model is built and measured on the same board in
+    the same run (OUT/original/), so the report holds both side by side (`original`, `comparison`).
+    """
     from toolchain import codegen, firmware
-    from toolchain.bench.measure import run_benchmark
     from toolchain.convert import convert_file
-    from toolchain.data import load_dataset
+    from toolchain.deploy.compare import comparison
     from toolchain.firmware.boards import load_board
 
     model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
@@ -75,6 +130,7 @@ def deploy(
         "model": str(model_path),
         "data": str(data_path),
     }
+    measure = {"runs": runs, "port": port, "flash": flash}
 
     start = _announce(
         "compress",
@@ -105,26 +161,15 @@ def deploy(
 
     where = "in QEMU" if board.is_emulated else f"on {port or 'the board'}"
     start = _announce("bench", f"{where}: latency, RAM, every test sample against TFLite Micro")
-    if flash and not board.is_emulated:
-        report["flash"] = firmware.flash(gen_dir, board, port=port)
-        _timed(report, "flash", start)
-        if port is None:
-            report["bench"] = None
-            write_json_report(out_dir / "report.json", report)
-            return report
-        start = time.perf_counter()
-    from toolchain.console import progress_bar
-
-    with progress_bar() as progress:
-        task = progress.add_task("checking samples on the device", total=None)
-        report["bench"] = run_benchmark(
-            gen_dir,
-            board,
-            port=port,
-            runs=runs,
-            dataset=load_dataset(data_path),
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+    measured = _measure(gen_dir, board, data_path, label="compressed", **measure)
+    report.update(measured)
     _timed(report, "bench", start)
+    if compress_options is not None:
+        start = _announce("bench", f"the original int8 model on {board.id}, for the side-by-side report")
+        report["original"] = _original_stages(
+            model_path, data_path, board, out_dir / "original", prefix, measure
+        )
+        report["comparison"] = comparison(report)
+        _timed(report, "original", start)
     write_json_report(out_dir / "report.json", report)
     return report

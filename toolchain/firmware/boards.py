@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 
 # gcc flags for each core: the CPU, then the float ABI that goes with its FPU (if any).
 CORE_CPU = {
+    "cortex-m0": "cortex-m0",
     "cortex-m0plus": "cortex-m0plus",
     "cortex-m3": "cortex-m3",
     "cortex-m4f": "cortex-m4",
@@ -71,13 +73,20 @@ class Board:
     qemu_machine: str | None = None  # None for real boards
     qemu_cpu: str | None = None
     uart_base: int | None = None
-    instructions_per_tick: int | None = None
+    uart_kind: str = "cmsdk"  # the emulated UART: "cmsdk" (mps2 machines) or "nrf51" (microbit)
+    instructions_per_tick: float | None = None  # 62.5 on the microbit's 16 MHz SysTick
     memory: MemoryMap | None = None
     path: Path | None = None
 
     @property
     def is_emulated(self) -> bool:
         return self.qemu_machine is not None
+
+    @property
+    def tick_fraction(self) -> tuple[int, int]:
+        """`instructions_per_tick` as numerator and denominator, for integer arithmetic on the device."""
+        fraction = Fraction(self.instructions_per_tick or 1).limit_denominator(1000)
+        return fraction.numerator, fraction.denominator
 
     @property
     def counter_unit(self) -> str:
@@ -90,6 +99,8 @@ class Board:
         if self.core == "cortex-m33" and not self.has_dsp:
             cpu += "+nodsp"
         flags = [f"-mcpu={cpu}", "-mthumb"]
+        if self.core in ("cortex-m0", "cortex-m0plus"):
+            flags.append("-masm-syntax-unified")  # inline assembly is read as divided syntax on Thumb-1
         if self.fpu:
             flags += [f"-mfpu={self.fpu}", "-mfloat-abi=hard"]
         else:
@@ -100,6 +111,8 @@ class Board:
 _REQUIRED = [f.name for f in dataclasses.fields(Board) if f.default is dataclasses.MISSING]
 _OPTIONAL_TOP = {"runtime_flash_bytes", "runtime_ram_bytes", "renode_platform"}
 _QEMU_KEYS = {"machine", "cpu", "uart_base", "instructions_per_tick"}
+_QEMU_OPTIONAL = {"uart"}
+UART_KINDS = {"cmsdk", "nrf51"}
 _MEMORY_KEYS = {f.name for f in dataclasses.fields(MemoryMap)}
 
 
@@ -112,16 +125,17 @@ def _expect(path: Path, key: str, value: Any, kind: type | tuple[type, ...]) -> 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(
-        {int: "an integer", str: "a string", bool: "true/false", dict: "a table"}[k] for k in kinds
+        {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a table"}[k]
+        for k in kinds
     )
 
 
-def _table(path: Path, raw: dict, name: str, keys: set[str]) -> dict | None:
+def _table(path: Path, raw: dict, name: str, keys: set[str], optional: set[str] = frozenset()) -> dict | None:
     table = raw.pop(name, None)
     if table is None:
         return None
     _expect(path, name, table, dict)
-    unknown = sorted(set(table) - keys)
+    unknown = sorted(set(table) - keys - optional)
     missing = sorted(keys - set(table))
     if unknown or missing:
         raise TinyrankError(
@@ -137,7 +151,7 @@ def _parse(path: Path) -> Board:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TinyrankError(f"board file {path}: cannot read it ({exc})") from exc
 
-    qemu = _table(path, raw, "qemu", _QEMU_KEYS)
+    qemu = _table(path, raw, "qemu", _QEMU_KEYS, _QEMU_OPTIONAL)
     memory = _table(path, raw, "memory", _MEMORY_KEYS)
     field_types = {f.name: f.type for f in dataclasses.fields(Board)}
     allowed = set(_REQUIRED) | _OPTIONAL_TOP
@@ -177,7 +191,14 @@ def _parse(path: Path) -> Board:
     extra: dict[str, Any] = {}
     if qemu is not None and memory is not None:
         for key, value in {**qemu, **memory}.items():
-            _expect(path, key, value, str if key in ("machine", "cpu") else int)
+            kind: type | tuple[type, ...] = str if key in ("machine", "cpu", "uart") else int
+            _expect(path, key, value, (int, float) if key == "instructions_per_tick" else kind)
+        if qemu.get("uart", "cmsdk") not in UART_KINDS:
+            raise TinyrankError(
+                f"board file {path}: [qemu] uart must be one of {', '.join(sorted(UART_KINDS))}"
+            )
+        if not qemu["instructions_per_tick"] > 0:
+            raise TinyrankError(f"board file {path}: [qemu] instructions_per_tick must be positive")
         if memory["flash_size"] < raw["flash_bytes"] or memory["ram_size"] < raw["ram_bytes"]:
             raise TinyrankError(
                 f"board file {path}: the budget ({raw['flash_bytes']} B flash, {raw['ram_bytes']} B RAM) is "
@@ -187,6 +208,7 @@ def _parse(path: Path) -> Board:
             "qemu_machine": qemu["machine"],
             "qemu_cpu": qemu["cpu"],
             "uart_base": qemu["uart_base"],
+            "uart_kind": qemu.get("uart", "cmsdk"),
             "instructions_per_tick": qemu["instructions_per_tick"],
             "memory": MemoryMap(**memory),
         }

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from toolchain.errors import DeviceError, TinyrankError
@@ -45,10 +45,12 @@ def qemu_command(board: Board, elf: str | os.PathLike, serial: str) -> list[str]
     """The qemu-system-arm command line for `board`, with the UART on `serial` (a -serial spec)."""
     if not board.is_emulated:
         raise TinyrankError(f"board '{board.id}' is a real board, not a QEMU machine; use `tinyrank flash`")
+    # A machine with its CPU built in (the microbit) refuses -cpu; its board file leaves cpu empty.
+    cpu = ["-cpu", board.qemu_cpu] if board.qemu_cpu else []
     return [
         QEMU,
         "-M", board.qemu_machine,
-        "-cpu", board.qemu_cpu,
+        *cpu,
         "-nographic",
         "-monitor", "none",
         "-icount", "shift=0,align=off,sleep=off",
@@ -87,9 +89,11 @@ class QemuSession:
         *,
         timeout_s: float = 900.0,
         start_timeout_s: float = 10.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.board = load_board(board)
         self.elf = Path(elf)
+        self.extra_args = list(extra_args)  # e.g. an execution trace (toolchain.bench.cycles)
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.port: int | None = None
@@ -106,7 +110,8 @@ class QemuSession:
 
     @property
     def command(self) -> list[str]:
-        return qemu_command(self.board, self.elf, f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on")
+        serial = f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on"
+        return qemu_command(self.board, self.elf, serial) + self.extra_args
 
     def __enter__(self) -> QemuSession:
         _require_qemu(self.elf)
@@ -165,6 +170,15 @@ class QemuSession:
         self._stderr_file.flush()
         self._stderr_file.seek(0)
         return self._stderr_file.read().decode("utf-8", "replace")
+
+    def stderr_lines(self) -> Iterator[str]:
+        """What QEMU wrote, line by line, without reading it all at once (an execution trace is large)."""
+        if self._stderr_file is None:
+            return
+        self._stderr_file.flush()
+        self._stderr_file.seek(0)
+        for line in self._stderr_file:
+            yield line.decode("utf-8", "replace")
 
     def wait(self, timeout_s: float) -> int:
         """Wait for the firmware to exit (semihosting) and return its status."""

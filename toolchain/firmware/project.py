@@ -24,7 +24,7 @@ from pathlib import Path
 
 from toolchain.errors import BuildError, TinyrankError
 from toolchain.fileio import atomic_write_bytes, atomic_write_text
-from toolchain.firmware.boards import Board, load_board
+from toolchain.firmware.boards import CORE_CPU, Board, load_board
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_DIR / "firmware_templates"
@@ -137,7 +137,7 @@ def qemu_board_manifest(board: Board) -> dict:
         "url": "https://www.qemu.org/docs/master/system/arm/mps2.html",
         "frameworks": [],
         "build": {
-            "cpu": board.qemu_cpu,
+            "cpu": CORE_CPU[board.core],
             "mcu": board.qemu_machine,
             "f_cpu": f"{board.clock_hz}L",
             "cpu_flags": " ".join(board.compile_flags()),

@@ -59,7 +59,8 @@ elf = env.BuildProgram()
 qemu_command = [
     QEMU,
     "-M", board.get("build.qemu_machine"),
-    "-cpu", board.get("build.qemu_cpu"),
+    # a machine with its CPU built in (the microbit) refuses -cpu
+    *(["-cpu", board.get("build.qemu_cpu")] if board.get("build.qemu_cpu", "") else []),
     "-display", "none",
     "-monitor", "none",
     "-icount", "shift=0,align=off,sleep=off",

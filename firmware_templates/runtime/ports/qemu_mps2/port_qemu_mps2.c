@@ -1,10 +1,12 @@
 /*
- * port_qemu_mps2.c - port.h for the QEMU mps2 machines.
+ * port_qemu_mps2.c - port.h for the QEMU machines: the mps2 boards (Cortex-M3/M4/M33) and the
+ * microbit (Cortex-M0).
  *
- * Host link: the CMSDK APB UART0, polled (the host side owns timeouts).
+ * Host link: UART0, polled (the host side owns timeouts): the CMSDK APB UART on mps2, the
+ * nRF51 UART on the microbit.
  * Counter: SysTick on the processor clock. QEMU runs with `-icount shift=0`, so one
- * instruction is one nanosecond of virtual time and SysTick advances
- * BOARD_INSTRUCTIONS_PER_TICK instructions per tick (40 at 25 MHz); timing the spin to a
+ * instruction is one nanosecond of virtual time and a SysTick tick lasts
+ * BOARD_INSTRUCTIONS_PER_TICK_NUM / _DEN instructions (40 at 25 MHz, 62.5 at 16 MHz); timing the spin to a
  * tick edge at both ends and subtracting the port's own calls makes counts the region's
  * instructions to +-4, identical run to run.
  * DWT CYCCNT reads 0 in QEMU, hence SysTick. The 24-bit SysTick wraps every 2^24 ticks,
@@ -17,7 +19,20 @@
 #include "port.h"
 #include "port_qemu_mps2.h"
 
-/* CMSDK APB UART registers. */
+#if defined(BOARD_UART_NRF51)
+/* nRF51 UART (the microbit machine): tasks start the receiver and transmitter; an event
+ * register says a byte arrived or left. */
+#define UART_REG(offset) (*(volatile uint32_t *)(BOARD_UART_BASE + (offset)))
+#define UART_STARTRX UART_REG(0x000u)
+#define UART_STARTTX UART_REG(0x008u)
+#define UART_RXDRDY UART_REG(0x108u)
+#define UART_TXDRDY UART_REG(0x11Cu)
+#define UART_ENABLE UART_REG(0x500u)
+#define UART_RXD UART_REG(0x518u)
+#define UART_TXD UART_REG(0x51Cu)
+#define UART_ENABLE_ON 4u
+#else
+/* CMSDK APB UART registers (the mps2 machines). */
 #define UART_DATA (*(volatile uint32_t *)(BOARD_UART_BASE + 0x00u))
 #define UART_STATE (*(volatile uint32_t *)(BOARD_UART_BASE + 0x04u))
 #define UART_CTRL (*(volatile uint32_t *)(BOARD_UART_BASE + 0x08u))
@@ -26,6 +41,7 @@
 #define UART_STATE_RX_FULL 0x2u
 #define UART_CTRL_TX_EN 0x1u
 #define UART_CTRL_RX_EN 0x2u
+#endif
 
 /* SysTick registers (the same address on every Cortex-M). */
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
@@ -55,6 +71,34 @@ static uint64_t counter_start_ticks;
  * subtracted, so a region's count is the region's instructions alone (+-2). */
 static uint32_t counter_overhead;
 
+#if defined(BOARD_UART_NRF51)
+void qemu_mps2_uart_init(void)
+{
+    UART_ENABLE = UART_ENABLE_ON;
+    UART_STARTTX = 1u;
+    UART_STARTRX = 1u;
+}
+
+/* Clear the event before reading RXD: reading it re-raises the event while bytes remain. */
+uint8_t port_read_byte(void)
+{
+    while (UART_RXDRDY == 0u) {
+    }
+    UART_RXDRDY = 0u;
+    return (uint8_t)UART_RXD;
+}
+
+/* One byte at a time: a byte written while the previous one is pending is dropped. */
+void port_write(const uint8_t *data, size_t length)
+{
+    for (size_t i = 0; i < length; ++i) {
+        UART_TXD = data[i];
+        while (UART_TXDRDY == 0u) {
+        }
+        UART_TXDRDY = 0u;
+    }
+}
+#else
 void qemu_mps2_uart_init(void)
 {
     UART_BAUDDIV = 16u; /* the smallest legal divider; QEMU does not pace the UART */
@@ -76,6 +120,7 @@ void port_write(const uint8_t *data, size_t length)
         UART_DATA = data[i];
     }
 }
+#endif
 
 void qemu_mps2_counter_init(void)
 {
@@ -142,7 +187,8 @@ __attribute__((noinline)) uint32_t port_counter_elapsed(void)
 {
     uint32_t spin = wait_for_tick_edge();
     uint64_t ticks = systick_ticks() - counter_start_ticks;
-    uint32_t count = (uint32_t)(ticks * BOARD_INSTRUCTIONS_PER_TICK) - spin * EDGE_LOOP_INSTRUCTIONS;
+    uint64_t instructions = ticks * BOARD_INSTRUCTIONS_PER_TICK_NUM / BOARD_INSTRUCTIONS_PER_TICK_DEN;
+    uint32_t count = (uint32_t)instructions - spin * EDGE_LOOP_INSTRUCTIONS;
     return count > counter_overhead ? count - counter_overhead : 0u;
 }
 

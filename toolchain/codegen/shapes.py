@@ -1,0 +1,45 @@
+"""The shape of each graph op a kernel call runs, as the on-device cost model reads it.
+
+Every weighted op is described the same way: `p` positions (rows of a FULLY_CONNECTED,
+output pixels of a convolution), each computing `o` outputs from an inner depth of `i`
+values, so its MACs are p * i * o. `k` is the taps of a convolution's or pooling's window (1
+otherwise); `in`/`out` count its input and output values (what an elementwise op, a pooling
+or the im2col copy of a convolution pays for). `kind` says which:
+`fc`, `pw` (1x1 CONV_2D), `conv` (k x k CONV_2D), `dw` (DEPTHWISE_CONV_2D) or `other`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _size(tensor: Any) -> int:
+    return int(np.prod(tensor.shape, dtype=np.int64)) if tensor is not None else 0
+
+
+def op_shape(op: Any) -> dict[str, Any]:
+    """{kind, p, i, o, in, out} of one graph op (see the module docstring)."""
+    inputs = [t for t in op.inputs if t is not None and t.data is None]
+    values_in = sum(_size(t) for t in inputs)
+    values_out = sum(_size(t) for t in op.outputs)
+    shape = {"kind": "other", "p": 0, "i": 0, "o": 0, "k": 1, "in": values_in, "out": values_out}
+    filt = op.inputs[1] if len(op.inputs) > 1 else None
+    if op.opcode == "FULLY_CONNECTED" and filt is not None and len(filt.shape) == 2:
+        out_depth, in_depth = (int(d) for d in filt.shape)
+        shape.update(kind="fc", p=_size(op.inputs[0]) // max(in_depth, 1), i=in_depth, o=out_depth)
+    elif op.opcode == "CONV_2D" and filt is not None and len(filt.shape) == 4:
+        out_c, k_h, k_w, in_c = (int(d) for d in filt.shape)
+        pixels = _size(op.outputs[0]) // max(out_c, 1)
+        kind = "pw" if (k_h, k_w) == (1, 1) else "conv"
+        shape.update(kind=kind, p=pixels, i=k_h * k_w * in_c, o=out_c, k=k_h * k_w)
+    elif op.opcode == "DEPTHWISE_CONV_2D" and filt is not None and len(filt.shape) == 4:
+        _, k_h, k_w, channels = (int(d) for d in filt.shape)
+        pixels = _size(op.outputs[0]) // max(channels, 1)
+        shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w)
+    elif op.opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        taps = int(op.options.get("filter_height", 1)) * int(op.options.get("filter_width", 1))
+        channels = int(op.outputs[0].shape[-1])
+        shape.update(p=values_out // max(channels, 1), i=taps, o=channels, k=taps)
+    return shape

@@ -1,0 +1,206 @@
+"""The on-device cost model: instructions of each kernel call predicted from its shape, per core.
+
+The coefficients are fitted (`toolchain.firmware.costfit`, `make costmodel`) from the
+generated kernels measured in QEMU on a grid of shapes, one set per core: Cortex-M4 (the
+DSP path), Cortex-M3 (the plain-C path) and Cortex-M33. They live in `costmodel.json`
+beside this module and are never edited by hand.
+
+A call is a kernel function and the shapes of the graph ops it runs (see
+`toolchain.codegen.shapes`). Its cost is a non-negative combination of terms that follow
+the kernels' loops: a constant, per position, per output, per block of four outputs (the
+kernels pack weights by four rows), per MAC, per padded MAC, per inner remainder, per
+input and output value. Kernels the grid never ran fall back to one model fitted over
+all of a core's weighted calls, and are flagged as such.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.errors import TinyrankError
+
+DATA_PATH = Path(__file__).with_name("costmodel.json")
+BLOCK_TERMS = (
+    "p",
+    "p*G",
+    "p*G*W",
+    "p*G*T",
+    "p*R",
+    "p*R*W",
+    "p*R*T",
+)  # G, R = o // 4, o % 4; W, T = i // 4, i % 4
+SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
+GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
+GENERIC = "*"  # the key of the fallback model
+# Cores without their own measurements borrow the nearest measured one.
+CORE_OF = {
+    "cortex-m4": "m4",
+    "cortex-m4f": "m4",
+    "cortex-m7": "m4",
+    "cortex-m33": "m33",
+    "cortex-m3": "m3",
+    "cortex-m0plus": "m3",
+    "cortex-m0": "m3",
+}
+MEASURED_CORES = ("m4", "m3", "m33")
+# Real boards are budgeted in cycles. The model counts instructions; a Cortex-M4 running
+# these kernels from zero-wait-state memory charges about this many cycles for one (2 for
+# most loads, 1+N for LDM, 3 for a taken branch, 1 for the rest). An estimate, reported as one.
+CYCLES_PER_INSTRUCTION = 1.35
+
+
+def core_of(board: Any) -> str:
+    """The cost-model core of a board: 'm4', 'm3' or 'm33' (a core without the DSP
+    extension takes the plain-C path whatever its name)."""
+    core = CORE_OF.get(board.core, "m4" if board.has_dsp else "m3")
+    if core in ("m4", "m33") and not board.has_dsp:
+        return "m3"
+    return core
+
+
+def block_terms(shape: dict[str, Any]) -> list[float]:
+    """`BLOCK_TERMS` of one op: the kernels run groups of four outputs over words of four inputs,
+    then the leftover outputs and inputs, so each of those loops has its own cost per step."""
+    p, i, o = int(shape["p"]), int(shape["i"]), int(shape["o"])
+    g, r, w, t = o // 4, o % 4, i // 4, i % 4
+    return [float(v) for v in (p, p * g, p * g * w, p * g * t, p * r, p * r * w, p * r * t)]
+
+
+def _extra_terms(shape: dict[str, Any]) -> list[float]:
+    return [float(shape["p"] * shape.get("k", 1)), float(shape["in"]), float(shape["out"])]
+
+
+def call_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
+    """The terms of a call. One op: a constant, `block_terms` for all positions and again for an
+    odd last one (rows run in pairs), taps per position (im2col), input and output values. A
+    fused call (several ops, few measurements each): a constant, the main MAC loop of each op
+    on its own, and the other terms summed over its ops with one coefficient each."""
+    if len(shapes) == 1:
+        shape = shapes[0]
+        odd = block_terms({**shape, "p": shape["p"] % 2})
+        return np.array([1.0, *block_terms(shape), *odd, *_extra_terms(shape)])
+    own = [block_terms(shape)[2] for shape in shapes]
+    shared = np.zeros(len(SHARED_TERMS))
+    for shape in shapes:
+        terms = block_terms(shape)
+        shared += [*terms[:2], *terms[3:], *_extra_terms(shape)]
+    return np.array([1.0, *own, *shared])
+
+
+def term_names(ops: int) -> list[str]:
+    """Names of `call_terms` for a call of `ops` graph ops (kept in the data file for readers)."""
+    if ops == 1:
+        return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out"]
+    return ["1", *(f"op{n}:p*G*W" for n in range(ops)), *(f"sum:{t}" for t in SHARED_TERMS)]
+
+
+def generic_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
+    """A constant, then `GENERIC_TERMS` summed over the call's ops."""
+    total = np.zeros(len(GENERIC_TERMS))
+    for shape in shapes:
+        p, i, o = float(shape["p"]), float(shape["i"]), float(shape["o"])
+        total += [p * o, p * o * i, p * i, float(shape["in"]), float(shape["out"])]
+    return np.array([1.0, *total])
+
+
+def kernel_key(kernel: str, shapes: list[dict[str, Any]]) -> str:
+    """What coefficients are fitted for: the kernel function and how many graph ops it runs."""
+    return kernel if len(shapes) == 1 else f"{kernel}/{len(shapes)}"
+
+
+def signature(shapes: list[dict[str, Any]]) -> str:
+    """The kinds of a call's graph ops, e.g. 'fc+fc' (a factored pair) or 'pw+conv+pw' (Tucker)."""
+    return "+".join(shape["kind"] for shape in shapes)
+
+
+@dataclass
+class CostModel:
+    """Fitted coefficients of one core."""
+
+    core: str
+    kernels: dict[str, dict[str, Any]]
+    fusions: dict[str, str] = field(default_factory=dict)  # signature -> kernel that ran it
+    borrowed_from: str | None = None  # set when the board's core was not measured itself
+
+    def predict_call(self, kernel: str | None, shapes: list[dict[str, Any]]) -> tuple[float, bool]:
+        """(instructions, fitted): `fitted` is False where the kernel fell back to the generic model."""
+        if kernel is None:
+            return 0.0, True  # a memory alias: no code runs
+        entry = self.kernels.get(kernel_key(kernel, shapes))
+        if entry is not None:
+            return float(np.dot(entry["coefficients"], call_terms(shapes))), True
+        generic = self.kernels[GENERIC]
+        return float(np.dot(generic["coefficients"], generic_terms(shapes))), False
+
+    def predict_ops(self, info: dict[str, Any]) -> list[float]:
+        """Predicted instructions of every op of a model_info.json, in order."""
+        ops = info.get("ops", [])
+        if any("shapes" not in op for op in ops):
+            raise TinyrankError(
+                "model_info.json has no op shapes (made by an older tinyrank); run `tinyrank codegen` again"
+            )
+        return [self.predict_call(op.get("kernel"), op["shapes"])[0] for op in ops]
+
+    def predict_layers(self, shapes: list[dict[str, Any]]) -> float:
+        """Instructions of a run of graph ops, grouped into calls as codegen fuses them: the longest
+        run whose kinds match a fused kernel seen in the grid, else one call per op."""
+        total, start = 0.0, 0
+        singles = {sig: kernel for sig, kernel in self.fusions.items() if "+" not in sig}
+        while start < len(shapes):
+            for end in range(len(shapes), start, -1):
+                group = shapes[start:end]
+                kernel = self.fusions.get(signature(group))
+                if kernel is None and end - start == 1:
+                    kernel = singles.get(group[0]["kind"], f"<{group[0]['kind']}>")
+                if kernel is not None:
+                    total += self.predict_call(kernel, group)[0]
+                    start = end
+                    break
+        return total
+
+
+def load_data(path: Path = DATA_PATH) -> dict[str, Any]:
+    if not path.is_file():
+        raise TinyrankError(f"{path}: the cost model's data is missing; run `make costmodel`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise TinyrankError(f"{path}: unreadable cost model data ({err}); run `make costmodel`") from err
+
+
+@lru_cache(maxsize=8)
+def _load_core(core: str, path: Path) -> CostModel:
+    data = load_data(path)
+    cores = data.get("cores", {})
+    if core not in cores:
+        raise TinyrankError(f"{path}: no cost model for core '{core}'; run `make costmodel`")
+    entry = cores[core]
+    return CostModel(core, entry["kernels"], entry.get("fusions", {}))
+
+
+def load_cost_model(board: Any, path: Path = DATA_PATH) -> CostModel:
+    """The cost model of a board's core (a `Board` or a board id)."""
+    from toolchain.firmware.boards import load_board
+
+    board = load_board(board)
+    core = core_of(board)
+    model = _load_core(core, path)
+    if board.core not in ("cortex-m4", "cortex-m4f", "cortex-m3", "cortex-m33"):
+        model = CostModel(model.core, model.kernels, model.fusions, borrowed_from=core)
+    return model
+
+
+def latency_unit(board: Any) -> str:
+    """What a latency budget on this board counts: cycles on a real board, instructions in QEMU."""
+    return "instructions" if board.is_emulated else "cycles"
+
+
+def to_board_units(instructions: float, board: Any) -> float:
+    """Predicted instructions as the board's latency unit (see `CYCLES_PER_INSTRUCTION`)."""
+    return instructions if board.is_emulated else instructions * CYCLES_PER_INSTRUCTION

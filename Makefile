@@ -12,7 +12,7 @@ export PLATFORMIO_SETTING_ENABLE_TELEMETRY := No
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: setup demo test lint bench costmodel flash run clean
+.PHONY: setup demo demo-kws test lint bench costmodel flash run clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,11 +20,14 @@ setup:
 demo: setup
 	$(PY) -m toolchain.deploy.demo --board $(BOARD) --out build/demo
 
+demo-kws: setup
+	$(PY) -m examples.kws.demo --board $(BOARD) --out build/kws
+
 test: lint
 	$(PY) -m pytest -q tests
 
 # The same checks as .pre-commit-config.yaml; `make test` (and so CI) runs them first.
-LINT_PATHS := toolchain tests benchmarks
+LINT_PATHS := toolchain tests benchmarks examples
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)

@@ -221,8 +221,9 @@ def _cell(key: str, value: Any) -> str:
 
 
 def _print(results: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title="codegen: generated C per MLPerf Tiny model (Cortex-M4, -O2)")
     columns = [
@@ -246,7 +247,7 @@ def _print(results: dict[str, Any]) -> None:
     for name, r in results["models"].items():
         cells = [name] + [_cell(key, r.get(key, "-")) for _, key in columns[1:]]
         table.add_row(*cells)
-    Console().print(table)
+    make_console().print(table)
     classes = results.get("kernel_classes")
     if classes:
         by_class = Table(
@@ -264,7 +265,7 @@ def _print(results: dict[str, Any]) -> None:
                 str(c["target_instructions_per_mac"] or "-"),
                 "-" if c["met"] is None else ("yes" if c["met"] else "NO"),
             )
-        Console().print(by_class)
+        make_console().print(by_class)
 
 
 def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:

@@ -222,8 +222,9 @@ def run(out_dir: Path, quick: bool = False) -> dict:
 
 
 def print_table(results: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title="tinyrank compress on digits: test accuracy, compressed vs same-size dense (scratch)")
     columns = ("model", "budget", "params", "original", "float", "int8", "baseline (params)", "baseline int8")
@@ -243,9 +244,9 @@ def print_table(results: dict) -> None:
             f"{r['finetune_seconds']:.1f}",
             str(r["epochs_run"]),
         )
-    console = Console()
+    console = make_console()  # plain in logs and CI (no escapes)
     if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
-        console.width = 170
+        console.width = max(console.width, 170)
     console.print(table)
     tb = results["textbook_dense_1024x512_rank64"]
     console.print(

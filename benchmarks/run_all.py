@@ -19,6 +19,7 @@ from toolchain.fileio import write_json_report
 
 BENCHMARKS = (
     "bench_compress",
+    "bench_kws",
     "bench_codegen",
     "bench_factored",
     "bench_device",

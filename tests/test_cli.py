@@ -79,3 +79,28 @@ def test_make_flash_wires_board_and_port() -> None:
     ).stdout
     deploy = next(line for line in out.splitlines() if "tinyrank deploy" in line)
     assert "--board nano33" in deploy and "--flash" in deploy and "--port /dev/ttyACM0" in deploy
+
+
+def test_make_demo_kws_sets_up_first_and_passes_the_board() -> None:
+    """`make demo-kws` must run the set-up (espeak-ng, .venv) before the example, on the chosen board."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        ["make", "-n", "demo-kws", "BOARD=qemu_m3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=root,
+    ).stdout.splitlines()
+    setup = next(i for i, line in enumerate(out) if "scripts/setup.sh" in line)
+    demo = next(i for i, line in enumerate(out) if "examples.kws.demo" in line)
+    assert setup < demo and "--board qemu_m3" in out[demo]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "examples.kws.demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=root,
+    ).stdout
+    assert "--board" in help_text and "--per-class" in help_text

@@ -27,6 +27,7 @@ STAGE_MODULES = (
     "toolchain.firmware.cli",
     "toolchain.bench.cli",
     "toolchain.deploy.cli",
+    "toolchain.export.cli",
 )
 
 

@@ -56,14 +56,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from rich.console import Console
     from rich.progress import Progress
 
     from toolchain.bench.measure import run_benchmark
     from toolchain.bench.report import plot_per_op, print_report
+    from toolchain.console import make_console
     from toolchain.fileio import write_json_report
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking samples", total=None)
         report = run_benchmark(

@@ -65,11 +65,12 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def print_report(report: dict[str, Any], console: Any = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from toolchain.console import make_console
+
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
             console.width = 140
     table = Table(title="tinyrank bench", show_header=False)

@@ -10,15 +10,16 @@ from toolchain import argtypes
 
 
 def _print_codegen(info: dict[str, Any], out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title=f"codegen: {info['tflite']} -> {out}")
     for column in ("#", "op", "kernel", "MACs"):
         table.add_column(column, justify="right" if column in ("#", "MACs") else "left")
     for op in info["ops"]:
         table.add_row(str(op["index"]), op["opcode"], op["kernel"] or "(alias)", f"{op['macs']:,}")
-    console = Console()
+    console = make_console()
     console.print(table)
     tflm = info["tflm_arena_bytes"]
     console.print(
@@ -36,10 +37,9 @@ def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_verify(args: argparse.Namespace) -> dict[str, Any]:
-    from rich.console import Console
-
     from toolchain.codegen.graph import parse
     from toolchain.codegen.verify import verify
+    from toolchain.console import make_console
     from toolchain.data import check_input_shape, load_dataset
     from toolchain.errors import TinyrankError
     from toolchain.fileio import write_json_report
@@ -50,7 +50,7 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
         check_input_shape(dataset, graph.inputs[0].shape[1:], where=f"model {graph.path.name}")
     x = dataset.eval_x[: args.samples] if args.samples else dataset.eval_x
     report = verify(args.model, x, sanitize=args.sanitize)
-    console = Console()
+    console = make_console()
     console.print(
         f"verify: {report['samples']} samples, {report['mismatches']} mismatching output bytes "
         f"in {report['mismatched_samples']} samples"

@@ -121,15 +121,25 @@ def finetune(
         "y": t_fit,
         "batch_size": batch_size,
         "validation_data": validation,
-        "verbose": verbose,
+        "verbose": 0,  # Keras' own bar never: a live bar on a terminal, a line per epoch in logs
     }
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     if float_epochs > 0:
         schedule = _warmup_cosine(learning_rate, float_epochs, steps)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-        _extend(history, model.fit(epochs=float_epochs, callbacks=_stopper(validation, float_epochs), **fit))
+        _extend(
+            history,
+            model.fit(
+                epochs=float_epochs,
+                callbacks=_stopper(validation, float_epochs, verbose, "fine-tuning"),
+                **fit,
+            ),
+        )
     if qat_epochs > 0:
-        _extend(history, _quantization_aware(model, loss, learning_rate, qat_epochs, steps, validation, fit))
+        _extend(
+            history,
+            _quantization_aware(model, loss, learning_rate, qat_epochs, steps, validation, fit, verbose),
+        )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     end = _held_out_key(model, held_x, held_y, validation or (x_fit, t_fit))
     kept_start = end < start
@@ -191,19 +201,25 @@ def _warmup_cosine(rate: float, epochs: int, steps: int) -> Any:
     )
 
 
-def _stopper(validation: Any, epochs: int) -> list:
+def _stopper(validation: Any, epochs: int, verbose: int = 0, label: str = "fine-tuning") -> list:
+    """Early stopping on the held-out loss, and the console's progress when `verbose`."""
     import keras
 
-    return [
+    callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss",
             patience=max(5, epochs // 4),
             restore_best_weights=True,
         )
     ]
+    if verbose:
+        from toolchain.console import fit_progress
+
+        callbacks.append(fit_progress(epochs, label))
+    return callbacks
 
 
-def _quantization_aware(model, loss, rate, epochs, steps, validation, fit) -> Any:
+def _quantization_aware(model, loss, rate, epochs, steps, validation, fit, fit_verbose=0) -> Any:
     """Train a fake-quantized copy at a tenth of the rate, then copy its weights back."""
     import keras
 
@@ -212,7 +228,9 @@ def _quantization_aware(model, loss, rate, epochs, steps, validation, fit) -> An
     quant = fake_quant_copy(model)
     schedule = keras.optimizers.schedules.CosineDecay(rate / 10, decay_steps=epochs * steps, alpha=0.1)
     quant.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    fitted = quant.fit(epochs=epochs, callbacks=_stopper(validation, epochs), **fit)
+    fitted = quant.fit(
+        epochs=epochs, callbacks=_stopper(validation, epochs, fit_verbose, "int8-aware fine-tuning"), **fit
+    )
     copy_back(quant, model)
     return fitted
 

@@ -20,10 +20,11 @@ def _search_cells(row: dict) -> list[str]:
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from toolchain.console import make_console
+
+    console = make_console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
         console.width = 160
     table = Table(

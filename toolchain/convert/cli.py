@@ -11,8 +11,9 @@ from toolchain.convert.convert import convert_file
 
 def print_summary(report: dict[str, Any]) -> None:
     """The people's view of a convert report: one table, float and int8 side by side."""
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     table = Table(title=f"convert: {report['tflite']} ({report['tflite_bytes']:,} bytes)")
     table.add_column(f"on {report['split']} ({report['samples']} samples)")
@@ -21,7 +22,7 @@ def print_summary(report: dict[str, Any]) -> None:
     for metric, value in report["float"].items():
         fmt = "{:.2%}" if metric == "accuracy" else "{:.5g}"
         table.add_row(metric, fmt.format(value), fmt.format(report["int8"][metric]))
-    Console().print(table)
+    make_console().print(table)
 
 
 def run_convert(args: argparse.Namespace) -> dict[str, Any]:

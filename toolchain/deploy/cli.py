@@ -25,8 +25,9 @@ def _accuracy(section: dict | None, *keys: str) -> str:
 
 def print_deploy_summary(report: dict[str, Any]) -> None:
     """The table a person reads at a glance after `deploy` (or `make demo`)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     if report.get("comparison"):
         from toolchain.deploy.compare import print_comparison
@@ -61,7 +62,7 @@ def print_deploy_summary(report: dict[str, Any]) -> None:
         table.add_row(
             "outputs match the host reference", f"{bench_report['matches']}/{bench_report['samples']}"
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def deploy_outputs(args: argparse.Namespace) -> tuple[dict, dict]:

@@ -95,13 +95,11 @@ def _cell(value: Any, unit: str) -> str:
 
 
 def print_comparison(report: dict[str, Any], console: Any = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
-            console.width = 120
+    from toolchain.console import make_console
+
+    console = console or make_console()  # plain and 120 columns wide in logs and CI
     table = Table(
         title=f"tinyrank deploy on {report['board']}: original and compressed, same board, same run"
     )

@@ -24,9 +24,11 @@ def _timed(report: dict, name: str, start: float) -> None:
 
 def _announce(name: str, detail: str) -> float:
     """One line per stage, so a long deploy shows where it is; returns the stage's start time."""
-    from rich.console import Console
+    from toolchain.console import make_console
 
-    Console(stderr=True).print(f"[bold]\\[{STAGES.index(name) + 1}/{len(STAGES)}] {name}[/bold] {detail}")
+    make_console(stderr=True).print(
+        f"[bold]\\[{STAGES.index(name) + 1}/{len(STAGES)}] {name}[/bold] {detail}"
+    )
     return time.perf_counter()
 
 
@@ -77,8 +79,6 @@ def _measure(
     gen_dir: Path, board: Any, data_path: Path, *, runs: int, port: str | None, flash: bool, label: str
 ) -> dict[str, Any]:
     """Flash (real boards, when asked) and benchmark one generated model; the stage reports."""
-    from rich.progress import Progress
-
     from toolchain import firmware
     from toolchain.bench.measure import run_benchmark
     from toolchain.data import load_dataset
@@ -89,7 +89,9 @@ def _measure(
         if port is None:
             result["bench"] = None
             return result
-    with Progress(transient=True) as progress:
+    from toolchain.console import progress_bar
+
+    with progress_bar() as progress:
         task = progress.add_task(f"checking samples on the device ({label})", total=None)
         result["bench"] = run_benchmark(
             gen_dir,

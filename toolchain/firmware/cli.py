@@ -61,15 +61,16 @@ def register(subparsers, common) -> None:
 
 
 def run_build(args) -> dict:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     board = load_board(args.board)
     if args.project_only:
         check_budget(args.model_dir, board)
         project = create_project(args.model_dir, board, args.out, profile=not args.no_profile)
         validate_platformio_ini(project)
-        Console().print(f"project written to {project}")
+        make_console().print(f"project written to {project}")
         return {"board": board.id, "project": str(project)}
     report = build(args.model_dir, board, profile=not args.no_profile, out_dir=args.out)
     table = Table(title=f"firmware for {board.name}")
@@ -85,8 +86,8 @@ def run_build(args) -> dict:
         f"{report['static_ram_bytes']:,}",
         f"{board.ram_bytes:,}",
     )
-    Console().print(table)
-    Console().print(f"ELF: {report['elf']}")
+    make_console().print(table)
+    make_console().print(f"ELF: {report['elf']}")
     return report
 
 
@@ -97,8 +98,9 @@ def run_flash(args) -> dict:
 
 
 def run_boards(args) -> dict:
-    from rich.console import Console
     from rich.table import Table
+
+    from toolchain.console import make_console
 
     boards = list_boards()
     table = Table(title="boards")
@@ -117,7 +119,7 @@ def run_boards(args) -> dict:
             b.counter,
             f"QEMU {b.qemu_machine}" if b.is_emulated else f"PlatformIO {b.pio_platform}/{b.pio_board}",
         )
-    console = Console()
+    console = make_console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console.width = 160
     console.print(table)

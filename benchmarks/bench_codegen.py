@@ -111,6 +111,7 @@ def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
     }
     if info["tflm_arena_bytes"]:
         result["arena_vs_tflm"] = round(info["arena_bytes"] / info["tflm_arena_bytes"], 3)
+    result.update(host_verify(tflite, samples=16))
     if qemu_available():
         result.update(count_instructions(tflite, work / name, info, samples))
     reference = TFLM_CMSIS_NN.get(name)
@@ -121,6 +122,28 @@ def bench_model(name: str, work: Path, samples: int) -> dict[str, Any]:
         result["meets_target_vs_tflm"] = ratio <= TARGET_VS_TFLM
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def host_verify(tflite: Path, samples: int) -> dict[str, Any]:
+    """`tinyrank verify` on the host: the generated C compiled natively on random int8 samples,
+    every output byte compared with the tflite_micro interpreter."""
+    from toolchain.codegen.graph import parse
+    from toolchain.codegen.verify import verify
+
+    shape = parse(tflite).inputs[0].shape
+    x = np.random.default_rng(1).integers(-128, 128, size=(samples, *shape[1:]), dtype=np.int8)
+    report = verify(tflite, x)
+    return {
+        "bit_exact_host": bool(report["bit_exact"]),
+        "host_mismatched_samples": report["mismatched_samples"],
+    }
+
+
+def bit_exact_count(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How many models are bit-exact with TFLite Micro everywhere they ran (host verify, QEMU M4, QEMU M3)."""
+    keys = ("bit_exact_host", "bit_exact_m4", "bit_exact_m3")
+    exact = [name for name, r in models.items() if all(r.get(key, True) for key in keys)]
+    return {"models": len(models), "bit_exact": len(exact), "not_exact": sorted(set(models) - set(exact))}
 
 
 def qemu_available() -> bool:
@@ -238,7 +261,9 @@ def _print(results: dict[str, Any]) -> None:
         ("est. M4 cycles", "estimated_cycles_m4"),
         ("vs TFLM+CMSIS", "instructions_vs_tflm_cmsis_nn"),
         (f"<= {TARGET_VS_TFLM}x", "meets_target_vs_tflm"),
-        ("exact", "bit_exact_m4"),
+        ("exact host", "bit_exact_host"),
+        ("exact M4", "bit_exact_m4"),
+        ("exact M3", "bit_exact_m3"),
         ("flash pred err", "flash_prediction_error_m4"),
         ("RAM pred err", "ram_prediction_error_m4"),
     ]
@@ -248,6 +273,13 @@ def _print(results: dict[str, Any]) -> None:
         cells = [name] + [_cell(key, r.get(key, "-")) for _, key in columns[1:]]
         table.add_row(*cells)
     make_console().print(table)
+    count = results.get("bit_exact")
+    if count:
+        make_console().print(
+            f"bit-exact with TFLite Micro (host verify, QEMU M4 and M3): {count['bit_exact']} of "
+            f"{count['models']} models"
+            + (f"; not exact: {', '.join(count['not_exact'])}" if count["not_exact"] else "")
+        )
     classes = results.get("kernel_classes")
     if classes:
         by_class = Table(
@@ -290,6 +322,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     rows = [row for r in results["models"].values() for row in r.get("ops_m4", [])]
     results["kernel_classes"] = add_up(rows)
     results["cycle_model"] = "estimated Cortex-M4 cycles: toolchain/bench/cycles.py (zero wait states)"
+    results["bit_exact"] = bit_exact_count(results["models"])
     write_json_report(out / "bench_codegen.json", results)
     _print(results)
     return results

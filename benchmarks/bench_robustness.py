@@ -31,8 +31,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.robustness_links import kill_group, leaked, probe_serial, probe_signals
 from tests.helpers import bad_inputs, tflite_fuzz
 from toolchain.fileio import write_json_report
@@ -50,7 +48,7 @@ TARGETS = (
     "leaked process",
 )
 
-# Cases that need real Keras models (made by `_keras_inputs`): argv, pattern of the error line.
+# Cases that need real Keras models (made by `bad_inputs.keras_inputs`): argv, pattern of the error line.
 KERAS_CASES: dict[str, tuple[list[str], str]] = {
     "NaN weights": (
         ["convert", "nan.keras", "--data", "flat.npz", "--out", "x.tflite"],
@@ -73,23 +71,6 @@ KERAS_CASES: dict[str, tuple[list[str], str]] = {
         "expects \\(4,\\)",
     ),
 }
-
-
-def _keras_inputs(root: Path) -> None:
-    import keras
-
-    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    weights = dense.get_weights()
-    weights[0][0, 0] = np.nan
-    dense.set_weights(weights)
-    dense.save(root / "nan.keras")
-    lstm = keras.Sequential([keras.Input((5, 4), batch_size=1), keras.layers.LSTM(3), keras.layers.Dense(2)])
-    lstm.save(root / "lstm.keras")
-    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(root / "ok.keras")
-    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    np.savez(root / "flat.npz", x_train=x, y_train=np.array([0, 1, 2, 0, 1, 7]))
-    np.savez(root / "seq.npz", x_train=np.zeros((6, 5, 4), np.float32), y_train=np.zeros(6, int))
-    np.savez(root / "image4.npz", x_train=x.reshape(6, 2, 2, 1), y_train=np.zeros(6, int))
 
 
 def classify_cli_case(root: Path, argv: list[str], expected: str) -> list[str]:
@@ -138,7 +119,7 @@ def probe_cli(work: Path, keras: bool = True) -> dict[str, Any]:
     template = bad_inputs.make_workspace(work / "template")
     cases = dict(bad_inputs.CASES)
     if keras:
-        _keras_inputs(template)
+        bad_inputs.keras_inputs(template)
         cases.update(KERAS_CASES)
     outcomes: dict[str, list[str]] = {}
     for number, (name, (argv, expected)) in enumerate(cases.items()):

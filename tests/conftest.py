@@ -43,6 +43,22 @@ def digits_mlp(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> Pa
     return save_keras_model(model, tmp_path_factory.mktemp("mlp") / "mlp.keras")
 
 
+@pytest.fixture(scope="module")
+def mlp(digits_mlp: Path):
+    """The digits MLP loaded, once per test module (tests that change it train a copy)."""
+    from toolchain.models import load_keras_model
+
+    return load_keras_model(digits_mlp)
+
+
+@pytest.fixture(scope="module")
+def digits(digits_npz: Path):
+    """The digits data set loaded, once per test module."""
+    from toolchain.data import load_dataset
+
+    return load_dataset(digits_npz)
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

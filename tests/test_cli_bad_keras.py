@@ -6,29 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.helpers import bad_inputs
 from toolchain.cli import main
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import keras
-
     root = tmp_path_factory.mktemp("bad_keras")
-    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    weights = dense.get_weights()
-    weights[0][0, 0] = np.nan
-    dense.set_weights(weights)
-    dense.save(root / "nan.keras")
-    lstm = keras.Sequential([keras.Input((5, 4), batch_size=1), keras.layers.LSTM(3), keras.layers.Dense(2)])
-    lstm.save(root / "lstm.keras")
-    ok = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    ok.save(root / "ok.keras")
-    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    np.savez(root / "flat.npz", x_train=x, y_train=np.array([0, 1, 2, 0, 1, 7]))
-    np.savez(root / "seq.npz", x_train=np.zeros((6, 5, 4), np.float32), y_train=np.zeros(6, int))
+    bad_inputs.keras_inputs(root)
     return root
 
 

@@ -6,19 +6,7 @@ import numpy as np
 import pytest
 
 from toolchain.compress import compress
-from toolchain.data import Dataset, load_dataset
 from toolchain.errors import BudgetError, DataError, ModelError, UnsupportedError
-from toolchain.models import load_keras_model
-
-
-@pytest.fixture(scope="module")
-def mlp(digits_mlp):
-    return load_keras_model(digits_mlp)
-
-
-@pytest.fixture(scope="module")
-def digits(digits_npz) -> Dataset:
-    return load_dataset(digits_npz)
 
 
 def _small_cnn():

@@ -45,8 +45,6 @@ class Dataset:
 
 
 def _check_finite(where: str, key: str, array: np.ndarray) -> None:
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{where}: member '{key}' is not a .npy array")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DataError(f"{where}: key '{key}' has dtype {array.dtype}; expected real numbers")
     if array.ndim == 0:
@@ -74,6 +72,9 @@ def load_dataset(path: str | Path) -> Dataset:
             arrays = {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise DataError(f"data file {p}: not a readable .npz archive ({exc})") from exc
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # np.load hands back the raw bytes of other members
+            raise DataError(f"data file {p}: member '{key}' is not a .npy array")
     return dataset_from_arrays(arrays, p, where=f"data file {p}")
 
 

@@ -214,3 +214,22 @@ def snapshot(root: Path) -> dict[str, str]:
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
         for p in sorted(root.rglob("*"))
     }
+
+
+def keras_inputs(root: Path) -> None:
+    """Keras models and data sets that used to crash TensorFlow or mislead: NaN weights, a
+    fixed-batch LSTM, labels outside the classes, image data for a flat model."""
+    import keras
+
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    weights = dense.get_weights()
+    weights[0][0, 0] = np.nan
+    dense.set_weights(weights)
+    dense.save(root / "nan.keras")
+    lstm = keras.Sequential([keras.Input((5, 4), batch_size=1), keras.layers.LSTM(3), keras.layers.Dense(2)])
+    lstm.save(root / "lstm.keras")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(root / "ok.keras")
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.savez(root / "flat.npz", x_train=x, y_train=np.array([0, 1, 2, 0, 1, 7]))
+    np.savez(root / "seq.npz", x_train=np.zeros((6, 5, 4), np.float32), y_train=np.zeros(6, int))
+    np.savez(root / "image4.npz", x_train=x.reshape(6, 2, 2, 1), y_train=np.zeros(6, int))

@@ -72,7 +72,7 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     if console is None:
         console = make_console()
         if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-            console.width = 140
+            console.width = 180
     table = Table(title="tinyrank bench", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -92,8 +92,13 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
             columns[6:6] = ["est. cycles", "est. cycles/MAC"]
         if predicted:
             columns += ["predicted", "error"]
+        longest_op = max(len(row["opcode"]) for row in report["per_op"])
         for column in columns:
-            ops.add_column(column, justify="left" if column in ("op", "kernel") else "right")
+            ops.add_column(
+                column,
+                justify="left" if column in ("op", "kernel") else "right",
+                min_width=longest_op if column == "op" else None,  # the TFLite op name is never cut
+            )
         for row in report["per_op"]:
             per_mac = f"{row['count'] / row['macs']:.2f}" if row["macs"] else "-"
             cells = [str(row["index"]), row["opcode"], str(row["kernel"]), f"{row['macs']:,}"]

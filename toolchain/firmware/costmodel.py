@@ -34,7 +34,11 @@ BLOCK_TERMS = (
     "p*R",
     "p*R*W",
     "p*R*T",
-)  # G, R = o // 4, o % 4; W, T = i // 4, i % 4
+    "p*[R]",
+    "p*[R]*W",
+    "p*G*[T]",
+    "p*[R]*[T]",
+)  # G, R = o // 4, o % 4; W, T = i // 4, i % 4; [R], [T] = 1 where there is a partial group or word
 SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
 GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
 GENERIC = "*"  # the key of the fallback model
@@ -66,10 +70,28 @@ def core_of(board: Any) -> str:
 
 def block_terms(shape: dict[str, Any]) -> list[float]:
     """`BLOCK_TERMS` of one op: the kernels run groups of four outputs over words of four inputs,
-    then the leftover outputs and inputs, so each of those loops has its own cost per step."""
+    then the leftover outputs and inputs, so each of those loops has its own cost per step. The
+    matmul kernels pad the last group and word instead, which costs a whole step whatever the
+    remainder: the indicator terms."""
     p, i, o = int(shape["p"]), int(shape["i"]), int(shape["o"])
     g, r, w, t = o // 4, o % 4, i // 4, i % 4
-    return [float(v) for v in (p, p * g, p * g * w, p * g * t, p * r, p * r * w, p * r * t)]
+    partial_group, partial_word = int(r > 0), int(t > 0)  # padded kernels run one whole group or word
+    return [
+        float(v)
+        for v in (
+            p,
+            p * g,
+            p * g * w,
+            p * g * t,
+            p * r,
+            p * r * w,
+            p * r * t,
+            p * partial_group,
+            p * partial_group * w,
+            p * g * partial_word,
+            p * partial_group * partial_word,
+        )
+    ]
 
 
 def _extra_terms(shape: dict[str, Any]) -> list[float]:

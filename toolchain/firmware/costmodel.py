@@ -39,6 +39,7 @@ BLOCK_TERMS = (
     "p*G*[T]",
     "p*[R]*[T]",
 )  # G, R = o // 4, o % 4; W, T = i // 4, i % 4; [R], [T] = 1 where there is a partial group or word
+MATMUL_KINDS = ("fc", "pw")
 SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
 GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
 GENERIC = "*"  # the key of the fallback model
@@ -75,7 +76,9 @@ def block_terms(shape: dict[str, Any]) -> list[float]:
     remainder: the indicator terms."""
     p, i, o = int(shape["p"]), int(shape["i"]), int(shape["o"])
     g, r, w, t = o // 4, o % 4, i // 4, i % 4
-    partial_group, partial_word = int(r > 0), int(t > 0)  # padded kernels run one whole group or word
+    # The matmul kernels (FULLY_CONNECTED, pointwise) pad the last group and word: one whole step.
+    padded = shape.get("kind") in MATMUL_KINDS
+    partial_group, partial_word = int(padded and r > 0), int(padded and t > 0)
     return [
         float(v)
         for v in (

@@ -22,6 +22,9 @@
  *               (8 SXTB16 + 8 SMLAD per 16 MACs);
  *   - two rows: 2 outputs x 2 rows, both rows' pairs loaded by one LDM, each sign-extended
  *               weight word serving both rows (4 SXTB16 + 8 SMLAD per 16 MACs).
+ *   - one row, at most 8 input words, full-range doubled table (the narrow side of a factored
+ *               layer): the whole group (biases, straight steps, requantization) is one
+ *               assembly block, no spills, no loop control (tr_group_1x4_full).
  * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
@@ -211,13 +214,67 @@ TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, in
     acc[3] = b1;
 }
 
+/* A group of four outputs of one widened row in one piece, for a full-range doubled table and at
+ * most TR_MATMUL_SHORT_WORDS input words (the narrow side of a factored layer, small layers):
+ * the four biases, a jump into the last `words` of eight straight steps (each exactly 72 bytes
+ * of 32-bit instructions: no loop control, no odd-word test), then the four requantizations
+ * (tr_requantize_entry's DSP form: SMMLAR, SUB, ASR, SSAT), all in registers; out[k] is the
+ * int8 result of output k. Returns the weight pointer past the group. */
+#define TR_MATMUL_SHORT_WORDS 8
+#define TR_GROUP_REQUANT(A, OFFSET) \
+    "ldrd %[xe], %[xo], [%[e], #" #OFFSET " + 4]\n\t" \
+    "ldr %[t], [%[e], #" #OFFSET " + 12]\n\t" \
+    "smmlar %[t], %[" A "], %[xe], %[t]\n\t" \
+    "sub %[t], %[t], %[" A "], lsr #31\n\t" \
+    "asr %[t], %[t], %[xo]\n\t" \
+    "ssat %[" A "], #8, %[t]\n\t"
+TR_INLINE const int8_t *tr_group_1x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
+                                          int32_t out[4])
+{
+    int32_t a0, a1, a2, a3 = words;
+    uint32_t xe, xo, t;
+    register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+    __asm__ volatile("adr %[t], 2f\n\t"
+                     "mov %[xe], #72\n\t"
+                     "mls %[t], %[a3], %[xe], %[t]\n\t"
+                     "ldr %[a0], [%[e]]\n\t"
+                     "ldr %[a1], [%[e], #16]\n\t"
+                     "ldr %[a2], [%[e], #32]\n\t"
+                     "ldr %[a3], [%[e], #48]\n\t"
+                     "mov pc, %[t]\n\t"
+                     ".p2align 2\n\t" TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4
+                         TR_STEP_1X4 TR_STEP_1X4 "2:\n\t" TR_GROUP_REQUANT("a0", 0) TR_GROUP_REQUANT("a1", 16)
+                             TR_GROUP_REQUANT("a2", 32) TR_GROUP_REQUANT("a3", 48)
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "+r"(a3),
+                       [xe] "=&r"(xe), [xo] "=&r"(xo), [t] "=&r"(t), "=&r"(r8), "=&r"(r9), "=&r"(r10), "=&r"(r11)
+                     : [e] "r"(entries)
+                     : "cc", "memory");
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+    return w;
+}
+#undef TR_GROUP_REQUANT
+
 /* All groups of one widened row. */
 TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, const int32_t *channels,
                                     int8_t *y, int words, int out_depth, int doubled, int full,
                                     int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int8_t *w = filter;
-    for (int8_t *end = y + (out_depth & ~3); y < end; y += 4, channels += 16) {
+    int8_t *end = y + (out_depth & ~3);
+    if (doubled && full && words <= TR_MATMUL_SHORT_WORDS) {
+        for (; y < end; y += 4, channels += 16) {
+            int32_t q[4];
+            w = tr_group_1x4_full(wide, w, channels, words, q);
+            y[0] = (int8_t)q[0];
+            y[1] = (int8_t)q[1];
+            y[2] = (int8_t)q[2];
+            y[3] = (int8_t)q[3];
+        }
+    }
+    for (; y < end; y += 4, channels += 16) {
         int32_t acc[4] = { channels[0], channels[4], channels[8], channels[12] };
         w = tr_dot_1x4_wide(wide, w, words, acc);
         y[0] = tr_requantize_entry(acc[0], channels, doubled, full, output_offset, act_min, act_max);

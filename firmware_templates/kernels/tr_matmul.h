@@ -24,7 +24,8 @@
  *               weight word serving both rows (4 SXTB16 + 8 SMLAD per 16 MACs).
  *   - one row, at most 8 input words, full-range doubled table (the narrow side of a factored
  *               layer): the whole group (biases, straight steps, requantization) is one
- *               assembly block, no spills, no loop control (tr_group_1x4_full).
+ *               assembly block, no spills, no loop control (tr_group_1x4_full); two rows
+ *               likewise, as two 2x2 halves (tr_group_2x4_full).
  * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
@@ -289,6 +290,72 @@ TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, 
     }
 }
 
+/* The two-row counterpart of tr_group_1x4_full: a whole group of four outputs for both widened
+ * rows in one assembly block, as two halves of two outputs (2x2 tiles, each sign-extended weight
+ * word serving both rows, each requantization setup both rows), steps of exactly 56 bytes. The
+ * first half's four bytes wait in a stack slot; out[r] is row r's four output bytes. */
+#define TR_PAIR_REQUANT(A, B, OFFSET) \
+    "ldrd %[w0], %[w1], [%[e], #" #OFFSET " + 4]\n\t" \
+    "ldr %[t], [%[e], #" #OFFSET " + 12]\n\t" \
+    "smmlar r8, %[" A "], %[w0], %[t]\n\t" \
+    "smmlar r9, %[" B "], %[w0], %[t]\n\t" \
+    "sub r8, r8, %[" A "], lsr #31\n\t" \
+    "sub r9, r9, %[" B "], lsr #31\n\t" \
+    "asr r8, r8, %[w1]\n\t" \
+    "asr r9, r9, %[w1]\n\t" \
+    "ssat %[" A "], #8, r8\n\t" \
+    "ssat %[" B "], #8, r9\n\t"
+/* Row 0's outputs in the low half of P, row 1's in the high half. */
+#define TR_PAIR_PACK(P) \
+    "and %[" P "], %[a0], #255\n\t" \
+    "bfi %[" P "], %[a1], #8, #8\n\t" \
+    "bfi %[" P "], %[b0], #16, #8\n\t" \
+    "bfi %[" P "], %[b1], #24, #8\n\t"
+#define TR_PAIR_STEPS \
+    ".p2align 2\n\t" TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2
+TR_INLINE void tr_group_2x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
+                                 uint32_t out[2])
+{
+    int32_t a0, a1, b0, b1;
+    uint32_t w0, w1, t, first;
+    const uint32_t *x_start = x;
+    const int32_t skip = 56 * words, rewind = 16 * words - 8;
+    register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+    __asm__ volatile("ldr %[w0], %[skip]\n\t"
+                     "adr %[t], 2f\n\t"
+                     "sub %[t], %[t], %[w0]\n\t"
+                     "ldr %[a0], [%[e]]\n\t"
+                     "ldr %[a1], [%[e], #16]\n\t"
+                     "mov %[b0], %[a0]\n\t"
+                     "mov %[b1], %[a1]\n\t"
+                     "mov pc, %[t]\n\t" TR_PAIR_STEPS "2:\n\t" TR_PAIR_REQUANT("a0", "b0", 0)
+                         TR_PAIR_REQUANT("a1", "b1", 16) TR_PAIR_PACK("t") "str %[t], %[first]\n\t"
+                     "ldr %[w0], %[skip]\n\t"
+                     "adr %[t], 4f\n\t"
+                     "sub %[t], %[t], %[w0]\n\t"
+                     "ldr %[w1], %[rewind]\n\t"
+                     "ldr %[x], %[x_start]\n\t"
+                     "sub %[w], %[w], %[w1]\n\t"
+                     "ldr %[a0], [%[e], #32]\n\t"
+                     "ldr %[a1], [%[e], #48]\n\t"
+                     "mov %[b0], %[a0]\n\t"
+                     "mov %[b1], %[a1]\n\t"
+                     "mov pc, %[t]\n\t" TR_PAIR_STEPS "4:\n\t" TR_PAIR_REQUANT("a0", "b0", 32)
+                         TR_PAIR_REQUANT("a1", "b1", 48) TR_PAIR_PACK("w0") "ldr %[t], %[first]\n\t"
+                     "pkhbt %[a0], %[t], %[w0], lsl #16\n\t"
+                     "pkhtb %[a1], %[w0], %[t], asr #16\n\t"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),
+                       [w0] "=&r"(w0), [w1] "=&r"(w1), [t] "=&r"(t), "=&r"(r8), "=&r"(r9), "=&r"(r10), "=&r"(r11),
+                       [first] "=m"(first)
+                     : [e] "r"(entries), [skip] "m"(skip), [rewind] "m"(rewind), [x_start] "m"(x_start)
+                     : "cc", "memory");
+    out[0] = (uint32_t)a0;
+    out[1] = (uint32_t)a1;
+}
+#undef TR_PAIR_REQUANT
+#undef TR_PAIR_PACK
+#undef TR_PAIR_STEPS
+
 /* Two rows of a group (`w`, channels `entries`) for both widened rows, stored at y0, y1. */
 TR_INLINE void tr_matmul_pair_half(const uint32_t *wide, const int8_t *w, const int32_t *entries, int8_t *y0,
                                    int8_t *y1, int count, int words, int doubled, int full, int32_t output_offset,
@@ -313,7 +380,16 @@ TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter,
                                      int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int step = 16 * words; /* bytes of one group */
-    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+    int o = 0;
+    if (doubled && full && words <= TR_MATMUL_SHORT_WORDS) {
+        for (; o + 4 <= out_depth; o += 4, filter += step, channels += 16) {
+            uint32_t rows[2];
+            tr_group_2x4_full(wide, filter, channels, words, rows);
+            memcpy(y0 + o, &rows[0], 4);
+            memcpy(y1 + o, &rows[1], 4);
+        }
+    }
+    for (; o < out_depth; o += 4, filter += step, channels += 16) {
         const int left = out_depth - o;
         tr_matmul_pair_half(wide, filter, channels, y0 + o, y1 + o, left, words, doubled, full, output_offset,
                             act_min, act_max);

@@ -40,8 +40,8 @@ def _dense_pair_model():
 
 
 def _thin_dense_pair_model():
-    """A factored Dense of rank 6 on a ragged input of 29 (eight words: the longest straight group),
-    partial last output groups on both sides. (Many rows at once are the pointwise pairs' pixels:
+    """A factored Dense of rank 6 on a ragged input of 29 (eight words), partial last output groups
+    on both sides. (Many rows at once are the pointwise pairs' pixels:
     Keras writes a Dense over a 3-D input as a Tensordot with a dynamic reshape.)"""
     import keras
 
@@ -64,17 +64,31 @@ def _thin_pointwise_pair_model():
     return keras.Model(inp, L.Conv2D(9, 1)(x))
 
 
+def _deep_pointwise_pair_model():
+    """A factored 1x1 convolution from a ragged 61 channels (sixteen words: the longest straight
+    two-pixel group) to rank 6, on an odd pixel count."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(15)
+    inp = keras.Input((3, 3, 61))
+    x = L.Conv2D(6, 1, use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(9, 1, activation="relu")(x))
+
+
 MODELS = {
     "pointwise_pair": _pointwise_pair_model,
     "dense_pair": _dense_pair_model,
     "thin_dense_pair": _thin_dense_pair_model,
     "thin_pointwise_pair": _thin_pointwise_pair_model,
+    "deep_pointwise_pair": _deep_pointwise_pair_model,
 }
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
     "dense_pair": ["tr_fully_connected_int8", "tr_fully_connected_factored_int8"],
     "thin_dense_pair": ["tr_fully_connected_factored_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
 }
 
 

@@ -22,10 +22,11 @@
  *               (8 SXTB16 + 8 SMLAD per 16 MACs);
  *   - two rows: 2 outputs x 2 rows, both rows' pairs loaded by one LDM, each sign-extended
  *               weight word serving both rows (4 SXTB16 + 8 SMLAD per 16 MACs).
- *   - one row, at most 8 input words, full-range doubled table (the narrow side of a factored
- *               layer): the whole group (biases, straight steps, requantization) is one
- *               assembly block, no spills, no loop control (tr_group_1x4_full); two rows
- *               likewise, as two 2x2 halves (tr_group_2x4_full).
+ * Up to 16 input words (64 values: the narrow side of a factored layer, small layers) with a
+ * full-range doubled table, a whole group of four outputs (biases, straight steps entered by one
+ * jump, requantization) is one assembly block, with no spills and no loop control, for one row
+ * (tr_group_1x4_full) or two (tr_group_2x4_full, two 2x2 halves). The cost per group that is not
+ * MACs (about 60 instructions before) is what a rank-r layer pays on only 4r MACs.
  * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
@@ -217,11 +218,11 @@ TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, in
 
 /* A group of four outputs of one widened row in one piece, for a full-range doubled table and at
  * most TR_MATMUL_SHORT_WORDS input words (the narrow side of a factored layer, small layers):
- * the four biases, a jump into the last `words` of eight straight steps (each exactly 72 bytes
+ * the four biases, a jump into the last `words` of sixteen straight steps (each exactly 72 bytes
  * of 32-bit instructions: no loop control, no odd-word test), then the four requantizations
  * (tr_requantize_entry's DSP form: SMMLAR, SUB, ASR, SSAT), all in registers; out[k] is the
  * int8 result of output k. Returns the weight pointer past the group. */
-#define TR_MATMUL_SHORT_WORDS 8
+#define TR_MATMUL_SHORT_WORDS 16
 #define TR_GROUP_REQUANT(A, OFFSET) \
     "ldrd %[xe], %[xo], [%[e], #" #OFFSET " + 4]\n\t" \
     "ldr %[t], [%[e], #" #OFFSET " + 12]\n\t" \
@@ -229,6 +230,7 @@ TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, in
     "sub %[t], %[t], %[" A "], lsr #31\n\t" \
     "asr %[t], %[t], %[xo]\n\t" \
     "ssat %[" A "], #8, %[t]\n\t"
+#define TR_ROW_STEPS8 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4
 TR_INLINE const int8_t *tr_group_1x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
                                           int32_t out[4])
 {
@@ -243,8 +245,7 @@ TR_INLINE const int8_t *tr_group_1x4_full(const uint32_t *x, const int8_t *w, co
                      "ldr %[a2], [%[e], #32]\n\t"
                      "ldr %[a3], [%[e], #48]\n\t"
                      "mov pc, %[t]\n\t"
-                     ".p2align 2\n\t" TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4
-                         TR_STEP_1X4 TR_STEP_1X4 "2:\n\t" TR_GROUP_REQUANT("a0", 0) TR_GROUP_REQUANT("a1", 16)
+                     ".p2align 2\n\t" TR_ROW_STEPS8 TR_ROW_STEPS8 "2:\n\t" TR_GROUP_REQUANT("a0", 0) TR_GROUP_REQUANT("a1", 16)
                              TR_GROUP_REQUANT("a2", 32) TR_GROUP_REQUANT("a3", 48)
                      : [x] "+r"(x), [w] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "+r"(a3),
                        [xe] "=&r"(xe), [xo] "=&r"(xo), [t] "=&r"(t), "=&r"(r8), "=&r"(r9), "=&r"(r10), "=&r"(r11)
@@ -257,6 +258,7 @@ TR_INLINE const int8_t *tr_group_1x4_full(const uint32_t *x, const int8_t *w, co
     return w;
 }
 #undef TR_GROUP_REQUANT
+#undef TR_ROW_STEPS8
 
 /* All groups of one widened row. */
 TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, const int32_t *channels,
@@ -311,8 +313,9 @@ TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, 
     "bfi %[" P "], %[a1], #8, #8\n\t" \
     "bfi %[" P "], %[b0], #16, #8\n\t" \
     "bfi %[" P "], %[b1], #24, #8\n\t"
-#define TR_PAIR_STEPS \
-    ".p2align 2\n\t" TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2
+#define TR_PAIR_STEPS4 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2
+#define TR_PAIR_STEPS8 TR_PAIR_STEPS4 TR_PAIR_STEPS4
+#define TR_PAIR_STEPS ".p2align 2\n\t" TR_PAIR_STEPS8 TR_PAIR_STEPS8
 TR_INLINE void tr_group_2x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
                                  uint32_t out[2])
 {
@@ -355,6 +358,8 @@ TR_INLINE void tr_group_2x4_full(const uint32_t *x, const int8_t *w, const int32
 #undef TR_PAIR_REQUANT
 #undef TR_PAIR_PACK
 #undef TR_PAIR_STEPS
+#undef TR_PAIR_STEPS8
+#undef TR_PAIR_STEPS4
 
 /* Two rows of a group (`w`, channels `entries`) for both widened rows, stored at y0, y1. */
 TR_INLINE void tr_matmul_pair_half(const uint32_t *wide, const int8_t *w, const int32_t *entries, int8_t *y0,

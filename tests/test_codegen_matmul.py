@@ -1,5 +1,5 @@
 """The matmul loops of FULLY_CONNECTED, pointwise CONV_2D and their fused factored pairs stay
-bit-exact with TFLite Micro: on the host (plain C path) and in QEMU on the Cortex-M4 (DSP path:
+bit-exact with TFLite Micro: on the host (plain C path) and in QEMU on the Cortex-M4 and M33 (DSP path:
 widened input, one- and two-row tiles, ragged depths, leftover rows, clamped and full-range
 requantization) and the Cortex-M3 (plain C path).
 """
@@ -39,10 +39,56 @@ def _dense_pair_model():
     return keras.Model(inp, L.Dense(22, activation="relu")(x))
 
 
-MODELS = {"pointwise_pair": _pointwise_pair_model, "dense_pair": _dense_pair_model}
+def _thin_dense_pair_model():
+    """A factored Dense of rank 6 on a ragged input of 29 (eight words), partial last output groups
+    on both sides. (Many rows at once are the pointwise pairs' pixels:
+    Keras writes a Dense over a 3-D input as a Tensordot with a dynamic reshape.)"""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(13)
+    inp = keras.Input((29,))
+    x = L.Dense(6, use_bias=False)(inp)
+    return keras.Model(inp, L.Dense(11, activation="relu")(x))
+
+
+def _thin_pointwise_pair_model():
+    """A factored 1x1 convolution of rank 2 over an odd pixel count, no activation (clamped and
+    full-range requantization both appear across the two layers)."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(14)
+    inp = keras.Input((3, 3, 7))
+    x = L.Conv2D(2, 1, use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(9, 1)(x))
+
+
+def _deep_pointwise_pair_model():
+    """A factored 1x1 convolution from a ragged 61 channels (sixteen words: the longest straight
+    two-pixel group) to rank 6, on an odd pixel count."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(15)
+    inp = keras.Input((3, 3, 61))
+    x = L.Conv2D(6, 1, use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(9, 1, activation="relu")(x))
+
+
+MODELS = {
+    "pointwise_pair": _pointwise_pair_model,
+    "dense_pair": _dense_pair_model,
+    "thin_dense_pair": _thin_dense_pair_model,
+    "thin_pointwise_pair": _thin_pointwise_pair_model,
+    "deep_pointwise_pair": _deep_pointwise_pair_model,
+}
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
     "dense_pair": ["tr_fully_connected_int8", "tr_fully_connected_factored_int8"],
+    "thin_dense_pair": ["tr_fully_connected_factored_int8"],
+    "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
 }
 
 
@@ -91,7 +137,7 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m33", "qemu_m3"])  # DSP paths, the generic path
 @pytest.mark.parametrize("name", list(MODELS))
 def test_matmul_kernels_are_bit_exact_in_qemu(
     models: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path

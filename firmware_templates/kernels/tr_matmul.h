@@ -22,6 +22,11 @@
  *               (8 SXTB16 + 8 SMLAD per 16 MACs);
  *   - two rows: 2 outputs x 2 rows, both rows' pairs loaded by one LDM, each sign-extended
  *               weight word serving both rows (4 SXTB16 + 8 SMLAD per 16 MACs).
+ * Up to 16 input words (64 values: the narrow side of a factored layer, small layers) with a
+ * full-range doubled table, a whole group of four outputs (biases, straight steps entered by one
+ * jump, requantization) is one assembly block, with no spills and no loop control, for one row
+ * (tr_group_1x4_full) or two (tr_group_2x4_full, two 2x2 halves). The cost per group that is not
+ * MACs (about 60 instructions before) is what a rank-r layer pays on only 4r MACs.
  * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
@@ -211,13 +216,68 @@ TR_INLINE void tr_dot_2x2_wide(const uint32_t *x, const int8_t *w, int words, in
     acc[3] = b1;
 }
 
+/* A group of four outputs of one widened row in one piece, for a full-range doubled table and at
+ * most TR_MATMUL_SHORT_WORDS input words (the narrow side of a factored layer, small layers):
+ * the four biases, a jump into the last `words` of sixteen straight steps (each exactly 72 bytes
+ * of 32-bit instructions: no loop control, no odd-word test), then the four requantizations
+ * (tr_requantize_entry's DSP form: SMMLAR, SUB, ASR, SSAT), all in registers; out[k] is the
+ * int8 result of output k. Returns the weight pointer past the group. */
+#define TR_MATMUL_SHORT_WORDS 16
+#define TR_GROUP_REQUANT(A, OFFSET) \
+    "ldrd %[xe], %[xo], [%[e], #" #OFFSET " + 4]\n\t" \
+    "ldr %[t], [%[e], #" #OFFSET " + 12]\n\t" \
+    "smmlar %[t], %[" A "], %[xe], %[t]\n\t" \
+    "sub %[t], %[t], %[" A "], lsr #31\n\t" \
+    "asr %[t], %[t], %[xo]\n\t" \
+    "ssat %[" A "], #8, %[t]\n\t"
+#define TR_ROW_STEPS8 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4 TR_STEP_1X4
+TR_INLINE const int8_t *tr_group_1x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
+                                          int32_t out[4])
+{
+    int32_t a0, a1, a2, a3 = words;
+    uint32_t xe, xo, t;
+    register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+    __asm__ volatile("adr %[t], 2f\n\t"
+                     "mov %[xe], #72\n\t"
+                     "mls %[t], %[a3], %[xe], %[t]\n\t"
+                     "ldr %[a0], [%[e]]\n\t"
+                     "ldr %[a1], [%[e], #16]\n\t"
+                     "ldr %[a2], [%[e], #32]\n\t"
+                     "ldr %[a3], [%[e], #48]\n\t"
+                     "mov pc, %[t]\n\t"
+                     ".p2align 2\n\t" TR_ROW_STEPS8 TR_ROW_STEPS8 "2:\n\t" TR_GROUP_REQUANT("a0", 0) TR_GROUP_REQUANT("a1", 16)
+                             TR_GROUP_REQUANT("a2", 32) TR_GROUP_REQUANT("a3", 48)
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "+r"(a3),
+                       [xe] "=&r"(xe), [xo] "=&r"(xo), [t] "=&r"(t), "=&r"(r8), "=&r"(r9), "=&r"(r10), "=&r"(r11)
+                     : [e] "r"(entries)
+                     : "cc", "memory");
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+    return w;
+}
+#undef TR_GROUP_REQUANT
+#undef TR_ROW_STEPS8
+
 /* All groups of one widened row. */
 TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, const int32_t *channels,
                                     int8_t *y, int words, int out_depth, int doubled, int full,
                                     int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int8_t *w = filter;
-    for (int8_t *end = y + (out_depth & ~3); y < end; y += 4, channels += 16) {
+    int8_t *end = y + (out_depth & ~3);
+    if (doubled && full && words <= TR_MATMUL_SHORT_WORDS) {
+        for (; y < end; y += 4, channels += 16) {
+            int32_t q[4];
+            w = tr_group_1x4_full(wide, w, channels, words, q);
+            y[0] = (int8_t)q[0];
+            y[1] = (int8_t)q[1];
+            y[2] = (int8_t)q[2];
+            y[3] = (int8_t)q[3];
+        }
+    }
+    for (; y < end; y += 4, channels += 16) {
         int32_t acc[4] = { channels[0], channels[4], channels[8], channels[12] };
         w = tr_dot_1x4_wide(wide, w, words, acc);
         y[0] = tr_requantize_entry(acc[0], channels, doubled, full, output_offset, act_min, act_max);
@@ -231,6 +291,75 @@ TR_INLINE void tr_matmul_row_groups(const uint32_t *wide, const int8_t *filter, 
         tr_store_partial_group(acc, channels, y, out_depth & 3, doubled, output_offset, act_min, act_max);
     }
 }
+
+/* The two-row counterpart of tr_group_1x4_full: a whole group of four outputs for both widened
+ * rows in one assembly block, as two halves of two outputs (2x2 tiles, each sign-extended weight
+ * word serving both rows, each requantization setup both rows), steps of exactly 56 bytes. The
+ * first half's four bytes wait in a stack slot; out[r] is row r's four output bytes. */
+#define TR_PAIR_REQUANT(A, B, OFFSET) \
+    "ldrd %[w0], %[w1], [%[e], #" #OFFSET " + 4]\n\t" \
+    "ldr %[t], [%[e], #" #OFFSET " + 12]\n\t" \
+    "smmlar r8, %[" A "], %[w0], %[t]\n\t" \
+    "smmlar r9, %[" B "], %[w0], %[t]\n\t" \
+    "sub r8, r8, %[" A "], lsr #31\n\t" \
+    "sub r9, r9, %[" B "], lsr #31\n\t" \
+    "asr r8, r8, %[w1]\n\t" \
+    "asr r9, r9, %[w1]\n\t" \
+    "ssat %[" A "], #8, r8\n\t" \
+    "ssat %[" B "], #8, r9\n\t"
+/* Row 0's outputs in the low half of P, row 1's in the high half. */
+#define TR_PAIR_PACK(P) \
+    "and %[" P "], %[a0], #255\n\t" \
+    "bfi %[" P "], %[a1], #8, #8\n\t" \
+    "bfi %[" P "], %[b0], #16, #8\n\t" \
+    "bfi %[" P "], %[b1], #24, #8\n\t"
+#define TR_PAIR_STEPS4 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2 TR_STEP_2X2
+#define TR_PAIR_STEPS8 TR_PAIR_STEPS4 TR_PAIR_STEPS4
+#define TR_PAIR_STEPS ".p2align 2\n\t" TR_PAIR_STEPS8 TR_PAIR_STEPS8
+TR_INLINE void tr_group_2x4_full(const uint32_t *x, const int8_t *w, const int32_t *entries, int words,
+                                 uint32_t out[2])
+{
+    int32_t a0, a1, b0, b1;
+    uint32_t w0, w1, t, first;
+    const uint32_t *x_start = x;
+    const int32_t skip = 56 * words, rewind = 16 * words - 8;
+    register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+    __asm__ volatile("ldr %[w0], %[skip]\n\t"
+                     "adr %[t], 2f\n\t"
+                     "sub %[t], %[t], %[w0]\n\t"
+                     "ldr %[a0], [%[e]]\n\t"
+                     "ldr %[a1], [%[e], #16]\n\t"
+                     "mov %[b0], %[a0]\n\t"
+                     "mov %[b1], %[a1]\n\t"
+                     "mov pc, %[t]\n\t" TR_PAIR_STEPS "2:\n\t" TR_PAIR_REQUANT("a0", "b0", 0)
+                         TR_PAIR_REQUANT("a1", "b1", 16) TR_PAIR_PACK("t") "str %[t], %[first]\n\t"
+                     "ldr %[w0], %[skip]\n\t"
+                     "adr %[t], 4f\n\t"
+                     "sub %[t], %[t], %[w0]\n\t"
+                     "ldr %[w1], %[rewind]\n\t"
+                     "ldr %[x], %[x_start]\n\t"
+                     "sub %[w], %[w], %[w1]\n\t"
+                     "ldr %[a0], [%[e], #32]\n\t"
+                     "ldr %[a1], [%[e], #48]\n\t"
+                     "mov %[b0], %[a0]\n\t"
+                     "mov %[b1], %[a1]\n\t"
+                     "mov pc, %[t]\n\t" TR_PAIR_STEPS "4:\n\t" TR_PAIR_REQUANT("a0", "b0", 32)
+                         TR_PAIR_REQUANT("a1", "b1", 48) TR_PAIR_PACK("w0") "ldr %[t], %[first]\n\t"
+                     "pkhbt %[a0], %[t], %[w0], lsl #16\n\t"
+                     "pkhtb %[a1], %[w0], %[t], asr #16\n\t"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),
+                       [w0] "=&r"(w0), [w1] "=&r"(w1), [t] "=&r"(t), "=&r"(r8), "=&r"(r9), "=&r"(r10), "=&r"(r11),
+                       [first] "=m"(first)
+                     : [e] "r"(entries), [skip] "m"(skip), [rewind] "m"(rewind), [x_start] "m"(x_start)
+                     : "cc", "memory");
+    out[0] = (uint32_t)a0;
+    out[1] = (uint32_t)a1;
+}
+#undef TR_PAIR_REQUANT
+#undef TR_PAIR_PACK
+#undef TR_PAIR_STEPS
+#undef TR_PAIR_STEPS8
+#undef TR_PAIR_STEPS4
 
 /* Two rows of a group (`w`, channels `entries`) for both widened rows, stored at y0, y1. */
 TR_INLINE void tr_matmul_pair_half(const uint32_t *wide, const int8_t *w, const int32_t *entries, int8_t *y0,
@@ -256,7 +385,16 @@ TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter,
                                      int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int step = 16 * words; /* bytes of one group */
-    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+    int o = 0;
+    if (doubled && full && words <= TR_MATMUL_SHORT_WORDS) {
+        for (; o + 4 <= out_depth; o += 4, filter += step, channels += 16) {
+            uint32_t rows[2];
+            tr_group_2x4_full(wide, filter, channels, words, rows);
+            memcpy(y0 + o, &rows[0], 4);
+            memcpy(y1 + o, &rows[1], 4);
+        }
+    }
+    for (; o < out_depth; o += 4, filter += step, channels += 16) {
         const int left = out_depth - o;
         tr_matmul_pair_half(wide, filter, channels, y0 + o, y1 + o, left, words, doubled, full, output_offset,
                             act_min, act_max);

@@ -17,6 +17,13 @@
 #include "tr_dot.h"
 #include "tr_requantize.h"
 
+/* The inline assembly of the DSP path needs the optimizer: gcc 12 at -O0 cannot allocate it. */
+#if TR_USE_DSP && defined(__OPTIMIZE__)
+#define TR_DW3_ASM 1
+#else
+#define TR_DW3_ASM 0
+#endif
+
 /* Four int8 channels from any address as one word. */
 TR_INLINE int32_t tr_dw3_word(const int8_t *p)
 {
@@ -79,15 +86,29 @@ TR_INLINE void tr_dw3_widen(int32_t word, int32_t *even, int32_t *odd)
 #endif
 }
 
-/* One stored column from the widened columns x (e0, o0) and x + 1 (e1, o1). */
-TR_INLINE void tr_dw3_store(int32_t *out, int32_t e0, int32_t o0, int32_t e1, int32_t o1)
+/* One stored column from the widened input columns x (e0, o0), x + 1 (e1, o1) and x + 2 (e2, o2). */
+TR_INLINE void tr_dw3_store(int32_t *out, int32_t e0, int32_t o0, int32_t e1, int32_t o1, int32_t e2, int32_t o2)
 {
+#if TR_DW3_ASM
+    int32_t t0, t1;
+    __asm__ volatile("pkhbt %[t0], %[e0], %[e1], lsl #16\n\t"
+            "pkhbt %[t1], %[o0], %[o1], lsl #16\n\t"
+            "strd %[t0], %[t1], [%[out]]\n\t"
+            "pkhtb %[t0], %[e1], %[e0], asr #16\n\t"
+            "pkhtb %[t1], %[o1], %[o0], asr #16\n\t"
+            "strd %[t0], %[t1], [%[out], #8]\n\t"
+            "strd %[e2], %[o2], [%[out], #16]"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1)
+            : [out] "r"(out), [e0] "r"(e0), [o0] "r"(o0), [e1] "r"(e1), [o1] "r"(o1), [e2] "r"(e2), [o2] "r"(o2)
+            : "memory");
+#else
     out[0] = tr_dw3_pair(e0, e1);
     out[1] = tr_dw3_pair(o0, o1);
     out[2] = tr_dw3_pair_high(e0, e1);
     out[3] = tr_dw3_pair_high(o0, o1);
-    out[4] = e0;
-    out[5] = o0;
+    out[4] = e2;
+    out[5] = o2;
+#endif
 }
 
 /* The `valid` (1..4) channels of input column x of `row`, the others 0; the zero point outside. */
@@ -107,69 +128,91 @@ static int32_t tr_dw3_read(const int8_t *row, int x, int in_w, int channels, int
     return (int32_t)word;
 }
 
+/* Four channels of input column x (at byte offset `offset` of `row`), the zero point outside. */
+TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int32_t zero_word)
+{
+    return (unsigned)x < (unsigned)in_w ? tr_dw3_word(row + offset) : zero_word;
+}
+
 /* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
- * row of padding). Columns whose two inputs are inside the image skip the checks; at a stride of 1
- * column x + 1 of one stored column is column x of the next, widened once. */
-static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
+ * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
+ * with x = j * step - pad_left. The columns slide: each input column is read and widened once. */
+/* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
+__attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
                        int32_t zero_word, int32_t *out)
 {
-    int j = 0, x = -pad_left;
-    const int fast = row != NULL && valid == 4;
-    for (; j < n_cols && !(fast && x >= 0 && x + 1 < in_w); ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
-        int32_t e0, o0, e1, o1;
-        tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
-        tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, channels, valid, zero_word), &e1, &o1);
-        tr_dw3_store(out, e0, o0, e1, o1);
-    }
-    int inner = j; /* columns j .. end - 1 have both inputs inside */
-    if (fast) {
-        const int last_x = in_w - 2; /* the last x whose x + 1 is inside */
-        int end = x <= last_x ? j + (last_x - x) / step + 1 : j;
-        end = end < n_cols ? end : n_cols;
-        const int8_t *p = row + x * channels;
-        if (step == 1 && j < end) {
-            int32_t e0, o0;
-            tr_dw3_widen(tr_dw3_word(p), &e0, &o0);
-            for (; j < end; ++j, out += TR_DW3_COLUMN_WORDS) {
-                int32_t e1, o1;
-                p += channels;
-                tr_dw3_widen(tr_dw3_word(p), &e1, &o1);
-                tr_dw3_store(out, e0, o0, e1, o1);
-                e0 = e1;
-                o0 = o1;
-            }
-        } else {
-            for (; j < end; ++j, p += step * channels, out += TR_DW3_COLUMN_WORDS) {
-                int32_t e0, o0, e1, o1;
-                tr_dw3_widen(tr_dw3_word(p), &e0, &o0);
-                tr_dw3_widen(tr_dw3_word(p + channels), &e1, &o1);
-                tr_dw3_store(out, e0, o0, e1, o1);
-            }
+    if (row == NULL || valid < 4) { /* a row of padding, or the last channels: column by column */
+        for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e0, o0, e1, o1, e2, o2;
+            tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
+            tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, channels, valid, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_read(row, x + 2, in_w, channels, valid, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
         }
-        x += (j - inner) * step;
+        return;
     }
-    for (; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
-        int32_t e0, o0, e1, o1;
-        tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
-        tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, channels, valid, zero_word), &e1, &o1);
-        tr_dw3_store(out, e0, o0, e1, o1);
+    int x = -pad_left, offset = x * channels;
+    int32_t e0, o0, e1, o1;
+    tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
+    tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+    x += 2;
+    offset += 2 * channels;
+    const int32_t *end = out + n_cols * TR_DW3_COLUMN_WORDS;
+    if (step == 1) {
+        for (; out < end; ++x, offset += channels, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e2, o2;
+            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e1, o0 = o1, e1 = e2, o1 = o2;
+        }
+    } else { /* step 2: column x + 2 is the next stored column's x */
+        for (; out < end; x += 2, offset += 2 * channels, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e2, o2;
+            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e2, o0 = o2;
+            tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+        }
     }
 }
 
-/* One kernel row of one output pixel for four channels: `h` the stored column of taps 0 and 1,
- * `s` the one of tap 2, `w` the row's six weight words. */
-#define TR_DW3_KERNEL_ROW(h, s, w)                 \
-    do {                                           \
-        a0 = tr_dw3_dual((h)[0], (w)[0], a0);      \
-        a1 = tr_dw3_dual((h)[1], (w)[1], a1);      \
-        a2 = tr_dw3_dual((h)[2], (w)[2], a2);      \
-        a3 = tr_dw3_dual((h)[3], (w)[3], a3);      \
-        const int32_t s02 = (s)[4], s13 = (s)[5];  \
-        a0 = tr_dw3_low(s02, (w)[4], a0);          \
-        a2 = tr_dw3_high(s02, (w)[4], a2);         \
-        a1 = tr_dw3_low(s13, (w)[5], a1);          \
-        a3 = tr_dw3_high(s13, (w)[5], a3);         \
+#if TR_DW3_ASM
+/* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight
+ * words. One LDM (into r8-r11, named: an LDM list ascends), three LDRD, eight multiplies. */
+#define TR_DW3_KERNEL_ROW(h, w)                                                                         \
+    do {                                                                                                \
+        int32_t y0, y1;                                                                                 \
+        __asm__("ldm %[hp], {r8, r9, r10, r11}\n\t"                                                     \
+                "ldrd %[y0], %[y1], [%[wp]]\n\t"                                                        \
+                "smlad %[a0], r8, %[y0], %[a0]\n\t"                                                     \
+                "smlad %[a1], r9, %[y1], %[a1]\n\t"                                                     \
+                "ldrd %[y0], %[y1], [%[wp], #8]\n\t"                                                    \
+                "smlad %[a2], r10, %[y0], %[a2]\n\t"                                                    \
+                "smlad %[a3], r11, %[y1], %[a3]\n\t"                                                    \
+                "ldrd r8, r9, [%[hp], #16]\n\t"                                                         \
+                "ldrd %[y0], %[y1], [%[wp], #16]\n\t"                                                   \
+                "smlabb %[a0], r8, %[y0], %[a0]\n\t"                                                    \
+                "smlatt %[a2], r8, %[y0], %[a2]\n\t"                                                    \
+                "smlabb %[a1], r9, %[y1], %[a1]\n\t"                                                    \
+                "smlatt %[a3], r9, %[y1], %[a3]"                                                          \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [y0] "=&r"(y0), [y1] "=&r"(y1) \
+                : [hp] "r"(h), [wp] "r"(w), "m"(*(const int32_t(*)[6])(h)), "m"(*(const int32_t(*)[6])(w))   \
+                : "r8", "r9", "r10", "r11");                                                             \
     } while (0)
+#else
+/* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight words. */
+#define TR_DW3_KERNEL_ROW(h, w)                     \
+    do {                                            \
+        a0 = tr_dw3_dual((h)[0], (w)[0], a0);       \
+        a1 = tr_dw3_dual((h)[1], (w)[1], a1);       \
+        a2 = tr_dw3_dual((h)[2], (w)[2], a2);       \
+        a3 = tr_dw3_dual((h)[3], (w)[3], a3);       \
+        a0 = tr_dw3_low((h)[4], (w)[4], a0);        \
+        a2 = tr_dw3_high((h)[4], (w)[4], a2);       \
+        a1 = tr_dw3_low((h)[5], (w)[5], a1);        \
+        a3 = tr_dw3_high((h)[5], (w)[5], a3);       \
+    } while (0)
+#endif
 
 /* Channel c of a layer, in the requantization form the kernel was instantiated for. */
 TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const tr_requant_params *rq, int c, int doubled_form)
@@ -181,15 +224,51 @@ TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const tr_requant_params *rq, int
     return tr_requantize(acc, rq->multiplier[c], rq->shift[c], rq->output_offset, rq->act_min, rq->act_max);
 }
 
+#if TR_USE_DSP
+/* tr_requantize_doubled before its clamp, saturated to int8 (the clamp range lies inside it). */
+TR_INLINE int32_t tr_dw3_scale_doubled(int32_t acc2, int32_t multiplier, const int32_t *d)
+{
+    int32_t high;
+    __asm__("smmulr %0, %1, %2" : "=r"(high) : "r"(acc2), "r"(multiplier));
+    int32_t value = (high + d[1] - (int32_t)((uint32_t)high >> 31)) >> d[0];
+    __asm__("ssat %0, #8, %1" : "=r"(value) : "r"(value));
+    return value;
+}
+
+/* Four channels requantized (doubled form) into one word, clamped bytewise: SSUB8 sets a GE flag per
+ * byte, SEL picks by them. */
+TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *m,
+                                     const int32_t *d, int32_t lo4, int32_t hi4)
+{
+    const int32_t v0 = tr_dw3_scale_doubled(a0, m[0], d), v1 = tr_dw3_scale_doubled(a1, m[1], d + 2);
+    const int32_t v2 = tr_dw3_scale_doubled(a2, m[2], d + 4), v3 = tr_dw3_scale_doubled(a3, m[3], d + 6);
+    const int32_t even = (int32_t)__uxtb16((uint32_t)tr_dw3_pair(v0, v2));
+    const int32_t odd = (int32_t)__uxtb16((uint32_t)tr_dw3_pair(v1, v3));
+    int32_t word = (int32_t)((uint32_t)even | ((uint32_t)odd << 8)), unused;
+    __asm__("ssub8 %[t], %[w], %[lo]\n\t"
+            "sel %[w], %[w], %[lo]\n\t"
+            "ssub8 %[t], %[w], %[hi]\n\t"
+            "sel %[w], %[hi], %[w]"
+            : [w] "+r"(word), [t] "=&r"(unused)
+            : [lo] "r"(lo4), [hi] "r"(hi4)
+            : "cc");
+    return word;
+}
+#endif
+
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
     const tr_conv_geometry g = params->geometry; /* locals: not reloaded after stores */
     const tr_requant_params rq = params->requant;
-    const int channels = g.in_c, step = g.stride_w, n_cols = g.out_w + 2 / g.stride_w;
-    const int row_words = n_cols * TR_DW3_COLUMN_WORDS, single = (2 / step) * TR_DW3_COLUMN_WORDS;
+    const int channels = g.in_c, step = g.stride_w, n_cols = g.out_w;
+    const int row_words = n_cols * TR_DW3_COLUMN_WORDS;
     const int32_t zero_word = (int32_t)((uint32_t)(uint8_t)params->input_zero_point * 0x01010101u);
     const int32_t *bias = params->bias;
+#if TR_USE_DSP
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)rq.act_min * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)rq.act_max * 0x01010101u);
+#endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
     tr_dw3_row(NULL, g.in_w, channels, 4, g.pad_left, step, n_cols, zero_word, zero_row);
     for (int c = 0; c < channels; c += 4) {
@@ -218,12 +297,20 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
                 for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                    TR_DW3_KERNEL_ROW(r0, r0 + single, w);
-                    TR_DW3_KERNEL_ROW(r1, r1 + single, w + TR_DW3_COLUMN_WORDS);
-                    TR_DW3_KERNEL_ROW(r2, r2 + single, w + 2 * TR_DW3_COLUMN_WORDS);
+                    TR_DW3_KERNEL_ROW(r0, w);
+                    TR_DW3_KERNEL_ROW(r1, w + TR_DW3_COLUMN_WORDS);
+                    TR_DW3_KERNEL_ROW(r2, w + 2 * TR_DW3_COLUMN_WORDS);
                     r0 += TR_DW3_COLUMN_WORDS;
                     r1 += TR_DW3_COLUMN_WORDS;
                     r2 += TR_DW3_COLUMN_WORDS;
+#if TR_USE_DSP
+                    if (doubled_form && valid == 4) {
+                        const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, rq.multiplier + c,
+                                                                rq.doubled + 2 * c, lo4, hi4);
+                        memcpy(out, &word, 4);
+                        continue;
+                    }
+#endif
                     if (valid == 4) {
                         out[0] = tr_dw3_requantize(a0, &rq, c, doubled_form);
                         out[1] = tr_dw3_requantize(a1, &rq, c + 1, doubled_form);

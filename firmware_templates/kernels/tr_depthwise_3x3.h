@@ -3,10 +3,10 @@
  * of 1 or 2 across the row (any stride down), any channel count: the MobileNet / DS-CNN case.
  *
  * Four channels at a time. Each input row those channels need is widened once into scratch as,
- * per stored column j (input column x = j * stride_w - pad_left), six words: four words pairing
- * columns x and x + 1 of one channel as int16 (channel 0, 1, 2, 3; x low), then column x alone
- * as (channel 0, channel 2) and (channel 1, channel 3). A kernel row of an output pixel is then
- * one SMLAD per channel for taps 0 and 1 and one SMLAxy per channel for tap 2.
+ * per output column j (input columns x .. x + 2, x = j * stride_w - pad_left), six words: four
+ * words pairing columns x and x + 1 of one channel as int16 (channel 0, 1, 2, 3; x low), then
+ * column x + 2 as (channel 0, channel 2) and (channel 1, channel 3). A kernel row of an output
+ * pixel is then one SMLAD per channel for taps 0 and 1 and one SMLAxy per channel for tap 2.
  */
 #ifndef TR_DEPTHWISE_3X3_H
 #define TR_DEPTHWISE_3X3_H
@@ -29,8 +29,8 @@ typedef struct {
 } tr_depthwise_3x3_params;
 
 /* Scratch bytes the kernel needs: four rows (three input rows and a row of zero points) of
- * stored columns. */
-#define TR_DW3_SCRATCH_BYTES(out_w, stride_w) (4 * ((out_w) + 2 / (stride_w)) * TR_DW3_COLUMN_WORDS * 4)
+ * out_w stored columns. */
+#define TR_DW3_SCRATCH_BYTES(out_w) (4 * (out_w) * TR_DW3_COLUMN_WORDS * 4)
 
 void tr_depthwise_conv_3x3_int8(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                                 int8_t *scratch);

@@ -287,8 +287,7 @@ def _three_by_three_call(
     bias[:channels] = factor * bias_folded.astype(np.int64)
     fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
     fields["requant"] = requant
-    out_w, stride_w = out.shape[2], op.options["stride_w"]
-    scratch = ctx.scratch(4 * (out_w + 2 // stride_w) * 6 * 4)  # TR_DW3_SCRATCH_BYTES
+    scratch = ctx.scratch(4 * out.shape[2] * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
     params = ctx.params("tr_depthwise_3x3_params", name, fields)
     macs = int(np.prod(out.shape)) * 9
     return KernelCall(

@@ -177,28 +177,31 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
 }
 
 #if TR_DW3_ASM
-/* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight
- * words. One LDM (into r8-r11, named: an LDM list ascends), three LDRD, eight multiplies. */
-#define TR_DW3_KERNEL_ROW(h, w)                                                                         \
-    do {                                                                                                \
-        int32_t y0, y1;                                                                                 \
-        __asm__("ldm %[hp], {r8, r9, r10, r11}\n\t"                                                     \
-                "ldrd %[y0], %[y1], [%[wp]]\n\t"                                                        \
-                "smlad %[a0], r8, %[y0], %[a0]\n\t"                                                     \
-                "smlad %[a1], r9, %[y1], %[a1]\n\t"                                                     \
-                "ldrd %[y0], %[y1], [%[wp], #8]\n\t"                                                    \
-                "smlad %[a2], r10, %[y0], %[a2]\n\t"                                                    \
-                "smlad %[a3], r11, %[y1], %[a3]\n\t"                                                    \
-                "ldrd r8, r9, [%[hp], #16]\n\t"                                                         \
-                "ldrd %[y0], %[y1], [%[wp], #16]\n\t"                                                   \
-                "smlabb %[a0], r8, %[y0], %[a0]\n\t"                                                    \
-                "smlatt %[a2], r8, %[y0], %[a2]\n\t"                                                    \
-                "smlabb %[a1], r9, %[y1], %[a1]\n\t"                                                    \
-                "smlatt %[a3], r9, %[y1], %[a3]"                                                          \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [y0] "=&r"(y0), [y1] "=&r"(y1) \
-                : [hp] "r"(h), [wp] "r"(w), "m"(*(const int32_t(*)[6])(h)), "m"(*(const int32_t(*)[6])(w))   \
-                : "r8", "r9", "r10", "r11");                                                             \
-    } while (0)
+/* One kernel row: LDM of the pairs into r8-r11 (named: an LDM list ascends), LDRD of the weights into
+ * r12/lr, the tap-2 word pair post-incrementing the row pointer past the stored column. */
+#define TR_DW3_ROW_ASM(h, offset)                             \
+    "ldm " h "!, {r8, r9, r10, r11}\n\t"                      \
+    "ldrd r12, lr, [%[wp], #" offset "]\n\t"                  \
+    "smlad %[a0], r8, r12, %[a0]\n\t"                         \
+    "smlad %[a1], r9, lr, %[a1]\n\t"                          \
+    "ldrd r12, lr, [%[wp], #" offset "+8]\n\t"                \
+    "smlad %[a2], r10, r12, %[a2]\n\t"                        \
+    "smlad %[a3], r11, lr, %[a3]\n\t"                         \
+    "ldrd r8, r9, [" h "], #8\n\t"                            \
+    "ldrd r12, lr, [%[wp], #" offset "+16]\n\t"               \
+    "smlabb %[a0], r8, r12, %[a0]\n\t"                        \
+    "smlatt %[a2], r8, r12, %[a2]\n\t"                        \
+    "smlabb %[a1], r9, lr, %[a1]\n\t"                         \
+    "smlatt %[a3], r9, lr, %[a3]\n\t"
+
+/* a0..a3 += the nine taps of one output pixel: r0, r1, r2 its stored columns in the three rows
+ * (each advanced to the next column), `w` the 18 weight words of the group. */
+#define TR_DW3_PIXEL(r0, r1, r2, w)                                                               \
+    __asm__(TR_DW3_ROW_ASM("%[h0]", "0") TR_DW3_ROW_ASM("%[h1]", "24") TR_DW3_ROW_ASM("%[h2]", "48") \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h0] "+r"(r0), [h1] "+r"(r1), \
+              [h2] "+r"(r2)                                                                        \
+            : [wp] "r"(w)                                                                          \
+            : "r8", "r9", "r10", "r11", "r12", "lr", "memory")
 #else
 /* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight words. */
 #define TR_DW3_KERNEL_ROW(h, w)                     \
@@ -297,12 +300,16 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
                 for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+#if TR_DW3_ASM
+                    TR_DW3_PIXEL(r0, r1, r2, w);
+#else
                     TR_DW3_KERNEL_ROW(r0, w);
                     TR_DW3_KERNEL_ROW(r1, w + TR_DW3_COLUMN_WORDS);
                     TR_DW3_KERNEL_ROW(r2, w + 2 * TR_DW3_COLUMN_WORDS);
                     r0 += TR_DW3_COLUMN_WORDS;
                     r1 += TR_DW3_COLUMN_WORDS;
                     r2 += TR_DW3_COLUMN_WORDS;
+#endif
 #if TR_USE_DSP
                     if (doubled_form && valid == 4) {
                         const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, rq.multiplier + c,

@@ -43,16 +43,35 @@ BASE = {
 CASES = {
     "stride1_same_8": {},
     "stride2_same_16": {"c": 16, "stride_h": 2, "stride_w": 2, "h": 12, "w": 12},
-    "stride2_same_odd_width": {"c": 12, "stride_h": 2, "stride_w": 2, "w": 7, "act": "RELU6", "out_scale": 0.02},
+    "stride2_same_odd_width": {
+        "c": 12,
+        "stride_h": 2,
+        "stride_w": 2,
+        "w": 7,
+        "act": "RELU6",
+        "out_scale": 0.02,
+    },
     "stride1_valid_odd_7": {"c": 7, "padding": "VALID"},
-    "stride2_valid_13_stride_down_3": {"c": 13, "stride_h": 3, "stride_w": 2, "h": 10, "w": 11, "padding": "VALID"},
+    "stride2_valid_13_stride_down_3": {
+        "c": 13,
+        "stride_h": 3,
+        "stride_w": 2,
+        "h": 10,
+        "w": 11,
+        "padding": "VALID",
+    },
     "three_channels": {"c": 3, "stride_w": 2, "w": 7, "act": "NONE"},
     "one_channel": {"c": 1, "act": "RELU_N1_TO_1"},
     "one_pixel": {"c": 5, "h": 1, "w": 1},
     "general_requantization": {"out_scale": 0.0001, "act": "NONE", "in_zp": 127},
     "narrow_rows": {"c": 9, "w": 2, "h": 3, "stride_w": 2, "in_zp": -128},
 }
-QEMU_CASES = ("stride1_same_8", "stride2_same_odd_width", "stride2_valid_13_stride_down_3", "general_requantization")
+QEMU_CASES = (
+    "stride1_same_8",
+    "stride2_same_odd_width",
+    "stride2_valid_13_stride_down_3",
+    "general_requantization",
+)
 
 
 def _params(case: str) -> dict:
@@ -102,14 +121,18 @@ def test_weight_words_pair_taps_as_the_kernel_reads_them() -> None:
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # DSP path; generic on the M3
-def test_three_by_three_kernel_is_bit_exact_in_qemu(tmp_path: Path, pio_build_cache: Path, board: str) -> None:
+def test_three_by_three_kernel_is_bit_exact_in_qemu(
+    tmp_path: Path, pio_build_cache: Path, board: str
+) -> None:
     from toolchain import oracle
     from toolchain.bench.measure import run_samples
     from toolchain.codegen import generate
 
     for case in QEMU_CASES:
         path = build_conv(_params(case), tmp_path / f"{case}.tflite")
-        x = np.random.default_rng(3).integers(-128, 128, size=(2, *parse(path).inputs[0].shape), dtype=np.int8)
+        x = np.random.default_rng(3).integers(
+            -128, 128, size=(2, *parse(path).inputs[0].shape), dtype=np.int8
+        )
         gen = tmp_path / case
         generate(path, gen, tflm_arena=False)
         build_checked(gen, board)

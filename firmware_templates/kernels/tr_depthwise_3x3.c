@@ -227,35 +227,39 @@ TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const tr_requant_params *rq, int
     return tr_requantize(acc, rq->multiplier[c], rq->shift[c], rq->output_offset, rq->act_min, rq->act_max);
 }
 
-#if TR_USE_DSP
-/* tr_requantize_doubled before its clamp, saturated to int8 (the clamp range lies inside it). */
-TR_INLINE int32_t tr_dw3_scale_doubled(int32_t acc2, int32_t multiplier, const int32_t *d)
-{
-    int32_t high;
-    __asm__("smmulr %0, %1, %2" : "=r"(high) : "r"(acc2), "r"(multiplier));
-    int32_t value = (high + d[1] - (int32_t)((uint32_t)high >> 31)) >> d[0];
-    __asm__("ssat %0, #8, %1" : "=r"(value) : "r"(value));
-    return value;
-}
+#if TR_DW3_ASM
+/* One channel of tr_requantize_doubled before its clamp, saturated to int8 (the clamp range lies
+ * inside it): `m` the multiplier, `d` its (right shift, rounding) pair. */
+#define TR_DW3_SCALE_ASM(a, m, d)                     \
+    "ldr %[t0], [" m "]\n\t"                          \
+    "smmulr " a ", " a ", %[t0]\n\t"                   \
+    "ldrd %[t0], %[t1], [" d "]\n\t"                  \
+    "sub %[t1], %[t1], " a ", lsr #31\n\t"             \
+    "add " a ", " a ", %[t1]\n\t"                      \
+    "asr " a ", " a ", %[t0]\n\t"                      \
+    "ssat " a ", #8, " a "\n\t"
 
 /* Four channels requantized (doubled form) into one word, clamped bytewise: SSUB8 sets a GE flag per
  * byte, SEL picks by them. */
 TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *m,
                                      const int32_t *d, int32_t lo4, int32_t hi4)
 {
-    const int32_t v0 = tr_dw3_scale_doubled(a0, m[0], d), v1 = tr_dw3_scale_doubled(a1, m[1], d + 2);
-    const int32_t v2 = tr_dw3_scale_doubled(a2, m[2], d + 4), v3 = tr_dw3_scale_doubled(a3, m[3], d + 6);
-    const int32_t even = (int32_t)__uxtb16((uint32_t)tr_dw3_pair(v0, v2));
-    const int32_t odd = (int32_t)__uxtb16((uint32_t)tr_dw3_pair(v1, v3));
-    int32_t word = (int32_t)((uint32_t)even | ((uint32_t)odd << 8)), unused;
-    __asm__("ssub8 %[t], %[w], %[lo]\n\t"
-            "sel %[w], %[w], %[lo]\n\t"
-            "ssub8 %[t], %[w], %[hi]\n\t"
-            "sel %[w], %[hi], %[w]"
-            : [w] "+r"(word), [t] "=&r"(unused)
-            : [lo] "r"(lo4), [hi] "r"(hi4)
-            : "cc");
-    return word;
+    int32_t t0, t1;
+    __asm__(TR_DW3_SCALE_ASM("%[a0]", "%[m]", "%[d]") TR_DW3_SCALE_ASM("%[a1]", "%[m], #4", "%[d], #8")
+                TR_DW3_SCALE_ASM("%[a2]", "%[m], #8", "%[d], #16") TR_DW3_SCALE_ASM("%[a3]", "%[m], #12", "%[d], #24")
+            "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"
+            "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"
+            "uxtb16 %[a0], %[a0]\n\t"
+            "uxtb16 %[a1], %[a1]\n\t"
+            "orr %[a0], %[a0], %[a1], lsl #8\n\t"
+            "ssub8 %[t0], %[a0], %[lo]\n\t"
+            "sel %[a0], %[a0], %[lo]\n\t"
+            "ssub8 %[t0], %[a0], %[hi]\n\t"
+            "sel %[a0], %[hi], %[a0]"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t0] "=&r"(t0), [t1] "=&r"(t1)
+            : [m] "r"(m), [d] "r"(d), [lo] "r"(lo4), [hi] "r"(hi4)
+            : "cc", "memory");
+    return a0;
 }
 #endif
 
@@ -268,7 +272,7 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
     const int row_words = n_cols * TR_DW3_COLUMN_WORDS;
     const int32_t zero_word = (int32_t)((uint32_t)(uint8_t)params->input_zero_point * 0x01010101u);
     const int32_t *bias = params->bias;
-#if TR_USE_DSP
+#if TR_DW3_ASM
     const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)rq.act_min * 0x01010101u);
     const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)rq.act_max * 0x01010101u);
 #endif
@@ -310,7 +314,7 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                     r1 += TR_DW3_COLUMN_WORDS;
                     r2 += TR_DW3_COLUMN_WORDS;
 #endif
-#if TR_USE_DSP
+#if TR_DW3_ASM
                     if (doubled_form && valid == 4) {
                         const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, rq.multiplier + c,
                                                                 rq.doubled + 2 * c, lo4, hi4);

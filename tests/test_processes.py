@@ -72,7 +72,12 @@ def _wait_for(condition, seconds: float) -> bool:
 
 def _launch(script: str, firmware: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
     process = subprocess.Popen(
-        [*prefix, sys.executable, "-c", script, str(firmware)], stdout=subprocess.PIPE, text=True
+        [*prefix, sys.executable, "-c", script, str(firmware)],
+        stdout=subprocess.PIPE,
+        text=True,
+        # A user's shell delivers Ctrl-C: start from default handlers even if an earlier test left
+        # SIGINT ignored in this process (a child would inherit that and never see the signal).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout.readline().strip() == "ready"
     assert _wait_for(lambda: _qemu_running(firmware), 10), "QEMU did not start"

@@ -31,8 +31,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.robustness_links import kill_group, leaked, probe_serial, probe_signals
+from benchmarks.robustness_links import kill_group, probe_serial, probe_signals
 from tests.helpers import bad_inputs, tflite_fuzz
+from tests.helpers.waiting import running as leaked
 from toolchain.fileio import write_json_report
 
 FUZZ_SEED = 20261205

@@ -9,18 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import tflite_fuzz
-
-
-def leaked(marker: str) -> int:
-    """Processes still running whose command line names `marker` (a path unique to one case)."""
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, timeout=10)
-    return len(found.stdout.split())
+from tests.helpers.waiting import running as leaked
+from tests.helpers.waiting import wait_until
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -113,15 +108,6 @@ def _firmware(work: Path) -> Path:
     return gen
 
 
-def _wait(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def probe_signals(work: Path) -> dict[str, Any]:
     """Each command signalled once QEMU runs; then QEMU or pio still running names the project folder."""
     gen = _firmware(work)
@@ -136,7 +122,7 @@ def probe_signals(work: Path) -> dict[str, Any]:
         process = subprocess.Popen(
             [*prefix, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
-        started = _wait(lambda: leaked(f"qemu-system-arm.*{marker}") > 0, 120)
+        started = wait_until(lambda: leaked(f"qemu-system-arm.*{marker}") > 0, 120)
         if started and not prefix:
             process.send_signal(getattr(signal, how))
         try:
@@ -149,7 +135,9 @@ def probe_signals(work: Path) -> dict[str, Any]:
         def left() -> int:
             return leaked(f"qemu-system-arm.*{marker}") + leaked(f"platformio.*{marker}")
 
-        still_running = 0 if _wait(lambda: left() == 0, 10) else left()  # the kernel's kill takes a moment
+        still_running = (
+            0 if wait_until(lambda: left() == 0, 10) else left()
+        )  # the kernel's kill takes a moment
         if not started:
             outcome = "qemu never started"
         elif still_running:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.budget import build_checked
+from tests.helpers.waiting import running, wait_until
 from toolchain.errors import DeviceError
 
 pytestmark = pytest.mark.qemu
@@ -205,23 +206,6 @@ def test_the_benchmark_apps_own_ram_is_reported(report: dict) -> None:
     assert 1200 < report["bench_app_ram_bytes"] < report["static_ram_bytes"]
 
 
-def _running(pattern: str) -> bool:
-    import subprocess
-
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, timeout=10).returncode == 0
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.mark.parametrize(
     ("command", "sig"),
     [
@@ -249,12 +233,12 @@ def test_signal_to_the_tinyrank_command_leaves_no_qemu_or_pio(built_model: Path,
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        assert _wait_until(lambda: _running(children[0]), 90), "QEMU never started"
+        assert wait_until(lambda: running(children[0]), 90), "QEMU never started"
         process.send_signal(getattr(signal, sig))
         status = process.wait(timeout=30)
         assert status != 0
         for pattern in children:
-            assert _wait_until(lambda p=pattern: not _running(p), 10), f"{pattern} left running after {sig}"
+            assert wait_until(lambda p=pattern: not running(p), 10), f"{pattern} left running after {sig}"
         if sig != "SIGKILL":
             assert "Traceback" not in process.stderr.read().decode()
     finally:

@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.waiting import running, wait_until
 from toolchain.errors import BuildError
 from toolchain.processes import run_tool, start, stop_group
 
@@ -57,17 +57,7 @@ FLASH_LIKE = textwrap.dedent(
 
 
 def _qemu_running(marker: Path) -> bool:
-    found = subprocess.run(["pgrep", "-f", f"qemu-system-arm.*{marker}"], capture_output=True, timeout=10)
-    return found.returncode == 0
-
-
-def _wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+    return running(f"qemu-system-arm.*{marker}") > 0
 
 
 def _launch(script: str, firmware: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
@@ -80,7 +70,7 @@ def _launch(script: str, firmware: Path, prefix: tuple[str, ...] = ()) -> subpro
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout.readline().strip() == "ready"
-    assert _wait_for(lambda: _qemu_running(firmware), 10), "QEMU did not start"
+    assert wait_until(lambda: _qemu_running(firmware), 10, poll_s=0.05), "QEMU did not start"
     return process
 
 
@@ -98,20 +88,22 @@ def test_signal_to_tinyrank_leaves_no_qemu(firmware, script, sig):
     process = _launch(script, firmware)
     process.send_signal(sig)
     process.wait(timeout=60)  # generous: a loaded 2-core machine stops QEMU slowly
-    assert _wait_for(lambda: not _qemu_running(firmware), 8), f"QEMU left running after {sig.name}"
+    assert wait_until(lambda: not _qemu_running(firmware), 8, poll_s=0.05), (
+        f"QEMU left running after {sig.name}"
+    )
 
 
 def test_timeout_foreground_leaves_no_qemu(firmware):
     process = _launch(BENCH_LIKE, firmware, prefix=("timeout", "--foreground", "3"))
     assert process.wait(timeout=30) != 0
-    assert _wait_for(lambda: not _qemu_running(firmware), 8)
+    assert wait_until(lambda: not _qemu_running(firmware), 8, poll_s=0.05)
 
 
 def test_run_tool_timeout_stops_grandchildren(firmware):
     qemu = f"qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none -S -kernel {firmware}"
     with pytest.raises(BuildError, match="no result after 1 s"):
         run_tool(["sh", "-c", f"{qemu}; true"], timeout_s=1, what="fake pio", guard=True)
-    assert _wait_for(lambda: not _qemu_running(firmware), 8)
+    assert wait_until(lambda: not _qemu_running(firmware), 8, poll_s=0.05)
 
 
 def test_child_is_tied_to_the_parent_thread_of_its_start():

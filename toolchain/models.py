@@ -56,19 +56,20 @@ def load_keras_model(path: str | Path) -> Any:
                     f"({cause[:300]})"
                 ) from exc
             raise ModelError(f"model file {p}: not a readable Keras model ({cause[:300]})") from exc
-    check_finite_weights(model, p)
+    check_finite_weights(model, f"model file {p}")
     return model
 
 
-def check_finite_weights(model: Any, path: str | Path) -> None:
-    """NaN or Inf weights poison every later stage with confusing errors; name the layer here."""
+def check_finite_weights(model: Any, where: str) -> None:
+    """NaN or Inf weights (training diverged) poison every later stage with confusing errors; name the
+    layer here. `where` starts the message: the file, or the model when it came from memory."""
     for layer in model.layers:
         for weight in layer.weights:
             values = np.asarray(weight)
             if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
                 bad = int(values.size - np.count_nonzero(np.isfinite(values)))
                 raise ModelError(
-                    f"model file {path}: layer '{layer.name}' weight '{weight.name}' holds {bad} NaN or Inf "
+                    f"{where}: layer '{layer.name}' weight '{weight.name}' holds {bad} NaN or Inf "
                     "values; retrain or fix the model"
                 )
 

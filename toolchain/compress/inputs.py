@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolchain.compress.layers import METHODS
 from toolchain.data import Dataset, dataset_from_arrays, load_dataset
-from toolchain.errors import DataError, ModelError, UnsupportedError
+from toolchain.errors import DataError, UnsupportedError
 
 LATENCY_TARGETS = ("target_latency", "max_latency_ms")
 
@@ -56,9 +54,7 @@ def check_options(method, ranks, energy, vbmf, targets) -> None:
 
 
 def check_model(model: Any) -> None:
-    """Refuse a model whose weights hold NaN or Inf (training diverged): nothing useful comes out."""
-    for layer in model.layers:
-        for i, w in enumerate(layer.get_weights()):
-            w = np.asarray(w)
-            if np.issubdtype(w.dtype, np.floating) and not np.all(np.isfinite(w)):
-                raise ModelError(f"layer '{layer.name}': weight {i} holds NaN or Inf values")
+    """Refuse a model whose weights hold NaN or Inf: nothing useful comes out of compressing it."""
+    from toolchain.models import check_finite_weights
+
+    check_finite_weights(model, f"model '{model.name}'")

@@ -102,6 +102,34 @@ def paired_weights(weights: np.ndarray, in_c: int, pairs: list[tuple[int, int | 
     return np.concatenate(blocks)
 
 
+def three_by_three_weights(taps: np.ndarray, factor: int) -> np.ndarray:
+    """(9, channels) int8 taps (row-major) -> the words of tr_depthwise_3x3_params, each weight times
+    `factor` (2 for the doubled requantization): per group of four channels (zero-padded), per kernel
+    row, (tap 0, tap 1) of channels 0..3, then tap 2 of channels (0, 2) and (1, 3), as int16 pairs."""
+    channels = taps.shape[1]
+    groups = -(-channels // 4)
+    w = np.zeros((3, 3, groups * 4), np.int64)
+    w[:, :, :channels] = factor * taps.astype(np.int64).reshape(3, 3, channels)
+    w = w.reshape(3, 3, groups, 4).transpose(2, 0, 1, 3)  # [group][row][tap][channel]
+    low = np.concatenate([w[:, :, 0, :], w[:, :, 2, 0:2]], axis=2)  # [group][row][6]
+    high = np.concatenate([w[:, :, 1, :], w[:, :, 2, 2:4]], axis=2)
+    words = ((low & 0xFFFF) | ((high & 0xFFFF) << 16)).astype(np.uint32).view(np.int32)
+    return words.reshape(-1)
+
+
+def runs_three_by_three(op: Op) -> bool:
+    """Whether tr_depthwise_conv_3x3_int8 computes this op: 3x3, multiplier 1, no dilation, a stride
+    of 1 or 2 across the row."""
+    o, filt = op.options, op.input(1)
+    return (
+        tuple(filt.shape[1:3]) == (3, 3)
+        and filt.shape[3] == op.input(0).shape[3]
+        and o.get("dilation_h_factor", 1) == 1
+        and o.get("dilation_w_factor", 1) == 1
+        and o["stride_w"] in (1, 2)
+    )
+
+
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
@@ -137,6 +165,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     }
     macs = n * out_h * out_w * out_c * k_h * k_w
     buffers = [ctx.tensor(inp), ctx.tensor(out)]
+    if runs_three_by_three(op):  # 3x3 multiplier 1: widened rows in scratch, SMLAD on tap pairs
+        return _three_by_three_call(op, ctx, name, fields, bias_folded, mults, shifts, comment, buffers)
     if doubled is not None:  # the fast path: int16 doubled weights, ~10-instruction requantization
         fields["filter_x2"] = ctx.constant(
             f"{name}_filter_x2",
@@ -224,3 +254,42 @@ def _paired_call(
     params = ctx.params("tr_depthwise_pairs_params", name, fields)
     macs = out.shape[0] * out.shape[1] * out.shape[2] * out_c * n_taps
     return KernelCall("tr_depthwise_conv.c", function, params, [*buffers, scratch], comment, macs)
+
+
+def _three_by_three_call(
+    op: Op,
+    ctx: LoweringContext,
+    name: str,
+    fields: dict[str, FieldValue],
+    bias_folded: np.ndarray,
+    mults: np.ndarray,
+    shifts: np.ndarray,
+    comment: str,
+    buffers: list[str],
+) -> KernelCall:
+    """The call of tr_depthwise_conv_3x3_int8; weights and bias doubled where the doubled
+    requantization is exact (the accumulators then come out doubled)."""
+    filt, out = op.input(1), op.outputs[0]
+    channels = filt.shape[3]
+    taps = filt.values.reshape(-1, channels)
+    act = op.options.get("fused_activation_function", "NONE")
+    abs_sums = np.abs(taps.astype(np.int64)).sum(axis=0)
+    requant = requant_fields(ctx, name, bias_folded, abs_sums, mults, shifts, out, act)
+    factor = 1 if requant["doubled"] == "NULL" else 2
+    fields["filter_words"] = ctx.constant(
+        f"{name}_filter_words",
+        three_by_three_weights(taps, factor),
+        "int32_t",
+        f"weights '{filt.name}' {shape_text(filt)}{', doubled' if factor == 2 else ''}, "
+        "as int16 pairs by four channels",
+    )
+    bias = np.zeros(-(-channels // 4) * 4, np.int64)
+    bias[:channels] = factor * bias_folded.astype(np.int64)
+    fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
+    fields["requant"] = requant
+    scratch = ctx.scratch(4 * out.shape[2] * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
+    params = ctx.params("tr_depthwise_3x3_params", name, fields)
+    macs = int(np.prod(out.shape)) * 9
+    return KernelCall(
+        "tr_depthwise_3x3.c", "tr_depthwise_conv_3x3_int8", params, [*buffers, scratch], comment, macs
+    )

@@ -1,0 +1,351 @@
+/*
+ * tr_depthwise_3x3.c - 3x3 DEPTHWISE_CONV_2D, depth multiplier 1 (tr_depthwise_3x3.h).
+ *
+ * A depthwise 3x3 reads every input value up to nine times, so each is widened to int16 once:
+ * per group of four channels, the input rows the current output row needs are held in a ring of
+ * three rows of stored columns in scratch (a row above or below the image is a prebuilt row of
+ * zero points; the generator folded -zero_point x sum(weights) into the bias, so padding adds
+ * nothing). Per output pixel and kernel row, channel c adds taps 0 and 1 with one SMLAD on the
+ * pair word (x, x + 1) and tap 2 with one SMLABB/SMLATT on the word holding column x + 2: per
+ * four channels and kernel row, three load-multiples or pairs of loads (pairs, singles, weights)
+ * and eight multiply-accumulates for twelve MACs. The plain C path runs the same layout.
+ */
+#include "tr_depthwise_3x3.h"
+
+#include <string.h>
+
+#include "tr_dot.h"
+#include "tr_requantize.h"
+
+/* The inline assembly of the DSP path needs the optimizer: gcc 12 at -O0 cannot allocate it. */
+#if TR_USE_DSP && defined(__OPTIMIZE__)
+#define TR_DW3_ASM 1
+#else
+#define TR_DW3_ASM 0
+#endif
+
+/* Four int8 channels from any address as one word. */
+TR_INLINE int32_t tr_dw3_word(const int8_t *p)
+{
+    int32_t word;
+    memcpy(&word, p, 4);
+    return word;
+}
+
+/* (low, high) as the two int16 halves of a word. */
+TR_INLINE int32_t tr_dw3_pair(int32_t low, int32_t high)
+{
+    return (int32_t)(((uint32_t)low & 0xffffu) | ((uint32_t)high << 16));
+}
+
+/* The high halves of two words, `a`'s low: (a >> 16, b >> 16). */
+TR_INLINE int32_t tr_dw3_pair_high(int32_t a, int32_t b)
+{
+    return (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xffff0000u));
+}
+
+/* acc + low(x) * low(w) + high(x) * high(w) */
+TR_INLINE int32_t tr_dw3_dual(int32_t x, int32_t w, int32_t acc)
+{
+#if TR_USE_DSP
+    return __smlad(x, w, acc);
+#else
+    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w + (x >> 16) * (w >> 16);
+#endif
+}
+
+/* acc + low(x) * low(w) */
+TR_INLINE int32_t tr_dw3_low(int32_t x, int32_t w, int32_t acc)
+{
+#if TR_USE_DSP
+    return __smlabb(x, w, acc);
+#else
+    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w;
+#endif
+}
+
+/* acc + high(x) * high(w) */
+TR_INLINE int32_t tr_dw3_high(int32_t x, int32_t w, int32_t acc)
+{
+#if TR_USE_DSP
+    return __smlatt(x, w, acc);
+#else
+    return acc + (x >> 16) * (w >> 16);
+#endif
+}
+
+/* Four int8 channels of one pixel as int16 pairs (channel 0, 2) and (channel 1, 3). */
+TR_INLINE void tr_dw3_widen(int32_t word, int32_t *even, int32_t *odd)
+{
+#if TR_USE_DSP
+    *even = __sxtb16(word);
+    *odd = tr_sxtb16_ror8(word);
+#else
+    *even = tr_dw3_pair((int8_t)word, (int8_t)(word >> 16));
+    *odd = tr_dw3_pair((int8_t)(word >> 8), (int8_t)(word >> 24));
+#endif
+}
+
+/* One stored column from the widened input columns x (e0, o0), x + 1 (e1, o1) and x + 2 (e2, o2). */
+TR_INLINE void tr_dw3_store(int32_t *out, int32_t e0, int32_t o0, int32_t e1, int32_t o1, int32_t e2, int32_t o2)
+{
+#if TR_DW3_ASM
+    int32_t t0, t1;
+    __asm__ volatile("pkhbt %[t0], %[e0], %[e1], lsl #16\n\t"
+            "pkhbt %[t1], %[o0], %[o1], lsl #16\n\t"
+            "strd %[t0], %[t1], [%[out]]\n\t"
+            "pkhtb %[t0], %[e1], %[e0], asr #16\n\t"
+            "pkhtb %[t1], %[o1], %[o0], asr #16\n\t"
+            "strd %[t0], %[t1], [%[out], #8]\n\t"
+            "strd %[e2], %[o2], [%[out], #16]"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1)
+            : [out] "r"(out), [e0] "r"(e0), [o0] "r"(o0), [e1] "r"(e1), [o1] "r"(o1), [e2] "r"(e2), [o2] "r"(o2)
+            : "memory");
+#else
+    out[0] = tr_dw3_pair(e0, e1);
+    out[1] = tr_dw3_pair(o0, o1);
+    out[2] = tr_dw3_pair_high(e0, e1);
+    out[3] = tr_dw3_pair_high(o0, o1);
+    out[4] = e2;
+    out[5] = o2;
+#endif
+}
+
+/* The `valid` (1..4) channels of input column x of `row`, the others 0; the zero point outside. */
+static int32_t tr_dw3_read(const int8_t *row, int x, int in_w, int channels, int valid, int32_t zero_word)
+{
+    if (row == NULL || x < 0 || x >= in_w) {
+        return zero_word;
+    }
+    const int8_t *p = row + x * channels;
+    if (valid == 4) {
+        return tr_dw3_word(p);
+    }
+    uint32_t word = 0;
+    for (int k = 0; k < valid; ++k) {
+        word |= (uint32_t)(uint8_t)p[k] << (8 * k);
+    }
+    return (int32_t)word;
+}
+
+/* Four channels of input column x (at byte offset `offset` of `row`), the zero point outside. */
+TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int32_t zero_word)
+{
+    return (unsigned)x < (unsigned)in_w ? tr_dw3_word(row + offset) : zero_word;
+}
+
+/* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
+ * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
+ * with x = j * step - pad_left. The columns slide: each input column is read and widened once. */
+/* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
+__attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
+                       int32_t zero_word, int32_t *out)
+{
+    if (row == NULL || valid < 4) { /* a row of padding, or the last channels: column by column */
+        for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e0, o0, e1, o1, e2, o2;
+            tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
+            tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, channels, valid, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_read(row, x + 2, in_w, channels, valid, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+        }
+        return;
+    }
+    int x = -pad_left, offset = x * channels;
+    int32_t e0, o0, e1, o1;
+    tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
+    tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+    x += 2;
+    offset += 2 * channels;
+    const int32_t *end = out + n_cols * TR_DW3_COLUMN_WORDS;
+    if (step == 1) {
+        for (; out < end; ++x, offset += channels, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e2, o2;
+            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e1, o0 = o1, e1 = e2, o1 = o2;
+        }
+    } else { /* step 2: column x + 2 is the next stored column's x */
+        for (; out < end; x += 2, offset += 2 * channels, out += TR_DW3_COLUMN_WORDS) {
+            int32_t e2, o2;
+            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e2, o0 = o2;
+            tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+        }
+    }
+}
+
+#if TR_DW3_ASM
+/* One kernel row: LDM of the pairs into r8-r11 (named: an LDM list ascends), LDRD of the weights into
+ * r12/lr, the tap-2 word pair post-incrementing the row pointer past the stored column. */
+#define TR_DW3_ROW_ASM(h, offset)                             \
+    "ldm " h "!, {r8, r9, r10, r11}\n\t"                      \
+    "ldrd r12, lr, [%[wp], #" offset "]\n\t"                  \
+    "smlad %[a0], r8, r12, %[a0]\n\t"                         \
+    "smlad %[a1], r9, lr, %[a1]\n\t"                          \
+    "ldrd r12, lr, [%[wp], #" offset "+8]\n\t"                \
+    "smlad %[a2], r10, r12, %[a2]\n\t"                        \
+    "smlad %[a3], r11, lr, %[a3]\n\t"                         \
+    "ldrd r8, r9, [" h "], #8\n\t"                            \
+    "ldrd r12, lr, [%[wp], #" offset "+16]\n\t"               \
+    "smlabb %[a0], r8, r12, %[a0]\n\t"                        \
+    "smlatt %[a2], r8, r12, %[a2]\n\t"                        \
+    "smlabb %[a1], r9, lr, %[a1]\n\t"                         \
+    "smlatt %[a3], r9, lr, %[a3]\n\t"
+
+/* a0..a3 += the nine taps of one output pixel: r0, r1, r2 its stored columns in the three rows
+ * (each advanced to the next column), `w` the 18 weight words of the group. */
+#define TR_DW3_PIXEL(r0, r1, r2, w)                                                               \
+    __asm__(TR_DW3_ROW_ASM("%[h0]", "0") TR_DW3_ROW_ASM("%[h1]", "24") TR_DW3_ROW_ASM("%[h2]", "48") \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h0] "+r"(r0), [h1] "+r"(r1), \
+              [h2] "+r"(r2)                                                                        \
+            : [wp] "r"(w)                                                                          \
+            : "r8", "r9", "r10", "r11", "r12", "lr", "memory")
+#else
+/* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight words. */
+#define TR_DW3_KERNEL_ROW(h, w)                     \
+    do {                                            \
+        a0 = tr_dw3_dual((h)[0], (w)[0], a0);       \
+        a1 = tr_dw3_dual((h)[1], (w)[1], a1);       \
+        a2 = tr_dw3_dual((h)[2], (w)[2], a2);       \
+        a3 = tr_dw3_dual((h)[3], (w)[3], a3);       \
+        a0 = tr_dw3_low((h)[4], (w)[4], a0);        \
+        a2 = tr_dw3_high((h)[4], (w)[4], a2);       \
+        a1 = tr_dw3_low((h)[5], (w)[5], a1);        \
+        a3 = tr_dw3_high((h)[5], (w)[5], a3);       \
+    } while (0)
+#endif
+
+/* Channel c of a layer, in the requantization form the kernel was instantiated for. */
+TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const tr_requant_params *rq, int c, int doubled_form)
+{
+    if (doubled_form) {
+        return tr_requantize_doubled(acc, rq->multiplier[c], rq->doubled[2 * c], rq->doubled[2 * c + 1],
+                                     rq->act_min, rq->act_max);
+    }
+    return tr_requantize(acc, rq->multiplier[c], rq->shift[c], rq->output_offset, rq->act_min, rq->act_max);
+}
+
+#if TR_DW3_ASM
+/* One channel of tr_requantize_doubled before its clamp, saturated to int8 (the clamp range lies
+ * inside it): `m` the multiplier, `d` its (right shift, rounding) pair. */
+#define TR_DW3_SCALE_ASM(a, m, d)                     \
+    "ldr %[t0], [" m "]\n\t"                          \
+    "smmulr " a ", " a ", %[t0]\n\t"                   \
+    "ldrd %[t0], %[t1], [" d "]\n\t"                  \
+    "sub %[t1], %[t1], " a ", lsr #31\n\t"             \
+    "add " a ", " a ", %[t1]\n\t"                      \
+    "asr " a ", " a ", %[t0]\n\t"                      \
+    "ssat " a ", #8, " a "\n\t"
+
+/* Four channels requantized (doubled form) into one word, clamped bytewise: SSUB8 sets a GE flag per
+ * byte, SEL picks by them. */
+TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *m,
+                                     const int32_t *d, int32_t lo4, int32_t hi4)
+{
+    int32_t t0, t1;
+    __asm__(TR_DW3_SCALE_ASM("%[a0]", "%[m]", "%[d]") TR_DW3_SCALE_ASM("%[a1]", "%[m], #4", "%[d], #8")
+                TR_DW3_SCALE_ASM("%[a2]", "%[m], #8", "%[d], #16") TR_DW3_SCALE_ASM("%[a3]", "%[m], #12", "%[d], #24")
+            "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"
+            "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"
+            "uxtb16 %[a0], %[a0]\n\t"
+            "uxtb16 %[a1], %[a1]\n\t"
+            "orr %[a0], %[a0], %[a1], lsl #8\n\t"
+            "ssub8 %[t0], %[a0], %[lo]\n\t"
+            "sel %[a0], %[a0], %[lo]\n\t"
+            "ssub8 %[t0], %[a0], %[hi]\n\t"
+            "sel %[a0], %[hi], %[a0]"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t0] "=&r"(t0), [t1] "=&r"(t1)
+            : [m] "r"(m), [d] "r"(d), [lo] "r"(lo4), [hi] "r"(hi4)
+            : "cc", "memory");
+    return a0;
+}
+#endif
+
+TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
+                            int32_t *scratch, int doubled_form)
+{
+    const tr_conv_geometry g = params->geometry; /* locals: not reloaded after stores */
+    const tr_requant_params rq = params->requant;
+    const int channels = g.in_c, step = g.stride_w, n_cols = g.out_w;
+    const int row_words = n_cols * TR_DW3_COLUMN_WORDS;
+    const int32_t zero_word = (int32_t)((uint32_t)(uint8_t)params->input_zero_point * 0x01010101u);
+    const int32_t *bias = params->bias;
+#if TR_DW3_ASM
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)rq.act_min * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)rq.act_max * 0x01010101u);
+#endif
+    int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
+    tr_dw3_row(NULL, g.in_w, channels, 4, g.pad_left, step, n_cols, zero_word, zero_row);
+    for (int c = 0; c < channels; c += 4) {
+        const int valid = channels - c < 4 ? channels - c : 4;
+        const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
+        for (int b = 0; b < g.batches; ++b) {
+            const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
+            int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
+            for (int oy = 0; oy < g.out_h; ++oy) {
+                const int32_t *rows[3];
+                for (int ky = 0; ky < 3; ++ky) {
+                    const int y = oy * g.stride_h - g.pad_top + ky;
+                    if (y < 0 || y >= g.in_h) {
+                        rows[ky] = zero_row;
+                        continue;
+                    }
+                    const int slot = y % 3;
+                    if (held[slot] != y) {
+                        tr_dw3_row(image + y * g.in_w * channels, g.in_w, channels, valid, g.pad_left, step,
+                                   n_cols, zero_word, ring + slot * row_words);
+                        held[slot] = y;
+                    }
+                    rows[ky] = ring + slot * row_words;
+                }
+                const int32_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+                int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
+                for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
+                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+#if TR_DW3_ASM
+                    TR_DW3_PIXEL(r0, r1, r2, w);
+#else
+                    TR_DW3_KERNEL_ROW(r0, w);
+                    TR_DW3_KERNEL_ROW(r1, w + TR_DW3_COLUMN_WORDS);
+                    TR_DW3_KERNEL_ROW(r2, w + 2 * TR_DW3_COLUMN_WORDS);
+                    r0 += TR_DW3_COLUMN_WORDS;
+                    r1 += TR_DW3_COLUMN_WORDS;
+                    r2 += TR_DW3_COLUMN_WORDS;
+#endif
+#if TR_DW3_ASM
+                    if (doubled_form && valid == 4) {
+                        const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, rq.multiplier + c,
+                                                                rq.doubled + 2 * c, lo4, hi4);
+                        memcpy(out, &word, 4);
+                        continue;
+                    }
+#endif
+                    if (valid == 4) {
+                        out[0] = tr_dw3_requantize(a0, &rq, c, doubled_form);
+                        out[1] = tr_dw3_requantize(a1, &rq, c + 1, doubled_form);
+                        out[2] = tr_dw3_requantize(a2, &rq, c + 2, doubled_form);
+                        out[3] = tr_dw3_requantize(a3, &rq, c + 3, doubled_form);
+                    } else {
+                        const int32_t acc[4] = {a0, a1, a2, a3};
+                        for (int k = 0; k < valid; ++k) {
+                            out[k] = tr_dw3_requantize(acc[k], &rq, c + k, doubled_form);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TR_KERNEL void tr_depthwise_conv_3x3_int8(const tr_depthwise_3x3_params *params, const int8_t *input,
+                                          int8_t *output, int8_t *scratch)
+{
+    int32_t *words = (int32_t *)(void *)scratch; /* scratch is 16-byte aligned */
+    if (params->requant.doubled != NULL) {
+        tr_dw3_image(params, input, output, words, 1);
+    } else {
+        tr_dw3_image(params, input, output, words, 0);
+    }
+}

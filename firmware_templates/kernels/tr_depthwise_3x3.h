@@ -1,0 +1,38 @@
+/*
+ * tr_depthwise_3x3.h - TFLite DEPTHWISE_CONV_2D, 3x3, depth multiplier 1, no dilation, a stride
+ * of 1 or 2 across the row (any stride down), any channel count: the MobileNet / DS-CNN case.
+ *
+ * Four channels at a time. Each input row those channels need is widened once into scratch as,
+ * per output column j (input columns x .. x + 2, x = j * stride_w - pad_left), six words: four
+ * words pairing columns x and x + 1 of one channel as int16 (channel 0, 1, 2, 3; x low), then
+ * column x + 2 as (channel 0, channel 2) and (channel 1, channel 3). A kernel row of an output
+ * pixel is then one SMLAD per channel for taps 0 and 1 and one SMLAxy per channel for tap 2.
+ */
+#ifndef TR_DEPTHWISE_3X3_H
+#define TR_DEPTHWISE_3X3_H
+
+#include "tr_params.h"
+
+/* Words of one stored column of one group of four channels in scratch. */
+#define TR_DW3_COLUMN_WORDS 6
+
+/* `filter_words`: per group of four channels (the last zero-padded), per kernel row, six words
+ * matching a stored column: (w[0][c], w[1][c]) as int16 for channels 0, 1, 2, 3, then
+ * (w[2][0], w[2][2]) and (w[2][1], w[2][3]). Where `requant.doubled` is set the weights and
+ * the bias are doubled, so the accumulators come out doubled for tr_requantize_doubled. */
+typedef struct {
+    tr_conv_geometry geometry;   /* k_h = k_w = 3, dil = 1, stride_w 1 or 2 */
+    int32_t input_zero_point;    /* what padding reads as */
+    const int32_t *filter_words; /* [(out_c + 3) / 4][3][6] */
+    const int32_t *bias;         /* [out_c], the input zero point folded in (doubled: see above) */
+    tr_requant_params requant;   /* general or doubled form */
+} tr_depthwise_3x3_params;
+
+/* Scratch bytes the kernel needs: four rows (three input rows and a row of zero points) of
+ * out_w stored columns. */
+#define TR_DW3_SCRATCH_BYTES(out_w) (4 * (out_w) * TR_DW3_COLUMN_WORDS * 4)
+
+void tr_depthwise_conv_3x3_int8(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
+                                int8_t *scratch);
+
+#endif /* TR_DEPTHWISE_3X3_H */

@@ -1,0 +1,140 @@
+"""The 3x3 depthwise kernel of depth multiplier 1 (tr_depthwise_conv_3x3_int8, MobileNet / DS-CNN) is
+bit-exact with TFLite Micro on the host (plain C), on the Cortex-M4 (DSP path: SMLAD on widened rows,
+inline assembly) and on the Cortex-M3 (plain C): strides 1 and 2, SAME and VALID padding, channel
+counts below four, odd and not a multiple of four (the last group zero-padded), a taller stride down,
+both requantization forms (doubled where exact, TFLM's general form elsewhere) and every activation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers.budget import build_checked
+from tests.test_codegen_random_graphs import _check, build_conv
+from toolchain.codegen.graph import parse
+from toolchain.codegen.ops.depthwise_conv import runs_three_by_three, three_by_three_weights
+
+BASE = {
+    "depthwise": True,
+    "h": 9,
+    "w": 8,
+    "c": 8,
+    "k_h": 3,
+    "k_w": 3,
+    "stride_h": 1,
+    "stride_w": 1,
+    "dil_h": 1,
+    "dil_w": 1,
+    "padding": "SAME",
+    "out_c": 1,
+    "multiplier": 1,
+    "per_channel": True,
+    "bias": True,
+    "act": "RELU",
+    "in_zp": -9,
+    "out_zp": 4,
+    "in_scale": 0.05,
+    "out_scale": 0.3,
+    "seed": 11,
+}
+# name -> changes to BASE; each runs tr_depthwise_conv_3x3_int8
+CASES = {
+    "stride1_same_8": {},
+    "stride2_same_16": {"c": 16, "stride_h": 2, "stride_w": 2, "h": 12, "w": 12},
+    "stride2_same_odd_width": {
+        "c": 12,
+        "stride_h": 2,
+        "stride_w": 2,
+        "w": 7,
+        "act": "RELU6",
+        "out_scale": 0.02,
+    },
+    "stride1_valid_odd_7": {"c": 7, "padding": "VALID"},
+    "stride2_valid_13_stride_down_3": {
+        "c": 13,
+        "stride_h": 3,
+        "stride_w": 2,
+        "h": 10,
+        "w": 11,
+        "padding": "VALID",
+    },
+    "three_channels": {"c": 3, "stride_w": 2, "w": 7, "act": "NONE"},
+    "one_channel": {"c": 1, "act": "RELU_N1_TO_1"},
+    "one_pixel": {"c": 5, "h": 1, "w": 1},
+    "general_requantization": {"out_scale": 0.0001, "act": "NONE", "in_zp": 127},
+    "narrow_rows": {"c": 9, "w": 2, "h": 3, "stride_w": 2, "in_zp": -128},
+}
+QEMU_CASES = (
+    "stride1_same_8",
+    "stride2_same_odd_width",
+    "stride2_valid_13_stride_down_3",
+    "general_requantization",
+)
+
+
+def _params(case: str) -> dict:
+    return {**BASE, **CASES[case]}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_three_by_three_kernel_is_bit_exact_on_the_host(tmp_path: Path, case: str) -> None:
+    p = _params(case)
+    path = build_conv(p, tmp_path / "dw.tflite")
+    assert runs_three_by_three(parse(path).ops[0])
+    report = _check(path, p["seed"])
+    assert report["kernels"] == ["tr_depthwise_conv_3x3_int8"]
+
+
+def test_general_requantization_case_does_not_take_the_doubled_form(tmp_path: Path) -> None:
+    """The case meant for TFLM's general form really gets it (else it would test nothing new)."""
+    from toolchain.codegen import generate
+
+    info = generate(build_conv(_params("general_requantization"), tmp_path / "dw.tflite"), tmp_path / "gen")
+    assert info["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_int8"
+    assert "_shift[" in (tmp_path / "gen" / "model_weights.c").read_text()
+
+
+def test_dilated_or_wider_kernels_keep_their_kernels(tmp_path: Path) -> None:
+    dilated = build_conv({**BASE, "dil_h": 2}, tmp_path / "dilated.tflite")
+    stride3 = build_conv({**BASE, "stride_w": 3}, tmp_path / "stride3.tflite")
+    five = build_conv({**BASE, "k_w": 5}, tmp_path / "five.tflite")
+    for path in (dilated, stride3, five):
+        assert not runs_three_by_three(parse(path).ops[0])
+        assert _check(path, 3)["kernels"] == ["tr_depthwise_conv_dm1_doubled_int8"]
+
+
+def test_weight_words_pair_taps_as_the_kernel_reads_them() -> None:
+    """Group 0, kernel row 1 of five channels (the second group zero-padded): the six words."""
+    taps = np.arange(45, dtype=np.int64).reshape(9, 5) - 20  # taps[t][c] = 5 t + c - 20
+    words = three_by_three_weights(taps.astype(np.int8), 2).view(np.uint32)
+    assert words.size == 2 * 3 * 6
+    row = words[6:12]
+    low, high = (row & 0xFFFF).astype(np.int16), (row >> 16).astype(np.int16)
+    w = lambda t, c: 2 * int(taps[t, c])  # noqa: E731 - doubled weight of tap t (row-major), channel c
+    assert list(low) == [w(3, 0), w(3, 1), w(3, 2), w(3, 3), w(5, 0), w(5, 1)]
+    assert list(high) == [w(4, 0), w(4, 1), w(4, 2), w(4, 3), w(5, 2), w(5, 3)]
+    padded = words[18:].view(np.uint32) >> 16  # channels 5..7 of the second group weigh 0
+    assert list(padded[[1, 2, 3, 7, 8, 9]]) == [0] * 6
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # DSP path; generic on the M3
+def test_three_by_three_kernel_is_bit_exact_in_qemu(
+    tmp_path: Path, pio_build_cache: Path, board: str
+) -> None:
+    from toolchain import oracle
+    from toolchain.bench.measure import run_samples
+    from toolchain.codegen import generate
+
+    for case in QEMU_CASES:
+        path = build_conv(_params(case), tmp_path / f"{case}.tflite")
+        x = np.random.default_rng(3).integers(
+            -128, 128, size=(2, *parse(path).inputs[0].shape), dtype=np.int8
+        )
+        gen = tmp_path / case
+        generate(path, gen, tflm_arena=False)
+        build_checked(gen, board)
+        outputs = run_samples(gen, board, x)["outputs"][0]
+        np.testing.assert_array_equal(outputs, oracle.run(path, x)[0], err_msg=f"{case} on {board}")

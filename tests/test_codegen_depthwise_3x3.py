@@ -39,7 +39,7 @@ BASE = {
     "out_scale": 0.3,
     "seed": 11,
 }
-# name -> changes to BASE; each runs tr_depthwise_conv_3x3_int8
+# name -> changes to BASE; each runs tr_depthwise_conv_3x3_int8 or its doubled form
 CASES = {
     "stride1_same_8": {},
     "stride2_same_16": {"c": 16, "stride_h": 2, "stride_w": 2, "h": 12, "w": 12},
@@ -84,7 +84,7 @@ def test_three_by_three_kernel_is_bit_exact_on_the_host(tmp_path: Path, case: st
     path = build_conv(p, tmp_path / "dw.tflite")
     assert runs_three_by_three(parse(path).ops[0])
     report = _check(path, p["seed"])
-    assert report["kernels"] == ["tr_depthwise_conv_3x3_int8"]
+    assert report["kernels"] in (["tr_depthwise_conv_3x3_int8"], ["tr_depthwise_conv_3x3_doubled_int8"])
 
 
 def test_general_requantization_case_does_not_take_the_doubled_form(tmp_path: Path) -> None:
@@ -93,6 +93,8 @@ def test_general_requantization_case_does_not_take_the_doubled_form(tmp_path: Pa
 
     info = generate(build_conv(_params("general_requantization"), tmp_path / "dw.tflite"), tmp_path / "gen")
     assert info["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_int8"
+    doubled = generate(build_conv(_params("stride1_same_8"), tmp_path / "d.tflite"), tmp_path / "gen_d")
+    assert doubled["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_doubled_int8"
     assert "_shift[" in (tmp_path / "gen" / "model_weights.c").read_text()
 
 

@@ -342,10 +342,11 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 TR_KERNEL void tr_depthwise_conv_3x3_int8(const tr_depthwise_3x3_params *params, const int8_t *input,
                                           int8_t *output, int8_t *scratch)
 {
-    int32_t *words = (int32_t *)(void *)scratch; /* scratch is 16-byte aligned */
-    if (params->requant.doubled != NULL) {
-        tr_dw3_image(params, input, output, words, 1);
-    } else {
-        tr_dw3_image(params, input, output, words, 0);
-    }
+    tr_dw3_image(params, input, output, (int32_t *)(void *)scratch, 0); /* scratch is 16-byte aligned */
+}
+
+TR_KERNEL void tr_depthwise_conv_3x3_doubled_int8(const tr_depthwise_3x3_params *params, const int8_t *input,
+                                                  int8_t *output, int8_t *scratch)
+{
+    tr_dw3_image(params, input, output, (int32_t *)(void *)scratch, 1);
 }

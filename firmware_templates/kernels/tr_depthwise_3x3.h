@@ -32,7 +32,11 @@ typedef struct {
  * out_w stored columns. */
 #define TR_DW3_SCRATCH_BYTES(out_w) (4 * (out_w) * TR_DW3_COLUMN_WORDS * 4)
 
+/* Two entry points, one per requantization form, so each call runs one straight path (and the
+ * cost model sees two kernels): the general form, and the doubled form (`requant.doubled` set). */
 void tr_depthwise_conv_3x3_int8(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                                 int8_t *scratch);
+void tr_depthwise_conv_3x3_doubled_int8(const tr_depthwise_3x3_params *params, const int8_t *input,
+                                        int8_t *output, int8_t *scratch);
 
 #endif /* TR_DEPTHWISE_3X3_H */

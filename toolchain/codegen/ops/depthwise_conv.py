@@ -290,6 +290,5 @@ def _three_by_three_call(
     scratch = ctx.scratch(4 * out.shape[2] * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
     params = ctx.params("tr_depthwise_3x3_params", name, fields)
     macs = int(np.prod(out.shape)) * 9
-    return KernelCall(
-        "tr_depthwise_3x3.c", "tr_depthwise_conv_3x3_int8", params, [*buffers, scratch], comment, macs
-    )
+    function = "tr_depthwise_conv_3x3_int8" if factor == 1 else "tr_depthwise_conv_3x3_doubled_int8"
+    return KernelCall("tr_depthwise_3x3.c", function, params, [*buffers, scratch], comment, macs)

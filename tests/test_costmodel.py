@@ -122,3 +122,78 @@ def test_selection_meets_flash_latency_and_ram_together():
     assert sum(c.error for c in choice.values()) == pytest.approx(0.3)  # a at 0.1, b at 0.2: the least error
     with pytest.raises(BudgetError, match="instructions"):
         select_within(table, {"instructions": 50.0}, {"instructions": 10.0})
+
+
+def _dw_shape(h: int, w: int, channels: int, stride: int) -> dict:
+    out_h, out_w = -(-h // stride), -(-w // stride)
+    return {
+        "kind": "dw",
+        "p": out_h * out_w,
+        "i": 9,
+        "o": channels,
+        "k": 9,
+        "in": h * w * channels,
+        "out": out_h * out_w * channels,
+        "rows_in": h,
+        "rows": out_h,
+        "w": out_w,
+    }
+
+
+def test_the_row_by_row_depthwise_kernel_is_fitted_on_its_own_loops():
+    # the 3x3 depthwise kernel: per group of four channels, each input row widened once (a cost per
+    # stored column and per input column), then every output row and pixel; the last partial group
+    # slower, by the channels it holds
+    kernel = "tr_depthwise_conv_3x3_doubled_int8"
+
+    def cost(s):
+        g, v = s["o"] // 4, s["o"] % 4
+        in_w = s["in"] // (s["rows_in"] * s["o"])
+        groups = g + (v > 0)
+        rows = g * s["rows_in"] * (30 * s["w"] + 9 * in_w) + (v > 0) * s["rows_in"] * s["w"] * (40 + 12 * v)
+        return (
+            50
+            + 45 * s["w"]
+            + groups * (60 + 150 * s["rows"])
+            + rows
+            + s["p"] * (80 * g + (v > 0) * (90 + 20 * v))
+        )
+
+    rng = np.random.default_rng(1)
+    shapes = [
+        _dw_shape(
+            int(rng.integers(2, 30)),
+            int(rng.integers(2, 30)),
+            int(rng.integers(1, 40)),
+            int(rng.integers(1, 3)),
+        )
+        for _ in range(60)
+    ]
+    fitted = fit_core([{"kernel": kernel, "shapes": [s], "count": cost(s)} for s in shapes])
+    assert fitted["kernels"][kernel]["terms"][:2] == ["1", "w"]  # its own terms, not the matmul blocks
+    model = CostModel("m4", fitted["kernels"], fitted["fusions"])
+    for h, w, c, stride in [(49, 10, 64, 1), (31, 3, 7, 2), (5, 96, 2, 2)]:
+        shape = _dw_shape(h, w, c, stride)
+        predicted, known = model.predict_call(kernel, [shape])
+        assert known
+        assert predicted == pytest.approx(cost(shape), rel=0.01)
+    # a shape without its rows (an older model_info.json) falls back to the generic model, flagged
+    old = {k: v for k, v in _dw_shape(8, 8, 8, 1).items() if k not in ("rows_in", "rows", "w")}
+    assert model.predict_call(kernel, [old])[1] is False
+
+
+def test_depthwise_ops_carry_their_rows(tmp_path):
+    import keras
+
+    from toolchain.codegen.graph import parse
+    from toolchain.codegen.shapes import op_shape
+    from toolchain.convert import convert_model
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((9, 7, 8))
+    model = keras.Model(inp, keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(inp))
+    x = np.random.default_rng(0).normal(size=(8, 9, 7, 8)).astype(np.float32)
+    (tmp_path / "dw.tflite").write_bytes(convert_model(model, x, samples=8))
+    (op,) = [op for op in parse(tmp_path / "dw.tflite").ops if op.opcode == "DEPTHWISE_CONV_2D"]
+    shape = op_shape(op)
+    assert (shape["rows_in"], shape["rows"], shape["w"], shape["p"]) == (9, 5, 4, 20)

@@ -4,7 +4,8 @@ Every weighted op is described the same way: `p` positions (rows of a FULLY_CONN
 output pixels of a convolution), each computing `o` outputs from an inner depth of `i`
 values, so its MACs are p * i * o. `k` is the taps of a convolution's or pooling's window (1
 otherwise); `in`/`out` count its input and output values (what an elementwise op, a pooling
-or the im2col copy of a convolution pays for). `kind` says which:
+or the im2col copy of a convolution pays for). A depthwise op also has `rows_in`, `rows` (input
+and output rows, all batches) and `w` (output width). `kind` says which:
 `fc`, `pw` (1x1 CONV_2D), `conv` (k x k CONV_2D), `dw` (DEPTHWISE_CONV_2D) or `other`.
 """
 
@@ -17,6 +18,15 @@ import numpy as np
 
 def _size(tensor: Any) -> int:
     return int(np.prod(tensor.shape, dtype=np.int64)) if tensor is not None else 0
+
+
+def _rows(op: Any) -> dict[str, int]:
+    """Rows and width of an image op (all batches' rows counted): a kernel that prepares its input
+    row by row (the 3x3 depthwise) pays per input row, per output row and per output column."""
+    inp, out = op.inputs[0].shape, op.outputs[0].shape
+    if len(inp) != 4 or len(out) != 4:
+        return {}
+    return {"rows_in": int(inp[0]) * int(inp[1]), "rows": int(out[0]) * int(out[1]), "w": int(out[2])}
 
 
 def op_shape(op: Any) -> dict[str, Any]:
@@ -37,7 +47,7 @@ def op_shape(op: Any) -> dict[str, Any]:
     elif op.opcode == "DEPTHWISE_CONV_2D" and filt is not None and len(filt.shape) == 4:
         _, k_h, k_w, channels = (int(d) for d in filt.shape)
         pixels = _size(op.outputs[0]) // max(channels, 1)
-        shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w)
+        shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w, **_rows(op))
     elif op.opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         taps = int(op.options.get("filter_height", 1)) * int(op.options.get("filter_width", 1))
         channels = int(op.outputs[0].shape[-1])

@@ -92,9 +92,9 @@ def fit_core(rows: list[dict[str, Any]]) -> dict[str, Any]:
         by_key[kernel_key(row["kernel"], row["shapes"])].append(row)
     kernels: dict[str, Any] = {}
     for key, group in sorted(by_key.items()):
-        terms = np.array([call_terms(r["shapes"]) for r in group])
+        terms = np.array([call_terms(r["shapes"], r["kernel"]) for r in group])
         counts = np.array([r["count"] for r in group], dtype=float)
-        kernels[key] = _entry(terms, counts, term_names(len(group[0]["shapes"])))
+        kernels[key] = _entry(terms, counts, term_names(len(group[0]["shapes"]), group[0]["kernel"]))
     terms = np.array([generic_terms(r["shapes"]) for r in rows])
     counts = np.array([r["count"] for r in rows], dtype=float)
     kernels[GENERIC] = _entry(terms, counts, ["1", *GENERIC_TERMS])

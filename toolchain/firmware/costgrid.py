@@ -22,6 +22,7 @@ CONV_CHANNELS = (3, 4, 6, 7, 8, 9, 12, 15, 16, 24, 32, 48)
 CONV_RANKS = (2, 3, 4, 6, 7, 8, 9, 12, 16)
 CONV_BLOCKS = ("conv", "pw", "dw", "tucker", "spatial", "cp", "pwpair", "pool")
 FACTORED_BLOCKS = ("tucker", "spatial", "cp", "pwpair", "dw")
+DEPTHWISE_BLOCKS = ("dw", "pw", "dw", "conv")  # depthwise-separable stacks: the 3x3 depthwise kernel
 
 
 def _keras():
@@ -120,6 +121,8 @@ def fitting_grid() -> list[Callable[[], Any]]:
         lambda: conv_model(17, (12, 12, 16), blocks=14, kinds=FACTORED_BLOCKS),
         lambda: conv_model(18, (20, 14, 8), blocks=14, kinds=FACTORED_BLOCKS),
         lambda: conv_model(19, (8, 8, 24), blocks=14, kinds=FACTORED_BLOCKS),
+        lambda: conv_model(20, (18, 18, 8), blocks=12, kinds=DEPTHWISE_BLOCKS),
+        lambda: conv_model(21, (15, 11, 5), blocks=12, kinds=DEPTHWISE_BLOCKS),
     ]
 
 

@@ -101,11 +101,57 @@ def _extra_terms(shape: dict[str, Any]) -> list[float]:
     return [float(shape["p"] * shape.get("k", 1)), float(shape["in"]), float(shape["out"])]
 
 
-def call_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
+ROW_KERNELS = ("tr_depthwise_conv_3x3_int8", "tr_depthwise_conv_3x3_doubled_int8")
+ROW_TERMS = (
+    "1",
+    "w",
+    "G",
+    "G*rows",
+    "g*rows_in*w",
+    "g*rows_in*in_w",
+    "[v]*rows_in*w",
+    "[v]*v*rows_in*w",
+    "g*p",
+    "[v]*p",
+    "[v]*v*p",
+)  # g, v = channels // 4, channels % 4; G = g + [v]; in_w the input width
+
+
+def row_terms(shape: dict[str, Any]) -> list[float]:
+    """`ROW_TERMS` of a kernel that widens its input row by row into scratch (the 3x3 depthwise):
+    per group of four channels it builds each input row once (a stored column per output column,
+    each input column widened once), then runs every output row and pixel; the last, partial
+    group builds its rows channel by channel and requantizes them one by one."""
+    channels, rows_in, p, w = int(shape["o"]), int(shape["rows_in"]), int(shape["p"]), int(shape["w"])
+    g, v = channels // 4, channels % 4
+    partial = int(v > 0)
+    in_w = shape["in"] / max(rows_in * channels, 1)
+    return [
+        float(t)
+        for t in (
+            1,
+            w,
+            g + partial,
+            (g + partial) * shape["rows"],
+            g * rows_in * w,
+            g * rows_in * in_w,
+            partial * rows_in * w,
+            partial * v * rows_in * w,
+            g * p,
+            partial * p,
+            partial * v * p,
+        )
+    ]
+
+
+def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.ndarray:
     """The terms of a call. One op: a constant, `block_terms` for all positions and again for an
     odd last one (rows run in pairs), taps per position (im2col), input and output values. A
     fused call (several ops, few measurements each): a constant, the main MAC loop of each op
-    on its own, and the other terms summed over its ops with one coefficient each."""
+    on its own, and the other terms summed over its ops with one coefficient each. A kernel that
+    prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`)."""
+    if kernel in ROW_KERNELS and len(shapes) == 1:
+        return np.array(row_terms(shapes[0]))
     if len(shapes) == 1:
         shape = shapes[0]
         odd = block_terms({**shape, "p": shape["p"] % 2})
@@ -118,8 +164,10 @@ def call_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
     return np.array([1.0, *own, *shared])
 
 
-def term_names(ops: int) -> list[str]:
+def term_names(ops: int, kernel: str | None = None) -> list[str]:
     """Names of `call_terms` for a call of `ops` graph ops (kept in the data file for readers)."""
+    if kernel in ROW_KERNELS and ops == 1:
+        return list(ROW_TERMS)
     if ops == 1:
         return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out"]
     return ["1", *(f"op{n}:p*G*W" for n in range(ops)), *(f"sum:{t}" for t in SHARED_TERMS)]
@@ -158,8 +206,10 @@ class CostModel:
         if kernel is None:
             return 0.0, True  # a memory alias: no code runs
         entry = self.kernels.get(kernel_key(kernel, shapes))
+        if kernel in ROW_KERNELS and any("rows_in" not in shape for shape in shapes):
+            entry = None  # a shape from an older model_info.json, or a layer not yet generated
         if entry is not None:
-            return float(np.dot(entry["coefficients"], call_terms(shapes))), True
+            return float(np.dot(entry["coefficients"], call_terms(shapes, kernel))), True
         generic = self.kernels[GENERIC]
         return float(np.dot(generic["coefficients"], generic_terms(shapes))), False
 

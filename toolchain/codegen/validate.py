@@ -100,7 +100,9 @@ def check_dataflow(graph: Graph) -> None:
         raise _fail(graph, None, None, "the model has no input")
     if not graph.outputs:
         raise _fail(graph, None, None, "the model has no output")
-    available = {t.index for t in graph.inputs} | {t.index for t in graph.tensors if t.data is not None}
+    available = {t.index for t in graph.inputs} | {
+        t.index for t in graph.tensors if t.data is not None or t.is_variable
+    }
     written: set[int] = set()
     for op in graph.ops:
         if not op.outputs:

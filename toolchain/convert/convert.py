@@ -26,6 +26,8 @@ from toolchain.models import load_keras_model, model_input_shape, predict_output
 
 # Tensor types a full-int8 model may hold: int8 activations and weights, int32 biases and shapes.
 ALLOWED_TENSOR_TYPES = ("INT8", "INT32")
+# Ops whose int8 form keeps an int16 state tensor: TFLite's integer LSTM holds its cell state in int16.
+INT16_STATE_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 
 
 @contextlib.contextmanager
@@ -68,7 +70,7 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
         for sample in calib:
             yield [sample[np.newaxis, ...]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -83,6 +85,14 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
         else:
             error = None
     if error is not None:
+        recurrent = recurrent_layers(model)
+        if recurrent:
+            raise UnsupportedError(
+                f"model '{model.name}': recurrent layer '{recurrent[0].name}' ({type(recurrent[0]).__name__}) "
+                "did not convert to int8: TensorFlow's converter fuses only tf_keras (Keras 2) LSTM layers "
+                "into UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 recurrent layers, GRU and SimpleRNN have no "
+                "int8 builtin form"
+            ) from error
         detail = [line for line in log if "error" in line.lower()][:3] or [str(error).splitlines()[0]]
         raise UnsupportedError(
             f"model '{model.name}': the TFLite converter could not make it full-int8: "
@@ -90,6 +100,27 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
         ) from error
     check_full_int8(flatbuffer)
     return bytes(flatbuffer)
+
+
+def recurrent_layers(model: Any) -> list[Any]:
+    """The model's recurrent layers (LSTM, GRU, ...), by class name: Keras 3 and tf_keras alike."""
+    return [layer for layer in model.layers if type(layer).__name__ in RECURRENT_LAYERS]
+
+
+def _converter(model: Any) -> Any:
+    """The TFLite converter of a Keras model.
+
+    A model with a recurrent layer is traced with a batch of one: TensorFlow's converter fuses
+    a (tf_keras) LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM only from a graph whose shapes are all
+    static; with a dynamic batch it fails on the layer's TensorList ops.
+    """
+    import tensorflow as tf
+
+    if not recurrent_layers(model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    shape = [1, *model.inputs[0].shape[1:]]
+    traced = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([traced], model)
 
 
 @dataclass(frozen=True)
@@ -126,6 +157,8 @@ def find_non_int8(flatbuffer: bytes) -> list[TensorIssue]:
                     continue
                 tensor = graph.Tensors(t)
                 dtype = type_names.get(tensor.Type(), str(tensor.Type()))
+                if dtype == "INT16" and opcode in INT16_STATE_OPS and tensor.IsVariable():
+                    continue
                 if dtype not in ALLOWED_TENSOR_TYPES:
                     issues.append(TensorIssue(i, opcode, tensor.Name().decode(), dtype))
     return issues
@@ -180,6 +213,8 @@ class Int8Model:
         """Raw int8 outputs, one sample at a time (converted models have batch size 1)."""
         outputs = []
         for sample in x_int8:
+            # samples are independent sequences: an LSTM's state starts from zero for each
+            self._interpreter.reset_all_variables()
             self._interpreter.set_tensor(self.input["index"], sample[np.newaxis, ...])
             self._interpreter.invoke()
             outputs.append(self._interpreter.get_tensor(self.output["index"])[0].copy())

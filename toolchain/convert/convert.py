@@ -88,10 +88,10 @@ def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: 
         recurrent = recurrent_layers(model)
         if recurrent:
             raise UnsupportedError(
-                f"model '{model.name}': recurrent layer '{recurrent[0].name}' ({type(recurrent[0]).__name__}) "
-                "did not convert to int8: TensorFlow's converter fuses only tf_keras (Keras 2) LSTM layers "
-                "into UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 recurrent layers, GRU and SimpleRNN have no "
-                "int8 builtin form"
+                f"model '{model.name}': recurrent layer '{recurrent[0].name}' "
+                f"({type(recurrent[0]).__name__}) did not convert to int8: TensorFlow's converter fuses "
+                "only tf_keras (Keras 2) LSTM layers into UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 "
+                "recurrent layers, GRU and SimpleRNN have no int8 builtin form"
             ) from error
         detail = [line for line in log if "error" in line.lower()][:3] or [str(error).splitlines()[0]]
         raise UnsupportedError(

@@ -58,7 +58,9 @@ def _cell_scale_power(op: Op, cell: Tensor) -> int:
     scale = float(cell.scale[0])
     log2 = math.log2(scale) if scale > 0 else math.nan
     if not math.isfinite(log2) or abs(log2 - round(log2)) >= 1e-3:
-        raise _fail(op, f"cell state scale {scale:.6g} is not a power of two; TFLite's integer LSTM needs one")
+        raise _fail(
+            op, f"cell state scale {scale:.6g} is not a power of two; TFLite's integer LSTM needs one"
+        )
     return int(round(log2))
 
 
@@ -101,7 +103,9 @@ def _check_weights(op: Op, features: int, units: int) -> None:
                 )
         bias = op.input(BIASES[g])
         if bias.dtype != "int32" or bias.data is None or bias.shape != (units,):
-            raise _fail(op, f"{g} gate bias (input {BIASES[g]}) {shape_text(bias)} must be constant int32[{units}]")
+            raise _fail(
+                op, f"{g} gate bias (input {BIASES[g]}) {shape_text(bias)} must be constant int32[{units}]"
+            )
 
 
 def _check_state(op: Op, out: Tensor) -> None:
@@ -113,11 +117,15 @@ def _check_state(op: Op, out: Tensor) -> None:
         raise _fail(op, f"cell state {shape_text(cell)} must be int16 with one scale")
     batches = out.shape[1] if op.options.get("time_major", False) else out.shape[0]
     if hidden.size != batches * out.shape[2] or cell.size != hidden.size:
-        raise _fail(op, f"state {shape_text(hidden)}/{shape_text(cell)} does not fit the output {shape_text(out)}")
+        raise _fail(
+            op, f"state {shape_text(hidden)}/{shape_text(cell)} does not fit the output {shape_text(out)}"
+        )
     _cell_scale_power(op, cell)
 
 
-def _mul(scale1: float, scale2: float, out_scale: float, offset: int, lo: int, hi: int) -> dict[str, FieldValue]:
+def _mul(
+    scale1: float, scale2: float, out_scale: float, offset: int, lo: int, hi: int
+) -> dict[str, FieldValue]:
     """TFLM's CreateInterGateMulParams: double products of float scales."""
     real = float(np.float32(scale1)) * float(np.float32(scale2)) / float(np.float32(out_scale))
     multiplier, shift = quantize_multiplier(real)
@@ -188,9 +196,16 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             "cell_tanh_multiplier": tanh_multiplier,
             "cell_tanh_shift": tanh_shift,
             "forget_times_cell": _mul(GATE_OUTPUT_SCALE, cell_scale, cell_scale, 0, INT16_MIN, INT16_MAX),
-            "input_times_cell": _mul(GATE_OUTPUT_SCALE, GATE_OUTPUT_SCALE, cell_scale, 0, INT16_MIN, INT16_MAX),
+            "input_times_cell": _mul(
+                GATE_OUTPUT_SCALE, GATE_OUTPUT_SCALE, cell_scale, 0, INT16_MIN, INT16_MAX
+            ),
             "hidden": _mul(
-                GATE_OUTPUT_SCALE, GATE_OUTPUT_SCALE, hidden_scale, int(hidden.zero_point[0]), INT8_MIN, INT8_MAX
+                GATE_OUTPUT_SCALE,
+                GATE_OUTPUT_SCALE,
+                hidden_scale,
+                int(hidden.zero_point[0]),
+                INT8_MIN,
+                INT8_MAX,
             ),
             "use_cell_clip": use_clip,
             "cell_clip": clip,
@@ -207,7 +222,13 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         source="tr_lstm.c",
         function="tr_lstm_int8",
         params=params,
-        args=[ctx.tensor(inp), ctx.tensor(hidden), ctx.tensor(cell), ctx.tensor(out), f"(int16_t *){scratch}"],
+        args=[
+            ctx.tensor(inp),
+            ctx.tensor(hidden),
+            ctx.tensor(cell),
+            ctx.tensor(out),
+            f"(int16_t *){scratch}",
+        ],
         comment=comment,
         macs=macs,
     )

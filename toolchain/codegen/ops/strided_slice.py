@@ -97,5 +97,8 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         function="tr_slice_int8",
         params=ctx.params("tr_slice_params", name, fields),
         args=[ctx.tensor(inp), ctx.tensor(out)],
-        comment=f"STRIDED_SLICE {shape_text(inp)} -> {shape_text(out)} ({quant_text(out)}), {count} x {length} bytes",
+        comment=(
+            f"STRIDED_SLICE {shape_text(inp)} -> {shape_text(out)} ({quant_text(out)}), "
+            f"{count} x {length} bytes"
+        ),
     )

@@ -153,6 +153,21 @@ def test_lstm_variants_are_refused_with_one_line(models, position, what):
     assert f"op 0 ({LSTM})" in message and what in message and f"inputs [{position}]" in message
 
 
+def test_state_shared_by_two_lstms_is_refused(models):
+    """The kernel clears its state on entry; TFLM would hand the first LSTM's state to the second."""
+    from toolchain.codegen.generator import lower_graph
+    from toolchain.codegen.graph import parse
+    from toolchain.errors import ModelError
+
+    graph = parse(models["stacked"])
+    first, second = (op for op in graph.ops if op.opcode == LSTM)
+    inputs = list(second.inputs)
+    inputs[18] = first.inputs[18]
+    ops = [dataclasses.replace(o, inputs=inputs) if o is second else o for o in graph.ops]
+    with pytest.raises(ModelError, match="op 1 .*variable tensor that is not its own recurrent state"):
+        lower_graph(dataclasses.replace(graph, ops=ops))
+
+
 def test_float_lstm_is_refused_naming_the_op(tmp_path):
     import tensorflow as tf
 

@@ -11,6 +11,7 @@ be refused with one line naming the op.
 from __future__ import annotations
 
 import dataclasses
+import io
 import subprocess
 from pathlib import Path
 
@@ -209,8 +210,11 @@ def test_strided_slice_needs_evenly_spaced_runs():
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # DSP path; generic path
 def test_stacked_lstm_is_bit_exact_in_qemu(models, board, tmp_path):
+    from rich.console import Console
+
     from toolchain import codegen
     from toolchain.bench.measure import run_benchmark
+    from toolchain.bench.report import print_report
     from toolchain.data import save_dataset
 
     gen = tmp_path / "gen"
@@ -224,3 +228,22 @@ def test_stacked_lstm_is_bit_exact_in_qemu(models, board, tmp_path):
     assert report["samples"] == 8 and report["matches"] == 8 and report["mismatches"] == []
     rows = [row for row in report["per_op"] if row["opcode"] == LSTM]
     assert len(rows) == 2 and all(row["count"] > 0 for row in rows)
+    # the cost model has no LSTM entry: no prediction for those ops, not a wrong one
+    assert all("predicted" not in row for row in rows)
+    assert report["cost_model"]["unpredicted_ops"] == [row["index"] for row in rows]
+    printed = io.StringIO()
+    print_report(report, Console(file=printed, width=200))
+    assert "without ops 0, 1: no prediction" in printed.getvalue()
+
+
+def test_per_op_predictions_leave_the_lstm_out(models, tmp_path):
+    from toolchain import codegen
+    from toolchain.bench.per_op import add_predictions, per_op_rows
+
+    info = codegen.generate(models["stacked"], tmp_path / "gen", tflm_arena=False)
+    rows = per_op_rows([1000] * len(info["ops"]), info)
+    totals = add_predictions(rows, info, "qemu_m4")
+    lstm = [row["index"] for row in rows if row["opcode"] == LSTM]
+    assert totals is not None and totals["unpredicted_ops"] == lstm == [0, 1]
+    assert totals["measured"] == 1000 * (len(rows) - 2)
+    assert all(("predicted" in row) == (row["index"] not in lstm) for row in rows)

@@ -59,7 +59,9 @@ def test_converter_fuses_keras_lstm_into_int8_sequence_lstm(models):
 def test_lstm_is_bit_exact_on_the_host(models, name):
     from toolchain.codegen.verify import verify
 
-    result = verify(models[name], sequences(40, seed=11))
+    x = sequences(40, seed=11)
+    x[20:] *= 4  # past the calibrated range: saturated inputs and gates, large cell states
+    result = verify(models[name], x)
     assert result["mismatches"] == 0 and result["bit_exact"], result["first_mismatch"]
 
 

@@ -43,8 +43,9 @@ def source_indices(op: Op) -> np.ndarray:
     for d, dim in enumerate(inp.shape):
         if strides[d] == 0:
             raise _fail(op, f"stride 0 in dimension {d}")
-        if shrink >> d & 1:
-            b = begin[d] + dim if begin[d] < 0 else begin[d]
+        if shrink >> d & 1:  # TFLite's StartForAxis: begin_mask overrides begin even here
+            b = (0 if strides[d] > 0 else dim - 1) if begin_mask >> d & 1 else begin[d]
+            b = b + dim if b < 0 else b
             if not 0 <= b < dim:
                 raise _fail(op, f"index {begin[d]} out of range in dimension {d} of {shape_text(inp)}")
             index.append(b)

@@ -45,6 +45,19 @@ TR_INLINE int16_t tr_lstm_saturate16(int32_t x)
     return (int16_t)(x < INT16_MIN ? INT16_MIN : (x > INT16_MAX ? INT16_MAX : x));
 }
 
+/* TFLM's MultiplyByQuantizedMultiplier (two roundings), branch-free as tr_requantize writes it,
+ * without the output offset and clamp: the gates clamp to int16, the products to their range. */
+TR_INLINE int32_t tr_lstm_scale(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift & ~(shift >> 31);
+    const int32_t right = left - shift;
+    const int32_t x = (int32_t)((uint32_t)acc << left);
+    const int32_t high = (int32_t)(((int64_t)x * multiplier + (1LL << 30)) >> 31);
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+    return (high >> right) + ((high & mask) > threshold);
+}
+
 /* out[r] = int16(requantize(bias[r] + weights row r . x)) for r < rows, the row of `cols`
  * int8 weights. Every gate matrix (input or recurrent) is read here and only here, so a
  * low-rank factored pair (U: rows x rank, V: rank x cols) can replace this one call later. */
@@ -53,7 +66,7 @@ static void tr_lstm_matmul_int16(const int8_t *weights, int32_t rows, int32_t co
 {
     for (int32_t r = 0; r < rows; r++, weights += cols) {
         const int32_t acc = tr_dot_int8(m->bias[r], x, weights, (int)cols);
-        out[r] = tr_lstm_saturate16(tr_multiply_by_quantized_multiplier(acc, m->multiplier, (int)m->shift));
+        out[r] = tr_lstm_saturate16(tr_lstm_scale(acc, m->multiplier, m->shift));
     }
 }
 
@@ -100,7 +113,7 @@ static void tr_lstm_tanh(const int16_t *in, int16_t *out, int32_t n, int32_t mul
 /* TFLM's MulElementwise of two int16 (symmetric) values, requantized and clamped. */
 TR_INLINE int32_t tr_lstm_product(int32_t a, int32_t b, const tr_lstm_mul *m)
 {
-    const int32_t r = m->output_offset + tr_multiply_by_quantized_multiplier(a * b, m->multiplier, (int)m->shift);
+    const int32_t r = m->output_offset + tr_lstm_scale(a * b, m->multiplier, m->shift);
     return r < m->act_min ? m->act_min : (r > m->act_max ? m->act_max : r);
 }
 

@@ -96,10 +96,14 @@ def _input_quantization(path: Path) -> tuple[float, int]:
 
 def test_state_and_gate_scratch_are_in_the_static_plan(models, tmp_path):
     from toolchain import codegen
+    from toolchain.codegen.graph import parse
 
     info = codegen.generate(models["stacked"], tmp_path / "gen")
-    states = [t for t in info["tensors"] if t["dtype"] in ("int8", "int16") and "qconst" in t["name"]]
-    assert {t["dtype"] for t in states} == {"int8", "int16"} and len(states) == 4
+    state_indices = [
+        op.inputs[i].index for op in parse(models["stacked"]).ops if op.opcode == LSTM for i in (18, 19)
+    ]
+    states = [info["tensors"][i] for i in state_indices]
+    assert [t["dtype"] for t in states] == ["int8", "int16"] * 2
     for t in states:
         assert t["storage"] == "arena" and t["arena_offset"] is not None
         assert t["arena_offset"] + t["bytes"] <= info["arena_bytes"]

@@ -79,8 +79,11 @@ def check(op: Op) -> None:
         raise _fail(op, "float LSTM is not supported; supported: int8 (full-integer conversion)")
     check_int8_activation(op, inp, "input")
     require_int8_per_tensor(op, [out], "output")
-    if len(inp.shape) != 3 or len(out.shape) != 3:
-        raise _fail(op, f"input {shape_text(inp)} and output {shape_text(out)} must be 3-D")
+    if len(inp.shape) != 3 or len(out.shape) != 3 or inp.shape[:2] != out.shape[:2]:
+        raise _fail(
+            op,
+            f"input {shape_text(inp)} and output {shape_text(out)} must be 3-D with the same batch and time",
+        )
     _check_weights(op, inp.shape[2], out.shape[2])
     _check_state(op, out)
     act = op.options.get("fused_activation_function", "NONE")

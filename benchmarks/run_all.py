@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench_kws",
     "bench_codegen",
     "bench_factored",
+    "bench_lstm",
     "bench_device",
     "bench_costmodel",
     "bench_robustness",

@@ -49,6 +49,16 @@ install_venv() {
     cp pyproject.toml "$stamp"
 }
 
+# tf_keras (Keras 2), for the LSTM tests only: TensorFlow 2.21's converter fuses its LSTM into
+# UNIDIRECTIONAL_SEQUENCE_LSTM, a Keras 3 LSTM it does not. --no-deps: it depends on the full
+# `tensorflow` wheel, which would land beside tensorflow-cpu; the `tensorflow` module is there.
+install_tf_keras() {
+    .venv/bin/python -m pip show -q tf-keras >/dev/null 2>&1 && return 0
+    echo "setup: installing tf-keras (no dependencies) for the LSTM tests"
+    .venv/bin/python -m pip install -q --no-deps "tf-keras~=2.21.0"
+}
+
 install_debs
 install_venv
+install_tf_keras
 echo "setup: ready ($(.venv/bin/python -c 'import tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null | tail -1), $(arm-none-eabi-gcc --version | head -1), $(qemu-system-arm --version | head -1))"

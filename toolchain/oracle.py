@@ -84,9 +84,17 @@ def run(model: bytes | str | os.PathLike, x: np.ndarray) -> list[np.ndarray]:
         x = quantize_input(x, float(q["scales"][0]), int(q["zero_points"][0]))
     from toolchain.codegen.graph import parse_bytes
 
-    count = len(parse_bytes(data).outputs)
+    graph = parse_bytes(data)
+    count = len(graph.outputs)
+    # TFLM keeps variable tensors (an LSTM's hidden and cell state) from one Invoke to the
+    # next; a Keras LSTM starts every sequence from zero state, and so does the generated C
+    # (its kernel clears the state on entry). Resetting before each sample keeps samples
+    # independent on both sides.
+    stateful = any(t.is_variable for t in graph.tensors)
     outputs: list[list[np.ndarray]] = [[] for _ in range(count)]
     for sample in x:
+        if stateful:
+            interp.reset()
         interp.set_input(sample.reshape(shape), 0)
         interp.invoke()
         for i in range(count):

@@ -41,17 +41,24 @@ def add_predictions(rows: list[dict[str, Any]], info: dict, board: Any) -> dict[
         predicted = model.predict_ops(info)
     except TinyrankError:
         return None
-    for row, value in zip(rows, predicted, strict=False):
+    ops = info.get("ops", [])
+    unpredicted: list[int] = []
+    total, measured = 0.0, 0
+    for row, value, op in zip(rows, predicted, ops, strict=False):
+        if not model.predicts(op.get("kernel"), op["shapes"]):
+            unpredicted.append(row["index"])  # no row["predicted"]: the table shows "-"
+            continue
         row["predicted"] = int(round(value))
         row["prediction_error"] = round((value - row["count"]) / row["count"], 4) if row["count"] else None
-    measured = sum(row["count"] for row in rows)
-    total = int(round(sum(predicted)))
+        total += value
+        measured += row["count"]
     return {
         "core": model.core,
         "borrowed_from": model.borrowed_from,
-        "predicted": total,
+        "predicted": int(round(total)),
         "measured": measured,
         "error": round((total - measured) / measured, 4) if measured else None,
+        "unpredicted_ops": unpredicted,  # ops the cost model has no prediction for (not in the totals)
     }
 
 

@@ -114,9 +114,12 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         console.print(ops)
         model = report.get("cost_model")
         if model:
+            skipped = model.get("unpredicted_ops") or []
+            scope = f" (without ops {', '.join(map(str, skipped))}: no prediction)" if skipped else ""
+            error = f"{model['error']:+.1%}" if model["error"] is not None else "-"
             console.print(
-                f"cost model ({model['core']}): predicted {model['predicted']:,} {unit} per inference, "
-                f"measured {model['measured']:,} ({model['error']:+.1%})"
+                f"cost model ({model['core']}): predicted {model['predicted']:,} {unit} per inference"
+                f"{scope}, measured {model['measured']:,} ({error})"
             )
 
 

@@ -129,10 +129,12 @@ def check_graph(graph: Graph) -> None:
             )
     unknown: list[str] = []
     for op in graph.ops:
+        # an op module may allow more (UNIDIRECTIONAL_SEQUENCE_LSTM's int16 cell state)
+        allowed = getattr(registry().get(op.opcode), "TENSOR_DTYPES", OP_TENSOR_DTYPES)
         odd_types = [
             f"{op.describe()}: tensor '{t.name}' is {t.dtype}"
             for t in [*op.inputs, *op.outputs]
-            if t is not None and t.dtype not in OP_TENSOR_DTYPES
+            if t is not None and t.dtype not in allowed
         ]
         if op.opcode not in registry():
             unknown.append(op.opcode)

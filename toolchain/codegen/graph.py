@@ -55,6 +55,7 @@ class Tensor:
     zero_point: np.ndarray  # int64, same length as scale
     quantized_dimension: int
     data: np.ndarray | None = None
+    is_variable: bool = False  # state an op keeps (LSTM's hidden and cell state), not a constant
 
     @property
     def size(self) -> int:
@@ -200,6 +201,7 @@ def _tensor(index: int, t: Any, buffers: list[np.ndarray | None], type_names: di
         zero_point=zero_point,
         quantized_dimension=qdim,
         data=data,
+        is_variable=bool(t.IsVariable()),
     )
 
 

@@ -6,7 +6,8 @@ values, so its MACs are p * i * o. `k` is the taps of a convolution's or pooling
 otherwise); `in`/`out` count its input and output values (what an elementwise op, a pooling
 or the im2col copy of a convolution pays for). A depthwise op also has `rows_in`, `rows` (input
 and output rows, all batches) and `w` (output width). `kind` says which:
-`fc`, `pw` (1x1 CONV_2D), `conv` (k x k CONV_2D), `dw` (DEPTHWISE_CONV_2D) or `other`.
+`fc`, `pw` (1x1 CONV_2D), `conv` (k x k CONV_2D), `dw` (DEPTHWISE_CONV_2D), `lstm`
+(UNIDIRECTIONAL_SEQUENCE_LSTM: p time steps of 4 x units outputs over features + units) or `other`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def op_shape(op: Any) -> dict[str, Any]:
         _, k_h, k_w, channels = (int(d) for d in filt.shape)
         pixels = _size(op.outputs[0]) // max(channels, 1)
         shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w, **_rows(op))
+    elif op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" and len(op.outputs[0].shape) == 3:
+        # per time step and sequence, the four gates' matmuls over the input and hidden state
+        units, features = int(op.outputs[0].shape[2]), int(op.inputs[0].shape[2])
+        shape.update(kind="lstm", p=values_out // max(units, 1), i=features + units, o=4 * units)
     elif op.opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         taps = int(op.options.get("filter_height", 1)) * int(op.options.get("filter_width", 1))
         channels = int(op.outputs[0].shape[-1])

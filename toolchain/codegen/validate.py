@@ -34,6 +34,9 @@ ITEMSIZE = {
 MATMUL_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 SAME_SHAPE_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "QUANTIZE", "SOFTMAX")
 POOL_OPS = ("AVERAGE_POOL_2D", "MAX_POOL_2D")
+# Ops that keep state in variable tensors, and the input positions holding it. The kernels
+# clear their state at the start of each inference, so a variable tensor is state of one op.
+STATE_INPUTS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": (18, 19)}
 
 
 def _where(graph: Graph, op: Op | None, t: Tensor | None = None) -> str:
@@ -100,23 +103,37 @@ def check_dataflow(graph: Graph) -> None:
         raise _fail(graph, None, None, "the model has no input")
     if not graph.outputs:
         raise _fail(graph, None, None, "the model has no output")
-    available = {t.index for t in graph.inputs} | {t.index for t in graph.tensors if t.data is not None}
+    available = {t.index for t in graph.inputs} | {
+        t.index for t in graph.tensors if t.data is not None or t.is_variable
+    }
     written: set[int] = set()
+    state_of: dict[int, Op] = {}
     for op in graph.ops:
         if not op.outputs:
             raise _fail(graph, op, None, "has no output tensor")
-        for t in op.inputs:
+        for position, t in enumerate(op.inputs):
+            if t is not None and t.is_variable:
+                if (
+                    position not in STATE_INPUTS.get(op.opcode, ())
+                    or state_of.setdefault(t.index, op) is not op
+                ):
+                    raise _fail(graph, op, t, "reads a variable tensor that is not its own recurrent state")
             if t is not None and t.index not in available:
                 raise _fail(
                     graph, op, t, "reads a tensor that no earlier op writes and that is no model input"
                 )
         for t in op.outputs:
-            if t.index in written or t.index in {i.index for i in graph.inputs} or t.data is not None:
+            if (
+                t.index in written
+                or t.index in {i.index for i in graph.inputs}
+                or t.data is not None
+                or t.is_variable
+            ):
                 raise _fail(
                     graph,
                     op,
                     t,
-                    "writes a tensor that is a model input, a constant, or written by an earlier op",
+                    "writes a model input, a constant, a variable tensor, or a tensor an earlier op wrote",
                 )
             written.add(t.index)
             available.add(t.index)

@@ -26,6 +26,8 @@ from toolchain.models import load_keras_model, model_input_shape, predict_output
 
 # Tensor types a full-int8 model may hold: int8 activations and weights, int32 biases and shapes.
 ALLOWED_TENSOR_TYPES = ("INT8", "INT32")
+# Ops whose int8 form keeps an int16 state tensor: TFLite's integer LSTM holds its cell state in int16.
+INT16_STATE_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 
 
 @contextlib.contextmanager
@@ -59,37 +61,80 @@ def representative_samples(x_train: np.ndarray, samples: int = 300, seed: int = 
 
 
 def convert_model(model: Any, x_calib: np.ndarray, *, samples: int = 300, seed: int = 0) -> bytes:
-    """Convert a Keras model to a full-int8 flatbuffer and check nothing stayed float."""
-    import tensorflow as tf
+    """Convert a Keras model to a full-int8 flatbuffer and check nothing stayed float.
 
+    A recurrent model that does not convert as it is gets a second try traced with a batch of
+    one: TensorFlow's converter fuses a (tf_keras) LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM only
+    from a graph whose shapes are all static (with a dynamic batch it fails on the layer's
+    TensorList ops). An unrolled Keras 3 LSTM converts on the first try, to plain ops.
+    """
     calib = representative_samples(x_calib, samples, seed)
-
-    def representative_dataset() -> Iterator[list[np.ndarray]]:
-        for sample in calib:
-            yield [sample[np.newaxis, ...]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    recurrent = recurrent_layers(model)
+    tries = [_keras_converter, _batch_one_converter] if recurrent else [_keras_converter]
+    flatbuffer: bytes | None = None
     error: Exception | None = None
-    with _captured_output() as log:
-        try:
-            flatbuffer = converter.convert()
-        except Exception as exc:  # the converter's errors are long; keep the telling lines
-            error = exc
-        else:
-            error = None
+    log: list[str] = []
+    for make in tries:
+        flatbuffer, error, log = _convert(make(model), calib)
+        if error is None:
+            break
     if error is not None:
+        if recurrent:
+            raise UnsupportedError(
+                f"model '{model.name}': recurrent layer '{recurrent[0].name}' "
+                f"({type(recurrent[0]).__name__}) did not convert to int8: TensorFlow's converter fuses "
+                "only tf_keras (Keras 2) LSTM layers into UNIDIRECTIONAL_SEQUENCE_LSTM; a Keras 3 "
+                "LSTM, GRU or SimpleRNN converts only unrolled (unroll=True), to plain ops"
+            ) from error
         detail = [line for line in log if "error" in line.lower()][:3] or [str(error).splitlines()[0]]
         raise UnsupportedError(
             f"model '{model.name}': the TFLite converter could not make it full-int8: "
             + " | ".join(detail)[:400]
         ) from error
+    assert flatbuffer is not None
     check_full_int8(flatbuffer)
     return bytes(flatbuffer)
+
+
+def _convert(converter: Any, calib: np.ndarray) -> tuple[bytes | None, Exception | None, list[str]]:
+    """One full-int8 conversion: (flatbuffer, None, log) or (None, the error, the converter's log)."""
+    import tensorflow as tf
+
+    def representative_dataset() -> Iterator[list[np.ndarray]]:
+        for sample in calib:
+            yield [sample[np.newaxis, ...]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with _captured_output() as log:
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # the converter's errors are long; keep the telling lines
+            return None, exc, log
+    return bytes(flatbuffer), None, log
+
+
+def recurrent_layers(model: Any) -> list[Any]:
+    """The model's recurrent layers (LSTM, GRU, ...), by class name: Keras 3 and tf_keras alike."""
+    return [layer for layer in model.layers if type(layer).__name__ in RECURRENT_LAYERS]
+
+
+def _keras_converter(model: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _batch_one_converter(model: Any) -> Any:
+    """The converter of the model traced with a batch of one (every shape static)."""
+    import tensorflow as tf
+
+    shape = [1, *model.inputs[0].shape[1:]]
+    traced = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([traced], model)
 
 
 @dataclass(frozen=True)
@@ -126,6 +171,8 @@ def find_non_int8(flatbuffer: bytes) -> list[TensorIssue]:
                     continue
                 tensor = graph.Tensors(t)
                 dtype = type_names.get(tensor.Type(), str(tensor.Type()))
+                if dtype == "INT16" and opcode in INT16_STATE_OPS and tensor.IsVariable():
+                    continue
                 if dtype not in ALLOWED_TENSOR_TYPES:
                     issues.append(TensorIssue(i, opcode, tensor.Name().decode(), dtype))
     return issues
@@ -180,6 +227,8 @@ class Int8Model:
         """Raw int8 outputs, one sample at a time (converted models have batch size 1)."""
         outputs = []
         for sample in x_int8:
+            # samples are independent sequences: an LSTM's state starts from zero for each
+            self._interpreter.reset_all_variables()
             self._interpreter.set_tensor(self.input["index"], sample[np.newaxis, ...])
             self._interpreter.invoke()
             outputs.append(self._interpreter.get_tensor(self.output["index"])[0].copy())

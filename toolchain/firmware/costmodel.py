@@ -43,6 +43,10 @@ MATMUL_KINDS = ("fc", "pw")
 SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
 GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
 GENERIC = "*"  # the key of the fallback model
+# Op shapes the generic fallback was never fitted on and cannot describe: an LSTM's cost is
+# mostly per-element int16 work (requantizations, lookups), not MACs. Without a fitted entry of
+# their own these ops get no prediction at all rather than a wrong one.
+UNMODELLED_KINDS = ("lstm",)
 # Cores without their own measurements borrow the nearest measured one.
 CORE_OF = {
     "cortex-m4": "m4",
@@ -212,6 +216,13 @@ class CostModel:
             return float(np.dot(entry["coefficients"], call_terms(shapes, kernel))), True
         generic = self.kernels[GENERIC]
         return float(np.dot(generic["coefficients"], generic_terms(shapes))), False
+
+    def predicts(self, kernel: str | None, shapes: list[dict[str, Any]]) -> bool:
+        """Whether `predict_call` means anything for the call: False for a kernel without a fitted
+        entry whose op shape the generic fallback cannot describe (`UNMODELLED_KINDS`)."""
+        if kernel is None or kernel_key(kernel, shapes) in self.kernels:
+            return True
+        return not any(shape.get("kind") in UNMODELLED_KINDS for shape in shapes)
 
     def predict_ops(self, info: dict[str, Any]) -> list[float]:
         """Predicted instructions of every op of a model_info.json, in order."""

@@ -18,7 +18,8 @@ Why the schedule looks as it does:
 - the last epochs train through int8 rounding (`qat`) so the converted model keeps the
   float accuracy;
 - the result is compared with the starting model on held-out samples and never returned
-  if it is worse there.
+  if it is worse there; with int8-aware epochs both are scored as int8 (kernels and
+  outputs rounded as the converter will), since that is the model that will be deployed.
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def finetune(
         learning_rate = suited_learning_rate(distance) if distance is not None else LR_NEAR
     start_weights = model.get_weights()
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
-    start = _held_out_key(model, held_x, held_y, validation or (x_fit, t_fit))
     qat_epochs = qat_epochs_for(epochs, qat and _has_quantizable(model))
+    as_int8 = x_fit if qat_epochs > 0 else None  # judged as the converter will round it
+    start = _held_out_key(model, held_x, held_y, validation or (x_fit, t_fit), loss, as_int8)
     float_epochs = epochs - qat_epochs
     steps = max(1, math.ceil(len(x_fit) / batch_size))
     fit = {
@@ -141,7 +143,7 @@ def finetune(
             _quantization_aware(model, loss, learning_rate, qat_epochs, steps, validation, fit, verbose),
         )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
-    end = _held_out_key(model, held_x, held_y, validation or (x_fit, t_fit))
+    end = _held_out_key(model, held_x, held_y, validation or (x_fit, t_fit), loss, as_int8)
     kept_start = end < start
     if kept_start:  # worse on held-out samples than where it started: undo it
         model.set_weights(start_weights)
@@ -178,8 +180,22 @@ def _has_quantizable(model: Any) -> bool:
     return count_quantized(model) > 0
 
 
-def _held_out_key(model: Any, x: np.ndarray, y: np.ndarray | None, data: tuple) -> tuple[float, ...]:
-    """Larger is better: (accuracy, -loss) for classes, (-loss,) otherwise."""
+def _held_out_key(
+    model: Any, x: np.ndarray, y: np.ndarray | None, data: tuple, loss: Any, as_int8: np.ndarray | None
+) -> tuple[float, ...]:
+    """Larger is better: (accuracy, -loss) for classes, (-loss,) otherwise.
+
+    With `as_int8` (calibration samples), the model is scored as int8 will run it: kernels
+    rounded per channel and outputs per tensor over the ranges those samples reach, since
+    a quantization-aware result is meant for the converter and is judged by what it keeps.
+    """
+    if as_int8 is not None:
+        import keras
+
+        from toolchain.compress.qat import calibrate, fake_quant_copy
+
+        model = calibrate(fake_quant_copy(model), as_int8)
+        model.compile(optimizer=keras.optimizers.Adam(), loss=loss)
     loss = float(model.evaluate(data[0], data[1], verbose=0, batch_size=256))
     if not np.isfinite(loss):
         loss = float("inf")

@@ -8,6 +8,7 @@ The input model is never changed: every step builds a new model.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from toolchain.errors import DataError, UnsupportedError
 
 DEFAULT_ENERGY = 0.95
 DEFAULT_FINETUNE_EPOCHS = 40  # a cap: early stopping ends fine-tuning once the held-out loss stops falling
+TRIAL_EPOCHS = 10  # fine-tuning epochs per candidate in the budget search's trained repair
 PARETO_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 
 
@@ -163,7 +165,12 @@ def compress(
         selection = "budget"
     elif any(v is not None for v in targets.values()):
         kind, value, budget_info = _budget(before, target_params, target_macs)
-        plan, table, search = plan_by_budget(folded, infos, method, x_calib, kind, value, seed)
+        trainer = (
+            _short_tuner(model, dataset, tuning) if finetune_epochs > 0 and dataset is not None else None
+        )
+        plan, table, search = plan_by_budget(
+            folded, infos, method, x_calib, kind, value, seed, trainer=trainer
+        )
         selection = "budget"
     else:
         with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
@@ -222,6 +229,19 @@ def compress(
 
         report["pareto"] = pareto_sweep(model, dataset, build_at, PARETO_FRACTIONS, tuning)
     return factored, report
+
+
+def _short_tuner(teacher: Any, dataset: Dataset, tuning: Tuning):
+    """A short float fine-tune of a candidate model, returning its held-out loss (for the trained
+    repair of the budget search): a quarter of the epoch cap, at most TRIAL_EPOCHS."""
+    trial = dataclasses.replace(
+        tuning, epochs=max(2, min(TRIAL_EPOCHS, tuning.epochs // 4)), qat=False, verbose=0
+    )
+
+    def held_out_loss(candidate: Any) -> float:
+        return float(tune(candidate, teacher, dataset, trial)["end_loss"])
+
+    return held_out_loss
 
 
 def _copy_model(model: Any) -> Any:

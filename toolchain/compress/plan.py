@@ -6,11 +6,13 @@ is; `layer_rows` turns a plan into the rows of the compress report.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from threadpoolctl import threadpool_limits
 
 from toolchain.compress import budget as budget_search
+from toolchain.compress.budget import Candidate, int8_bytes
 from toolchain.compress.graph import call_count
 from toolchain.compress.layers import (
     Factorization,
@@ -20,10 +22,13 @@ from toolchain.compress.layers import (
     describe_layer,
     factorize,
     method_for,
+    rank_limits,
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, reference_method, rule_ranks
 from toolchain.errors import ModelError, UnsupportedError
+
+TRAINED_REPAIR_ERROR = 0.1  # below this fine-tuning recovers any allocation the search makes
 
 
 def describe_model(model: Any) -> list[LayerInfo]:
@@ -83,11 +88,16 @@ def plan_by_rule(infos, method, ranks, energy, vbmf, seed) -> dict[str, Factoriz
     return plan
 
 
-def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None):
+def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, table=None, trainer=None):
     """Per layer a Factorization or the reason it stays whole, chosen by the joint search
     (`search.joint_search`) for `kind` (params or MACs) within `budget_value`; also the candidate
-    table, which a --pareto sweep reuses, and the search's findings for the report."""
-    from toolchain.compress.search import joint_search
+    table, which a --pareto sweep reuses, and the search's findings for the report.
+
+    `trainer(model) -> held-out loss` (a short fine-tune) turns on the trained repair
+    (`search.trained_repair`) when the chosen model starts far from the original
+    (joint output error of at least TRAINED_REPAIR_ERROR)."""
+    from toolchain.compress.graph import rebuild
+    from toolchain.compress.search import bottleneck_rows, joint_search, measure_choice, trained_repair
 
     factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
     if table is None:
@@ -98,17 +108,69 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
     fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
     widths = {i.name: int(min(i.matrix.shape)) for i in factorable}  # the rank a kept layer can have
     found = joint_search(model, table, {kind: budget_value}, {kind: fixed}, x_calib, widths)
+    choice, trained = found.choice, None
+    if trainer is not None and found.joint_error >= TRAINED_REPAIR_ERROR:
+
+        def held_out_loss(trial: dict) -> float:
+            with threadpool_limits(limits=1, user_api="blas"):
+                trial_plan = _factorize_choice(infos, table, trial, method, seed)
+            replace = {n: e.specs for n, e in trial_plan.items() if isinstance(e, Factorization)}
+            return trainer(rebuild(model, replace))
+
+        steps = _rank_steps({i.name: i for i in factorable})
+        choice, trained = trained_repair(choice, steps, {kind: budget_value}, {kind: fixed}, held_out_loss)
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
-        plan = _factorize_choice(infos, table, found.choice, method, seed)
+        plan = _factorize_choice(infos, table, choice, method, seed)
+    joint, in_combination, bottlenecks = found.joint_error, found.in_combination, found.bottlenecks
+    alone = {name: c.error for name, c in choice.items()}
+    if choice is not found.choice:  # measure what the trained repair chose, with the kernels it builds
+        built = {
+            name: dataclasses.replace(c, kernel=plan[name].approx_kernel) if c.method else c
+            for name, c in choice.items()
+        }
+        joint, in_combination, alone = measure_choice(model, table, x_calib, built)
+        for name, entry in plan.items():
+            if isinstance(entry, Factorization):
+                entry.extra["output_error"] = alone[name]
+        why = "the held-out loss after a short fine-tune was lowest with it (trained repair)"
+        bottlenecks = bottleneck_rows(choice, widths, why)
     search = {
-        "joint_output_error": found.joint_error,
-        "output_error_alone": {name: c.error for name, c in found.choice.items()},
-        "output_error_in_combination": found.in_combination,
-        "bottlenecks": found.bottlenecks,
+        "joint_output_error": joint,
+        "output_error_alone": alone,
+        "output_error_in_combination": in_combination,
+        "bottlenecks": bottlenecks,
         "evaluations": found.evaluations,
         "repairs": found.repairs,
     }
+    if trained is not None:
+        search["trained_repair"] = trained
     return plan, table, search
+
+
+def _rank_steps(infos: dict[str, LayerInfo]):
+    """`steps(layer, candidate)`: the same method about a tenth (at least one) of each rank up
+    and down, within the rank limits and still smaller than the layer; nothing for a kept layer."""
+
+    def steps(name: str, cand: Candidate) -> list[Candidate]:
+        info = infos[name]
+        if cand.method is None:
+            return []
+        limits = rank_limits(info, cand.method)
+        found = []
+        for sign in (1, -1):
+            ranks = tuple(r + sign * max(1, round(0.1 * r)) for r in cand.ranks)
+            if all(1 <= r <= top for r, top in zip(ranks, limits, strict=True)) and saves_parameters(
+                info, cand.method, ranks
+            ):
+                params, macs = chain_cost(info, cand.method, ranks)
+                found.append(
+                    Candidate(
+                        cand.method, ranks, float("nan"), params, macs, int8_bytes(params, info.bias_params)
+                    )
+                )
+        return found
+
+    return steps
 
 
 def _factorize_choice(infos, table, choice, method, seed) -> dict[str, Factorization | str]:

@@ -7,7 +7,10 @@ saw that rounding, so int8 loses accuracy, most where a layer is small (a factor
 of rank-r layers rounds r channels twice). Here a copy of the model computes with the
 same rounding, fake-quantized, while gradients pass straight through (Jacob et al. 2018),
 so the last epochs settle where int8 rounding costs little. The trained kernels are then
-copied back into the plain model, which converts as before.
+copied back into the plain model already rounded to that grid (`int8_grid_kernel`): the
+converter finds the same per-channel scales and stores exactly those values, so the float
+model and the int8 model compute with the same weights and differ only in activation
+rounding, which the fake-quantized epochs have trained for.
 
 Output ranges are the running min/max over the training batches, the statistic the
 converter computes over its calibration samples. A Dense or Conv2D whose activation is
@@ -24,6 +27,20 @@ import numpy as np
 from keras import ops
 
 QUANTIZED_CLASSES = ("Dense", "Conv2D", "DepthwiseConv2D")
+
+
+def int8_grid_kernel(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
+    """`kernel` rounded as the converter stores it: per output channel, scale = max |w| / 127.
+
+    Rounding twice gives the same values (the largest weight stays on the grid, so the scale
+    is unchanged), which is why a kernel rounded here converts to exactly these weights.
+    """
+    kernel = np.asarray(kernel, np.float32)
+    flat = kernel.reshape(*kernel.shape[:-2], 1, -1) if depthwise else kernel
+    axes = tuple(range(flat.ndim - 1))
+    scale = np.maximum(np.abs(flat).max(axis=axes), 1e-8) / 127.0
+    rounded = (np.clip(np.round(flat / scale), -127, 127) * scale).astype(np.float32)
+    return rounded.reshape(kernel.shape)
 
 
 def _fake_quant_kernel(kernel: Any, depthwise: bool) -> Any:
@@ -54,11 +71,13 @@ class _FakeQuantMixin:
         self.out_min = self.add_weight(shape=(), initializer="zeros", trainable=False, name="out_min")
         self.out_max = self.add_weight(shape=(), initializer="zeros", trainable=False, name="out_max")
 
+    calibrating = False  # set by `calibrate`: inference passes that only widen the output ranges
+
     def _quantize_output(self, x: Any, training: bool) -> Any:
         import tensorflow as tf
 
         low, high = self.out_min, self.out_max
-        if training:
+        if training or self.calibrating:
             low = ops.minimum(low, ops.stop_gradient(ops.min(x)))
             high = ops.maximum(high, ops.stop_gradient(ops.max(x)))
             self.out_min.assign(low)
@@ -143,12 +162,33 @@ def fake_quant_copy(model: Any) -> Any:
     return copy
 
 
+def calibrate(quant: Any, x: np.ndarray, batch_size: int = 256) -> Any:
+    """Widen `quant`'s output ranges over `x` in inference mode (as the converter's calibration
+    does over its samples), so a model that never trained fake-quantized can be scored as int8."""
+    layers = [layer for layer in quant.layers if isinstance(layer, _FakeQuantMixin)]
+    for layer in layers:
+        layer.calibrating = True
+    try:
+        for start in range(0, len(x), batch_size):
+            quant(x[start : start + batch_size], training=False)
+    finally:
+        for layer in layers:
+            layer.calibrating = False
+    return quant
+
+
 def copy_back(quant: Any, model: Any) -> None:
-    """Copy trained weights from the fake-quantized copy into the plain model (range variables dropped)."""
+    """Copy trained weights from the fake-quantized copy into the plain model (range variables
+    dropped), kernels rounded to the converter's per-channel int8 grid (`int8_grid_kernel`)."""
     for layer in model.layers:
         count = len(layer.get_weights())
-        if count:
-            layer.set_weights(quant.get_layer(layer.name).get_weights()[:count])
+        if not count:
+            continue
+        source = quant.get_layer(layer.name)
+        weights = source.get_weights()[:count]
+        if isinstance(source, _FakeQuantMixin):
+            weights[0] = int8_grid_kernel(weights[0], isinstance(source, QuantDepthwiseConv2D))
+        layer.set_weights(weights)
 
 
 def count_quantized(model: Any) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, quant_text, shape_text
 from toolchain.codegen.ops._common import check_int8_activation, require_int8_per_tensor, struct_name
+from toolchain.codegen.ops.fully_connected import folded_bias
 from toolchain.codegen.quant import INT8_MAX, INT8_MIN, quantize_multiplier
 from toolchain.errors import UnsupportedError
 
@@ -136,19 +137,17 @@ def _mul(
 
 
 def _matmul(
-    ctx: LoweringContext, name: str, x: Tensor, w: Tensor, bias: np.ndarray | None
+    op: Op, ctx: LoweringContext, name: str, x: Tensor, w: Tensor, bias: Tensor | None
 ) -> dict[str, FieldValue]:
-    """One gate matmul: row-major weights, the bias with x's zero point folded in, and the
-    int16 requantization of TFLM's FULLY_CONNECTED (double(x scale) * double(w scale) / 2^-12)."""
-    weights = w.values.astype(np.int64)
-    folded = -int(x.zero_point[0]) * weights.sum(axis=1)
-    if bias is not None:
-        folded = folded + bias.astype(np.int64)
+    """One gate matmul: row-major weights, the bias with x's zero point folded in (checked to
+    fit int32, as FULLY_CONNECTED's), and the int16 requantization of TFLM's FULLY_CONNECTED
+    (double(x scale) * double(w scale) / 2^-12)."""
+    folded = folded_bias(bias, w.values.astype(np.int64).sum(axis=1), int(x.zero_point[0]), op)
     real = float(np.float32(x.scale[0])) * float(np.float32(w.scale[0])) / float(np.float32(GATE_INPUT_SCALE))
     multiplier, shift = quantize_multiplier(real)
     return {
         "weights": ctx.tensor(w),
-        "bias": ctx.constant(f"{name}_bias", folded.astype(np.int32), "int32_t", f"{w.name}: folded bias"),
+        "bias": ctx.constant(f"{name}_bias", folded, "int32_t", f"{w.name}: folded bias"),
         "multiplier": multiplier,
         "shift": shift,
     }
@@ -183,10 +182,12 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         "time_major": int(time_major),
     }
     for g in GATES:
-        bias = op.input(BIASES[g]).values
+        bias = op.input(BIASES[g])
         fields[f"{g}_gate"] = {
-            "input": _matmul(ctx, f"{name}_{g}_input", inp, op.input(INPUT_WEIGHTS[g]), bias),
-            "recurrent": _matmul(ctx, f"{name}_{g}_recurrent", hidden, op.input(RECURRENT_WEIGHTS[g]), None),
+            "input": _matmul(op, ctx, f"{name}_{g}_input", inp, op.input(INPUT_WEIGHTS[g]), bias),
+            "recurrent": _matmul(
+                op, ctx, f"{name}_{g}_recurrent", hidden, op.input(RECURRENT_WEIGHTS[g]), None
+            ),
         }
     act = op.options.get("fused_activation_function", "TANH")
     power = _cell_scale_power(op, cell)

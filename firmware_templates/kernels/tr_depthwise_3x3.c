@@ -32,26 +32,10 @@ TR_INLINE int32_t tr_dw3_word(const int8_t *p)
     return word;
 }
 
-/* (low, high) as the two int16 halves of a word. */
-TR_INLINE int32_t tr_dw3_pair(int32_t low, int32_t high)
-{
-    return (int32_t)(((uint32_t)low & 0xffffu) | ((uint32_t)high << 16));
-}
-
 /* The high halves of two words, `a`'s low: (a >> 16, b >> 16). */
 TR_INLINE int32_t tr_dw3_pair_high(int32_t a, int32_t b)
 {
     return (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xffff0000u));
-}
-
-/* acc + low(x) * low(w) + high(x) * high(w) */
-TR_INLINE int32_t tr_dw3_dual(int32_t x, int32_t w, int32_t acc)
-{
-#if TR_USE_DSP
-    return __smlad(x, w, acc);
-#else
-    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w + (x >> 16) * (w >> 16);
-#endif
 }
 
 /* acc + low(x) * low(w) */
@@ -81,8 +65,8 @@ TR_INLINE void tr_dw3_widen(int32_t word, int32_t *even, int32_t *odd)
     *even = __sxtb16(word);
     *odd = tr_sxtb16_ror8(word);
 #else
-    *even = tr_dw3_pair((int8_t)word, (int8_t)(word >> 16));
-    *odd = tr_dw3_pair((int8_t)(word >> 8), (int8_t)(word >> 24));
+    *even = tr_pack_int16_pair((int8_t)word, (int8_t)(word >> 16));
+    *odd = tr_pack_int16_pair((int8_t)(word >> 8), (int8_t)(word >> 24));
 #endif
 }
 
@@ -102,8 +86,8 @@ TR_INLINE void tr_dw3_store(int32_t *out, int32_t e0, int32_t o0, int32_t e1, in
             : [out] "r"(out), [e0] "r"(e0), [o0] "r"(o0), [e1] "r"(e1), [o1] "r"(o1), [e2] "r"(e2), [o2] "r"(o2)
             : "memory");
 #else
-    out[0] = tr_dw3_pair(e0, e1);
-    out[1] = tr_dw3_pair(o0, o1);
+    out[0] = tr_pack_int16_pair(e0, e1);
+    out[1] = tr_pack_int16_pair(o0, o1);
     out[2] = tr_dw3_pair_high(e0, e1);
     out[3] = tr_dw3_pair_high(o0, o1);
     out[4] = e2;
@@ -206,10 +190,10 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
 /* a0..a3 += one kernel row of one output pixel: `h` its stored column, `w` the row's six weight words. */
 #define TR_DW3_KERNEL_ROW(h, w)                     \
     do {                                            \
-        a0 = tr_dw3_dual((h)[0], (w)[0], a0);       \
-        a1 = tr_dw3_dual((h)[1], (w)[1], a1);       \
-        a2 = tr_dw3_dual((h)[2], (w)[2], a2);       \
-        a3 = tr_dw3_dual((h)[3], (w)[3], a3);       \
+        a0 = tr_dot_int16_pair((h)[0], (w)[0], a0); \
+        a1 = tr_dot_int16_pair((h)[1], (w)[1], a1); \
+        a2 = tr_dot_int16_pair((h)[2], (w)[2], a2); \
+        a3 = tr_dot_int16_pair((h)[3], (w)[3], a3); \
         a0 = tr_dw3_low((h)[4], (w)[4], a0);        \
         a2 = tr_dw3_high((h)[4], (w)[4], a2);       \
         a1 = tr_dw3_low((h)[5], (w)[5], a1);        \

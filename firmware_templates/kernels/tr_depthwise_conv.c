@@ -208,20 +208,6 @@ TR_KERNEL void tr_depthwise_conv_dm1_doubled_int8(const tr_depthwise_x2_params *
  * output channels share each column word (the weights of a group follow each other), so a
  * tap pair of a group costs one column load, two LDRD and four SMLAD.
  */
-TR_INLINE int32_t tr_pack_int16_pair(int32_t low, int32_t high)
-{
-    return (int32_t)(((uint32_t)low & 0xffffu) | ((uint32_t)high << 16));
-}
-
-/* acc + low(x) * low(w) + high(x) * high(w): SMLAD, or the same sum in plain C. */
-TR_INLINE int32_t tr_dot_int16_pair(int32_t x, int32_t w, int32_t acc)
-{
-#if TR_USE_DSP
-    return __smlad(x, w, acc);
-#else
-    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w + (x >> 16) * (w >> 16);
-#endif
-}
 
 /* Two adjacent words (4-byte aligned) in one LDRD where the core has it; returns p + 2. */
 TR_INLINE const int32_t *tr_load_words2(const int32_t *p, int32_t *first, int32_t *second)

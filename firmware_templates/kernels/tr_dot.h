@@ -1,5 +1,6 @@
 /*
- * tr_dot.h - int8 dot products, the inner loops of FULLY_CONNECTED and CONV_2D.
+ * tr_dot.h - int8 dot products, the inner loops of FULLY_CONNECTED and CONV_2D, and the int16
+ * pair helpers of the depthwise kernels (taps widened to int16, two to a word).
  *
  * On cores with the DSP extension (TR_USE_DSP) four int8 pairs are two SXTB16 and two SMLAD;
  * elsewhere the same sums in plain C. Both paths give the same int32 results.
@@ -10,6 +11,22 @@
 #include <string.h>
 
 #include "tr_platform.h"
+
+/* (low, high) as the two int16 halves of a word. */
+TR_INLINE int32_t tr_pack_int16_pair(int32_t low, int32_t high)
+{
+    return (int32_t)(((uint32_t)low & 0xffffu) | ((uint32_t)high << 16));
+}
+
+/* acc + low(x) * low(w) + high(x) * high(w): SMLAD, or the same sum in plain C. */
+TR_INLINE int32_t tr_dot_int16_pair(int32_t x, int32_t w, int32_t acc)
+{
+#if TR_USE_DSP
+    return __smlad(x, w, acc);
+#else
+    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)w + (x >> 16) * (w >> 16);
+#endif
+}
 
 #if TR_USE_DSP
 /* Four int8 from any address as one word (the M4 allows unaligned LDR). */

@@ -79,8 +79,9 @@ def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(
     unfused = generate(chains["same_3x3"], tmp_path / "unfused", tflm_arena=False, fuse=False)
     image = 12 * 10 * 16
     # input and output share one buffer, plus scratch: 3 narrow rows (3 x 10 x 4), one middle row
-    # (10 x 6) and two im2col columns (2 x 9 x 4), each rounded up to 16 bytes
-    assert fused["arena_bytes"] <= image + 128 + 64 + 80
+    # (10 x 6), two im2col columns (2 x 9 x 4), each rounded up to 16 bytes, and the matmul loops'
+    # widened pairs of two 36-value rows (2 x 2 x 9 words)
+    assert fused["arena_bytes"] <= image + 128 + 64 + 80 + 144
     assert fused["arena_bytes"] < unfused["arena_bytes"]
     assert (
         generate(chains["same_3x3"], tmp_path / "auto", tflm_arena=False)["arena_bytes"]

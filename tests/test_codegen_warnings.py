@@ -154,7 +154,6 @@ def test_generated_c_compiles_without_warnings(generated: dict[str, Path], name:
 def test_only_the_headers_a_model_needs_are_shipped(generated: dict[str, Path]) -> None:
     mlp = {p.name for p in generated["mlp"].glob("tr_*")}
     assert "tr_conv_core.h" not in mlp and "tr_conv.h" not in mlp and "tr_elementwise.h" not in mlp
-    assert "tr_dense.h" not in mlp  # FULLY_CONNECTED runs the matmul loops
     assert {"tr_fully_connected.h", "tr_matmul.h", "tr_requantize.h", "tr_dot.h"} <= mlp
     model_c = (generated["mlp"] / "model.c").read_text()
     assert '#include "tr_fully_connected.h"' in model_c and "static const tr_fc_params fc_" in model_c

@@ -1,17 +1,15 @@
 /*
- * tr_conv.c - TFLite CONV_2D, int8 NHWC input, OHWI weights, per-channel requantization
- * (the im2col loop is tr_conv_image in tr_conv_core.h).
+ * tr_conv.c - TFLite CONV_2D, int8 NHWC input, OHWI weights, per-channel requantization: the
+ * im2col loop of tr_conv_core.h over the whole image.
  */
 #include "tr_conv.h"
 
 #include "tr_conv_core.h"
 
-TR_KERNEL void tr_conv_int8(const tr_conv_params *params, const int8_t *input, int8_t *output, int8_t *columns)
+TR_KERNEL void tr_conv_int8(const tr_conv_params *params, const int8_t *input, int8_t *output, int8_t *columns,
+                            int8_t *wide)
 {
-    const tr_conv_geometry *g = &params->geometry;
-    const tr_requant_params *rq = &params->requant;
-    tr_conv_image(input, params->filter, params->bias, output, g->batches, g->in_h, g->in_w, g->in_c, g->out_h,
-                  g->out_w, g->out_c, g->k_h, g->k_w, g->stride_h, g->stride_w, g->dil_h, g->dil_w, g->pad_top,
-                  g->pad_left, params->input_zero_point, rq->multiplier, rq->shift, rq->doubled, rq->output_offset,
-                  rq->act_min, rq->act_max, columns);
+    const tr_conv_geometry g = params->geometry; /* locals: not reloaded after each int8 store */
+    const tr_matmul_layer layer = params->layer;
+    tr_conv_matmul(&g, input, output, (int8_t)params->input_zero_point, &layer, columns, (uint32_t *)(void *)wide);
 }

@@ -1,85 +1,93 @@
 /*
- * tr_conv_core.h - the CONV_2D loop nest (im2col), shared by the CONV_2D kernel (tr_conv.c)
- * and the fused Tucker kernel (tr_conv_tucker.c), which runs it on rows of a small scratch
- * window.
+ * tr_conv_core.h - the CONV_2D loop (im2col through the matmul loops), shared by the CONV_2D
+ * kernel (tr_conv.c) and the fused spatial and Tucker kernels (tr_conv_spatial.c,
+ * tr_conv_tucker.c), which run it on one row or a small scratch window at a time.
  *
- * CONV_2D (NHWC input, OHWI weights, per-channel requantization): for each output pixel
- * the receptive field is gathered into a column (k_h * k_w * in_c bytes, the order of one
- * filter; `columns` holds two, for two pixels at a time), padding read as the input zero
- * point; then every output channel is one dot product of the column with its filter
- * (filters packed by four, tr_dense.h). The zero point is folded into `bias`, which is why
- * padding must be the zero point.
+ * For each output pixel the receptive field is gathered into a column (k_h * k_w * in_c bytes,
+ * the order of one OHWI filter), padding read as the input zero point, which the folded bias
+ * cancels. Two columns are two rows of a FULLY_CONNECTED against the filters in the matmul
+ * layout (tr_matmul_rows in tr_matmul.h: on the DSP path each sign-extended weight word serves
+ * both pixels). Pixels pair across output rows, so only the last pixel of an odd-sized image
+ * runs alone.
  */
 #ifndef TR_CONV_CORE_H
 #define TR_CONV_CORE_H
 
 #include <string.h>
 
-#include "tr_dense.h"
+#include "tr_matmul.h"
 
-TR_HELPER void tr_conv_fill_column(const int8_t *image, int in_h, int in_w, int in_c, int y0, int x0,
+/* n bytes, few of them (a call to memcpy costs more): word by word, then the last bytes. A
+ * 4-byte memcpy is one LDR and one STR where the core allows unaligned access (M3/M4/M33) and
+ * byte moves where it does not (M0). */
+TR_INLINE void tr_copy_bytes(int8_t *dst, const int8_t *src, int n)
+{
+    if (n >= 32) {
+        memcpy(dst, src, (size_t)n);
+        return;
+    }
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        uint32_t word;
+        memcpy(&word, src, 4);
+        memcpy(dst, &word, 4);
+    }
+    for (int i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* The receptive field of the output pixel whose window starts at input (y0, x0), in the filter's
+ * order (ky, kx, c), padding read as `pad_value`. A kernel row wholly inside the image (no
+ * dilation across it) is one run of k_w * in_c bytes in NHWC: one copy. */
+TR_MATMUL_HELPER void tr_conv_fill_column(const int8_t *image, int in_h, int in_w, int in_c, int y0, int x0,
                                    int k_h, int k_w, int dil_h, int dil_w, int8_t pad_value, int8_t *column)
 {
-    for (int ky = 0; ky < k_h; ++ky) {
-        int y = y0 + ky * dil_h;
+    const int run = k_w * in_c;
+    const int row_inside = dil_w == 1 && x0 >= 0 && x0 + k_w <= in_w;
+    for (int ky = 0; ky < k_h; ++ky, column += run) {
+        const int y = y0 + ky * dil_h;
+        if (y < 0 || y >= in_h) {
+            memset(column, pad_value, (size_t)run);
+            continue;
+        }
+        const int8_t *row = image + y * in_w * in_c;
+        if (row_inside) {
+            tr_copy_bytes(column, row + x0 * in_c, run);
+            continue;
+        }
         for (int kx = 0; kx < k_w; ++kx) {
-            int x = x0 + kx * dil_w;
-            if (y < 0 || y >= in_h || x < 0 || x >= in_w) {
-                memset(column, pad_value, (size_t)in_c);
-            } else if (in_c <= 4) { /* a call to memcpy costs more than a few bytes */
-                const int8_t *pixel = image + (y * in_w + x) * in_c;
-                for (int c = 0; c < in_c; ++c) {
-                    column[c] = pixel[c];
-                }
+            const int x = x0 + kx * dil_w;
+            if (x < 0 || x >= in_w) {
+                memset(column + kx * in_c, pad_value, (size_t)in_c);
             } else {
-                memcpy(column, image + (y * in_w + x) * in_c, (size_t)in_c);
+                tr_copy_bytes(column + kx * in_c, row + x * in_c, in_c);
             }
-            column += in_c;
         }
     }
 }
 
-TR_LAYER_LOOP void tr_conv_image(const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
-                                 int batches, int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
-                                 int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                                 int pad_top, int pad_left, int32_t input_zero_point,
-                                 const int32_t *multiplier, const int32_t *shift, const int32_t *doubled,
-                                 int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *columns)
+/* The convolution `g` describes (all its batches), im2col two pixels at a time; `columns` holds
+ * two columns, `wide` is the matmul scratch for two rows of k_h * k_w * in_c values. */
+TR_MATMUL_HELPER void tr_conv_matmul(const tr_conv_geometry *g, const int8_t *input, int8_t *output, int8_t pad_value,
+                                     const tr_matmul_layer *layer, int8_t *columns, uint32_t *wide)
 {
-    const int depth = k_h * k_w * in_c;
-    int8_t *second = columns + depth; /* the generator reserves two columns */
-    for (int b = 0; b < batches; ++b) {
-        const int8_t *image = input + b * in_h * in_w * in_c;
-        for (int oy = 0; oy < out_h; ++oy) {
-            const int y0 = oy * stride_h - pad_top;
-            int ox = 0;
-            for (; ox + 2 <= out_w; ox += 2) { /* two pixels: each weight word serves both columns */
-                tr_conv_fill_column(image, in_h, in_w, in_c, y0, ox * stride_w - pad_left, k_h, k_w, dil_h, dil_w,
-                                    (int8_t)input_zero_point, columns);
-                tr_conv_fill_column(image, in_h, in_w, in_c, y0, (ox + 1) * stride_w - pad_left, k_h, k_w, dil_h,
-                                    dil_w, (int8_t)input_zero_point, second);
-                int oc = 0;
-                for (; oc + 4 <= out_c; oc += 4) {
-                    tr_dense_pair_group(columns, second, filter + oc * depth, bias, depth, output + oc,
-                                        output + out_c + oc, oc, multiplier, shift, doubled, output_offset, act_min,
-                                        act_max);
+    const int depth = g->k_h * g->k_w * g->in_c, pixels = g->out_h * g->out_w;
+    for (int b = 0; b < g->batches; ++b) {
+        const int8_t *image = input + b * g->in_h * g->in_w * g->in_c;
+        int oy = 0, ox = 0;
+        for (int p = 0; p < pixels; p += 2) {
+            const int rows = pixels - p < 2 ? 1 : 2;
+            for (int r = 0; r < rows; ++r) {
+                tr_conv_fill_column(image, g->in_h, g->in_w, g->in_c, oy * g->stride_h - g->pad_top,
+                                    ox * g->stride_w - g->pad_left, g->k_h, g->k_w, g->dil_h, g->dil_w, pad_value,
+                                    columns + r * depth);
+                if (++ox == g->out_w) {
+                    ox = 0;
+                    ++oy;
                 }
-                for (; oc < out_c; ++oc) {
-                    const int8_t *w = filter + oc * depth;
-                    output[oc] = tr_requantize_channel(tr_dot_int8(bias[oc], columns, w, depth), multiplier, shift,
-                                                       doubled, oc, output_offset, act_min, act_max);
-                    output[out_c + oc] = tr_requantize_channel(tr_dot_int8(bias[oc], second, w, depth), multiplier,
-                                                               shift, doubled, oc, output_offset, act_min, act_max);
-                }
-                output += 2 * out_c;
             }
-            for (; ox < out_w; ++ox) {
-                tr_conv_fill_column(image, in_h, in_w, in_c, y0, ox * stride_w - pad_left, k_h, k_w, dil_h, dil_w,
-                                    (int8_t)input_zero_point, columns);
-                tr_dense_row(columns, filter, bias, output, depth, out_c, multiplier, shift, doubled, output_offset,
-                             act_min, act_max);
-                output += out_c;
-            }
+            tr_matmul_rows(columns, output, rows, depth, g->out_c, layer, wide);
+            output += rows * g->out_c;
         }
     }
 }

@@ -3,7 +3,7 @@
  *
  * Row by row: the first convolution writes one narrow row (in_w x r bytes) into `row` (scratch)
  * and the second turns it into one output row, so the narrow tensor never exists in the arena.
- * Both steps are the CONV_2D loop (tr_conv_image in tr_conv_core.h) on one output row: the bytes
+ * Both steps are the CONV_2D loop (tr_conv_matmul in tr_conv_core.h) on one output row: the bytes
  * are those of the two separate calls.
  */
 #include "tr_conv_spatial.h"
@@ -11,25 +11,27 @@
 #include "tr_conv_core.h"
 
 TR_KERNEL void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const int8_t *input, int8_t *output,
-                                    int8_t *row, int8_t *columns)
+                                    int8_t *row, int8_t *columns, int8_t *wide)
 {
     const tr_conv_geometry g = params->geometry; /* locals: not reloaded after stores */
-    const tr_dense_layer first = params->first, second = params->second;
-    const int rank = params->rank;
-    const int32_t zero_point1 = params->input_zero_point, zero_point2 = params->narrow_zero_point;
+    const tr_matmul_layer first = params->first, second = params->second;
+    const int8_t zero_point1 = (int8_t)params->input_zero_point, zero_point2 = (int8_t)params->narrow_zero_point;
+    /* narrow row oy of one image: the k_h x 1 convolution with its padding shifted to that row */
+    tr_conv_geometry tall = { .batches = 1, .in_h = g.in_h, .in_w = g.in_w, .in_c = g.in_c, .out_h = 1,
+                              .out_w = g.in_w, .out_c = params->rank, .k_h = g.k_h, .k_w = 1,
+                              .stride_h = g.stride_h, .stride_w = 1, .dil_h = g.dil_h, .dil_w = 1 };
+    /* output row oy: the 1 x k_w convolution over the narrow row */
+    const tr_conv_geometry across = { .batches = 1, .in_h = 1, .in_w = g.in_w, .in_c = params->rank, .out_h = 1,
+                                        .out_w = g.out_w, .out_c = g.out_c, .k_h = 1, .k_w = g.k_w, .stride_h = 1,
+                                        .stride_w = g.stride_w, .dil_h = 1, .dil_w = g.dil_w,
+                                        .pad_left = g.pad_left };
     for (int b = 0; b < g.batches; ++b) {
         const int8_t *image = input + b * g.in_h * g.in_w * g.in_c;
         for (int oy = 0; oy < g.out_h; ++oy) {
-            /* narrow row oy: the k_h x 1 convolution with its padding shifted to this row */
-            tr_conv_image(image, first.filter, first.bias, row, 1, g.in_h, g.in_w, g.in_c, 1, g.in_w, rank, g.k_h, 1,
-                          g.stride_h, 1, g.dil_h, 1, g.pad_top - oy * g.stride_h, 0, zero_point1,
-                          first.requant.multiplier, first.requant.shift, first.requant.doubled,
-                          first.requant.output_offset, first.requant.act_min, first.requant.act_max, columns);
-            /* output row oy: the 1 x k_w convolution over the narrow row */
-            tr_conv_image(row, second.filter, second.bias, output + ((b * g.out_h + oy) * g.out_w) * g.out_c, 1, 1,
-                          g.in_w, rank, 1, g.out_w, g.out_c, 1, g.k_w, 1, g.stride_w, 1, g.dil_w, 0, g.pad_left,
-                          zero_point2, second.requant.multiplier, second.requant.shift, second.requant.doubled,
-                          second.requant.output_offset, second.requant.act_min, second.requant.act_max, columns);
+            tall.pad_top = g.pad_top - oy * g.stride_h;
+            tr_conv_matmul(&tall, image, row, zero_point1, &first, columns, (uint32_t *)(void *)wide);
+            tr_conv_matmul(&across, row, output + ((b * g.out_h + oy) * g.out_w) * g.out_c, zero_point2, &second,
+                           columns, (uint32_t *)(void *)wide);
         }
     }
 }

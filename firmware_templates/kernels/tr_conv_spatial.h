@@ -6,6 +6,7 @@
 #ifndef TR_CONV_SPATIAL_H
 #define TR_CONV_SPATIAL_H
 
+#include "tr_fully_connected.h"
 #include "tr_params.h"
 
 typedef struct {
@@ -15,13 +16,13 @@ typedef struct {
     int32_t rank;                /* r: channels of the narrow tensor (in_h' x in_w x r) */
     int32_t input_zero_point;    /* what the k_h x 1's padding reads as */
     int32_t narrow_zero_point;   /* what the 1 x k_w's padding reads as */
-    tr_dense_layer first;        /* k_h x 1, C_in -> r (filters of k_h * C_in) */
-    tr_dense_layer second;       /* 1 x k_w, r -> C_out (filters of k_w * r) */
+    tr_matmul_layer first;       /* k_h x 1, C_in -> r (filters of k_h * C_in, matmul layout) */
+    tr_matmul_layer second;      /* 1 x k_w, r -> C_out (filters of k_w * r, matmul layout) */
 } tr_conv_spatial_params;
 
 /* Scratch: `row` (in_w * r bytes: one narrow row), `columns` (2 * max(k_h * in_c, k_w * r) bytes:
- * two im2col columns). */
+ * two im2col columns), `wide` (the matmul scratch of two such columns). */
 void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const int8_t *input, int8_t *output, int8_t *row,
-                          int8_t *columns);
+                          int8_t *columns, int8_t *wide);
 
 #endif /* TR_CONV_SPATIAL_H */

@@ -4,7 +4,7 @@
  * The narrow r1-channel rows the kxk convolution needs live in `window`, computed once each
  * by the first 1x1 and shifted up as the window slides down; each kxk output row goes to
  * `middle` and the last 1x1 writes it to the output. Neither narrow tensor exists in the
- * arena. Each step is the unfused kernel's loop (tr_dense.h, tr_conv_core.h), so the bytes
+ * arena. Each step is the unfused kernel's loop (tr_matmul_rows, tr_conv_matmul), so the bytes
  * are the same as three separate calls.
  */
 #include "tr_conv_tucker.h"
@@ -14,13 +14,14 @@
 #include "tr_conv_core.h"
 
 TR_KERNEL void tr_conv_tucker_int8(const tr_conv_tucker_params *params, const int8_t *input, int8_t *output,
-                                   int8_t *window, int8_t *middle, int8_t *columns)
+                                   int8_t *window, int8_t *middle, int8_t *columns, int8_t *wide)
 {
     const tr_conv_geometry g = params->geometry; /* locals: not reloaded after each int8 store */
-    const tr_dense_layer reduce = params->reduce, core = params->core, expand = params->expand;
+    const tr_matmul_layer reduce = params->reduce, core = params->core, expand = params->expand;
     const int rank_in = params->rank_in, rank_out = params->rank_out;
     const int span = (g.k_h - 1) * g.dil_h;
     const int row_bytes = g.in_w * rank_in;
+    uint32_t *scratch = (uint32_t *)(void *)wide;
     for (int b = 0; b < g.batches; ++b) {
         const int8_t *image = input + b * g.in_h * g.in_w * g.in_c;
         int first = 0, count = 0; /* the window holds narrow rows first .. first + count - 1 */
@@ -37,22 +38,18 @@ TR_KERNEL void tr_conv_tucker_int8(const tr_conv_tucker_params *params, const in
                 first = top;
             }
             for (; first + count <= bottom; ++count) { /* 1x1 C_in -> r1 on the new rows */
-                tr_dense_rows(image + (first + count) * g.in_w * g.in_c, reduce.filter, reduce.bias,
-                              window + count * row_bytes, g.in_w, g.in_c, rank_in, reduce.requant.multiplier,
-                              reduce.requant.shift, reduce.requant.doubled, reduce.requant.output_offset,
-                              reduce.requant.act_min, reduce.requant.act_max);
+                tr_matmul_rows(image + (first + count) * g.in_w * g.in_c, window + count * row_bytes, g.in_w, g.in_c,
+                               rank_in, &reduce, scratch);
             }
             /* one output row of the kxk convolution over the window; rows outside it are padding */
-            tr_conv_image(window, core.filter, core.bias, middle, 1, count, g.in_w, rank_in, 1, g.out_w, rank_out,
-                          g.k_h, g.k_w, g.stride_h, g.stride_w, g.dil_h, g.dil_w, top - y0, g.pad_left,
-                          params->core_input_zero_point, core.requant.multiplier, core.requant.shift,
-                          core.requant.doubled, core.requant.output_offset, core.requant.act_min,
-                          core.requant.act_max, columns);
+            const tr_conv_geometry row = { .batches = 1, .in_h = count, .in_w = g.in_w, .in_c = rank_in, .out_h = 1,
+                                           .out_w = g.out_w, .out_c = rank_out, .k_h = g.k_h, .k_w = g.k_w,
+                                           .stride_h = g.stride_h, .stride_w = g.stride_w, .dil_h = g.dil_h,
+                                           .dil_w = g.dil_w, .pad_top = top - y0, .pad_left = g.pad_left };
+            tr_conv_matmul(&row, window, middle, (int8_t)params->core_input_zero_point, &core, columns, scratch);
             /* 1x1 r2 -> C_out into the output row */
-            tr_dense_rows(middle, expand.filter, expand.bias, output + ((b * g.out_h + oy) * g.out_w) * g.out_c,
-                          g.out_w, rank_out, g.out_c, expand.requant.multiplier, expand.requant.shift,
-                          expand.requant.doubled, expand.requant.output_offset, expand.requant.act_min,
-                          expand.requant.act_max);
+            tr_matmul_rows(middle, output + ((b * g.out_h + oy) * g.out_w) * g.out_c, g.out_w, rank_out, g.out_c,
+                           &expand, scratch);
         }
     }
 }

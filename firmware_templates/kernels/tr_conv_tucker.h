@@ -6,6 +6,7 @@
 #ifndef TR_CONV_TUCKER_H
 #define TR_CONV_TUCKER_H
 
+#include "tr_fully_connected.h"
 #include "tr_params.h"
 
 typedef struct {
@@ -13,15 +14,16 @@ typedef struct {
     tr_conv_geometry geometry;
     int32_t rank_in, rank_out;     /* r1, r2 */
     int32_t core_input_zero_point; /* what the k x k's padding reads as */
-    tr_dense_layer reduce;         /* 1x1, C_in -> r1 */
-    tr_dense_layer core;           /* k x k, r1 -> r2 (filters of k_h * k_w * r1) */
-    tr_dense_layer expand;         /* 1x1, r2 -> C_out */
+    tr_matmul_layer reduce;        /* 1x1, C_in -> r1 */
+    tr_matmul_layer core;          /* k x k, r1 -> r2 (filters of k_h * k_w * r1) */
+    tr_matmul_layer expand;        /* 1x1, r2 -> C_out (all three in the matmul layout) */
 } tr_conv_tucker_params;
 
 /* Scratch: `window` ((k_h - 1) * dil_h + 1 rows of in_w * r1 bytes, at most in_h rows),
- * `middle` (out_w * r2 bytes), `columns` (2 * k_h * k_w * r1 bytes). output may be input
- * where the generator proved no output row overwrites an unread input row. */
+ * `middle` (out_w * r2 bytes), `columns` (2 * k_h * k_w * r1 bytes), `wide` (the matmul scratch of
+ * two rows of the deepest of C_in, k_h * k_w * r1 and r2). output may be input where the generator
+ * proved no output row overwrites an unread input row. */
 void tr_conv_tucker_int8(const tr_conv_tucker_params *params, const int8_t *input, int8_t *output, int8_t *window,
-                         int8_t *middle, int8_t *columns);
+                         int8_t *middle, int8_t *columns, int8_t *wide);
 
 #endif /* TR_CONV_TUCKER_H */

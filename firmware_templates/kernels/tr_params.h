@@ -35,14 +35,6 @@ typedef struct {
     int32_t act_min, act_max;
 } tr_tensor_requant;
 
-/* A FULLY_CONNECTED layer, or a convolution seen as one: `filter` holds the rows (one per
- * output channel) packed by four (tr_dot.h), `bias` the input zero point folded in. */
-typedef struct {
-    const int8_t *filter;
-    const int32_t *bias;
-    tr_requant_params requant;
-} tr_dense_layer;
-
 /* The sliding window of CONV_2D, DEPTHWISE_CONV_2D and the pools over NHWC tensors. */
 typedef struct {
     int32_t batches;

@@ -162,7 +162,8 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
     k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(first)
     _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
     row = ctx.scratch(in_w * rank)
-    columns = ctx.scratch(2 * max(k_h * in_c, k_w * rank))
+    depth = max(k_h * in_c, k_w * rank)
+    columns, wide = ctx.scratch(2 * depth), ctx.scratch(fully_connected.wide_scratch_bytes(depth, 2))
     name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
     geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
@@ -171,8 +172,8 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank": rank,
         "input_zero_point": int(first.input(0).zero_point[0]),
         "narrow_zero_point": int(second.input(0).zero_point[0]),
-        "first": conv.layer_fields(first, ctx, f"{name}_first"),
-        "second": conv.layer_fields(second, ctx, f"{name}_second"),
+        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
+        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second"),
     }
     macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
     comment = (
@@ -183,7 +184,7 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "tr_conv_spatial.c",
         "tr_conv_spatial_int8",
         ctx.params("tr_conv_spatial_params", name, fields),
-        [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), row, columns],
+        [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), row, columns, wide],
         comment,
         macs,
     )
@@ -200,6 +201,7 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     window = ctx.scratch(window_rows * in_w * rank_in)
     row = ctx.scratch(out_w * rank_out)
     columns = ctx.scratch(2 * k_h * k_w * rank_in)
+    wide = ctx.scratch(fully_connected.wide_scratch_bytes(max(in_c, k_h * k_w * rank_in, rank_out), 2))
     name = ctx.unique_name(f"tucker_{layer_name(middle.input(1), f'op{first.index}')}")
     geometry = conv.geometry_fields(first, window_geometry)
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
@@ -208,9 +210,9 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank_in": rank_in,
         "rank_out": rank_out,
         "core_input_zero_point": int(middle.input(0).zero_point[0]),
-        "reduce": conv.layer_fields(first, ctx, f"{name}_reduce"),
-        "core": conv.layer_fields(middle, ctx, f"{name}_core"),
-        "expand": conv.layer_fields(last, ctx, f"{name}_expand"),
+        "reduce": fully_connected.matmul_fields(first, ctx, f"{name}_reduce"),
+        "core": fully_connected.matmul_fields(middle, ctx, f"{name}_core"),
+        "expand": fully_connected.matmul_fields(last, ctx, f"{name}_expand"),
     }
     macs = n * (
         in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
@@ -223,7 +225,7 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         "tr_conv_tucker.c",
         "tr_conv_tucker_int8",
         ctx.params("tr_conv_tucker_params", name, fields),
-        [ctx.tensor(first.input(0)), ctx.tensor(last.outputs[0]), window, row, columns],
+        [ctx.tensor(first.input(0)), ctx.tensor(last.outputs[0]), window, row, columns, wide],
         comment,
         macs,
     )

@@ -8,8 +8,6 @@ the H*W pixels and runs on that kernel.
 
 from __future__ import annotations
 
-import numpy as np
-
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import (
     FieldValue,
@@ -22,13 +20,9 @@ from toolchain.codegen.lowering import (
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
 from toolchain.codegen.ops.fully_connected import (
     check_weights,
-    folded_bias,
     matmul_fields,
-    requant_arrays,
-    requant_fields,
     wide_scratch_bytes,
 )
-from toolchain.codegen.packing import pack_rows_by_four
 from toolchain.errors import UnsupportedError
 
 OPCODES = ("CONV_2D",)
@@ -98,37 +92,6 @@ def is_pointwise(op: Op) -> bool:
     """1x1 kernel, stride 1: every output pixel is a dot product of one input pixel."""
     filt = op.input(1)
     return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
-
-
-def layer_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
-    """Weights (packed by four filters), folded bias and requantization
-    (`fully_connected.requant_fields`): the `tr_dense_layer` of one CONV_2D (plain, pointwise or
-    fused); arrays named `name`_*."""
-    inp, filt, out = op.input(0), op.input(1), op.outputs[0]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out_c = filt.shape[0]
-    mults, shifts = requant_arrays(op, inp, filt, out, out_c)
-    weights = filt.values.astype(np.int64).reshape(out_c, -1)
-    folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
-    return {
-        "filter": ctx.constant(
-            f"{name}_filter",
-            pack_rows_by_four(filt.values.reshape(out_c, -1)),
-            "int8_t",
-            f"weights '{filt.name}' {shape_text(filt)}, filters packed by four",
-        ),
-        "bias": ctx.constant(f"{name}_bias", folded, "int32_t"),
-        "requant": requant_fields(
-            ctx,
-            name,
-            folded,
-            np.abs(weights).sum(axis=1),
-            mults,
-            shifts,
-            out,
-            op.options.get("fused_activation_function", "NONE"),
-        ),
-    }
 
 
 def geometry(op: Op) -> list[int]:
@@ -213,17 +176,19 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             comment + " (pointwise)",
             macs,
         )
+    depth = k_h * k_w * in_c
     fields = {
         "geometry": geometry_fields(op),
         "input_zero_point": int(inp.zero_point[0]),
-        **layer_fields(op, ctx, name),
+        "layer": matmul_fields(op, ctx, name),
     }
-    column = ctx.scratch(2 * k_h * k_w * in_c)  # two im2col columns: two output pixels at a time
+    columns = ctx.scratch(2 * depth)  # two im2col columns: two output pixels at a time
+    wide = ctx.scratch(wide_scratch_bytes(depth, n * out_h * out_w))
     return KernelCall(
         "tr_conv.c",
         "tr_conv_int8",
         ctx.params("tr_conv_params", name, fields),
-        [ctx.tensor(inp), ctx.tensor(out), column],
-        comment,
+        [ctx.tensor(inp), ctx.tensor(out), columns, wide],
+        comment + " (im2col, matmul)",
         macs,
     )

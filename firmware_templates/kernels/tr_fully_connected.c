@@ -5,13 +5,35 @@
  */
 #include "tr_fully_connected.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "tr_matmul.h"
 
+/*
+ * The generator may give the output the input's buffer (inplace.py: output depth <= input depth,
+ * so output row b ends within input rows 0..b). The DSP path widens each input row (pair) into
+ * `wide` before storing its outputs, so it runs as is; the plain C path reads the input rows while
+ * it stores, so when the buffers overlap it first copies each pair of rows into `wide` (2 x depth
+ * bytes fit in its 8 x ceil(depth / 4) per row) and reads them there.
+ */
 TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide)
 {
     const tr_matmul_layer layer = params->layer; /* locals: not reloaded after stores */
-    tr_matmul_rows(input, output, params->batches, params->input_depth, params->output_depth, &layer,
-                   (uint32_t *)(void *)wide);
+    const int batches = params->batches, depth = params->input_depth, out_depth = params->output_depth;
+    uint32_t *scratch = (uint32_t *)(void *)wide;
+#if !TR_USE_DSP
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    if (out < in + (uintptr_t)(batches * depth) && in < out + (uintptr_t)(batches * out_depth)) {
+        for (int b = 0; b < batches; b += 2) {
+            const int rows = batches - b < 2 ? batches - b : 2;
+            memcpy(wide, input + b * depth, (size_t)(rows * depth));
+            tr_matmul_rows(wide, output + b * out_depth, rows, depth, out_depth, &layer, scratch);
+        }
+        return;
+    }
+#endif
+    tr_matmul_rows(input, output, batches, depth, out_depth, &layer, scratch);
 }
 
 /*

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from toolchain.codegen import fusion
+from toolchain.codegen import fusion, inplace
 from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
 from toolchain.codegen.ops import BROKEN, module_for, registry, supported_opcodes
@@ -206,28 +206,32 @@ def _internal_tensors(item: LoweredOp) -> set[int]:
 
 
 def _buffers(
-    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext
+    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext, row_kernels_in_place: bool = True
 ) -> tuple[list[Buffer], dict[int, Buffer]]:
+    """The arena buffers; `row_kernels_in_place` lets the kernels of `inplace.ROW_KERNELS` take
+    their input's buffer where `inplace.runs_in_place` allows (the caller plans both ways)."""
     uses = _uses(graph, lowered)
     internal = set().union(*(_internal_tensors(item) for item in lowered)) if lowered else set()
+    edges = {t.index for t in [*graph.inputs, *graph.outputs]}
     groups = _Groups()
     for position, item in enumerate(lowered):
         module = module_for(item.op)
         src, dst = item.op.inputs[0], (item.fused[-1] if item.fused else item.op).outputs[0]
         if src is None or src.data is not None:
             continue
-        in_place = (
-            fusion.runs_in_place([item.op, *item.fused])
-            if item.fused
-            else (getattr(module, "INPLACE", False) and src.nbytes == dst.nbytes)
-        )
         if getattr(module, "ALIAS", False) and not item.fused:
             groups.union(src.index, dst.index)
-        elif in_place:
-            group = groups.find(src.index)
-            last = max(max(uses[i]) for i in uses if groups.find(i) == group)
-            if last == position:
-                groups.union(src.index, dst.index)
+            continue
+        group = groups.find(src.index)
+        dies = max(max(uses[i]) for i in uses if groups.find(i) == group) == position
+        if item.fused:
+            in_place = fusion.runs_in_place([item.op, *item.fused])
+        elif getattr(module, "INPLACE", False):
+            in_place = src.nbytes == dst.nbytes
+        else:
+            in_place = row_kernels_in_place and inplace.runs_in_place(item.op, item.call, dies, edges)
+        if in_place and dies:
+            groups.union(src.index, dst.index)
     members: dict[int, list[Tensor]] = {}
     tensors = {t.index: t for t in graph.tensors}
     for index in uses:
@@ -254,7 +258,7 @@ def _buffers(
     return buffers, by_tensor
 
 
-def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
+def _lower_and_plan(graph: Graph, prefix: str, fuse: bool, in_place: bool | None = None) -> LoweredModel:
     ctx = LoweringContext(prefix=prefix)
     lowered: list[LoweredOp] = []
     for group in fusion.schedule(graph, fuse):
@@ -262,8 +266,14 @@ def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
         ctx.op_index = first.index
         call = fusion.lower(group, ctx) if len(group) > 1 else module_for(first).lower(first, ctx)
         lowered.append(LoweredOp(first, call, list(group[1:])))
-    buffers, by_tensor = _buffers(graph, lowered, ctx)
+    # in place where allowed, and not: the greedy placement is a heuristic, keep the smaller arena
+    buffers, by_tensor = _buffers(graph, lowered, ctx, in_place is not False)
     arena = plan(buffers)
+    apart, apart_by_tensor = _buffers(graph, lowered, ctx, False)
+    if in_place is None and len(apart) != len(buffers):
+        apart_arena = plan(apart)
+        if apart_arena < arena:
+            buffers, by_tensor, arena = apart, apart_by_tensor, apart_arena
     offsets = {index: buf.offset for index, buf in by_tensor.items()}
     placed = {b.name: b.offset for b in buffers}
     for s in ctx.scratches:
@@ -271,21 +281,24 @@ def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
     return LoweredModel(graph, prefix, lowered, ctx, buffers, offsets, arena)
 
 
-def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> LoweredModel:
+def lower_graph(
+    graph: Graph, prefix: str = "tr", fuse: bool | None = None, in_place: bool | None = None
+) -> LoweredModel:
     """Check, lower and plan; raises before any output exists if something is unsupported.
 
     `fuse=None` plans with and without fused factored layers and keeps the smaller arena
-    (fused on a tie: fewer calls); True or False forces the choice.
+    (fused on a tie: fewer calls); True or False forces the choice. `in_place` likewise for the
+    row kernels that may overwrite their input (`inplace.runs_in_place`; in place on a tie).
     """
     validate_graph(graph)
     graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
-        model = _lower_and_plan(graph, prefix, fuse)
+        model = _lower_and_plan(graph, prefix, fuse, in_place)
     else:
-        model = _lower_and_plan(graph, prefix, False)
+        model = _lower_and_plan(graph, prefix, False, in_place)
         if any(len(group) > 1 for group in fusion.schedule(graph, True)):
-            fused = _lower_and_plan(graph, prefix, True)
+            fused = _lower_and_plan(graph, prefix, True, in_place)
             model = fused if fused.arena_bytes <= model.arena_bytes else model
     model.float_edges = stand_ins
     macs = sum(item.call.macs for item in model.ops if item.call is not None)

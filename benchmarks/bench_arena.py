@@ -3,7 +3,7 @@
 For the five MLPerf-like models of benchmarks/mlperf_tiny.py (random weights, as bench_codegen
 builds them) the generator's arena is planned twice, once with the depthwise 3x3 and matmul
 kernels kept out of place (the plan before issue 13) and once as `generate` plans by default
-(in place where `inplace.runs_in_place` allows, the smaller arena kept); TFLite Micro's arena
+(in place where `inplace.in_place_shift` allows, the smaller arena kept); TFLite Micro's arena
 comes from its `tflite_micro` interpreter's recording allocator (`oracle.arena_usage`). Only
 generation and planning run here: no compiler, no emulator (bench_codegen measures the rest).
 
@@ -15,9 +15,22 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolchain.codegen.generator import LoweredModel
+    from toolchain.codegen.graph import Op
 
 MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder", "mlp")
+
+
+def shares_buffer(model: LoweredModel, op: Op) -> bool:
+    """Whether the op's output overlaps its input in the arena (both are alive at the op: in place)."""
+    inp, out = op.input(0), op.outputs[0]
+    if inp.index not in model.offsets or out.index not in model.offsets:
+        return False
+    start_in, start_out = model.offsets[inp.index], model.offsets[out.index]
+    return start_in < start_out + out.nbytes and start_out < start_in + inp.nbytes
 
 
 def measure(name: str, work: Path) -> dict[str, Any]:
@@ -34,10 +47,7 @@ def measure(name: str, work: Path) -> dict[str, Any]:
     before = lower_graph(graph, in_place=False).arena_bytes
     model = lower_graph(graph)
     in_place = [
-        item.call.function
-        for item in model.ops
-        if item.call is not None
-        and model.offsets.get(item.op.input(0).index) == model.offsets.get(item.op.outputs[0].index)
+        item.call.function for item in model.ops if item.call is not None and shares_buffer(model, item.op)
     ]
     return {
         "arena_before": before,
@@ -65,7 +75,9 @@ def run(out: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_arena", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_arena", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("build/bench/bench_arena"))
     run(parser.parse_args().out)
 

@@ -1,9 +1,11 @@
 """In-place row kernels (issue 13): the 3x3 depthwise and the matmul rows (pointwise CONV_2D,
-FULLY_CONNECTED) write their output over their input where the input dies with them. The plans
+FULLY_CONNECTED; a wider output with its input towards its end) write their output over their
+input where the input dies with them. The plans
 asserted here share the buffer, so a kernel that overwrote an input byte it still had to read
 would give wrong bytes: each model is compared with TFLite Micro on the host (plain C, the copy
 into scratch), in QEMU on the Cortex-M4 (DSP path, rows widened into scratch) and the Cortex-M3
-(plain C). DS-CNN's arena falls to about its first convolution's input and output."""
+(plain C). DS-CNN's and MobileNet's arenas fall to about their first convolution's input and
+output."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.bench_arena import shares_buffer
 from tests.helpers.budget import build_checked
 from toolchain import oracle
 from toolchain.codegen import generate
@@ -29,6 +32,9 @@ MODELS = {
     "valid_odd_channels": ((9, 7, 7), 3, 1, "valid", 5, 12),
     # stride 2 across and down: output rows trail further behind
     "stride2_same": ((12, 10, 12), 3, 2, "same", 12, 16),
+    # pointwise 6 -> 20 over 9 x 7 pixels: the input sits (63 - 1) x 14 bytes (rounded up to 16)
+    # into the output, so output row r ends before input row r + 1 starts
+    "widening": ((9, 7, 6), 3, 1, "same", 20, 20),
     # 5x5 depthwise: the generic kernel reads its input pixel by pixel, not in place
     "generic_5x5": ((9, 8, 8), 5, 1, "same", 8, 24),
 }
@@ -68,22 +74,23 @@ def _samples(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
 
 
 def _in_place(model: LoweredModel) -> list[str]:
-    """The opcodes of the kernel calls whose output shares its input's arena offset."""
-    return [
-        item.op.opcode
-        for item in model.ops
-        if item.call is not None and model.offsets[item.op.input(0).index] == model.offsets[item.op.outputs[0].index]
-    ]
+    """The opcodes of the kernel calls whose output overlaps their input in the arena."""
+    return [item.op.opcode for item in model.ops if item.call is not None and shares_buffer(model, item.op)]
 
 
-@pytest.mark.parametrize("name", ["same_stride1", "valid_odd_channels", "stride2_same"])
+@pytest.mark.parametrize("name", ["same_stride1", "valid_odd_channels", "stride2_same", "widening"])
 def test_separable_block_runs_in_place_and_is_bit_exact(models: dict[str, Path], name: str) -> None:
     model = lower_graph(parse(models[name]), in_place=True)
     # depthwise, pointwise and the first dense; the first 1x1 reads the model input, the last
     # dense writes the model output: those keep their own buffers
     assert _in_place(model) == ["DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
     assert model.ops[1].call is not None and model.ops[1].call.function.startswith("tr_depthwise_conv_3x3")
-    report = verify(models[name], _samples(MODELS[name][0], 4), tflm_arena=False, sanitize=name == "stride2_same")
+    if name == "widening":  # the input (62 x 14 = 868 bytes, 880 aligned) into the output
+        pointwise = model.ops[2].op
+        assert model.offsets[pointwise.input(0).index] - model.offsets[pointwise.outputs[0].index] == 880
+    report = verify(
+        models[name], _samples(MODELS[name][0], 4), tflm_arena=False, sanitize=name == "stride2_same"
+    )
     assert report["bit_exact"], report["first_mismatch"]
 
 
@@ -98,7 +105,9 @@ def test_in_place_plan_is_smaller_and_kept(models: dict[str, Path]) -> None:
 
 def test_generic_depthwise_and_widening_rows_stay_apart(models: dict[str, Path]) -> None:
     model = lower_graph(parse(models["generic_5x5"]), in_place=True)
-    assert model.ops[1].call is not None and model.ops[1].call.function == "tr_depthwise_conv_dm1_doubled_int8"
+    assert (
+        model.ops[1].call is not None and model.ops[1].call.function == "tr_depthwise_conv_dm1_doubled_int8"
+    )
     assert "DEPTHWISE_CONV_2D" not in _in_place(model)
     # a wider output row than the input row already read would overwrite the next input row
     assert output_trails_input((1, 10, 1, 16), (1, 10, 1, 16), 1, 1, 1, 0)
@@ -108,18 +117,25 @@ def test_generic_depthwise_and_widening_rows_stay_apart(models: dict[str, Path])
     assert not output_trails_input((2, 4, 8, 8), (2, 4, 8, 8), 3, 1, 1, 1)  # batch 1 only
 
 
-def test_ds_cnn_arena_falls_to_the_first_convolution(tmp_path: Path) -> None:
+# model: (its first convolution's input and output bytes, scratch bound)
+FIRST_CONVOLUTION = {
+    "ds_cnn": (496 + 25 * 5 * 64, 2 * 10 * 4 + 64),  # 49 x 10 x 1 (aligned) -> 25 x 5 x 64
+    "mobilenet_v1_025": (96 * 96 * 3 + 48 * 48 * 8, 2 * 3 * 3 * 3 + 64),  # 96 x 96 x 3 -> 48 x 48 x 8
+}
+
+
+@pytest.mark.parametrize("name", list(FIRST_CONVOLUTION))
+def test_separable_model_arena_falls_to_the_first_convolution(name: str, tmp_path: Path) -> None:
     from benchmarks.mlperf_tiny import build_tflite
 
-    tflite = tmp_path / "ds_cnn.tflite"
-    tflite.write_bytes(build_tflite("ds_cnn", samples=8)[0])
+    tflite = tmp_path / f"{name}.tflite"
+    tflite.write_bytes(build_tflite(name, samples=8)[0])
     graph = parse(tflite)
     before = lower_graph(graph, in_place=False).arena_bytes
     model = lower_graph(graph)
-    assert _in_place(model).count("DEPTHWISE_CONV_2D") == 4
-    # the first convolution: 49 x 10 x 1 in (496 aligned), 25 x 5 x 64 out, two im2col columns
-    first = 496 + 25 * 5 * 64 + 2 * 10 * 4
-    assert first <= model.arena_bytes <= first + 64 < before
+    assert _in_place(model).count("DEPTHWISE_CONV_2D") >= 4
+    tensors, scratch = FIRST_CONVOLUTION[name]
+    assert tensors <= model.arena_bytes <= tensors + scratch < before
     assert model.arena_bytes <= oracle.arena_usage(tflite).total
 
 
@@ -130,7 +146,7 @@ def test_separable_block_in_place_is_bit_exact_in_qemu(
 ) -> None:
     from toolchain.bench.measure import run_samples
 
-    for name in ("valid_odd_channels", "stride2_same"):
+    for name in ("valid_odd_channels", "stride2_same", "widening"):
         x = _samples(MODELS[name][0], 2, seed=1)
         gen = tmp_path / name
         info = generate(models[name], gen, tflm_arena=False)

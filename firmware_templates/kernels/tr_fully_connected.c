@@ -11,11 +11,12 @@
 #include "tr_matmul.h"
 
 /*
- * The generator may give the output the input's buffer (inplace.py: output depth <= input depth,
- * so output row b ends within input rows 0..b). The DSP path widens each input row (pair) into
- * `wide` before storing its outputs, so it runs as is; the plain C path reads the input rows while
- * it stores, so when the buffers overlap it first copies each pair of rows into `wide` (2 x depth
- * bytes fit in its 8 x ceil(depth / 4) per row) and reads them there.
+ * The generator may let the output overwrite the input (inplace.py): the input starts at or
+ * after the output (further in for a wider output) so that every output row ends before the first
+ * input row after it. The DSP path widens each input row (pair) into `wide` before storing its
+ * outputs, so it runs as is; the plain C path reads the input rows while it stores, so when the
+ * buffers overlap it first copies four rows at a time into `wide` (sized for two widened rows:
+ * 16 x ceil(depth / 4) bytes) and reads them there.
  */
 TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide)
 {
@@ -25,8 +26,9 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
 #if !TR_USE_DSP
     const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
     if (out < in + (uintptr_t)(batches * depth) && in < out + (uintptr_t)(batches * out_depth)) {
-        for (int b = 0; b < batches; b += 2) {
-            const int rows = batches - b < 2 ? batches - b : 2;
+        const int chunk = batches < 2 ? 1 : 4; /* 4 x depth bytes fit in 2 x 8 x ceil(depth / 4) */
+        for (int b = 0; b < batches; b += chunk) {
+            const int rows = batches - b < chunk ? batches - b : chunk;
             memcpy(wide, input + b * depth, (size_t)(rows * depth));
             tr_matmul_rows(wide, output + b * out_depth, rows, depth, out_depth, &layer, scratch);
         }

@@ -59,10 +59,11 @@ def test_tensor_plan_fits_in_the_arena_tflite_micro_records(tflite: Path) -> Non
     """TFLite Micro plans the same tensors with its greedy planner; its recorded `head` (the
     planned part of its arena, without persistent allocations) is the figure to beat.
 
-    Scratch buffers are left out: tinyrank's kernels ask for different ones than TFLM's.
+    Scratch buffers are left out: tinyrank's kernels ask for different ones than TFLM's, and so
+    are in-place row kernels (TFLM has none; tests/test_codegen_inplace.py covers them).
     """
     recorded = oracle.arena_usage(tflite)
-    model = lower_graph(parse(tflite), fuse=False)
+    model = lower_graph(parse(tflite), fuse=False, in_place=False)
     tensors = [
         Buffer(b.name, b.nbytes, b.first, b.last) for b in model.buffers if b.name.startswith("tensor ")
     ]
@@ -95,3 +96,22 @@ def test_check_plan_catches_overlap() -> None:
         assert "a and b overlap" in str(exc)
     else:
         raise AssertionError("overlap not detected")
+
+
+def test_group_holds_each_piece_only_while_it_lives() -> None:
+    # an in-place chain a -> b: a (1000 B, ops 0-1) at the group's end, b (2000 B, ops 1-2) from its
+    # start; c (1000 B, op 0 only) fits below a while b does not exist yet
+    group = Buffer("ab", 2000, 0, 2, pieces=[(1008, 1000, 0, 1), (0, 2000, 1, 2)])
+    c = Buffer("c", 1000, 0, 0)
+    assert plan([group, c]) == 2016
+    check_plan([group, c])
+    assert c.offset + 1008 <= group.offset + 1008  # c lies where b will be, below a
+    # without pieces the group would hold all 2000 B at op 0 too
+    assert plan([Buffer("ab", 2000, 0, 2), Buffer("c", 1000, 0, 0)]) == 2000 + 1008
+
+
+def test_check_plan_sees_pieces() -> None:
+    group = Buffer("ab", 2000, 0, 2, offset=0, pieces=[(1008, 1000, 0, 1), (0, 2000, 1, 2)])
+    check_plan([group, Buffer("c", 1000, 0, 0, offset=0)])
+    with pytest.raises(AssertionError, match="overlap"):
+        check_plan([group, Buffer("c", 1000, 0, 0, offset=512)])

@@ -5,13 +5,37 @@
  */
 #include "tr_fully_connected.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "tr_matmul.h"
 
+/*
+ * The generator may let the output overwrite the input (inplace.py): the input starts at or
+ * after the output (further in for a wider output) so that every output row ends before the first
+ * input row after it. The DSP path widens each input row (pair) into `wide` before storing its
+ * outputs, so it runs as is; the plain C path reads the input rows while it stores, so when the
+ * buffers overlap it first copies four rows at a time into `wide` (sized for two widened rows:
+ * 16 x ceil(depth / 4) bytes) and reads them there.
+ */
 TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide)
 {
     const tr_matmul_layer layer = params->layer; /* locals: not reloaded after stores */
-    tr_matmul_rows(input, output, params->batches, params->input_depth, params->output_depth, &layer,
-                   (uint32_t *)(void *)wide);
+    const int batches = params->batches, depth = params->input_depth, out_depth = params->output_depth;
+    uint32_t *scratch = (uint32_t *)(void *)wide;
+#if !TR_USE_DSP
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    if (out < in + (uintptr_t)(batches * depth) && in < out + (uintptr_t)(batches * out_depth)) {
+        const int chunk = batches < 2 ? 1 : 4; /* 4 x depth bytes fit in 2 x 8 x ceil(depth / 4) */
+        for (int b = 0; b < batches; b += chunk) {
+            const int rows = batches - b < chunk ? batches - b : chunk;
+            memcpy(wide, input + b * depth, (size_t)(rows * depth));
+            tr_matmul_rows(wide, output + b * out_depth, rows, depth, out_depth, &layer, scratch);
+        }
+        return;
+    }
+#endif
+    tr_matmul_rows(input, output, batches, depth, out_depth, &layer, scratch);
 }
 
 /*

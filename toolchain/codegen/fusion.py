@@ -18,6 +18,7 @@ lowered by its op module; a longer group (a factored pair or Tucker chain) by `l
 from __future__ import annotations
 
 from toolchain.codegen.graph import Graph, Op
+from toolchain.codegen.inplace import output_trails_input
 from toolchain.codegen.lowering import FieldValue, KernelCall, LoweringContext, layer_name
 from toolchain.codegen.ops import conv, fully_connected
 
@@ -107,16 +108,8 @@ def runs_in_place(group: list[Op]) -> bool:
     if len(group) != 3:
         return False
     first, middle, last = group
-    n, in_h, in_w, in_c = first.input(0).shape
-    _, out_h, out_w, out_c = last.outputs[0].shape
-    if n != 1:
-        return False
     k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(middle)
-    for oy in range(out_h):
-        bottom = min(oy * stride_h - pad_top + (k_h - 1) * dil_h, in_h - 1)
-        if bottom < in_h - 1 and (oy + 1) * out_w * out_c > (bottom + 1) * in_w * in_c:
-            return False
-    return True
+    return output_trails_input(first.input(0).shape, last.outputs[0].shape, k_h, stride_h, dil_h, pad_top)
 
 
 def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from toolchain.codegen import fusion
+from toolchain.codegen import fusion, inplace
 from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
 from toolchain.codegen.ops import BROKEN, module_for, registry, supported_opcodes
@@ -163,20 +163,38 @@ def check_graph(graph: Graph) -> None:
 
 
 class _Groups:
-    """Union-find over tensor indices: tensors sharing one arena buffer (aliases, in-place)."""
+    """Union-find over tensor indices: tensors sharing one arena buffer (aliases, in-place), each
+    at a byte offset from its group's root (a widening in-place op finds its input further in)."""
 
     def __init__(self) -> None:
         self.parent: dict[int, int] = {}
+        self.shift: dict[int, int] = {}  # offset from the parent; from the root once `find` returned
 
     def find(self, i: int) -> int:
         self.parent.setdefault(i, i)
+        self.shift.setdefault(i, 0)
+        path = []
         while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
+            path.append(i)
             i = self.parent[i]
+        for node in reversed(path):  # nearest the root first: its parent's shift is the root's
+            parent = self.parent[node]
+            if parent != i:
+                self.shift[node] += self.shift[parent]
+            self.parent[node] = i
         return i
 
-    def union(self, a: int, b: int) -> None:
-        self.parent[self.find(b)] = self.find(a)
+    def offset(self, i: int) -> int:
+        """Tensor i's byte offset from its group's root."""
+        self.find(i)
+        return self.shift[i]
+
+    def union(self, a: int, b: int, b_after_a: int = 0) -> None:
+        """Join b's group to a's, tensor b placed `b_after_a` bytes after tensor a."""
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self.shift[root_b] = self.offset(a) + b_after_a - self.offset(b)
+            self.parent[root_b] = root_a
 
 
 def _uses(graph: Graph, lowered: list[LoweredOp]) -> dict[int, list[int]]:
@@ -206,55 +224,99 @@ def _internal_tensors(item: LoweredOp) -> set[int]:
 
 
 def _buffers(
-    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext
-) -> tuple[list[Buffer], dict[int, Buffer]]:
+    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext, blocked: frozenset[int] | None
+) -> tuple[list[Buffer], dict[int, tuple[Buffer, int]], list[int]]:
+    """The arena buffers, each arena tensor's buffer and byte offset in it, and the positions of
+    the calls whose input sits inside their output's bytes (a shifted in-place call).
+
+    The kernels of `inplace.ROW_KERNELS` share their input's buffer where
+    `inplace.in_place_shift` allows, except at the positions in `blocked` (all if None)."""
     uses = _uses(graph, lowered)
     internal = set().union(*(_internal_tensors(item) for item in lowered)) if lowered else set()
+    edges = {t.index for t in [*graph.inputs, *graph.outputs]}
     groups = _Groups()
+    shifted: list[int] = []
     for position, item in enumerate(lowered):
         module = module_for(item.op)
         src, dst = item.op.inputs[0], (item.fused[-1] if item.fused else item.op).outputs[0]
         if src is None or src.data is not None:
             continue
-        in_place = (
-            fusion.runs_in_place([item.op, *item.fused])
-            if item.fused
-            else (getattr(module, "INPLACE", False) and src.nbytes == dst.nbytes)
-        )
         if getattr(module, "ALIAS", False) and not item.fused:
             groups.union(src.index, dst.index)
-        elif in_place:
-            group = groups.find(src.index)
-            last = max(max(uses[i]) for i in uses if groups.find(i) == group)
-            if last == position:
-                groups.union(src.index, dst.index)
+            continue
+        group = groups.find(src.index)
+        dies = max(max(uses[i]) for i in uses if groups.find(i) == group) == position
+        shift: int | None = None  # the input's offset from the output's start, if in place
+        if item.fused:
+            shift = 0 if fusion.runs_in_place([item.op, *item.fused]) else None
+        elif getattr(module, "INPLACE", False):
+            shift = 0 if src.nbytes == dst.nbytes else None
+        elif blocked is not None and position not in blocked:
+            shift = inplace.in_place_shift(item.op, item.call, dies, edges)
+        if shift is not None and dies:
+            groups.union(src.index, dst.index, -shift)
+            shifted += [position] if shift else []
     members: dict[int, list[Tensor]] = {}
     tensors = {t.index: t for t in graph.tensors}
     for index in uses:
         if index not in internal:
             members.setdefault(groups.find(index), []).append(tensors[index])
-    by_tensor: dict[int, Buffer] = {}
+    placed: dict[int, tuple[Buffer, int]] = {}
     buffers: list[Buffer] = []
     for root, ts in members.items():
-        span = [u for t in ts for u in uses[t.index]]
+        # a group holds each tensor's bytes only while that tensor lives (its pieces)
+        start = min(groups.offset(t.index) for t in ts)
+        pieces = [
+            (groups.offset(t.index) - start, t.nbytes, min(uses[t.index]), max(uses[t.index])) for t in ts
+        ]
         buf = Buffer(
             name=f"tensor {root}",
-            nbytes=max(t.nbytes for t in ts),
-            first=min(span),
-            last=max(span),
+            nbytes=max(at + n for at, n, _, _ in pieces),
+            first=min(first for _, _, first, _ in pieces),
+            last=max(last for _, _, _, last in pieces),
             members=[t.name for t in ts],
+            pieces=pieces if len(ts) > 1 else [],
         )
         buffers.append(buf)
-        for t in ts:
-            by_tensor[t.index] = buf
+        for t, piece in zip(ts, pieces, strict=True):
+            placed[t.index] = (buf, piece[0])
     position_of = {item.op.index: p for p, item in enumerate(lowered)}
     for s in ctx.scratches:
         p = position_of[s.op_index]
         buffers.append(Buffer(name=s.name, nbytes=s.nbytes, first=p, last=p, members=[s.name]))
-    return buffers, by_tensor
+    return buffers, placed, shifted
 
 
-def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
+def _plan_buffers(
+    graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext, in_place: bool | None
+) -> tuple[int, list[Buffer], dict[int, tuple[Buffer, int]]]:
+    """The arena size, buffers and tensor placement of the smallest plan tried.
+
+    In place where allowed, then each shifted in-place call kept apart in turn (an in-place group
+    is rigid: every widening call moves the rest of its chain further from its start, which can
+    cost more than the call saves), and nothing in place: the greedy placement is a heuristic,
+    the smallest arena is kept (in place on a tie). `in_place` False: nothing; True: everything.
+    """
+
+    def attempt(
+        blocked: frozenset[int] | None,
+    ) -> tuple[int, list[Buffer], dict[int, tuple[Buffer, int]], list[int]]:
+        buffers, placed, shifted = _buffers(graph, lowered, ctx, blocked)
+        return plan(buffers), buffers, placed, shifted
+
+    best = attempt(None if in_place is False else frozenset())
+    if in_place is None:
+        blocked: frozenset[int] = frozenset()
+        for position in best[3]:
+            trial = attempt(blocked | {position})
+            if trial[0] < best[0]:
+                best, blocked = trial, blocked | {position}
+        apart = attempt(None)
+        best = apart if apart[0] < best[0] else best
+    return best[0], best[1], best[2]
+
+
+def _lower_and_plan(graph: Graph, prefix: str, fuse: bool, in_place: bool | None = None) -> LoweredModel:
     ctx = LoweringContext(prefix=prefix)
     lowered: list[LoweredOp] = []
     for group in fusion.schedule(graph, fuse):
@@ -262,30 +324,32 @@ def _lower_and_plan(graph: Graph, prefix: str, fuse: bool) -> LoweredModel:
         ctx.op_index = first.index
         call = fusion.lower(group, ctx) if len(group) > 1 else module_for(first).lower(first, ctx)
         lowered.append(LoweredOp(first, call, list(group[1:])))
-    buffers, by_tensor = _buffers(graph, lowered, ctx)
-    arena = plan(buffers)
-    offsets = {index: buf.offset for index, buf in by_tensor.items()}
+    arena, buffers, by_tensor = _plan_buffers(graph, lowered, ctx, in_place)
+    offsets = {index: buf.offset + within for index, (buf, within) in by_tensor.items()}
     placed = {b.name: b.offset for b in buffers}
     for s in ctx.scratches:
         s.offset = placed[s.name]
     return LoweredModel(graph, prefix, lowered, ctx, buffers, offsets, arena)
 
 
-def lower_graph(graph: Graph, prefix: str = "tr", fuse: bool | None = None) -> LoweredModel:
+def lower_graph(
+    graph: Graph, prefix: str = "tr", fuse: bool | None = None, in_place: bool | None = None
+) -> LoweredModel:
     """Check, lower and plan; raises before any output exists if something is unsupported.
 
     `fuse=None` plans with and without fused factored layers and keeps the smaller arena
-    (fused on a tie: fewer calls); True or False forces the choice.
+    (fused on a tie: fewer calls); True or False forces the choice. `in_place` likewise for the
+    row kernels that may overwrite their input (`inplace.in_place_shift`; in place on a tie).
     """
     validate_graph(graph)
     graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
-        model = _lower_and_plan(graph, prefix, fuse)
+        model = _lower_and_plan(graph, prefix, fuse, in_place)
     else:
-        model = _lower_and_plan(graph, prefix, False)
+        model = _lower_and_plan(graph, prefix, False, in_place)
         if any(len(group) > 1 for group in fusion.schedule(graph, True)):
-            fused = _lower_and_plan(graph, prefix, True)
+            fused = _lower_and_plan(graph, prefix, True, in_place)
             model = fused if fused.arena_bytes <= model.arena_bytes else model
     model.float_edges = stand_ins
     macs = sum(item.call.macs for item in model.ops if item.call is not None)

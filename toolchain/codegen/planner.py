@@ -24,9 +24,18 @@ class Buffer:
     last: int  # last op index that reads it (len(ops): after the last op, a graph output)
     offset: int = -1
     members: list[str] = field(default_factory=list)
+    # (offset in the buffer, bytes, first, last) of each tensor of an in-place group: the group
+    # holds each tensor's bytes only while that tensor lives. Empty: the whole buffer, always.
+    pieces: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def overlaps_in_time(self, other: Buffer) -> bool:
         return self.first <= other.last and other.first <= self.last
+
+    def parts(self) -> list[tuple[int, int, int, int]]:
+        """(offset in the buffer, aligned bytes, first, last) of the blocks the buffer holds."""
+        if not self.pieces:
+            return [(0, _align(self.nbytes), self.first, self.last)]
+        return [(at, _align(n), first, last) for at, n, first, last in self.pieces]
 
 
 def _align(n: int, alignment: int = ALIGNMENT) -> int:
@@ -34,19 +43,30 @@ def _align(n: int, alignment: int = ALIGNMENT) -> int:
 
 
 def _place_in_order(buffers: list[Buffer]) -> tuple[list[int], int]:
-    """Greedy placement in the given order; returns offsets (same order) and the arena size."""
-    placed: list[tuple[Buffer, int]] = []
+    """Greedy placement in the given order; returns offsets (same order) and the arena size.
+
+    A buffer goes to the lowest offset where none of its blocks meets a block already placed
+    that is alive at the same time."""
+    placed: list[tuple[int, int, int, int]] = []  # start, end, first, last of every placed block
     offsets: list[int] = []
+    size = 0
     for buf in buffers:
-        live = sorted((off, off + _align(b.nbytes)) for b, off in placed if b.overlaps_in_time(buf))
+        parts = buf.parts()
+        # offsets of `buf` that would make one of its blocks meet a placed one: (lo, hi) open
+        forbidden = sorted(
+            (start - at - n, end - at)
+            for at, n, first, last in parts
+            for start, end, begins, ends in placed
+            if first <= ends and begins <= last
+        )
         candidate = 0
-        for start, end in live:
-            if candidate + _align(buf.nbytes) <= start:
+        for lo, hi in forbidden:
+            if candidate <= lo:
                 break
-            candidate = max(candidate, end)
-        placed.append((buf, candidate))
+            candidate = max(candidate, hi)
+        placed += [(candidate + at, candidate + at + n, first, last) for at, n, first, last in parts]
         offsets.append(candidate)
-    size = max((off + _align(b.nbytes) for b, off in placed), default=0)
+        size = max(size, candidate + max(at + n for at, n, _, _ in parts))
     return offsets, size
 
 
@@ -76,11 +96,14 @@ def plan(buffers: Iterable[Buffer]) -> int:
 
 
 def check_plan(buffers: list[Buffer]) -> None:
-    """Assert that no two buffers alive at the same time share a byte (used by tests)."""
+    """Assert that no two blocks alive at the same time share a byte (used by tests)."""
     items = [b for b in buffers if b.nbytes > 0]
     for i, a in enumerate(items):
         if a.offset < 0 or a.offset % ALIGNMENT:
             raise AssertionError(f"buffer {a.name} has offset {a.offset}")
         for b in items[i + 1 :]:
-            if a.overlaps_in_time(b) and a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
-                raise AssertionError(f"buffers {a.name} and {b.name} overlap in time and memory")
+            for at, n, first, last in a.parts():
+                for bt, m, begins, ends in b.parts():
+                    start, other = a.offset + at, b.offset + bt
+                    if first <= ends and begins <= last and start < other + m and other < start + n:
+                        raise AssertionError(f"buffers {a.name} and {b.name} overlap in time and memory")

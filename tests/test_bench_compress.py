@@ -35,7 +35,10 @@ def test_kws_row_below_its_baseline_fails_that_target_only() -> None:
 
 
 def test_kws_is_held_to_one_point_down_to_5x_only() -> None:
-    rows = [row("kws", 0.3, flt=0.93, int8=0.93, baseline=0.9), row("kws", 0.1, flt=0.5, int8=0.5, baseline=0.4)]
+    rows = [
+        row("kws", 0.3, flt=0.93, int8=0.93, baseline=0.9),
+        row("kws", 0.1, flt=0.5, int8=0.5, baseline=0.4),
+    ]
     found = verdicts(rows)
     assert found["within_1_point_down_to_10x_mlp_5x_cnn"]["failing"] == ["kws@0.3"]
     assert found["defaults_mlp_0.25_cnn_0.33_lose_at_most_0.5_points"]["met"]

@@ -1,7 +1,9 @@
-"""Benchmark of the compress stage on scikit-learn's digits (real data, bundled, no download).
+"""Benchmark of the compress stage: scikit-learn's digits (bundled) and keyword spotting.
 
-For a Dense MLP (64-256-128-10) and a small CNN (three 3x3 convolutions), at several
-parameter budgets, with compress's default options (fine-tuning up to 40 epochs with early
+For a Dense MLP (64-256-128-10) and a small CNN (three 3x3 convolutions) on digits, and
+MLPerf Tiny's DS-CNN on the synthetic keyword set of `make demo-kws` (espeak-ng speech,
+cached in build/kws and shared with `bench_kws`), at several parameter budgets, with
+compress's default options (fine-tuning up to 40 epochs, 15 for the DS-CNN, with early
 stopping, distillation, int8-aware last epochs): float and int8 test accuracy of the
 compressed model, and of the same-design dense model of the same size trained from scratch
 under the same epoch cap (the baseline), plus compression and fine-tuning times. Also the
@@ -9,11 +11,16 @@ textbook check: a 1024->512 Dense at rank 64 holds (1024+512)*64 weights.
 
 Targets:
 - at every budget, compressed int8 accuracy >= the same-size baseline's int8 accuracy;
-- within 1 point of the original (float) down to 10x fewer parameters (MLP) and 5x (CNN);
+- within 1 point of the original (float) down to 10x fewer parameters (MLP) and 5x (CNN,
+  DS-CNN);
 - int8 within 0.2 points of float (compressed models);
 - default options: the MLP at 0.25 and the CNN at 0.33 lose <= 0.5 points.
 
-    python -m benchmarks.bench_compress --out build/bench/bench_compress [--quick]
+The digits originals are trained with the recipe the baseline gets (`finetune` from scratch:
+warm-up, cosine decay, early stopping on held-out loss), so neither side of the comparison
+is the under-trained one.
+
+    python -m benchmarks.bench_compress --out build/bench/bench_compress [--quick] [--models mlp kws]
 """
 
 from __future__ import annotations
@@ -26,10 +33,16 @@ from typing import Any
 
 MLP_BUDGETS = (0.5, 0.3, 0.25, 0.2, 0.1)
 CNN_BUDGETS = (0.5, 0.33, 0.3, 0.2, 0.1)
-ORIGINAL_EPOCHS = {"mlp": 60, "cnn": 60}
+KWS_BUDGETS = (0.5, 0.3)
+MODELS = ("mlp", "cnn", "kws")
+ORIGINAL_EPOCHS = {"mlp": 60, "cnn": 60, "kws": 25}  # kws: the DS-CNN of make demo-kws (cached)
+KWS_CACHE, KWS_PER_CLASS = Path("build/kws"), 400
+# Fine-tuning (and baseline) epoch cap: 40 for digits; 15 for the DS-CNN, whose epochs cost ~7 s
+# each on 2 cores (a cap of 40 would double the benchmark's run time).
+FINETUNE_EPOCHS = {"mlp": 40, "cnn": 40, "kws": 15}
 TARGETS = {
     "max_drop": 0.01,
-    "max_drop_down_to": {"mlp": 0.1, "cnn": 0.2},
+    "max_drop_down_to": {"mlp": 0.1, "cnn": 0.2, "kws": 0.2},
     "int8_max_drop": 0.002,
     "default_max_drop": 0.005,
     "default_budget": {"mlp": 0.25, "cnn": 0.33},
@@ -76,8 +89,37 @@ def build_cnn(seed: int = 0) -> Any:
 
 
 def _train(model: Any, dataset, epochs: int) -> Any:
-    model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0, validation_split=0.1)
+    """Train an original with the baseline's recipe (labels only, from scratch) to its best held-out epoch.
+
+    Judged on held-out samples (the last 10% of x_train), this recipe ended at a lower loss than
+    60 epochs of plain Adam at 1e-3: MLP 0.020 vs 0.052, CNN 0.021 vs 0.043 (accuracy 99.3% vs
+    98.6% and 99.3% for both).
+    """
+    from toolchain.compress.baseline import SCRATCH_LEARNING_RATE
+    from toolchain.compress.finetune import finetune
+
+    finetune(
+        model,
+        None,
+        dataset.x_train,
+        dataset.y_train,
+        epochs=epochs,
+        learning_rate=SCRATCH_LEARNING_RATE,
+        qat=False,
+        verbose=0,
+    )
     return model
+
+
+def _kws() -> tuple[Any, Any, int]:
+    """(DS-CNN, data set, training epochs): the model and data of make demo-kws, made once and cached."""
+    from examples.kws.demo import dataset, trained_model
+    from toolchain.data import load_dataset
+    from toolchain.models import load_keras_model
+
+    data_path, facts = dataset(KWS_CACHE, KWS_PER_CLASS)
+    model_path = trained_model(KWS_CACHE, data_path, facts, ORIGINAL_EPOCHS["kws"])
+    return load_keras_model(model_path), load_dataset(data_path), ORIGINAL_EPOCHS["kws"]
 
 
 def _int8_accuracy(model: Any, dataset) -> tuple[float, int]:
@@ -135,6 +177,12 @@ def _measure(name, model, dataset, budgets, method, epochs) -> list[dict]:
                 "learning_rate": tuned.get("learning_rate"),
             }
         )
+        r = rows[-1]
+        print(
+            f"bench_compress: {name} at {budget:.2f}: float {r['float']:.2%}, int8 {r['int8']:.2%}, "
+            f"baseline int8 {r['baseline_int8']:.2%} ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -170,7 +218,8 @@ def verdicts(rows: list[dict]) -> dict:
     defaults = [
         r
         for r in rows
-        if abs(r["target_params"] - TARGETS["default_budget"][r["model"]]) < eps
+        if r["model"] in TARGETS["default_budget"]
+        and abs(r["target_params"] - TARGETS["default_budget"][r["model"]]) < eps
         and r["float_original"] - r["float"] > TARGETS["default_max_drop"] + eps
     ]
 
@@ -185,8 +234,8 @@ def verdicts(rows: list[dict]) -> dict:
     }
 
 
-def run(out_dir: Path, quick: bool = False) -> dict:
-    """Train both models, compress them at each budget, and write `out_dir/bench_compress.json`."""
+def run(out_dir: Path, quick: bool = False, models: tuple[str, ...] = MODELS) -> dict:
+    """Train (or load) each model, compress it at each budget, and write `out_dir/bench_compress.json`."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -195,20 +244,32 @@ def run(out_dir: Path, quick: bool = False) -> dict:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = _digits(out_dir)
-    images = _as_images(dataset)
     scale = 4 if quick else 1
-    started = time.perf_counter()
-    mlp = _train(build_mlp(64, 10), dataset, ORIGINAL_EPOCHS["mlp"] // scale)
-    cnn = _train(build_cnn(), images, ORIGINAL_EPOCHS["cnn"] // scale)
-    train_seconds = time.perf_counter() - started
-    epochs = 10 if quick else 40
-    mlp_rows = _measure("mlp", mlp, dataset, (0.25,) if quick else MLP_BUDGETS, "svd", epochs)
-    cnn_rows = _measure("cnn", cnn, images, (0.33,) if quick else CNN_BUDGETS, "auto", epochs)
-    rows = mlp_rows + cnn_rows
+    rows: list[dict] = []
+    data: dict[str, dict] = {}
+    train_seconds: dict[str, float] = {}
+    epochs: dict[str, int] = {}
+    for name in models:
+        started = time.perf_counter()
+        if name == "kws":
+            model, dataset, _ = _kws()
+            method, budgets = "tucker", KWS_BUDGETS[:1] if quick else KWS_BUDGETS
+        else:
+            dataset = _digits(out_dir)
+            if name == "cnn":
+                dataset, model = _as_images(dataset), build_cnn()
+                method, budgets = "auto", (0.33,) if quick else CNN_BUDGETS
+            else:
+                model, method = build_mlp(64, 10), "svd"
+                budgets = (0.25,) if quick else MLP_BUDGETS
+            _train(model, dataset, ORIGINAL_EPOCHS[name] // scale)
+        train_seconds[name] = time.perf_counter() - started
+        data[name] = {"train": len(dataset.x_train), "test": len(dataset.x_test)}
+        epochs[name] = FINETUNE_EPOCHS[name] // scale
+        rows += _measure(name, model, dataset, budgets, method, epochs[name])
     results = {
         "quick": quick,
-        "data": {"train": len(dataset.x_train), "test": len(dataset.x_test)},
+        "data": data,
         "original_train_seconds": train_seconds,
         "finetune_epochs_cap": epochs,
         "rows": rows,
@@ -226,7 +287,7 @@ def print_table(results: dict) -> None:
 
     from toolchain.console import make_console
 
-    table = Table(title="tinyrank compress on digits: test accuracy, compressed vs same-size dense (scratch)")
+    table = Table(title="tinyrank compress: test accuracy, compressed vs same-size dense (scratch)")
     columns = ("model", "budget", "params", "original", "float", "int8", "baseline (params)", "baseline int8")
     for column in (*columns, "compress s", "fine-tune s", "epochs"):
         table.add_column(column, justify="right")
@@ -266,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("build/bench/bench_compress"))
     parser.add_argument("--quick", action="store_true", help="one budget per model, fewer epochs")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to run")
     args = parser.parse_args(argv)
-    run(args.out, quick=args.quick)
+    run(args.out, quick=args.quick, models=tuple(args.models))
     return 0
 
 

@@ -55,6 +55,23 @@ def test_trained_repair_keeps_the_search_choice_unless_a_move_clearly_wins():
     assert chosen is start and info["moves"] == [] and info["trials"] > 1
 
 
+def test_trained_repair_trains_at_most_max_trials_moves_and_keeps_the_best_measured():
+    from toolchain.compress.search import trained_repair
+
+    limit = {"params": 10 * 5 + 4 * 6 + 3 * 5}
+    calls = []
+
+    def loss(choice):  # every step of layer a towards 9 ranks helps: unlimited, it would climb 3 rounds
+        calls.append(choice)
+        return 0.1 + abs(choice["a"].ranks[0] - 9)
+
+    chosen, info = trained_repair(_choice(5, 6, 5), _steps, limit, {"params": 0}, loss, max_trials=3)
+    assert len(calls) == 4  # the start and three moves
+    assert info["trials"] == 4 and len(info["measured"]) == 4
+    assert chosen["a"].ranks == (6,)  # the best of the three measured, though the round was cut short
+    assert info["held_out_loss"] < info["start_held_out_loss"]
+
+
 def test_rank_steps_are_finer_than_the_grid_and_stay_valid(mlp):
     from toolchain.compress.layers import chain_cost
     from toolchain.compress.plan import _rank_steps, describe_model

@@ -199,7 +199,8 @@ def _held_out_key(
 
         model = calibrate(fake_quant_copy(model), as_int8)
         model.compile(optimizer=keras.optimizers.Adam(), loss=loss)
-    loss = float(model.evaluate(data[0], data[1], verbose=0, batch_size=256))
+    # by name: a model compiled earlier with metrics still reports them after compile(loss=...)
+    loss = float(model.evaluate(data[0], data[1], verbose=0, batch_size=256, return_dict=True)["loss"])
     if not np.isfinite(loss):
         loss = float("inf")
     if class_labels(y) is not None and len(model.outputs) == 1:

@@ -42,6 +42,9 @@ NEXT_CANDIDATES = 3  # cheaper candidates of a layer tried per descent step
 REPAIR_ROUNDS = 12
 TRAINED_ROUNDS = 3  # hill-climbing steps of the trained repair (each fine-tunes every move once)
 TRAINED_MIN_GAIN = 0.02  # a move must lower the held-out loss by 2% (less is within run-to-run noise)
+# Trials (short fine-tunes) the trained repair may spend: a 6-layer DS-CNN has 30 moves a round, and
+# at ~25 s a trial on 2 cores three full rounds took longer than everything else in compress.
+TRAINED_MAX_TRIALS = 12
 
 
 @dataclass
@@ -276,6 +279,7 @@ def trained_repair(
     fixed: dict[str, float],
     held_out_loss: Callable[[dict[str, Candidate]], float],
     rounds: int = TRAINED_ROUNDS,
+    max_trials: int = TRAINED_MAX_TRIALS,
 ) -> tuple[dict[str, Candidate], dict]:
     """Move size between two layers while the held-out loss after a short fine-tune falls.
 
@@ -284,7 +288,8 @@ def trained_repair(
     what three ranks of the last one do). `held_out_loss(choice)` builds the model of a
     choice, fine-tunes it briefly and returns its loss on held-out samples (never the test
     split). Every move keeps every limit. The result is the start unless a move measured
-    better by TRAINED_MIN_GAIN; what was measured is returned for the report.
+    better by TRAINED_MIN_GAIN; what was measured is returned for the report. At most
+    `max_trials` moves are trained (the best of those measured in a cut-short round still counts).
     """
     start = _key(choice)
     scores = {start: held_out_loss(choice)}
@@ -296,6 +301,8 @@ def trained_repair(
         for trial in _moves(choice, steps, limits, fixed):
             key = _key(trial)
             if key not in scores:
+                if len(scores) > max_trials:
+                    continue
                 scores[key], ranks[key] = held_out_loss(trial), _ranks(trial)
             if scores[key] < current * (1 - TRAINED_MIN_GAIN) and (best is None or scores[key] < best[0]):
                 best = (scores[key], trial)

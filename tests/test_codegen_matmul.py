@@ -76,12 +76,25 @@ def _deep_pointwise_pair_model():
     return keras.Model(inp, L.Conv2D(9, 1, activation="relu")(x))
 
 
+def _one_group_dense_model():
+    """Single rows into at most four outputs (45 -> 4 with ReLU, then 4 -> 3): read in place, with
+    no widened copy and no scratch, on both paths."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(16)
+    inp = keras.Input((45,))
+    x = L.Dense(4, activation="relu")(inp)
+    return keras.Model(inp, L.Dense(3)(x))
+
+
 MODELS = {
     "pointwise_pair": _pointwise_pair_model,
     "dense_pair": _dense_pair_model,
     "thin_dense_pair": _thin_dense_pair_model,
     "thin_pointwise_pair": _thin_pointwise_pair_model,
     "deep_pointwise_pair": _deep_pointwise_pair_model,
+    "one_group_dense": _one_group_dense_model,
 }
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
@@ -89,6 +102,7 @@ KERNELS = {
     "thin_dense_pair": ["tr_fully_connected_factored_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
 }
 
 
@@ -134,6 +148,14 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
     # widened input rows (13 values padded to 4 words -> 2 x 2 x 4 words), each rounded up to 16
     # bytes; no 15 x 5 intermediate tensor
     assert fused["arena_bytes"] <= 208 + 160 + 16 + 64
+
+
+def test_one_row_into_one_group_needs_no_scratch(models: dict[str, Path], tmp_path: Path) -> None:
+    info = generate(models["one_group_dense"], tmp_path / "gen", tflm_arena=False)
+    # the 45-value input and the 4-value middle only (16-byte aligned): no 2 x 12-word widened row
+    assert info["arena_bytes"] == 48 + 16
+    assert "tr_fully_connected_int8(&" in (tmp_path / "gen" / "model.c").read_text()
+    assert ", NULL);" in (tmp_path / "gen" / "model.c").read_text()
 
 
 @pytest.mark.qemu

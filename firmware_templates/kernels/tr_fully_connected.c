@@ -23,6 +23,14 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
     const tr_matmul_layer layer = params->layer; /* locals: not reloaded after stores */
     const int batches = params->batches, depth = params->input_depth, out_depth = params->output_depth;
     uint32_t *scratch = (uint32_t *)(void *)wide;
+    if (batches == 1 && out_depth <= 4) {
+        /* One row into one group of four outputs: a widened copy of the row would be read once, so
+         * the row is read in place (no scratch; `wide` is NULL). The group stores its outputs only
+         * after reading the whole row, so output may also overlap input. */
+        tr_matmul_row_plain(input, layer.filter, layer.channels, output, depth, out_depth, (int)layer.doubled,
+                            layer.output_offset, layer.act_min, layer.act_max);
+        return;
+    }
 #if !TR_USE_DSP
     const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
     if (out < in + (uintptr_t)(batches * depth) && in < out + (uintptr_t)(batches * out_depth)) {

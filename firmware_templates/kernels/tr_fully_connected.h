@@ -36,7 +36,8 @@ typedef struct {
 } tr_fc_factored_params;
 
 /* output[b][o] = requantize(bias[o] + sum_i filter[o][i] * input[b][i]); `wide` is the scratch of
- * TR_MATMUL_WIDE_WORDS(input_depth, min(batches, 2)) words (unused on the plain C path). */
+ * TR_MATMUL_WIDE_WORDS(input_depth, min(batches, 2)) words, NULL for one row of at most four
+ * outputs (read in place). */
 void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
 /* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul

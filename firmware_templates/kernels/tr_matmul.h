@@ -442,36 +442,6 @@ TR_MATMUL_LOOP void tr_matmul_row_pair(const int8_t *x0, const int8_t *x1, uint3
 
 #else /* plain C */
 
-/* acc[0..3] = bias + (dot << doubled) for the four rows of a group against one row x. */
-TR_INLINE void tr_matmul_group_plain(const int8_t *x, const int8_t *group, const int32_t *entries, int depth,
-                                     int doubled, int32_t acc[4])
-{
-    const int whole = depth / 4, rest = depth - 4 * whole;
-    int32_t sum[4] = { 0, 0, 0, 0 };
-    tr_dot_int8_x4(x, group, 4 * whole, sum);
-    const int8_t *last = group + 16 * whole;
-    for (int r = 0; r < 4; ++r) {
-        for (int k = 0; k < rest; ++k) {
-            sum[r] += (int32_t)x[4 * whole + k] * last[4 * r + k];
-        }
-        acc[r] = entries[4 * r] + (int32_t)((uint32_t)sum[r] << doubled);
-    }
-}
-
-/* One input row x -> y: the four rows of a group share every input load. */
-TR_MATMUL_LOOP void tr_matmul_row_plain(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
-                                        int depth, int out_depth, int doubled, int32_t output_offset,
-                                        int32_t act_min, int32_t act_max)
-{
-    const int step = 16 * ((depth + 3) / 4);
-    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
-        int32_t acc[4];
-        tr_matmul_group_plain(x, filter, channels, depth, doubled, acc);
-        const int count = out_depth - o < 4 ? out_depth - o : 4;
-        tr_store_partial_group(acc, channels, y + o, count, doubled, output_offset, act_min, act_max);
-    }
-}
-
 /* Two input rows -> y0, y1: each weight word serves both rows. */
 TR_MATMUL_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, const int8_t *filter,
                                          const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
@@ -502,6 +472,39 @@ TR_MATMUL_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, con
     }
 }
 #endif /* TR_USE_DSP */
+
+/* The loops that read the input row in place (plain C path; one group of outputs on both). */
+/* acc[0..3] = bias + (dot << doubled) for the four rows of a group against one row x. */
+TR_INLINE void tr_matmul_group_plain(const int8_t *x, const int8_t *group, const int32_t *entries, int depth,
+                                     int doubled, int32_t acc[4])
+{
+    const int whole = depth / 4, rest = depth - 4 * whole;
+    int32_t sum[4] = { 0, 0, 0, 0 };
+    tr_dot_int8_x4(x, group, 4 * whole, sum);
+    const int8_t *last = group + 16 * whole;
+    for (int r = 0; r < 4; ++r) {
+        for (int k = 0; k < rest; ++k) {
+            sum[r] += (int32_t)x[4 * whole + k] * last[4 * r + k];
+        }
+        acc[r] = entries[4 * r] + (int32_t)((uint32_t)sum[r] << doubled);
+    }
+}
+
+/* One input row x -> y: the four rows of a group share every input load. On the DSP path too
+ * (tr_dot_int8_x4 sign-extends each input word in registers), for a row whose widened copy would
+ * be read by one group only (tr_fully_connected_int8). */
+TR_MATMUL_LOOP void tr_matmul_row_plain(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
+                                        int depth, int out_depth, int doubled, int32_t output_offset,
+                                        int32_t act_min, int32_t act_max)
+{
+    const int step = 16 * ((depth + 3) / 4);
+    for (int o = 0; o < out_depth; o += 4, filter += step, channels += 16) {
+        int32_t acc[4];
+        tr_matmul_group_plain(x, filter, channels, depth, doubled, acc);
+        const int count = out_depth - o < 4 ? out_depth - o : 4;
+        tr_store_partial_group(acc, channels, y + o, count, doubled, output_offset, act_min, act_max);
+    }
+}
 
 /* `batches` input rows -> output rows of `layer`, two at a time where there are two. */
 TR_MATMUL_HELPER void tr_matmul_rows(const int8_t *input, int8_t *output, int batches, int depth, int out_depth,

@@ -21,6 +21,7 @@ from toolchain.codegen.ops._common import check_int8_activation, require_fused_a
 from toolchain.codegen.ops.fully_connected import (
     check_weights,
     matmul_fields,
+    wide_argument,
     wide_scratch_bytes,
 )
 from toolchain.errors import UnsupportedError
@@ -172,7 +173,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
             "tr_fully_connected.c",
             "tr_fully_connected_int8",
             ctx.params("tr_fc_params", name, fields),
-            [ctx.tensor(inp), ctx.tensor(out), ctx.scratch(wide_scratch_bytes(in_c, n * in_h * in_w))],
+            [ctx.tensor(inp), ctx.tensor(out), wide_argument(ctx, in_c, n * in_h * in_w, out_c)],
             comment + " (pointwise)",
             macs,
         )

@@ -200,10 +200,24 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldVal
     }
 
 
+def reads_row_in_place(batches: int, out_depth: int) -> bool:
+    """tr_fully_connected_int8 reads one row into one group of at most four outputs in place: a
+    widened copy (2 x depth bytes of scratch) would be read only once, by that group."""
+    return batches == 1 and out_depth <= 4
+
+
 def wide_scratch_bytes(depth: int, rows: int) -> int:
     """Bytes of the matmul loops' widened-input scratch (TR_MATMUL_WIDE_WORDS in tr_matmul.h) for
     `rows` input rows at a time (2 when there are two or more, else 1) of `depth` values."""
     return 8 * min(rows, 2) * -(-depth // 4)
+
+
+def wide_argument(ctx: LoweringContext, depth: int, batches: int, out_depth: int) -> str:
+    """The `wide` argument of tr_fully_connected_int8: its scratch, or NULL where it reads the row
+    in place."""
+    if reads_row_in_place(batches, out_depth):
+        return "NULL"
+    return ctx.scratch(wide_scratch_bytes(depth, batches))
 
 
 def describe(op: Op) -> str:
@@ -230,7 +244,7 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         "tr_fully_connected.c",
         "tr_fully_connected_int8",
         ctx.params("tr_fc_params", name, fields),
-        [ctx.tensor(inp), ctx.tensor(out), ctx.scratch(wide_scratch_bytes(in_depth, batches))],
+        [ctx.tensor(inp), ctx.tensor(out), wide_argument(ctx, in_depth, batches, out_depth)],
         describe(op),
         macs=batches * in_depth * out_depth,
     )

@@ -170,6 +170,7 @@ def count_instructions(tflite: Path, gen: Path, info: dict[str, Any], samples: i
         key = board.removeprefix("qemu_")
         # The budget's prediction against the ELF, (predicted - actual) / actual: held within 5%.
         result[f"flash_prediction_error_{key}"] = built["flash_prediction_error"]
+        result[f"firmware_flash_bytes_{key}"] = built["flash_bytes"]  # the linked ELF: one copy of each loop
         result[f"ram_prediction_error_{key}"] = built["static_ram_prediction_error"]
         median = float(np.median(run["counts"]))
         result[f"instructions_{key}"] = int(median)

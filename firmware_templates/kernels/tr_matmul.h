@@ -52,14 +52,29 @@
 #define TR_MATMUL_WIDE_WORDS(depth, rows) (2 * (rows) * (((depth) + 3) / 4))
 
 #if defined(__GNUC__) || defined(__clang__)
-/* A layer's loop nest, out of line: inlined into a wrapper, gcc 12 spills the loop variables
- * (ResNet-8 ran 24% slower). Helpers are plain static functions gcc may inline. */
-#define TR_MATMUL_LOOP static __attribute__((unused, noinline))
+/* A layer's loop nest: out of line (inlined into a wrapper, gcc 12 spills the loop variables:
+ * ResNet-8 ran 24% slower) and weak, so the kernel files that include this header (FULLY_CONNECTED,
+ * CONV_2D, the fused kernels) share one copy in the firmware instead of compiling one each. */
+#define TR_MATMUL_LOOP __attribute__((weak, noinline))
 #define TR_MATMUL_HELPER static __attribute__((unused))
 #else
 #define TR_MATMUL_LOOP static
 #define TR_MATMUL_HELPER static
 #endif
+
+/* The loop nests (defined below, one per path). */
+TR_MATMUL_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t *filter, const int32_t *channels,
+                                  int8_t *y, int depth, int out_depth, int doubled, int32_t output_offset,
+                                  int32_t act_min, int32_t act_max);
+TR_MATMUL_LOOP void tr_matmul_row_pair(const int8_t *x0, const int8_t *x1, uint32_t *wide, const int8_t *filter,
+                                       const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
+                                       int doubled, int32_t output_offset, int32_t act_min, int32_t act_max);
+TR_MATMUL_LOOP void tr_matmul_pair_plain(const int8_t *x0, const int8_t *x1, const int8_t *filter,
+                                         const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
+                                         int doubled, int32_t output_offset, int32_t act_min, int32_t act_max);
+TR_MATMUL_LOOP void tr_matmul_row_plain(const int8_t *x, const int8_t *filter, const int32_t *channels, int8_t *y,
+                                        int depth, int out_depth, int doubled, int32_t output_offset,
+                                        int32_t act_min, int32_t act_max);
 
 /* An output channel's accumulator (doubled when the table is) requantized as its table entry
  * says; `full` (a constant at every call, so each loop is compiled once per case) means the

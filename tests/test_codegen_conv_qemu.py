@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.budget import build_checked
+from tests.helpers.int8_models import generated_with_dataset
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
 
@@ -40,22 +41,15 @@ def _conv_model():
 @pytest.fixture(scope="module")
 def conv_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(codegen folder, data set) of the convolution chain."""
-    from toolchain import codegen
     from toolchain.codegen.generator import lower_graph
     from toolchain.codegen.graph import parse
-    from toolchain.convert import convert_model
-    from toolchain.data import save_dataset
 
     out = tmp_path_factory.mktemp("conv_qemu")
-    rng = np.random.default_rng(3)
-    x = rng.normal(0.2, 1.2, size=(70, 13, 9, 1)).astype(np.float32)
-    (out / "model.tflite").write_bytes(convert_model(_conv_model(), x, samples=64))
+    x = np.random.default_rng(3).normal(0.2, 1.2, size=(70, 13, 9, 1)).astype(np.float32)
+    gen, data = generated_with_dataset(out, _conv_model(), x, classes=4)
     kernels = [op.call.function for op in lower_graph(parse(out / "model.tflite")).ops if op.call]
     assert kernels.count("tr_conv_int8") == 5, kernels  # the 1x1 stride-1 one is a FULLY_CONNECTED
-    codegen.generate(out / "model.tflite", out / "gen")
-    y = rng.integers(0, 4, size=len(x))
-    data = save_dataset(out / "data.npz", x_train=x[:50], y_train=y[:50], x_test=x[50:], y_test=y[50:])
-    return out / "gen", data
+    return gen, data
 
 
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3", "qemu_m0"])  # DSP path; plain C on M3 and M0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.budget import build_checked
+from tests.helpers.int8_models import convert_each, int8_samples
 from toolchain import oracle
 from toolchain.codegen import generate
 from toolchain.codegen.ops.depthwise_conv import doubled_weights
@@ -43,27 +44,14 @@ def _tucker_model(shape, rank_in, rank_out, kernel, strides, padding, dilation, 
 
 @pytest.fixture(scope="module")
 def chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from benchmarks.mlperf_tiny import convert
-
-    folder = tmp_path_factory.mktemp("tucker")
-    rng = np.random.default_rng(0)
-    paths = {}
-    for name, spec in CHAINS.items():
-        x = rng.normal(size=(16, *spec[0])).astype(np.float32)
-        paths[name] = folder / f"{name}.tflite"
-        paths[name].write_bytes(convert(_tucker_model(*spec), x))
-    return paths
-
-
-def _samples(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
+    return convert_each(tmp_path_factory.mktemp("tucker"), CHAINS, _tucker_model)
 
 
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_fused_tucker_chain_is_bit_exact(chains: dict[str, Path], name: str) -> None:
     report = verify(
         chains[name],
-        _samples(CHAINS[name][0], 4),
+        int8_samples(CHAINS[name][0], 4),
         fuse=True,
         tflm_arena=False,
         sanitize=name == "stride2_5x3",
@@ -114,7 +102,7 @@ def test_fused_tucker_is_bit_exact_in_qemu(
 ) -> None:
     from toolchain.bench.measure import run_samples
 
-    x = _samples(CHAINS["stride2_5x3"][0], 2, seed=1)
+    x = int8_samples(CHAINS["stride2_5x3"][0], 2, seed=1)
     gen = tmp_path / "gen"
     info = generate(chains["stride2_5x3"], gen, tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.bench_arena import shares_buffer
 from tests.helpers.budget import build_checked
+from tests.helpers.int8_models import convert_each, int8_samples
 from toolchain import oracle
 from toolchain.codegen import generate
 from toolchain.codegen.generator import LoweredModel, lower_graph
@@ -57,20 +58,7 @@ def _separable(shape, kernel, strides, padding, pointwise, units):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from benchmarks.mlperf_tiny import convert
-
-    folder = tmp_path_factory.mktemp("inplace")
-    rng = np.random.default_rng(0)
-    paths = {}
-    for name, spec in MODELS.items():
-        x = rng.normal(size=(16, *spec[0])).astype(np.float32)
-        paths[name] = folder / f"{name}.tflite"
-        paths[name].write_bytes(convert(_separable(*spec), x))
-    return paths
-
-
-def _samples(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
+    return convert_each(tmp_path_factory.mktemp("inplace"), MODELS, _separable)
 
 
 def _in_place(model: LoweredModel) -> list[str]:
@@ -89,7 +77,7 @@ def test_separable_block_runs_in_place_and_is_bit_exact(models: dict[str, Path],
         pointwise = model.ops[2].op
         assert model.offsets[pointwise.input(0).index] - model.offsets[pointwise.outputs[0].index] == 880
     report = verify(
-        models[name], _samples(MODELS[name][0], 4), tflm_arena=False, sanitize=name == "stride2_same"
+        models[name], int8_samples(MODELS[name][0], 4), tflm_arena=False, sanitize=name == "stride2_same"
     )
     assert report["bit_exact"], report["first_mismatch"]
 
@@ -153,7 +141,7 @@ def test_separable_block_in_place_is_bit_exact_in_qemu(
     from toolchain.bench.measure import run_samples
 
     for name in ("valid_odd_channels", "stride2_same", "widening"):
-        x = _samples(MODELS[name][0], 2, seed=1)
+        x = int8_samples(MODELS[name][0], 2, seed=1)
         gen = tmp_path / name
         info = generate(models[name], gen, tflm_arena=False)
         assert info["arena_bytes"] == lower_graph(parse(models[name]), in_place=True).arena_bytes

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.budget import build_checked
+from tests.helpers.int8_models import generated_with_dataset
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
 
@@ -55,20 +56,13 @@ def _chain_model():
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(codegen folder, data set) of the op chain."""
-    from toolchain import codegen
     from toolchain.codegen.graph import parse
-    from toolchain.convert import convert_model
-    from toolchain.data import save_dataset
 
     out = tmp_path_factory.mktemp("ops_qemu")
-    rng = np.random.default_rng(5)
-    x = rng.normal(0.3, 1.5, size=(80, 8, 8, 3)).astype(np.float32)
-    (out / "model.tflite").write_bytes(convert_model(_chain_model(), x, samples=64))
+    x = np.random.default_rng(5).normal(0.3, 1.5, size=(80, 8, 8, 3)).astype(np.float32)
+    gen, data = generated_with_dataset(out, _chain_model(), x, classes=6)
     assert CHAIN_OPS <= {op.opcode for op in parse(out / "model.tflite").ops}
-    codegen.generate(out / "model.tflite", out / "gen")
-    y = rng.integers(0, 6, size=len(x))
-    data = save_dataset(out / "data.npz", x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:])
-    return out / "gen", data
+    return gen, data
 
 
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3", "qemu_m0"])  # DSP path; generic on M3 and M0

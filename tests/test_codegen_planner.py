@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from toolchain import oracle
 from toolchain.codegen.generator import lower_graph
 from toolchain.codegen.graph import parse
-from toolchain.codegen.planner import ALIGNMENT, Buffer, _align, check_plan, plan
+from toolchain.codegen.planner import ALIGNMENT, Buffer, align, check_plan, plan
 
 buffer_specs = st.lists(
     st.tuples(st.integers(1, 5000), st.integers(0, 12), st.integers(0, 6)), min_size=1, max_size=25
@@ -26,7 +26,7 @@ def _buffers(specs) -> list[Buffer]:
 
 def _lower_bound(buffers: list[Buffer]) -> int:
     steps = range(min(b.first for b in buffers), max(b.last for b in buffers) + 1)
-    return max(sum(_align(b.nbytes) for b in buffers if b.first <= t <= b.last) for t in steps)
+    return max(sum(align(b.nbytes) for b in buffers if b.first <= t <= b.last) for t in steps)
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,7 +72,7 @@ def test_tensor_plan_fits_in_the_arena_tflite_micro_records(tflite: Path) -> Non
     check_plan(tensors)
     assert size <= recorded.head, (size, recorded)
     # Reuse is what is being compared: without it, the tensors would not fit TFLM's arena.
-    assert sum(_align(b.nbytes) for b in tensors) > recorded.head
+    assert sum(align(b.nbytes) for b in tensors) > recorded.head
 
 
 def test_chain_reuses_memory() -> None:
@@ -83,7 +83,7 @@ def test_chain_reuses_memory() -> None:
         Buffer("c", 1000, 1, 2),
         Buffer("d", 1000, 2, 3),
     ]
-    assert plan(buffers) == 2 * _align(1000)
+    assert plan(buffers) == 2 * align(1000)
     check_plan(buffers)
     assert buffers[0].offset == buffers[2].offset
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall
 from toolchain.codegen.ops import conv
-from toolchain.codegen.planner import ALIGNMENT
+from toolchain.codegen.planner import align
 
 # Kernels that consume whole input rows into scratch before writing the output rows they feed:
 # the 3x3 depthwise widens input rows into a ring of three (each row once per channel group; a
@@ -27,10 +27,6 @@ ROW_KERNELS = {
     "tr_depthwise_conv_3x3_doubled_int8": "DEPTHWISE_CONV_2D",
     "tr_fully_connected_int8": "MATMUL",
 }
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGNMENT) * ALIGNMENT
 
 
 def output_trails_input(
@@ -77,7 +73,7 @@ def _input_shift(op: Op, call: KernelCall) -> int | None:
         rows = inp.size // in_depth
         if out.size != rows * out_depth:
             return None
-        shift = 0 if out_depth <= in_depth else _align((rows - 1) * (out_depth - in_depth))
+        shift = 0 if out_depth <= in_depth else align((rows - 1) * (out_depth - in_depth))
         matrix_in, matrix_out = (1, rows, 1, in_depth), (1, rows, 1, out_depth)
         return shift if output_trails_input(matrix_in, matrix_out, 1, 1, 1, 0, shift) else None
     return None

@@ -28,17 +28,15 @@ class Buffer:
     # holds each tensor's bytes only while that tensor lives. Empty: the whole buffer, always.
     pieces: list[tuple[int, int, int, int]] = field(default_factory=list)
 
-    def overlaps_in_time(self, other: Buffer) -> bool:
-        return self.first <= other.last and other.first <= self.last
-
     def parts(self) -> list[tuple[int, int, int, int]]:
         """(offset in the buffer, aligned bytes, first, last) of the blocks the buffer holds."""
         if not self.pieces:
-            return [(0, _align(self.nbytes), self.first, self.last)]
-        return [(at, _align(n), first, last) for at, n, first, last in self.pieces]
+            return [(0, align(self.nbytes), self.first, self.last)]
+        return [(at, align(n), first, last) for at, n, first, last in self.pieces]
 
 
-def _align(n: int, alignment: int = ALIGNMENT) -> int:
+def align(n: int, alignment: int = ALIGNMENT) -> int:
+    """n bytes rounded up to whole alignment units (where the planner may place a block)."""
     return (n + alignment - 1) // alignment * alignment
 
 

@@ -39,9 +39,8 @@ BLOCK_TERMS = (
     "p*G*[T]",
     "p*[R]*[T]",
 )  # G, R = o // 4, o % 4; W, T = i // 4, i % 4; [R], [T] = 1 where there is a partial group or word
-MATMUL_KINDS = ("fc", "pw")
-# Kernels that run other op kinds on the matmul loops too (CONV_2D: im2col columns as matmul rows).
-MATMUL_KERNELS = ("tr_conv_int8", "tr_conv_spatial_int8", "tr_conv_tucker_int8")
+# Op kinds whose every kernel runs the matmul loops (CONV_2D too: im2col columns as matmul rows).
+MATMUL_KINDS = ("fc", "pw", "conv")
 SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
 GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
 GENERIC = "*"  # the key of the fallback model
@@ -82,8 +81,8 @@ def block_terms(shape: dict[str, Any]) -> list[float]:
     remainder: the indicator terms."""
     p, i, o = int(shape["p"]), int(shape["i"]), int(shape["o"])
     g, r, w, t = o // 4, o % 4, i // 4, i % 4
-    # The matmul kernels (FULLY_CONNECTED, pointwise) pad the last group and word: one whole step.
-    padded = shape.get("kind") in MATMUL_KINDS or bool(shape.get("padded"))
+    # The matmul kernels (FULLY_CONNECTED, CONV_2D) pad the last group and word: one whole step.
+    padded = shape.get("kind") in MATMUL_KINDS
     partial_group, partial_word = int(padded and r > 0), int(padded and t > 0)
     return [
         float(v)
@@ -158,7 +157,6 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
     prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`)."""
     if kernel in ROW_KERNELS and len(shapes) == 1:
         return np.array(row_terms(shapes[0]))
-    shapes = [{**shape, "padded": kernel in MATMUL_KERNELS} for shape in shapes]
     if len(shapes) == 1:
         shape = shapes[0]
         odd = block_terms({**shape, "p": shape["p"] % 2})

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.budget import build_checked
-from tests.test_codegen_random_graphs import _check, build_conv
+from tests.test_codegen_random_graphs import DEPTHWISE_QUANT, _check, build_conv
 from toolchain.codegen.graph import parse
 from toolchain.codegen.ops.depthwise_conv import runs_three_by_three, three_by_three_weights
 
@@ -28,16 +28,8 @@ BASE = {
     "dil_h": 1,
     "dil_w": 1,
     "padding": "SAME",
-    "out_c": 1,
     "multiplier": 1,
-    "per_channel": True,
-    "bias": True,
-    "act": "RELU",
-    "in_zp": -9,
-    "out_zp": 4,
-    "in_scale": 0.05,
-    "out_scale": 0.3,
-    "seed": 11,
+    **DEPTHWISE_QUANT,
 }
 # name -> changes to BASE; each runs tr_depthwise_conv_3x3_int8 or its doubled form
 CASES = {

@@ -380,6 +380,21 @@ MULTIPLIER_CASES = {
 }
 
 
+# The quantization, activation and seed of the depthwise cases built by hand (here and in
+# test_codegen_depthwise_3x3.py).
+DEPTHWISE_QUANT = {
+    "out_c": 1,
+    "per_channel": True,
+    "bias": True,
+    "act": "RELU",
+    "in_zp": -9,
+    "out_zp": 4,
+    "in_scale": 0.05,
+    "out_scale": 0.3,
+    "seed": 11,
+}
+
+
 def _multiplier_params(case: str) -> dict:
     channels, multiplier, (k_h, k_w), (s_h, s_w), (d_h, d_w), padding = MULTIPLIER_CASES[case]
     return {
@@ -394,16 +409,8 @@ def _multiplier_params(case: str) -> dict:
         "dil_h": d_h,
         "dil_w": d_w,
         "padding": padding,
-        "out_c": 1,
         "multiplier": multiplier,
-        "per_channel": True,
-        "bias": True,
-        "act": "RELU",
-        "in_zp": -9,
-        "out_zp": 4,
-        "in_scale": 0.05,
-        "out_scale": 0.3,
-        "seed": 11,
+        **DEPTHWISE_QUANT,
     }
 
 

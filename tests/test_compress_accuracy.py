@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers.digits_models import tiny_digits_mlp
 from toolchain.compress import compress
 from toolchain.data import Dataset
 
@@ -99,19 +100,11 @@ def test_fake_quantized_kernels_round_like_the_converter(rng):
 
 
 def test_quantization_aware_finetuning_keeps_int8_close_to_float(digits):
-    import keras
 
     from toolchain.compress.finetune import finetune
     from toolchain.convert import convert_model, evaluate
 
-    keras.utils.set_random_seed(0)
-    tiny = keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(12, activation="relu", name="hidden"),
-            keras.layers.Dense(10, activation="softmax", name="classes"),
-        ]
-    )
+    tiny = tiny_digits_mlp()
     info = finetune(tiny, None, digits.x_train, digits.y_train, epochs=10, learning_rate=3e-3, verbose=0)
     assert info["qat_epochs"] == 2 and not info["kept_start_weights"]
     scores = evaluate(tiny, convert_model(tiny, digits.x_train), digits)

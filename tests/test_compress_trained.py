@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers.digits_models import tiny_digits_mlp
 from toolchain.compress.budget import Candidate
 
 
@@ -117,20 +118,12 @@ def test_int8_grid_kernel_uses_per_channel_scales_and_is_stable(rng):
 
 
 def test_quantization_aware_finetuning_returns_the_weights_the_converter_stores(digits):
-    import keras
     from ai_edge_litert.interpreter import Interpreter
 
     from toolchain.compress.finetune import finetune
     from toolchain.convert import convert_model
 
-    keras.utils.set_random_seed(0)
-    tiny = keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(12, activation="relu", name="hidden"),
-            keras.layers.Dense(10, activation="softmax", name="classes"),
-        ]
-    )
+    tiny = tiny_digits_mlp()
     info = finetune(tiny, None, digits.x_train, digits.y_train, epochs=5, learning_rate=3e-3, verbose=0)
     assert info["qat_epochs"] == 1 and not info["kept_start_weights"]
     kernel = tiny.get_layer("hidden").get_weights()[0]

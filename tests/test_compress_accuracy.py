@@ -22,21 +22,22 @@ def test_joint_search_beats_the_additive_pick_on_the_whole_model(mlp, digits):
     from toolchain.compress import budget
     from toolchain.compress.pipeline import _calibration
     from toolchain.compress.plan import describe_model as _describe
-    from toolchain.compress.search import BOTTLENECK_RATIO, _JointError, joint_search
+    from toolchain.compress.plan import layer_widths
+    from toolchain.compress.search import BOTTLENECK_RATIO, _JointError, joint_search, width_of
 
     infos = [i for i in _describe(mlp) if i.kind is not None]
     x = _calibration(digits, 0)
     table = budget.candidate_table(mlp, infos, budget.layer_methods(infos, "svd"), x)
     limit = 0.15 * sum(i.params for i in infos)
     additive = budget.select(table, "params", limit, 0)
-    widths = {i.name: min(i.matrix.shape) for i in infos}
+    widths = layer_widths(infos)
     found = joint_search(mlp, table, {"params": limit}, {"params": 0}, x, widths)
     assert sum(c.params for c in found.choice.values()) <= limit
     measure = _JointError(mlp, table, x)
     assert found.joint_error == pytest.approx(measure(found.choice))
     assert found.joint_error <= measure(additive) + 1e-9
     names = [i.name for i in infos]
-    chosen = [min((*c.ranks, widths[n])) if (c := found.choice[n]).method else widths[n] for n in names]
+    chosen = [width_of(found.choice[n], widths[n]) for n in names]
     flagged = {neck["layer"] for neck in found.bottlenecks}
     for i, name in enumerate(names):  # a crushed layer is only kept when the search measured it and says so
         neighbours = [chosen[j] for j in (i - 1, i + 1) if 0 <= j < len(names)]

@@ -26,7 +26,7 @@ def _choice(a: int, b: int, c: int) -> dict[str, Candidate]:
 
 
 def test_trained_repair_moves_size_to_where_the_held_out_loss_falls_within_the_limit():
-    from toolchain.compress.search import trained_repair
+    from toolchain.compress.trained_search import trained_repair
 
     limit = {"params": 10 * 5 + 4 * 6 + 3 * 5}  # exactly the start (5, 6, 5)
     calls = []
@@ -45,7 +45,7 @@ def test_trained_repair_moves_size_to_where_the_held_out_loss_falls_within_the_l
 
 
 def test_trained_repair_keeps_the_search_choice_unless_a_move_clearly_wins():
-    from toolchain.compress.search import TRAINED_MIN_GAIN, trained_repair
+    from toolchain.compress.trained_search import TRAINED_MIN_GAIN, trained_repair
 
     start = _choice(5, 6, 5)
 
@@ -57,7 +57,7 @@ def test_trained_repair_keeps_the_search_choice_unless_a_move_clearly_wins():
 
 
 def test_trained_repair_trains_at_most_max_trials_moves_and_keeps_the_best_measured():
-    from toolchain.compress.search import trained_repair
+    from toolchain.compress.trained_search import trained_repair
 
     limit = {"params": 10 * 5 + 4 * 6 + 3 * 5}
     calls = []

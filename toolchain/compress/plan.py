@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from toolchain.compress import budget as budget_search
 from toolchain.compress.budget import Candidate, int8_bytes
 from toolchain.compress.graph import call_count
 from toolchain.compress.layers import (
+    METHODS,
     Factorization,
     LayerInfo,
     chain_cost,
@@ -26,6 +28,7 @@ from toolchain.compress.layers import (
     saves_parameters,
 )
 from toolchain.compress.ranks import auto_choice, reference_method, rule_ranks
+from toolchain.compress.search import Width
 from toolchain.errors import ModelError, UnsupportedError
 
 TRAINED_REPAIR_ERROR = 0.1  # below this fine-tuning recovers any allocation the search makes
@@ -94,10 +97,11 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
     table, which a --pareto sweep reuses, and the search's findings for the report.
 
     `trainer(model) -> held-out loss` (a short fine-tune) turns on the trained repair
-    (`search.trained_repair`) when the chosen model starts far from the original
+    (`trained_search.trained_repair`) when the chosen model starts far from the original
     (joint output error of at least TRAINED_REPAIR_ERROR)."""
     from toolchain.compress.graph import rebuild
-    from toolchain.compress.search import bottleneck_rows, joint_search, measure_choice, trained_repair
+    from toolchain.compress.search import bottleneck_rows, joint_search, measure_choice
+    from toolchain.compress.trained_search import trained_repair, uniform_width
 
     factorable = [i for i in infos if i.kind is not None and (method == "auto" or method_for(i, method))]
     if table is None:
@@ -106,7 +110,7 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
         )
     fixed_infos = [i for i in infos if i.name not in table]
     fixed = sum(budget_search.layer_cost(i, kind) for i in fixed_infos)
-    widths = {i.name: int(min(i.matrix.shape)) for i in factorable}  # the rank a kept layer can have
+    widths = layer_widths(infos)
     found = joint_search(model, table, {kind: budget_value}, {kind: fixed}, x_calib, widths)
     choice, trained = found.choice, None
     if trainer is not None and found.joint_error >= TRAINED_REPAIR_ERROR:
@@ -117,8 +121,13 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
             replace = {n: e.specs for n, e in trial_plan.items() if isinstance(e, Factorization)}
             return trainer(rebuild(model, replace))
 
-        steps = _rank_steps({i.name: i for i in factorable})
-        choice, trained = trained_repair(choice, steps, {kind: budget_value}, {kind: fixed}, held_out_loss)
+        by_name = {i.name: i for i in factorable}
+        limits, fixed_costs = {kind: budget_value}, {kind: fixed}
+        uniform = uniform_width(_at_width(by_name, table, choice), limits, fixed_costs, _widest(by_name))
+        alternatives = {f"one width of {uniform[0]}": uniform[1]} if uniform else {}
+        choice, trained = trained_repair(
+            choice, _rank_steps(by_name), limits, fixed_costs, held_out_loss, alternatives=alternatives
+        )
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see budget.candidate_table
         plan = _factorize_choice(infos, table, choice, method, seed)
     joint, in_combination, bottlenecks = found.joint_error, found.in_combination, found.bottlenecks
@@ -145,6 +154,49 @@ def plan_by_budget(model, infos, method, x_calib, kind, budget_value, seed, tabl
     if trained is not None:
         search["trained_repair"] = trained
     return plan, table, search
+
+
+def layer_widths(infos: list[LayerInfo]) -> dict[str, Width]:
+    """Every layer with weights, in model order, as the bottleneck check sees it: the rank it has
+    kept whole (a depthwise convolution: its channels) and each method's largest ranks."""
+    widths = {}
+    for info in infos:
+        if info.class_name == "DepthwiseConv2D":
+            full = int(info.kernel.shape[-2] * info.kernel.shape[-1])
+        else:
+            full = int(min(np.prod(info.kernel.shape[:-1]), info.kernel.shape[-1]))
+        actual = {method_for(info, m) for m in METHODS} if info.kind else set()
+        widths[info.name] = Width(full, {m: rank_limits(info, m) for m in actual if m})
+    return widths
+
+
+def _widest(infos: dict[str, LayerInfo]) -> int:
+    """The largest rank any factor of these layers can have (where a uniform width starts)."""
+    return max(
+        (max(top) for w in layer_widths(list(infos.values())).values() for top in w.tops.values()), default=1
+    )
+
+
+def _at_width(infos: dict[str, LayerInfo], table: dict[str, list[Candidate]], choice: dict[str, Candidate]):
+    """`at_width(w)`: every layer of `choice` with each rank of its method capped at w, or kept
+    whole where that saves nothing (the method: the one the search chose, else the table's first)."""
+
+    def at_width(width: int) -> dict[str, Candidate]:
+        found = {}
+        for name, cand in choice.items():
+            info, kept = infos[name], next(c for c in table[name] if c.method is None)
+            method = cand.method or next((c.method for c in table[name] if c.method), None)
+            ranks = tuple(min(width, top) for top in rank_limits(info, method)) if method else ()
+            if method is None or not saves_parameters(info, method, ranks):
+                found[name] = kept
+                continue
+            params, macs = chain_cost(info, method, ranks)
+            found[name] = Candidate(
+                method, ranks, float("nan"), params, macs, int8_bytes(params, info.bias_params)
+            )
+        return found
+
+    return at_width
 
 
 def _rank_steps(infos: dict[str, LayerInfo]):

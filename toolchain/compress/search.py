@@ -14,21 +14,21 @@ layer. Here every step is measured on the whole model, all chosen approximations
 3. repair: try moving size from one layer to another (one layer up, another down) while
    that lowers the whole-model error, layers that are bottlenecks first.
 
-4. trained repair (`trained_repair`, when the chosen model starts far from the original and
-   will be fine-tuned): output error before fine-tuning stops predicting accuracy after it
-   there (digits MLP at a tenth of its size: ranks 5/6/5 end at 96.7% after fine-tuning,
-   6/4/8 at 98.1%), so the same one-up-one-down moves are scored by the held-out loss
-   after a short fine-tune, and taken while that loss falls.
+4. trained repair (`trained_search.trained_repair`, when the chosen model starts far from the
+   original and will be fine-tuned).
 
 A rank far below its neighbours' widths (`BOTTLENECK_RATIO`) is kept only when the repair
 measured that lifting it does not help; the report lists each such layer and what was
-measured. Sizes come from `Candidate.cost(kind)` for every kind in `limits`, so several
-limits (parameters, flash, RAM, instructions) apply at once.
+measured. The neighbours are the layers beside it in the model, those that cannot be factored
+included: a pointwise convolution of a depthwise-separable block sits between two 64-channel
+depthwise ones, and its rank is a bottleneck against them, not against the next pointwise.
+
+Sizes come from `Candidate.cost(kind)` for every kind in `limits`, so several limits
+(parameters, flash, RAM, instructions) apply at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,6 @@ from toolchain.errors import BudgetError
 BOTTLENECK_RATIO = 0.25  # a width below a quarter of both neighbours' is a bottleneck
 NEXT_CANDIDATES = 3  # cheaper candidates of a layer tried per descent step
 REPAIR_ROUNDS = 12
-TRAINED_ROUNDS = 3  # hill-climbing steps of the trained repair (each fine-tunes every move once)
-TRAINED_MIN_GAIN = 0.02  # a move must lower the held-out loss by 2% (less is within run-to-run noise)
-# Trials (short fine-tunes) the trained repair may spend: a 6-layer DS-CNN has 30 moves a round, and
-# at ~25 s a trial on 2 cores three full rounds took longer than everything else in compress.
-TRAINED_MAX_TRIALS = 12
 
 
 @dataclass
@@ -97,13 +92,13 @@ def _sizes(choice: dict[str, Candidate], limits: dict[str, float], fixed: dict[s
     return {kind: fixed.get(kind, 0.0) + sum(c.cost(kind) for c in choice.values()) for kind in limits}
 
 
-def _overage(choice, limits, fixed) -> float:
+def overage(choice, limits, fixed) -> float:
     """How far past the limits a choice is, each limit counted relative to itself (0: fits)."""
     sizes = _sizes(choice, limits, fixed)
     return sum(max(0.0, sizes[k] - limits[k]) / max(limits[k], 1.0) for k in limits)
 
 
-def _size(cand: Candidate, limits: dict[str, float]) -> float:
+def candidate_size(cand: Candidate, limits: dict[str, float]) -> float:
     """One number for a candidate's size: its share of every limit, summed."""
     return sum(cand.cost(kind) / max(limits[kind], 1.0) for kind in limits)
 
@@ -114,15 +109,15 @@ def joint_search(
     limits: dict[str, float],
     fixed: dict[str, float],
     x_calib: np.ndarray,
-    widths: dict[str, int] | None = None,
+    widths: dict[str, Width] | None = None,
 ) -> SearchResult:
     """The candidate per layer with the least whole-model error within every limit.
 
-    `widths` gives each layer's full width (min of its inputs and outputs) in model order,
+    `widths` gives every layer with weights (in `table` or not) its `Width`, in model order,
     for the bottleneck check; None skips that check.
     """
-    cheapest = {name: min(cands, key=lambda c: _size(c, limits)) for name, cands in table.items()}
-    if _overage(cheapest, limits, fixed) > 0:
+    cheapest = {name: min(cands, key=lambda c: candidate_size(c, limits)) for name, cands in table.items()}
+    if overage(cheapest, limits, fixed) > 0:
         sizes = _sizes(cheapest, limits, fixed)
         kind = next(k for k in limits if sizes[k] > limits[k])
         raise BudgetError(
@@ -133,23 +128,22 @@ def joint_search(
     choice = {name: next(c for c in cands if c.method is None) for name, cands in table.items()}
     choice = _descend(choice, table, limits, fixed, measure)
     choice = _spend_leftover(choice, table, limits, fixed, measure)
-    order = list(table)
-    choice, repairs = _repair(choice, table, limits, fixed, measure, _bottlenecks(choice, order, widths))
+    choice, repairs = _repair(choice, table, limits, fixed, measure, _bottlenecks(choice, widths))
     joint, in_combination = _in_combination(measure, choice, table)
     bottlenecks = bottleneck_rows(choice, widths, "lifting it did not lower the measured whole-model error")
     return SearchResult(choice, joint, in_combination, bottlenecks, measure.evaluations, repairs)
 
 
-def bottleneck_rows(choice: dict[str, Candidate], widths: dict[str, int] | None, why: str) -> list[dict]:
-    """The report's rows for the bottlenecks of `choice` (layers in model order), with why each stays."""
+def bottleneck_rows(choice: dict[str, Candidate], widths: dict[str, Width] | None, why: str) -> list[dict]:
+    """The report's rows for the bottlenecks of `choice`, with why each stays."""
     return [
         {
             "layer": name,
-            "width": _width(choice[name], (widths or {})[name]),
+            "width": width_of(choice[name], (widths or {})[name]),
             "neighbour_widths": neighbours,
             "kept_because": why,
         }
-        for name, neighbours in _bottlenecks(choice, list(choice), widths).items()
+        for name, neighbours in _bottlenecks(choice, widths).items()
     ]
 
 
@@ -173,17 +167,18 @@ def measure_choice(model: Any, table: dict[str, list[Candidate]], x_calib: np.nd
 
 
 def _descend(choice, table, limits, fixed, measure) -> dict[str, Candidate]:
-    while _overage(choice, limits, fixed) > 0:
+    while overage(choice, limits, fixed) > 0:
         error = measure(choice)
         best = None
         for name, cands in table.items():
-            current = _size(choice[name], limits)
+            current = candidate_size(choice[name], limits)
             cheaper = sorted(
-                (c for c in cands if _size(c, limits) < current), key=lambda c: -_size(c, limits)
+                (c for c in cands if candidate_size(c, limits) < current),
+                key=lambda c: -candidate_size(c, limits),
             )
             for cand in cheaper[:NEXT_CANDIDATES]:
                 trial = dict(choice, **{name: cand})
-                score = (measure(trial) - error) / (current - _size(cand, limits))
+                score = (measure(trial) - error) / (current - candidate_size(cand, limits))
                 if best is None or score < best[0]:
                     best = (score, name, cand)
         if best is None:
@@ -197,11 +192,11 @@ def _spend_leftover(choice, table, limits, fixed, measure) -> dict[str, Candidat
         error = measure(choice)
         best = None
         for name, cands in table.items():
-            current = _size(choice[name], limits)
+            current = candidate_size(choice[name], limits)
             for cand in cands:
-                extra = _size(cand, limits) - current
+                extra = candidate_size(cand, limits) - current
                 trial = dict(choice, **{name: cand})
-                if extra <= 0 or _overage(trial, limits, fixed) > 0:
+                if extra <= 0 or overage(trial, limits, fixed) > 0:
                     continue
                 gain = error - measure(trial)
                 if gain > 0 and (best is None or gain / extra > best[0]):
@@ -220,8 +215,8 @@ def _repair(choice, table, limits, fixed, measure, first: dict) -> tuple[dict[st
         names = sorted(table, key=lambda n: n not in first)
         for up in names:
             bigger = sorted(
-                (c for c in table[up] if _size(c, limits) > _size(choice[up], limits)),
-                key=lambda c: _size(c, limits),
+                (c for c in table[up] if candidate_size(c, limits) > candidate_size(choice[up], limits)),
+                key=lambda c: candidate_size(c, limits),
             )[:NEXT_CANDIDATES]
             for raised in bigger:
                 for down in table:
@@ -242,115 +237,51 @@ def _repair(choice, table, limits, fixed, measure, first: dict) -> tuple[dict[st
 
 def _smallest_downgrade(choice, name, table, limits, fixed) -> dict[str, Candidate] | None:
     """`choice` with layer `name` lowered just enough to fit every limit (None: it cannot be)."""
-    current = _size(choice[name], limits)
-    for cand in sorted(table[name], key=lambda c: -_size(c, limits)):
-        if _size(cand, limits) < current:
+    current = candidate_size(choice[name], limits)
+    for cand in sorted(table[name], key=lambda c: -candidate_size(c, limits)):
+        if candidate_size(cand, limits) < current:
             trial = dict(choice, **{name: cand})
-            if _overage(trial, limits, fixed) == 0:
+            if overage(trial, limits, fixed) == 0:
                 return trial
     return None
 
 
-def _width(cand: Candidate, full: int) -> int:
-    return min((*cand.ranks, full)) if cand.method is not None else full
+@dataclass
+class Width:
+    """How wide a layer with weights is, for the bottleneck check.
+
+    `full` is the rank the layer has kept whole (min of its inputs and outputs; a depthwise
+    convolution's channels); `tops` gives, per factoring method, each factor's largest rank,
+    since a factor at its largest narrows nothing (Tucker-2's input rank 1 on a one-channel
+    first convolution)."""
+
+    full: int
+    tops: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
-def _bottlenecks(choice, order: list[str], widths: dict[str, int] | None) -> dict[str, list[int]]:
-    """Factored layers whose chosen width is below BOTTLENECK_RATIO of both neighbours' (in
-    model order). A layer kept whole is the designer's width (a first convolution on one
-    input channel has width 1), so it is never reported as one."""
+def width_of(cand: Candidate | None, width: Width) -> int:
+    """How many numbers per position pass through the layer as `cand` factors it."""
+    if cand is None or cand.method is None:
+        return width.full
+    tops = width.tops.get(cand.method, ())
+    narrowed = [r for i, r in enumerate(cand.ranks) if i >= len(tops) or r < tops[i]]
+    return min((*narrowed, width.full))
+
+
+def _bottlenecks(choice, widths: dict[str, Width] | None) -> dict[str, list[int]]:
+    """Factored layers whose width is below BOTTLENECK_RATIO of both neighbours' in model order
+    (`widths` lists every layer with weights, those outside `choice` at their full width). A
+    layer kept whole is the designer's width (a first convolution on one input channel has
+    width 1), so it is never reported as one."""
     if not widths:
         return {}
+    order = list(widths)
+    chosen = [width_of(choice.get(name), widths[name]) for name in order]
     found = {}
-    chosen = [_width(choice[name], widths[name]) for name in order]
     for i, name in enumerate(order):
-        if choice[name].method is None:
+        if name not in choice or choice[name].method is None:
             continue
         neighbours = [chosen[j] for j in (i - 1, i + 1) if 0 <= j < len(order)]
         if neighbours and all(chosen[i] < BOTTLENECK_RATIO * n for n in neighbours):
             found[name] = neighbours
     return found
-
-
-def trained_repair(
-    choice: dict[str, Candidate],
-    steps: Callable[[str, Candidate], list[Candidate]],
-    limits: dict[str, float],
-    fixed: dict[str, float],
-    held_out_loss: Callable[[dict[str, Candidate]], float],
-    rounds: int = TRAINED_ROUNDS,
-    max_trials: int = TRAINED_MAX_TRIALS,
-) -> tuple[dict[str, Candidate], dict]:
-    """Move size between two layers while the held-out loss after a short fine-tune falls.
-
-    `steps(layer, candidate)` gives the candidates one rank step above and below it (finer
-    than the search's grid: at a tenth of the size one grid step of the first layer costs
-    what three ranks of the last one do). `held_out_loss(choice)` builds the model of a
-    choice, fine-tunes it briefly and returns its loss on held-out samples (never the test
-    split). Every move keeps every limit. The result is the start unless a move measured
-    better by TRAINED_MIN_GAIN; what was measured is returned for the report. At most
-    `max_trials` moves are trained (the best of those measured in a cut-short round still counts).
-    """
-    start = _key(choice)
-    scores = {start: held_out_loss(choice)}
-    ranks = {start: _ranks(choice)}
-    moves = []
-    for _ in range(rounds):
-        current = scores[_key(choice)]
-        best = None
-        for trial in _moves(choice, steps, limits, fixed):
-            key = _key(trial)
-            if key not in scores:
-                if len(scores) > max_trials:
-                    continue
-                scores[key], ranks[key] = held_out_loss(trial), _ranks(trial)
-            if scores[key] < current * (1 - TRAINED_MIN_GAIN) and (best is None or scores[key] < best[0]):
-                best = (scores[key], trial)
-        if best is None:
-            break
-        moves.append({"ranks": _ranks(best[1]), "held_out_loss": best[0], "from": current})
-        choice = best[1]
-    return choice, {
-        "trials": len(scores),
-        "start_held_out_loss": scores[start],
-        "moves": moves,
-        "held_out_loss": scores[_key(choice)],
-        "measured": [{"ranks": ranks[key], "held_out_loss": loss} for key, loss in scores.items()],
-    }
-
-
-def _moves(choice, steps, limits, fixed) -> list[dict[str, Candidate]]:
-    """Every choice with one layer a step bigger and another lowered just enough to fit."""
-    found = []
-    for up in choice:
-        for bigger in (c for c in steps(up, choice[up]) if _size(c, limits) > _size(choice[up], limits)):
-            raised = dict(choice, **{up: bigger})
-            if _overage(raised, limits, fixed) == 0:
-                found.append(raised)
-                continue
-            for down in choice:
-                if down != up and (trial := _lower_until_fit(raised, down, steps, limits, fixed)) is not None:
-                    found.append(trial)
-    return found
-
-
-def _lower_until_fit(choice, name, steps, limits, fixed, most: int = 8) -> dict[str, Candidate] | None:
-    """`choice` with layer `name` lowered step by step until every limit holds (None: it cannot be)."""
-    cand = choice[name]
-    for _ in range(most):
-        smaller = [c for c in steps(name, cand) if _size(c, limits) < _size(cand, limits)]
-        if not smaller:
-            return None
-        cand = max(smaller, key=lambda c: _size(c, limits))
-        trial = dict(choice, **{name: cand})
-        if _overage(trial, limits, fixed) == 0:
-            return trial
-    return None
-
-
-def _key(choice: dict[str, Candidate]) -> tuple:
-    return tuple((name, choice[name].method, choice[name].ranks) for name in sorted(choice))
-
-
-def _ranks(choice: dict[str, Candidate]) -> dict[str, list[int] | None]:
-    return {name: (list(c.ranks) if c.method else None) for name, c in choice.items()}

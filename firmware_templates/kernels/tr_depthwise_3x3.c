@@ -125,7 +125,8 @@ TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int3
 __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
                        int32_t zero_word, int32_t *out)
 {
-    if (row == NULL || valid < 4) { /* a row of padding, or the last channels: column by column */
+    /* a row of padding, the last channels, or a padding no 3x3 kernel has: column by column */
+    if (row == NULL || valid < 4 || pad_left > 2) {
         for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
             int32_t e0, o0, e1, o1, e2, o2;
             tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
@@ -135,27 +136,44 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
         }
         return;
     }
+    /* Columns 0 .. n_in - 1 read only input columns inside the row: no bounds test in their loops
+     * (step 2 reads x + 3 too, for the next column). */
+    const int last = in_w - 3 - (step - 1) + pad_left; /* the last j * step whose reads are inside */
+    int n_in = last < 0 ? 0 : last / step + 1;
+    n_in = n_in < n_cols ? n_in : n_cols;
     int x = -pad_left, offset = x * channels;
-    int32_t e0, o0, e1, o1;
+    int32_t e0, o0, e1, o1, e2, o2;
     tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
     tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
-    x += 2;
-    offset += 2 * channels;
-    const int32_t *end = out + n_cols * TR_DW3_COLUMN_WORDS;
-    if (step == 1) {
-        for (; out < end; ++x, offset += channels, out += TR_DW3_COLUMN_WORDS) {
-            int32_t e2, o2;
-            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+    const int8_t *p = row + (x + 2) * channels; /* input column x + 2 (inside the row for j < n_in) */
+    const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS, *end = out + n_cols * TR_DW3_COLUMN_WORDS;
+    if (step == 1) { /* unrolled by two: the three widened columns rotate through the names */
+        for (; out + TR_DW3_COLUMN_WORDS < inner; out += 2 * TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+            tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            tr_dw3_widen(tr_dw3_word(p + channels), &e0, &o0);
+            tr_dw3_store(out + TR_DW3_COLUMN_WORDS, e1, o1, e2, o2, e0, o0);
+            e1 = e0, o1 = o0, e0 = e2, o0 = o2; /* once per two columns */
+        }
+        x = (int)((out - (end - n_cols * TR_DW3_COLUMN_WORDS)) / TR_DW3_COLUMN_WORDS) - pad_left;
+        for (; out < end; ++x, out += TR_DW3_COLUMN_WORDS) {
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e1, o0 = o1, e1 = e2, o1 = o2;
         }
     } else { /* step 2: column x + 2 is the next stored column's x */
-        for (; out < end; x += 2, offset += 2 * channels, out += TR_DW3_COLUMN_WORDS) {
-            int32_t e2, o2;
-            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+        for (; out < inner; out += TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+            tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e2, o0 = o2;
-            tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_word(p + channels), &e1, &o1);
+        }
+        x = 2 * n_in - pad_left;
+        for (; out < end; x += 2, out += TR_DW3_COLUMN_WORDS) {
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e2, o0 = o2;
+            tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * channels, in_w, zero_word), &e1, &o1);
         }
     }
 }
@@ -247,6 +265,93 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 }
 #endif
 
+#if TR_DW3_ASM
+/* One output row of one group of four channels, for the assembly loop below: kept in memory (the
+ * loop's own stack copy), since the loop needs every register. Offsets are fixed: the loop reads
+ * the fields by them. */
+typedef struct {
+    const int32_t *bias;       /* +0: the group's four (doubled) biases */
+    const int32_t *weights;    /* +4: the group's 18 weight words */
+    const int32_t *multiplier; /* +8: the group's four multipliers */
+    const int32_t *doubled;    /* +12: the group's four (right shift, rounding) pairs */
+    int8_t *out;               /* +16: channel 0 of the first output pixel */
+    int32_t step;              /* +20: bytes from one output pixel to the next */
+    const int8_t *end;         /* +24: `out` past the last pixel */
+    int32_t unused;            /* +28 */
+    const int32_t *rows[3];    /* +32: the stored columns of the three kernel rows */
+} tr_dw3_run;
+
+/* One channel's doubled requantization, saturated to int8 and stored (the range of the layer's
+ * clamp is the whole of int8: nothing else to clamp): r8 = multiplier, (r9, r10) = (right shift,
+ * rounding constant), SMMLAR adds the rounding constant to the rounded high word (exact: it enters
+ * above the product's low word). `sign` subtracts 1 from it for a negative accumulator (the
+ * rounding half away from zero of RoundingDivideByPOT); the ReLU form leaves it out. */
+#define TR_DW3_RQ(a, k, sign)                     \
+    "ldr r8, [r12, #" #k "*4]\n\t"                 \
+    "ldrd r9, r10, [lr, #" #k "*8]\n\t"            \
+    sign                                          \
+    "smmlar " a ", " a ", r8, r10\n\t"              \
+    "asr " a ", " a ", r9\n\t"                      \
+    "ssat " a ", #8, " a "\n\t"                     \
+    "strb " a ", [r11, #" #k "]\n\t"
+#define TR_DW3_SIGN(a) "add r10, r10, " a ", asr #31\n\t"
+
+/* The output pixels of one row of one group: bias, nine taps (TR_DW3_ROW_ASM on r4-r6 and the
+ * weights in r7), requantization; r0-r3 are the four accumulators. */
+#define TR_DW3_RUN_BODY(s0, s1, s2, s3)                                                              \
+    "push {r4-r11, lr}\n\t"                                                                          \
+    "sub sp, sp, #32\n\t"                                                                            \
+    "ldm r0, {r1-r8}\n\t"                                                                            \
+    "stm sp, {r1-r8}\n\t"                                                                            \
+    "ldr r4, [r0, #32]\n\t"                                                                          \
+    "ldr r5, [r0, #36]\n\t"                                                                          \
+    "ldr r6, [r0, #40]\n\t"                                                                          \
+    "ldr r7, [sp, #4]\n\t"                                                                           \
+    "1:\n\t"                                                                                         \
+    "ldr r12, [sp]\n\t"                                                                              \
+    "ldm r12, {r0-r3}\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24")                   \
+        TR_DW3_ROW_ASM_R("r6", "48") "ldrd r12, lr, [sp, #8]\n\t"                                     \
+    "ldr r11, [sp, #16]\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2)      \
+        TR_DW3_RQ("r3", 3, s3) "ldrd r8, r9, [sp, #20]\n\t"                                           \
+    "add r11, r11, r8\n\t"                                                                           \
+    "str r11, [sp, #16]\n\t"                                                                         \
+    "cmp r11, r9\n\t"                                                                                \
+    "bne 1b\n\t"                                                                                     \
+    "add sp, sp, #32\n\t"                                                                            \
+    "pop {r4-r11, pc}"
+
+/* TR_DW3_ROW_ASM with the weights in r7 (the loop's registers are its own). */
+#define TR_DW3_ROW_ASM_R(h, offset)                           \
+    "ldm " h "!, {r8, r9, r10, r11}\n\t"                      \
+    "ldrd r12, lr, [r7, #" offset "]\n\t"                     \
+    "smlad r0, r8, r12, r0\n\t"                               \
+    "smlad r1, r9, lr, r1\n\t"                                \
+    "ldrd r12, lr, [r7, #" offset "+8]\n\t"                   \
+    "smlad r2, r10, r12, r2\n\t"                              \
+    "smlad r3, r11, lr, r3\n\t"                               \
+    "ldrd r8, r9, [" h "], #8\n\t"                            \
+    "ldrd r12, lr, [r7, #" offset "+16]\n\t"                  \
+    "smlabb r0, r8, r12, r0\n\t"                              \
+    "smlatt r2, r8, r12, r2\n\t"                              \
+    "smlabb r1, r9, lr, r1\n\t"                               \
+    "smlatt r3, r9, lr, r3\n\t"
+
+/* An output row (at least one pixel), the doubled form, a full int8 clamp range, output zero point
+ * -128 and act_min >= it (ReLU): a negative value lands on -128 whichever way it rounds. */
+__attribute__((naked, noinline)) static void tr_dw3_run_relu(const tr_dw3_run *run)
+{
+    (void)run;
+    __asm__ volatile(TR_DW3_RUN_BODY("", "", "", ""));
+}
+
+/* The same for any output zero point (rounding half away from zero kept). */
+__attribute__((naked, noinline)) static void tr_dw3_run_signed(const tr_dw3_run *run)
+{
+    (void)run;
+    __asm__ volatile(TR_DW3_RUN_BODY(TR_DW3_SIGN("r0"), TR_DW3_SIGN("r1"), TR_DW3_SIGN("r2"), TR_DW3_SIGN("r3")));
+}
+#endif
+
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
@@ -259,6 +364,9 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #if TR_DW3_ASM
     const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)rq.act_min * 0x01010101u);
     const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)rq.act_max * 0x01010101u);
+    /* The assembly row loop: doubled form, nothing to clamp past int8 (1: and ReLU at -128). */
+    const int full_range = doubled_form && rq.act_min == -128 && rq.act_max == 127 && g.out_w > 0;
+    const int run_form = !full_range ? 0 : rq.output_offset == -128 ? 1 : 2;
 #endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
     tr_dw3_row(NULL, g.in_w, channels, 4, g.pad_left, step, n_cols, zero_word, zero_row);
@@ -286,6 +394,18 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 }
                 const int32_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
                 int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
+#if TR_DW3_ASM
+                if (run_form != 0 && valid == 4) {
+                    const tr_dw3_run run = {bias + c, w, rq.multiplier + c, rq.doubled + 2 * c, out, channels,
+                                            out + g.out_w * channels, 0, {r0, r1, r2}};
+                    if (run_form == 1) {
+                        tr_dw3_run_relu(&run);
+                    } else {
+                        tr_dw3_run_signed(&run);
+                    }
+                    continue;
+                }
+#endif
                 for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
 #if TR_DW3_ASM

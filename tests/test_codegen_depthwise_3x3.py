@@ -85,6 +85,7 @@ QEMU_CASES = (
     "stride2_same_odd_width",
     "stride2_valid_13_stride_down_3",
     "general_requantization",
+    "narrow_rows",
     *ROW_LOOP_CASES,
 )
 

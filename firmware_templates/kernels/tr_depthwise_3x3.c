@@ -118,13 +118,97 @@ TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int3
     return (unsigned)x < (unsigned)in_w ? tr_dw3_word(row + offset) : zero_word;
 }
 
+/* What the widening of a row needs of the layer, worked out once per call. */
+typedef struct {
+    int in_w, channels, pad_left, step, n_cols;
+    int n_in;          /* stored columns 0 .. n_in - 1 read only input columns inside the row */
+    int32_t zero_word; /* four channels of the input zero point */
+} tr_dw3_shape;
+
+/* n_in of tr_dw3_shape (step 2 reads x + 3 too, for the next column). */
+static int tr_dw3_inner_columns(int in_w, int pad_left, int step, int n_cols)
+{
+    const int last = in_w - 3 - (step - 1) + pad_left; /* the last j * step whose reads are inside */
+    const int n_in = last < 0 ? 0 : last / step + 1;
+    return n_in < n_cols ? n_in : n_cols;
+}
+
+#if TR_DW3_ASM
+/* One stored column: the next input column's word from r0 (advanced by r8 bytes) widened into
+ * (ce, co); the column pairs from the widened columns (ae, ao), (be, bo); six words to r1 (advanced).
+ * r3, r9-r11 are scratch. */
+#define TR_DW3_COLUMN_ASM(ae, ao, be, bo, ce, co)        \
+    "ldr r3, [r0]\n\t"                                   \
+    "add r0, r0, r8\n\t"                                 \
+    "sxtb16 " ce ", r3\n\t"                              \
+    "sxtb16 " co ", r3, ror #8\n\t"                      \
+    "pkhbt r3, " ae ", " be ", lsl #16\n\t"               \
+    "pkhbt r9, " ao ", " bo ", lsl #16\n\t"               \
+    "pkhtb r10, " be ", " ae ", asr #16\n\t"              \
+    "pkhtb r11, " bo ", " ao ", asr #16\n\t"              \
+    "stmia r1!, {r3, r9, r10, r11}\n\t"                  \
+    "strd " ce ", " co ", [r1], #8\n\t"
+
+/* Stored columns `out` .. `end` (at least one) of a row at step 1, every input column they read
+ * inside the row: `p` input column x + 2 of the first, `first` = {column x, column x + 1, the
+ * bytes from one input column to the next}. The three widened columns rotate through r4-r7 and
+ * r12/lr (unrolled by three), so nothing moves. */
+__attribute__((naked, noinline)) static void tr_dw3_slide1(const int8_t *p, int32_t *out, const int32_t *end,
+                                                          const int32_t *first)
+{
+    (void)p, (void)out, (void)end, (void)first;
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4, r5, r8}\n\t"
+                     "sxtb16 r6, r5\n\t"
+                     "sxtb16 r7, r5, ror #8\n\t"
+                     "sxtb16 r5, r4, ror #8\n\t"
+                     "sxtb16 r4, r4\n\t"
+                     "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"
+                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"
+                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t"
+                     "pop {r4-r11, pc}");
+}
+
+/* The same at step 2: `p` input column x + 1 of the first stored column, `first` = {column x,
+ * unused, the bytes from one input column to the next}; each stored column reads two input
+ * columns, its x + 2 the next one's x. */
+__attribute__((naked, noinline)) static void tr_dw3_slide2(const int8_t *p, int32_t *out, const int32_t *end,
+                                                          const int32_t *first)
+{
+    (void)p, (void)out, (void)end, (void)first;
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4, r5, r8}\n\t"
+                     "sxtb16 r5, r4, ror #8\n\t"
+                     "sxtb16 r4, r4\n\t"
+                     "1:\n\t"
+                     "ldr r3, [r0]\n\t"
+                     "add r0, r0, r8\n\t"
+                     "sxtb16 r6, r3\n\t"
+                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")
+                     "cmp r1, r2\n\t"
+                     "beq 2f\n\t"
+                     "ldr r3, [r0]\n\t"
+                     "add r0, r0, r8\n\t"
+                     "sxtb16 r6, r3\n\t"
+                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r6", "r7", "r4", "r5")
+                     "cmp r1, r2\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t"
+                     "pop {r4-r11, pc}");
+}
+#endif
+
 /* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
  * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
  * with x = j * step - pad_left. The columns slide: each input column is read and widened once. */
 /* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
-__attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
-                       int32_t zero_word, int32_t *out)
+__attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, const int8_t *row, int valid, int32_t *out)
 {
+    const int in_w = shape->in_w, channels = shape->channels, pad_left = shape->pad_left, step = shape->step;
+    const int n_cols = shape->n_cols, n_in = shape->n_in;
+    const int32_t zero_word = shape->zero_word;
     /* a row of padding, the last channels, or a padding no 3x3 kernel has: column by column */
     if (row == NULL || valid < 4 || pad_left > 2) {
         for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
@@ -136,11 +220,26 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
         }
         return;
     }
-    /* Columns 0 .. n_in - 1 read only input columns inside the row: no bounds test in their loops
-     * (step 2 reads x + 3 too, for the next column). */
-    const int last = in_w - 3 - (step - 1) + pad_left; /* the last j * step whose reads are inside */
-    int n_in = last < 0 ? 0 : last / step + 1;
-    n_in = n_in < n_cols ? n_in : n_cols;
+#if TR_DW3_ASM
+    if (n_in > 0) {
+        const int32_t first[3] = {tr_dw3_at(row, -pad_left, -pad_left * channels, in_w, zero_word),
+                                  tr_dw3_at(row, 1 - pad_left, (1 - pad_left) * channels, in_w, zero_word), channels};
+        const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS;
+        if (step == 1) {
+            tr_dw3_slide1(row + (2 - pad_left) * channels, out, inner, first);
+        } else {
+            tr_dw3_slide2(row + (1 - pad_left) * channels, out, inner, first);
+        }
+        out += n_in * TR_DW3_COLUMN_WORDS;
+    }
+    for (int j = n_in, x = n_in * step - pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
+        int32_t e0, o0, e1, o1, e2, o2;
+        tr_dw3_widen(tr_dw3_at(row, x, x * channels, in_w, zero_word), &e0, &o0);
+        tr_dw3_widen(tr_dw3_at(row, x + 1, (x + 1) * channels, in_w, zero_word), &e1, &o1);
+        tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+        tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+    }
+#else
     int x = -pad_left, offset = x * channels;
     int32_t e0, o0, e1, o1, e2, o2;
     tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
@@ -176,6 +275,7 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
             tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * channels, in_w, zero_word), &e1, &o1);
         }
     }
+#endif
 }
 
 #if TR_DW3_ASM
@@ -369,10 +469,15 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
     const int run_form = !full_range ? 0 : rq.output_offset == -128 ? 1 : 2;
 #endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
-    tr_dw3_row(NULL, g.in_w, channels, 4, g.pad_left, step, n_cols, zero_word, zero_row);
+    const tr_dw3_shape shape = {g.in_w, channels, g.pad_left, step, n_cols,
+                                tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), zero_word};
+    tr_dw3_row(&shape, NULL, 4, zero_row);
     for (int c = 0; c < channels; c += 4) {
         const int valid = channels - c < 4 ? channels - c : 4;
         const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
+#if TR_DW3_ASM
+        tr_dw3_run run = {bias + c, w, rq.multiplier + c, rq.doubled + 2 * c, NULL, channels, NULL, 0, {NULL}};
+#endif
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
             int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
@@ -386,8 +491,7 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                     }
                     const int slot = y % 3;
                     if (held[slot] != y) {
-                        tr_dw3_row(image + y * g.in_w * channels, g.in_w, channels, valid, g.pad_left, step,
-                                   n_cols, zero_word, ring + slot * row_words);
+                        tr_dw3_row(&shape, image + y * g.in_w * channels, valid, ring + slot * row_words);
                         held[slot] = y;
                     }
                     rows[ky] = ring + slot * row_words;
@@ -396,8 +500,9 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
 #if TR_DW3_ASM
                 if (run_form != 0 && valid == 4) {
-                    const tr_dw3_run run = {bias + c, w, rq.multiplier + c, rq.doubled + 2 * c, out, channels,
-                                            out + g.out_w * channels, 0, {r0, r1, r2}};
+                    run.out = out;
+                    run.end = out + g.out_w * channels;
+                    run.rows[0] = r0, run.rows[1] = r1, run.rows[2] = r2;
                     if (run_form == 1) {
                         tr_dw3_run_relu(&run);
                     } else {

@@ -452,6 +452,45 @@ __attribute__((naked, noinline)) static void tr_dw3_run_signed(const tr_dw3_run 
 }
 #endif
 
+#if TR_DW3_ASM
+/* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
+ * `out` channel c of the image's first output pixel. Out of line, so that the row bookkeeping keeps
+ * its values in registers. */
+__attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const tr_dw3_shape *shape,
+                                                       const int8_t *image, int8_t *out, int32_t *ring,
+                                                       tr_dw3_run *run, int relu)
+{
+    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h;
+    const int row_words = shape->n_cols * TR_DW3_COLUMN_WORDS;
+    const int row_bytes = g->in_w * shape->channels, out_row = g->out_w * shape->channels;
+    int32_t *zero_row = ring + 3 * row_words;
+    int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
+    for (int oy = 0, top = -g->pad_top; oy < out_h; ++oy, top += stride_h, out += out_row) {
+        for (int ky = 0; ky < 3; ++ky) {
+            const int y = top + ky;
+            if ((unsigned)y >= (unsigned)in_h) {
+                run->rows[ky] = zero_row;
+                continue;
+            }
+            const int slot = y % 3;
+            int32_t *held_row = ring + slot * row_words;
+            if (held[slot] != y) {
+                tr_dw3_row(shape, image + y * row_bytes, 4, held_row);
+                held[slot] = y;
+            }
+            run->rows[ky] = held_row;
+        }
+        run->out = out;
+        run->end = out + out_row;
+        if (relu) {
+            tr_dw3_run_relu(run);
+        } else {
+            tr_dw3_run_signed(run);
+        }
+    }
+}
+#endif
+
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
@@ -480,6 +519,13 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #endif
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
+#if TR_DW3_ASM
+            if (run_form != 0 && valid == 4) {
+                tr_dw3_group_run(&g, &shape, image, output + b * g.out_h * g.out_w * channels + c, ring, &run,
+                                 run_form == 1);
+                continue;
+            }
+#endif
             int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
             for (int oy = 0; oy < g.out_h; ++oy) {
                 const int32_t *rows[3];
@@ -498,19 +544,6 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 }
                 const int32_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
                 int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
-#if TR_DW3_ASM
-                if (run_form != 0 && valid == 4) {
-                    run.out = out;
-                    run.end = out + g.out_w * channels;
-                    run.rows[0] = r0, run.rows[1] = r1, run.rows[2] = r2;
-                    if (run_form == 1) {
-                        tr_dw3_run_relu(&run);
-                    } else {
-                        tr_dw3_run_signed(&run);
-                    }
-                    continue;
-                }
-#endif
                 for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
 #if TR_DW3_ASM

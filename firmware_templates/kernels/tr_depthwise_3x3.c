@@ -366,59 +366,52 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 #endif
 
 #if TR_DW3_ASM
-/* One output row of one group of four channels, for the assembly loop below: kept in memory (the
- * loop's own stack copy), since the loop needs every register. Offsets are fixed: the loop reads
- * the fields by them. */
+/* One group of four channels for the assembly row loop below, which reads the fields by these
+ * offsets (through [sp]: it needs every register): the group's constants, laid out for LDM, and
+ * the current output row. */
 typedef struct {
-    const int32_t *bias;       /* +0: the group's four (doubled) biases */
-    const int32_t *weights;    /* +4: the group's 18 weight words */
-    const int32_t *multiplier; /* +8: the group's four multipliers */
-    const int32_t *doubled;    /* +12: the group's four (right shift, rounding) pairs */
-    int8_t *out;               /* +16: channel 0 of the first output pixel */
-    int32_t step;              /* +20: bytes from one output pixel to the next */
-    const int8_t *end;         /* +24: `out` past the last pixel */
-    int32_t unused;            /* +28 */
-    const int32_t *rows[3];    /* +32: the stored columns of the three kernel rows */
+    int32_t bias[4];         /* +0: the group's four (doubled) biases */
+    int32_t requant[12];     /* +16: per channel: multiplier, rounding constant, right shift */
+    int32_t step;            /* +64: bytes from one output pixel to the next */
+    const int8_t *end;       /* +68: `out` past the row's last pixel */
+    int8_t *out;             /* +72: channel 0 of the row's first output pixel */
+    const int32_t *weights;  /* +76: the group's 18 weight words */
+    const int32_t *rows[3];  /* +80: the stored columns of the three kernel rows */
 } tr_dw3_run;
 
 /* One channel's doubled requantization, saturated to int8 and stored (the range of the layer's
- * clamp is the whole of int8: nothing else to clamp): r8 = multiplier, (r9, r10) = (right shift,
- * rounding constant), SMMLAR adds the rounding constant to the rounded high word (exact: it enters
- * above the product's low word). `sign` subtracts 1 from it for a negative accumulator (the
- * rounding half away from zero of RoundingDivideByPOT); the ReLU form leaves it out. */
+ * clamp is the whole of int8: nothing else to clamp): LDM of (multiplier, rounding constant, right
+ * shift) into r8-r10 from r12; SMMLAR adds the rounding constant to the rounded high word (exact:
+ * it enters above the product's low word). `sign` subtracts 1 from it for a negative accumulator
+ * (the rounding half away from zero of RoundingDivideByPOT); the ReLU form leaves it out. */
 #define TR_DW3_RQ(a, k, sign)                     \
-    "ldr r8, [r12, #" #k "*4]\n\t"                 \
-    "ldrd r9, r10, [lr, #" #k "*8]\n\t"            \
+    "ldm r12!, {r8, r9, r10}\n\t"                  \
     sign                                          \
-    "smmlar " a ", " a ", r8, r10\n\t"              \
-    "asr " a ", " a ", r9\n\t"                      \
+    "smmlar " a ", " a ", r8, r9\n\t"               \
+    "asr " a ", " a ", r10\n\t"                     \
     "ssat " a ", #8, " a "\n\t"                     \
     "strb " a ", [r11, #" #k "]\n\t"
-#define TR_DW3_SIGN(a) "add r10, r10, " a ", asr #31\n\t"
+#define TR_DW3_SIGN(a) "add r9, r9, " a ", asr #31\n\t"
 
-/* The output pixels of one row of one group: bias, nine taps (TR_DW3_ROW_ASM on r4-r6 and the
- * weights in r7), requantization; r0-r3 are the four accumulators. */
+/* The output pixels of one row of one group: bias, nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the
+ * weights in r7), requantization; r0-r3 are the four accumulators, [sp] the tr_dw3_run. */
 #define TR_DW3_RUN_BODY(s0, s1, s2, s3)                                                              \
-    "push {r4-r11, lr}\n\t"                                                                          \
-    "sub sp, sp, #32\n\t"                                                                            \
-    "ldm r0, {r1-r8}\n\t"                                                                            \
-    "stm sp, {r1-r8}\n\t"                                                                            \
-    "ldr r4, [r0, #32]\n\t"                                                                          \
-    "ldr r5, [r0, #36]\n\t"                                                                          \
-    "ldr r6, [r0, #40]\n\t"                                                                          \
-    "ldr r7, [sp, #4]\n\t"                                                                           \
+    "push {r0, r4-r11, lr}\n\t"                                                                      \
+    "ldr r7, [r0, #76]\n\t"                                                                          \
+    "add r12, r0, #80\n\t"                                                                           \
+    "ldm r12, {r4, r5, r6}\n\t"                                                                      \
     "1:\n\t"                                                                                         \
     "ldr r12, [sp]\n\t"                                                                              \
     "ldm r12, {r0-r3}\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24")                   \
-        TR_DW3_ROW_ASM_R("r6", "48") "ldrd r12, lr, [sp, #8]\n\t"                                     \
-    "ldr r11, [sp, #16]\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2)      \
-        TR_DW3_RQ("r3", 3, s3) "ldrd r8, r9, [sp, #20]\n\t"                                           \
+        TR_DW3_ROW_ASM_R("r6", "48") "ldr r12, [sp]\n\t"                                              \
+    "ldr r11, [r12, #72]\n\t"                                                                        \
+    "add r12, r12, #16\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2)      \
+        TR_DW3_RQ("r3", 3, s3) "ldm r12, {r8, r9}\n\t"                                                \
     "add r11, r11, r8\n\t"                                                                           \
-    "str r11, [sp, #16]\n\t"                                                                         \
+    "str r11, [r12, #8]\n\t"                                                                         \
     "cmp r11, r9\n\t"                                                                                \
     "bne 1b\n\t"                                                                                     \
-    "add sp, sp, #32\n\t"                                                                            \
-    "pop {r4-r11, pc}"
+    "pop {r0, r4-r11, pc}"
 
 /* TR_DW3_ROW_ASM with the weights in r7 (the loop's registers are its own). */
 #define TR_DW3_ROW_ASM_R(h, offset)                           \
@@ -438,14 +431,14 @@ typedef struct {
 
 /* An output row (at least one pixel), the doubled form, a full int8 clamp range, output zero point
  * -128 and act_min >= it (ReLU): a negative value lands on -128 whichever way it rounds. */
-__attribute__((naked, noinline)) static void tr_dw3_run_relu(const tr_dw3_run *run)
+__attribute__((naked, noinline)) static void tr_dw3_run_relu(tr_dw3_run *run)
 {
     (void)run;
     __asm__ volatile(TR_DW3_RUN_BODY("", "", "", ""));
 }
 
 /* The same for any output zero point (rounding half away from zero kept). */
-__attribute__((naked, noinline)) static void tr_dw3_run_signed(const tr_dw3_run *run)
+__attribute__((naked, noinline)) static void tr_dw3_run_signed(tr_dw3_run *run)
 {
     (void)run;
     __asm__ volatile(TR_DW3_RUN_BODY(TR_DW3_SIGN("r0"), TR_DW3_SIGN("r1"), TR_DW3_SIGN("r2"), TR_DW3_SIGN("r3")));
@@ -515,7 +508,15 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
         const int valid = channels - c < 4 ? channels - c : 4;
         const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
 #if TR_DW3_ASM
-        tr_dw3_run run = {bias + c, w, rq.multiplier + c, rq.doubled + 2 * c, NULL, channels, NULL, 0, {NULL}};
+        tr_dw3_run run = {{0}, {0}, channels, NULL, NULL, w, {NULL}};
+        if (run_form != 0 && valid == 4) {
+            for (int k = 0; k < 4; ++k) {
+                run.bias[k] = bias[c + k];
+                run.requant[3 * k] = rq.multiplier[c + k];
+                run.requant[3 * k + 1] = rq.doubled[2 * (c + k) + 1];
+                run.requant[3 * k + 2] = rq.doubled[2 * (c + k)];
+            }
+        }
 #endif
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * g.in_h * g.in_w * channels + c;

@@ -367,11 +367,11 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 
 #if TR_DW3_ASM
 /* One group of four channels for the assembly row loop below, which reads the fields by these
- * offsets (through [sp]: it needs every register): the group's constants, laid out for LDM, and
- * the current output row. */
+ * offsets (through the stack: it needs every register): the group's constants, laid out for LDM
+ * in the order it reads them, and the current output row. */
 typedef struct {
-    int32_t bias[4];         /* +0: the group's four (doubled) biases */
-    int32_t requant[12];     /* +16: per channel: multiplier, rounding constant, right shift */
+    int32_t requant[12];     /* +0: per channel: multiplier, rounding constant, right shift */
+    int32_t bias[4];         /* +48: the group's four (doubled) biases */
     int32_t step;            /* +64: bytes from one output pixel to the next */
     const int8_t *end;       /* +68: `out` past the row's last pixel */
     int8_t *out;             /* +72: channel 0 of the row's first output pixel */
@@ -393,25 +393,27 @@ typedef struct {
     "strb " a ", [r11, #" #k "]\n\t"
 #define TR_DW3_SIGN(a) "add r9, r9, " a ", asr #31\n\t"
 
-/* The output pixels of one row of one group: bias, nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the
- * weights in r7), requantization; r0-r3 are the four accumulators, [sp] the tr_dw3_run. */
+/* The output pixels of one row of one group: nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the weights
+ * in r7), requantization, the next pixel's bias; r0-r3 are the four accumulators, [sp, #4] the
+ * output pixel, [sp, #8] the tr_dw3_run (requant, then bias, step and end: one pointer, LDM on). */
 #define TR_DW3_RUN_BODY(s0, s1, s2, s3)                                                              \
-    "push {r0, r4-r11, lr}\n\t"                                                                      \
+    "ldr r1, [r0, #72]\n\t"                                                                          \
+    "mov r2, r0\n\t"                                                                                 \
+    "push {r0, r1, r2, r4-r11, lr}\n\t"                                                              \
     "ldr r7, [r0, #76]\n\t"                                                                          \
     "add r12, r0, #80\n\t"                                                                           \
     "ldm r12, {r4, r5, r6}\n\t"                                                                      \
-    "1:\n\t"                                                                                         \
-    "ldr r12, [sp]\n\t"                                                                              \
-    "ldm r12, {r0-r3}\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24")                   \
-        TR_DW3_ROW_ASM_R("r6", "48") "ldr r12, [sp]\n\t"                                              \
-    "ldr r11, [r12, #72]\n\t"                                                                        \
-    "add r12, r12, #16\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2)      \
-        TR_DW3_RQ("r3", 3, s3) "ldm r12, {r8, r9}\n\t"                                                \
+    "add r12, r0, #48\n\t"                                                                           \
+    "ldm r12, {r0-r3}\n\t"                                                                           \
+    "1:\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24") TR_DW3_ROW_ASM_R("r6", "48")      \
+    "ldrd r11, r12, [sp, #4]\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2) \
+        TR_DW3_RQ("r3", 3, s3) "ldm r12!, {r0-r3}\n\t"                                                \
+    "ldm r12, {r8, r9}\n\t"                                                                          \
     "add r11, r11, r8\n\t"                                                                           \
-    "str r11, [r12, #8]\n\t"                                                                         \
+    "str r11, [sp, #4]\n\t"                                                                          \
     "cmp r11, r9\n\t"                                                                                \
     "bne 1b\n\t"                                                                                     \
-    "pop {r0, r4-r11, pc}"
+    "pop {r0, r1, r2, r4-r11, pc}"
 
 /* TR_DW3_ROW_ASM with the weights in r7 (the loop's registers are its own). */
 #define TR_DW3_ROW_ASM_R(h, offset)                           \

@@ -57,12 +57,36 @@ CASES = {
     "one_pixel": {"c": 5, "h": 1, "w": 1},
     "general_requantization": {"out_scale": 0.0001, "act": "NONE", "in_zp": 127},
     "narrow_rows": {"c": 9, "w": 2, "h": 3, "stride_w": 2, "in_zp": -128},
+    # the assembly row loop (doubled form, clamp range all of int8): ReLU at zero point -128 ...
+    "relu_low_zero_point_stride2_odd": {"c": 12, "stride_h": 2, "stride_w": 2, "w": 9, "out_zp": -128},
+    "relu_low_zero_point_13_valid": {"c": 13, "w": 7, "padding": "VALID", "out_zp": -128},
+    # ... and any other zero point, rounding half away from zero kept
+    "linear_full_range_stride1": {"c": 8, "w": 11, "act": "NONE"},
+    "linear_full_range_stride2_valid": {
+        "c": 16,
+        "stride_h": 2,
+        "stride_w": 2,
+        "w": 10,
+        "h": 7,
+        "padding": "VALID",
+        "act": "NONE",
+        "out_zp": -3,
+    },
+}
+# the cases of the assembly row loop: (ReLU form, zero point -128) or not
+ROW_LOOP_CASES = {
+    "relu_low_zero_point_stride2_odd": True,
+    "relu_low_zero_point_13_valid": True,
+    "linear_full_range_stride1": False,
+    "linear_full_range_stride2_valid": False,
 }
 QEMU_CASES = (
     "stride1_same_8",
     "stride2_same_odd_width",
     "stride2_valid_13_stride_down_3",
     "general_requantization",
+    "narrow_rows",
+    *ROW_LOOP_CASES,
 )
 
 
@@ -88,6 +112,19 @@ def test_general_requantization_case_does_not_take_the_doubled_form(tmp_path: Pa
     doubled = generate(build_conv(_params("stride1_same_8"), tmp_path / "d.tflite"), tmp_path / "gen_d")
     assert doubled["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_doubled_int8"
     assert "_shift[" in (tmp_path / "gen" / "model_weights.c").read_text()
+
+
+@pytest.mark.parametrize("case", sorted(ROW_LOOP_CASES))
+def test_row_loop_cases_take_the_doubled_form_over_all_of_int8(tmp_path: Path, case: str) -> None:
+    """The cases meant for the assembly row loop meet its conditions (doubled form, act_min -128,
+    act_max 127; the ReLU form at output zero point -128), else the QEMU test would miss it."""
+    from toolchain.codegen import generate
+
+    info = generate(build_conv(_params(case), tmp_path / "dw.tflite"), tmp_path / "gen")
+    assert info["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_doubled_int8"
+    text = " ".join((tmp_path / "gen" / "model.c").read_text().split())
+    assert ".act_min = -128, .act_max = 127" in text
+    assert (".output_offset = -128," in text) == ROW_LOOP_CASES[case]
 
 
 def test_dilated_or_wider_kernels_keep_their_kernels(tmp_path: Path) -> None:

@@ -118,14 +118,99 @@ TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int3
     return (unsigned)x < (unsigned)in_w ? tr_dw3_word(row + offset) : zero_word;
 }
 
+/* What the widening of a row needs of the layer, worked out once per call. */
+typedef struct {
+    int in_w, channels, pad_left, step, n_cols;
+    int n_in;          /* stored columns 0 .. n_in - 1 read only input columns inside the row */
+    int32_t zero_word; /* four channels of the input zero point */
+} tr_dw3_shape;
+
+/* n_in of tr_dw3_shape (step 2 reads x + 3 too, for the next column). */
+static int tr_dw3_inner_columns(int in_w, int pad_left, int step, int n_cols)
+{
+    const int last = in_w - 3 - (step - 1) + pad_left; /* the last j * step whose reads are inside */
+    const int n_in = last < 0 ? 0 : last / step + 1;
+    return n_in < n_cols ? n_in : n_cols;
+}
+
+#if TR_DW3_ASM
+/* One stored column: the next input column's word from r0 (advanced by r8 bytes) widened into
+ * (ce, co); the column pairs from the widened columns (ae, ao), (be, bo); six words to r1 (advanced).
+ * r3, r9-r11 are scratch. */
+#define TR_DW3_COLUMN_ASM(ae, ao, be, bo, ce, co)        \
+    "ldr r3, [r0]\n\t"                                   \
+    "add r0, r0, r8\n\t"                                 \
+    "sxtb16 " ce ", r3\n\t"                              \
+    "sxtb16 " co ", r3, ror #8\n\t"                      \
+    "pkhbt r3, " ae ", " be ", lsl #16\n\t"               \
+    "pkhbt r9, " ao ", " bo ", lsl #16\n\t"               \
+    "pkhtb r10, " be ", " ae ", asr #16\n\t"              \
+    "pkhtb r11, " bo ", " ao ", asr #16\n\t"              \
+    "stmia r1!, {r3, r9, r10, r11}\n\t"                  \
+    "strd " ce ", " co ", [r1], #8\n\t"
+
+/* Stored columns `out` .. `end` (at least one) of a row at step 1, every input column they read
+ * inside the row: `p` input column x + 2 of the first, `first` = {column x, column x + 1, the
+ * bytes from one input column to the next}. The three widened columns rotate through r4-r7 and
+ * r12/lr (unrolled by three), so nothing moves. */
+__attribute__((naked, noinline)) static void tr_dw3_slide1(const int8_t *p, int32_t *out, const int32_t *end,
+                                                          const int32_t *first)
+{
+    (void)p, (void)out, (void)end, (void)first;
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4, r5, r8}\n\t"
+                     "sxtb16 r6, r5\n\t"
+                     "sxtb16 r7, r5, ror #8\n\t"
+                     "sxtb16 r5, r4, ror #8\n\t"
+                     "sxtb16 r4, r4\n\t"
+                     "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"
+                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"
+                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t"
+                     "pop {r4-r11, pc}");
+}
+
+/* The same at step 2: `p` input column x + 1 of the first stored column, `first` = {column x,
+ * unused, the bytes from one input column to the next}; each stored column reads two input
+ * columns, its x + 2 the next one's x. */
+__attribute__((naked, noinline)) static void tr_dw3_slide2(const int8_t *p, int32_t *out, const int32_t *end,
+                                                          const int32_t *first)
+{
+    (void)p, (void)out, (void)end, (void)first;
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4, r5, r8}\n\t"
+                     "sxtb16 r5, r4, ror #8\n\t"
+                     "sxtb16 r4, r4\n\t"
+                     "1:\n\t"
+                     "ldr r3, [r0]\n\t"
+                     "add r0, r0, r8\n\t"
+                     "sxtb16 r6, r3\n\t"
+                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")
+                     "cmp r1, r2\n\t"
+                     "beq 2f\n\t"
+                     "ldr r3, [r0]\n\t"
+                     "add r0, r0, r8\n\t"
+                     "sxtb16 r6, r3\n\t"
+                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r6", "r7", "r4", "r5")
+                     "cmp r1, r2\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t"
+                     "pop {r4-r11, pc}");
+}
+#endif
+
 /* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
  * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
  * with x = j * step - pad_left. The columns slide: each input column is read and widened once. */
 /* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
-__attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, int channels, int valid, int pad_left, int step, int n_cols,
-                       int32_t zero_word, int32_t *out)
+__attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, const int8_t *row, int valid, int32_t *out)
 {
-    if (row == NULL || valid < 4) { /* a row of padding, or the last channels: column by column */
+    const int in_w = shape->in_w, channels = shape->channels, pad_left = shape->pad_left, step = shape->step;
+    const int n_cols = shape->n_cols, n_in = shape->n_in;
+    const int32_t zero_word = shape->zero_word;
+    /* a row of padding, the last channels, or a padding no 3x3 kernel has: column by column */
+    if (row == NULL || valid < 4 || pad_left > 2) {
         for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
             int32_t e0, o0, e1, o1, e2, o2;
             tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
@@ -135,29 +220,62 @@ __attribute__((noinline)) static void tr_dw3_row(const int8_t *row, int in_w, in
         }
         return;
     }
+#if TR_DW3_ASM
+    if (n_in > 0) {
+        const int32_t first[3] = {tr_dw3_at(row, -pad_left, -pad_left * channels, in_w, zero_word),
+                                  tr_dw3_at(row, 1 - pad_left, (1 - pad_left) * channels, in_w, zero_word), channels};
+        const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS;
+        if (step == 1) {
+            tr_dw3_slide1(row + (2 - pad_left) * channels, out, inner, first);
+        } else {
+            tr_dw3_slide2(row + (1 - pad_left) * channels, out, inner, first);
+        }
+        out += n_in * TR_DW3_COLUMN_WORDS;
+    }
+    for (int j = n_in, x = n_in * step - pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
+        int32_t e0, o0, e1, o1, e2, o2;
+        tr_dw3_widen(tr_dw3_at(row, x, x * channels, in_w, zero_word), &e0, &o0);
+        tr_dw3_widen(tr_dw3_at(row, x + 1, (x + 1) * channels, in_w, zero_word), &e1, &o1);
+        tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+        tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+    }
+#else
     int x = -pad_left, offset = x * channels;
-    int32_t e0, o0, e1, o1;
+    int32_t e0, o0, e1, o1, e2, o2;
     tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
     tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
-    x += 2;
-    offset += 2 * channels;
-    const int32_t *end = out + n_cols * TR_DW3_COLUMN_WORDS;
-    if (step == 1) {
-        for (; out < end; ++x, offset += channels, out += TR_DW3_COLUMN_WORDS) {
-            int32_t e2, o2;
-            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+    const int8_t *p = row + (x + 2) * channels; /* input column x + 2 (inside the row for j < n_in) */
+    const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS, *end = out + n_cols * TR_DW3_COLUMN_WORDS;
+    if (step == 1) { /* unrolled by two: the three widened columns rotate through the names */
+        for (; out + TR_DW3_COLUMN_WORDS < inner; out += 2 * TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+            tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            tr_dw3_widen(tr_dw3_word(p + channels), &e0, &o0);
+            tr_dw3_store(out + TR_DW3_COLUMN_WORDS, e1, o1, e2, o2, e0, o0);
+            e1 = e0, o1 = o0, e0 = e2, o0 = o2; /* once per two columns */
+        }
+        x = (int)((out - (end - n_cols * TR_DW3_COLUMN_WORDS)) / TR_DW3_COLUMN_WORDS) - pad_left;
+        for (; out < end; ++x, out += TR_DW3_COLUMN_WORDS) {
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e1, o0 = o1, e1 = e2, o1 = o2;
         }
     } else { /* step 2: column x + 2 is the next stored column's x */
-        for (; out < end; x += 2, offset += 2 * channels, out += TR_DW3_COLUMN_WORDS) {
-            int32_t e2, o2;
-            tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e2, &o2);
+        for (; out < inner; out += TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+            tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e2, o0 = o2;
-            tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_word(p + channels), &e1, &o1);
+        }
+        x = 2 * n_in - pad_left;
+        for (; out < end; x += 2, out += TR_DW3_COLUMN_WORDS) {
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+            tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
+            e0 = e2, o0 = o2;
+            tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * channels, in_w, zero_word), &e1, &o1);
         }
     }
+#endif
 }
 
 #if TR_DW3_ASM
@@ -247,6 +365,127 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 }
 #endif
 
+#if TR_DW3_ASM
+/* One group of four channels for the assembly row loop below, which reads the fields by these
+ * offsets (through the stack: it needs every register): the group's constants, laid out for LDM
+ * in the order it reads them, and the current output row. */
+typedef struct {
+    int32_t requant[12];     /* +0: per channel: multiplier, rounding constant, right shift */
+    int32_t bias[4];         /* +48: the group's four (doubled) biases */
+    int32_t step;            /* +64: bytes from one output pixel to the next */
+    const int8_t *end;       /* +68: `out` past the row's last pixel */
+    int8_t *out;             /* +72: channel 0 of the row's first output pixel */
+    const int32_t *weights;  /* +76: the group's 18 weight words */
+    const int32_t *rows[3];  /* +80: the stored columns of the three kernel rows */
+} tr_dw3_run;
+
+/* One channel's doubled requantization, saturated to int8 and stored (the range of the layer's
+ * clamp is the whole of int8: nothing else to clamp): LDM of (multiplier, rounding constant, right
+ * shift) into r8-r10 from r12; SMMLAR adds the rounding constant to the rounded high word (exact:
+ * it enters above the product's low word). `sign` subtracts 1 from it for a negative accumulator
+ * (the rounding half away from zero of RoundingDivideByPOT); the ReLU form leaves it out. */
+#define TR_DW3_RQ(a, k, sign)                     \
+    "ldm r12!, {r8, r9, r10}\n\t"                  \
+    sign                                          \
+    "smmlar " a ", " a ", r8, r9\n\t"               \
+    "asr " a ", " a ", r10\n\t"                     \
+    "ssat " a ", #8, " a "\n\t"                     \
+    "strb " a ", [r11, #" #k "]\n\t"
+#define TR_DW3_SIGN(a) "add r9, r9, " a ", asr #31\n\t"
+
+/* The output pixels of one row of one group: nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the weights
+ * in r7), requantization, the next pixel's bias; r0-r3 are the four accumulators, [sp, #4] the
+ * output pixel, [sp, #8] the tr_dw3_run (requant, then bias, step and end: one pointer, LDM on). */
+#define TR_DW3_RUN_BODY(s0, s1, s2, s3)                                                              \
+    "ldr r1, [r0, #72]\n\t"                                                                          \
+    "mov r2, r0\n\t"                                                                                 \
+    "push {r0, r1, r2, r4-r11, lr}\n\t"                                                              \
+    "ldr r7, [r0, #76]\n\t"                                                                          \
+    "add r12, r0, #80\n\t"                                                                           \
+    "ldm r12, {r4, r5, r6}\n\t"                                                                      \
+    "add r12, r0, #48\n\t"                                                                           \
+    "ldm r12, {r0-r3}\n\t"                                                                           \
+    "1:\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24") TR_DW3_ROW_ASM_R("r6", "48")      \
+    "ldrd r11, r12, [sp, #4]\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2) \
+        TR_DW3_RQ("r3", 3, s3) "ldm r12!, {r0-r3}\n\t"                                                \
+    "ldm r12, {r8, r9}\n\t"                                                                          \
+    "add r11, r11, r8\n\t"                                                                           \
+    "str r11, [sp, #4]\n\t"                                                                          \
+    "cmp r11, r9\n\t"                                                                                \
+    "bne 1b\n\t"                                                                                     \
+    "pop {r0, r1, r2, r4-r11, pc}"
+
+/* TR_DW3_ROW_ASM with the weights in r7 (the loop's registers are its own). */
+#define TR_DW3_ROW_ASM_R(h, offset)                           \
+    "ldm " h "!, {r8, r9, r10, r11}\n\t"                      \
+    "ldrd r12, lr, [r7, #" offset "]\n\t"                     \
+    "smlad r0, r8, r12, r0\n\t"                               \
+    "smlad r1, r9, lr, r1\n\t"                                \
+    "ldrd r12, lr, [r7, #" offset "+8]\n\t"                   \
+    "smlad r2, r10, r12, r2\n\t"                              \
+    "smlad r3, r11, lr, r3\n\t"                               \
+    "ldrd r8, r9, [" h "], #8\n\t"                            \
+    "ldrd r12, lr, [r7, #" offset "+16]\n\t"                  \
+    "smlabb r0, r8, r12, r0\n\t"                              \
+    "smlatt r2, r8, r12, r2\n\t"                              \
+    "smlabb r1, r9, lr, r1\n\t"                               \
+    "smlatt r3, r9, lr, r3\n\t"
+
+/* An output row (at least one pixel), the doubled form, a full int8 clamp range, output zero point
+ * -128 and act_min >= it (ReLU): a negative value lands on -128 whichever way it rounds. */
+__attribute__((naked, noinline)) static void tr_dw3_run_relu(tr_dw3_run *run)
+{
+    (void)run;
+    __asm__ volatile(TR_DW3_RUN_BODY("", "", "", ""));
+}
+
+/* The same for any output zero point (rounding half away from zero kept). */
+__attribute__((naked, noinline)) static void tr_dw3_run_signed(tr_dw3_run *run)
+{
+    (void)run;
+    __asm__ volatile(TR_DW3_RUN_BODY(TR_DW3_SIGN("r0"), TR_DW3_SIGN("r1"), TR_DW3_SIGN("r2"), TR_DW3_SIGN("r3")));
+}
+#endif
+
+#if TR_DW3_ASM
+/* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
+ * `out` channel c of the image's first output pixel. Out of line, so that the row bookkeeping keeps
+ * its values in registers. */
+__attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const tr_dw3_shape *shape,
+                                                       const int8_t *image, int8_t *out, int32_t *ring,
+                                                       tr_dw3_run *run, int relu)
+{
+    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h;
+    const int row_words = shape->n_cols * TR_DW3_COLUMN_WORDS;
+    const int row_bytes = g->in_w * shape->channels, out_row = g->out_w * shape->channels;
+    int32_t *zero_row = ring + 3 * row_words;
+    int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
+    for (int oy = 0, top = -g->pad_top; oy < out_h; ++oy, top += stride_h, out += out_row) {
+        for (int ky = 0; ky < 3; ++ky) {
+            const int y = top + ky;
+            if ((unsigned)y >= (unsigned)in_h) {
+                run->rows[ky] = zero_row;
+                continue;
+            }
+            const int slot = y % 3;
+            int32_t *held_row = ring + slot * row_words;
+            if (held[slot] != y) {
+                tr_dw3_row(shape, image + y * row_bytes, 4, held_row);
+                held[slot] = y;
+            }
+            run->rows[ky] = held_row;
+        }
+        run->out = out;
+        run->end = out + out_row;
+        if (relu) {
+            tr_dw3_run_relu(run);
+        } else {
+            tr_dw3_run_signed(run);
+        }
+    }
+}
+#endif
+
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
@@ -259,14 +498,37 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #if TR_DW3_ASM
     const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)rq.act_min * 0x01010101u);
     const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)rq.act_max * 0x01010101u);
+    /* The assembly row loop: doubled form, nothing to clamp past int8 (1: and ReLU at -128). */
+    const int full_range = doubled_form && rq.act_min == -128 && rq.act_max == 127 && g.out_w > 0;
+    const int run_form = !full_range ? 0 : rq.output_offset == -128 ? 1 : 2;
 #endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
-    tr_dw3_row(NULL, g.in_w, channels, 4, g.pad_left, step, n_cols, zero_word, zero_row);
+    const tr_dw3_shape shape = {g.in_w, channels, g.pad_left, step, n_cols,
+                                tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), zero_word};
+    tr_dw3_row(&shape, NULL, 4, zero_row);
     for (int c = 0; c < channels; c += 4) {
         const int valid = channels - c < 4 ? channels - c : 4;
         const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
+#if TR_DW3_ASM
+        tr_dw3_run run = {{0}, {0}, channels, NULL, NULL, w, {NULL}};
+        if (run_form != 0 && valid == 4) {
+            for (int k = 0; k < 4; ++k) {
+                run.bias[k] = bias[c + k];
+                run.requant[3 * k] = rq.multiplier[c + k];
+                run.requant[3 * k + 1] = rq.doubled[2 * (c + k) + 1];
+                run.requant[3 * k + 2] = rq.doubled[2 * (c + k)];
+            }
+        }
+#endif
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
+#if TR_DW3_ASM
+            if (run_form != 0 && valid == 4) {
+                tr_dw3_group_run(&g, &shape, image, output + b * g.out_h * g.out_w * channels + c, ring, &run,
+                                 run_form == 1);
+                continue;
+            }
+#endif
             int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
             for (int oy = 0; oy < g.out_h; ++oy) {
                 const int32_t *rows[3];
@@ -278,8 +540,7 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                     }
                     const int slot = y % 3;
                     if (held[slot] != y) {
-                        tr_dw3_row(image + y * g.in_w * channels, g.in_w, channels, valid, g.pad_left, step,
-                                   n_cols, zero_word, ring + slot * row_words);
+                        tr_dw3_row(&shape, image + y * g.in_w * channels, valid, ring + slot * row_words);
                         held[slot] = y;
                     }
                     rows[ky] = ring + slot * row_words;

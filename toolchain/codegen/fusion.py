@@ -245,8 +245,12 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank": rank,
         "output_depth": depth_out,
         "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
-        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second"),
     }
+    thin = fully_connected.thin_fields(second, ctx, f"{name}_second")
+    if thin is None:
+        fields.update(second=fully_connected.matmul_fields(second, ctx, f"{name}_second"), thin="NULL")
+    else:
+        fields.update(second=thin[0], thin=thin[1])
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(

@@ -132,16 +132,16 @@ KERNELS = {
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
 }
 
-# Which factored pairs run their second layer from the int16 thin stream: rank <= 64 and the
-# doubled requantization over the full int8 range (rank 65 is too wide).
+# Which layers of each factored pair (first, second) run from a thin int16 stream: at most 64
+# inputs and the doubled requantization over the full int8 range (rank 65 is too wide).
 THIN = {
-    "pointwise_pair": True,
-    "dense_pair": True,
-    "thin_dense_pair": True,
-    "thin_pointwise_pair": True,
-    "deep_pointwise_pair": True,
-    "wide_thin_pointwise_pair": True,
-    "rank_65_dense_pair": False,
+    "pointwise_pair": (True, True),
+    "dense_pair": (True, True),
+    "thin_dense_pair": (True, True),
+    "thin_pointwise_pair": (True, True),
+    "deep_pointwise_pair": (True, True),
+    "wide_thin_pointwise_pair": (False, True),
+    "rank_65_dense_pair": (False, False),
 }
 
 
@@ -184,11 +184,12 @@ def test_thin_second_layers_are_packed_as_int16_streams(
     generate(models[name], tmp_path / "gen", tflm_arena=False, fuse=True)
     model_c = (tmp_path / "gen" / "model.c").read_text()
     weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
-    if THIN[name]:
-        assert ".thin = tr_" in model_c and "_second_thin[" in weights_c
-        assert "_second_filter[" not in weights_c  # the stream replaces the int8 weights and table
-    else:
-        assert ".thin = NULL" in model_c and "_second_filter[" in weights_c
+    for layer, thin in zip(("first", "second"), THIN[name], strict=True):
+        if thin:
+            assert f".{layer}_thin = tr_" in model_c and f"_{layer}_thin[" in weights_c
+            assert f"_{layer}_filter[" not in weights_c  # the stream replaces the int8 weights and table
+        else:
+            assert f".{layer}_thin = NULL" in model_c and f"_{layer}_filter[" in weights_c
 
 
 def test_thin_stream_layout() -> None:

@@ -47,16 +47,17 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
 }
 
 /*
- * The thin second layer of a factored pair (rank <= 64) from its int16 stream (`thin`, see
- * tr_fully_connected.h): the rank-r row is widened once into int16 pairs, then each group of
+ * A layer of a factored pair with at most 64 inputs (the thin second layer, and a first layer
+ * of at most 64 inputs) from its int16 stream (tr_fully_connected.h): the row is widened once
+ * into int16 pairs, then each group of
  * four outputs costs per input word one LDRD of the row's two pairs, two LDM of four weight
  * pairs and eight SMLAD (0.69 instructions per MAC instead of 1.13 with int8 weights, which need
  * SXTB16 and a second pass), plus per output one LDM of its constants and the doubled
  * requantization (SMMLAR, SUB, ASR, SSAT) and a byte store.
  */
 
-/* The rank-r row x zero-padded to whole words (at most 64 values: THIN_MAX_DEPTH). */
-#define TR_THIN_MAX_RANK 64
+/* A thin layer's row zero-padded to whole words (at most 64 values: THIN_MAX_DEPTH). */
+#define TR_THIN_MAX_DEPTH 64
 
 /* One group of four outputs in plain C, the first `count` stored: the generic path, and on the
  * DSP path the last group when the outputs are not a multiple of four. `v` is the narrow row
@@ -141,14 +142,14 @@ __attribute__((naked, noinline)) static void tr_thin_groups(const uint32_t *x_en
 #undef TR_THIN_STORE
 #endif
 
-/* One rank-r row x -> y through the thin stream (`wide`: scratch for the widened row). */
-static void tr_thin_row(const int8_t *x, int rank, const int32_t *stream, int8_t *y, int out_depth, uint32_t *wide,
+/* One row x of `depth` values -> y through the thin stream (`wide`: scratch for the widened row). */
+static void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth, uint32_t *wide,
                         int32_t act_min, int32_t act_max)
 {
-    const int words = (rank + 3) / 4, whole = out_depth / 4, group = 16 + 8 * words;
+    const int words = (depth + 3) / 4, whole = out_depth / 4, group = 16 + 8 * words;
 #if TR_USE_DSP
     if (whole > 0) {
-        tr_widen_row(x, rank, wide, 2, 1);
+        tr_widen_row(x, depth, wide, 2, 1);
         tr_thin_groups(wide + 2 * words, stream, y, y + 4 * whole, words);
     }
     if (!(out_depth & 3)) {
@@ -157,8 +158,8 @@ static void tr_thin_row(const int8_t *x, int rank, const int32_t *stream, int8_t
 #else
     (void)wide;
 #endif
-    int8_t v[TR_THIN_MAX_RANK] = { 0 };
-    memcpy(v, x, (size_t)rank);
+    int8_t v[TR_THIN_MAX_DEPTH] = { 0 };
+    memcpy(v, x, (size_t)depth);
 #if !TR_USE_DSP
     for (int g = 0; g < whole; ++g) {
         tr_thin_group_plain(v, words, stream + g * group, y + 4 * g, 4, act_min, act_max);
@@ -171,9 +172,9 @@ static void tr_thin_row(const int8_t *x, int rank, const int32_t *stream, int8_t
 
 /*
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
- * weight word and each requantization setup of the first serves both: the r-wide intermediate
- * rows live only in `narrow` (2r bytes of scratch), never in the arena. The second layer runs
- * the matmul loops too, or, when the generator packed it as a thin stream, tr_thin_row per row.
+ * weight word and each requantization setup serves both: the r-wide intermediate rows live
+ * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
+ * thin stream runs tr_thin_row row by row instead of the matmul loops.
  */
 TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                 int8_t *output, int8_t *narrow, int8_t *wide)
@@ -181,18 +182,27 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
     const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
     const int output_depth = params->output_depth;
     const tr_matmul_layer first = params->first, second = params->second;
-    const int32_t *thin = params->thin;
+    const int32_t *first_thin = params->first_thin, *second_thin = params->second_thin;
     uint32_t *scratch = (uint32_t *)(void *)wide;
     for (int b = 0; b < batches; b += 2) {
         const int rows = batches - b < 2 ? batches - b : 2;
-        tr_matmul_rows(input + b * input_depth, narrow, rows, input_depth, rank, &first, scratch);
-        if (thin == NULL) {
-            tr_matmul_rows(narrow, output + b * output_depth, rows, rank, output_depth, &second, scratch);
-            continue;
+        const int8_t *x = input + b * input_depth;
+        int8_t *y = output + b * output_depth;
+        if (first_thin == NULL) {
+            tr_matmul_rows(x, narrow, rows, input_depth, rank, &first, scratch);
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                tr_thin_row(x + r * input_depth, input_depth, first_thin, narrow + r * rank, rank, scratch,
+                            first.act_min, first.act_max);
+            }
         }
-        for (int r = 0; r < rows; ++r) {
-            tr_thin_row(narrow + r * rank, rank, thin, output + (b + r) * output_depth, output_depth, scratch,
-                        second.act_min, second.act_max);
+        if (second_thin == NULL) {
+            tr_matmul_rows(narrow, y, rows, rank, output_depth, &second, scratch);
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                tr_thin_row(narrow + r * rank, rank, second_thin, y + r * output_depth, output_depth, scratch,
+                            second.act_min, second.act_max);
+            }
         }
     }
 }

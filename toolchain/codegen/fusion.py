@@ -244,13 +244,13 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "input_depth": depth_in,
         "rank": rank,
         "output_depth": depth_out,
-        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
     }
-    thin = fully_connected.thin_fields(second, ctx, f"{name}_second")
-    if thin is None:
-        fields.update(second=fully_connected.matmul_fields(second, ctx, f"{name}_second"), thin="NULL")
-    else:
-        fields.update(second=thin[0], thin=thin[1])
+    for key, op in (("first", first), ("second", second)):  # a thin int16 stream where one qualifies
+        thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
+        if thin is None:
+            fields.update({key: fully_connected.matmul_fields(op, ctx, f"{name}_{key}"), f"{key}_thin": "NULL"})
+        else:
+            fields.update({key: thin[0], f"{key}_thin": thin[1]})
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(

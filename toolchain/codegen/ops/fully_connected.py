@@ -216,10 +216,12 @@ THIN_MAX_DEPTH = 64
 
 
 def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:
-    """The second layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8):
-    the `tr_matmul_layer` without weights or table (the stream holds both) and the stream's
-    array name; None where the layer does not qualify (more than THIN_MAX_DEPTH inputs, or a
-    requantization other than the doubled one over the full int8 range)."""
+    """A layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8): the
+    `tr_matmul_layer` without weights or table (the stream holds both) and the stream's array
+    name; None where the layer does not qualify (more than THIN_MAX_DEPTH inputs, or a
+    requantization other than the doubled one over the full int8 range). Short rows are where
+    int8 weights cost most (two SXTB16 per word and output, per-group setup over few MACs); the
+    stream costs twice their flash."""
     filt = op.input(1)
     rows, table, doubled, offset, lo, hi = layer_table(op)
     if rows.shape[1] > THIN_MAX_DEPTH or not doubled or (lo, hi) != (-128, 127):

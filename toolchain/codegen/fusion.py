@@ -248,7 +248,8 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     for key, op in (("first", first), ("second", second)):  # a thin int16 stream where one qualifies
         thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
         if thin is None:
-            fields.update({key: fully_connected.matmul_fields(op, ctx, f"{name}_{key}"), f"{key}_thin": "NULL"})
+            layer = fully_connected.matmul_fields(op, ctx, f"{name}_{key}")
+            fields.update({key: layer, f"{key}_thin": "NULL"})
         else:
             fields.update({key: thin[0], f"{key}_thin": thin[1]})
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"

@@ -4,7 +4,8 @@
  * Row by row: the first convolution writes one narrow row (in_w x r bytes) into `row` (scratch)
  * and the second turns it into one output row, so the narrow tensor never exists in the arena.
  * Both steps are the CONV_2D loop (tr_conv_matmul in tr_conv_core.h) on one output row: the bytes
- * are those of the two separate calls.
+ * are those of the two separate calls. A step whose columns hold at most 64 values (k x r, k x C_in)
+ * may run from a thin int16 stream (tr_thin.h) instead of int8 weights.
  */
 #include "tr_conv_spatial.h"
 
@@ -29,9 +30,10 @@ TR_KERNEL void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const 
         const int8_t *image = input + b * g.in_h * g.in_w * g.in_c;
         for (int oy = 0; oy < g.out_h; ++oy) {
             tall.pad_top = g.pad_top - oy * g.stride_h;
-            tr_conv_matmul(&tall, image, row, zero_point1, &first, columns, (uint32_t *)(void *)wide);
+            tr_conv_matmul(&tall, image, row, zero_point1, &first, params->first_thin, columns,
+                           (uint32_t *)(void *)wide);
             tr_conv_matmul(&across, row, output + ((b * g.out_h + oy) * g.out_w) * g.out_c, zero_point2, &second,
-                           columns, (uint32_t *)(void *)wide);
+                           params->second_thin, columns, (uint32_t *)(void *)wide);
         }
     }
 }

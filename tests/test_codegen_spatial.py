@@ -20,9 +20,19 @@ PAIRS = {
     "strided_5x3": ((11, 10, 5), 4, ((5, 1), (2, 1), "valid"), ((1, 3), (1, 2), "same"), 5),
     # columns of 5 x 16 = 80 values (int8 matmul loops), then 3 x 7 = 21 (a thin int16 stream)
     "wide_5x1": ((6, 5, 16), 7, ((5, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 10),
+    # rank and outputs in whole words: the 1 x k step reads the widened narrow row (DSP path),
+    # strided with "same" padding, and "valid" with a wider kernel
+    "strided_rank_8": ((7, 9, 4), 8, ((3, 1), (1, 1), "same"), ((1, 3), (1, 2), "same"), 12),
+    "valid_1x5": ((5, 8, 6), 4, ((3, 1), (1, 1), "valid"), ((1, 5), (1, 1), "valid"), 4),
 }
 # Which steps (first, second) run from a thin int16 stream: columns of at most 64 values.
-THIN = {"same_3": (True, True), "strided_5x3": (True, True), "wide_5x1": (False, True)}
+THIN = {
+    "same_3": (True, True),
+    "strided_5x3": (True, True),
+    "wide_5x1": (False, True),
+    "strided_rank_8": (True, True),
+    "valid_1x5": (True, True),
+}
 
 
 def _spatial_model(shape, rank, first, second, out_c):

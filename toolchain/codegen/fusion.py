@@ -156,7 +156,10 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
     _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
     row = ctx.scratch(in_w * rank)
     depth = max(k_h * in_c, k_w * rank)
-    columns, wide = ctx.scratch(2 * depth), ctx.scratch(fully_connected.wide_scratch_bytes(depth, 2))
+    wide_bytes = fully_connected.wide_scratch_bytes(depth, 2)
+    if rank % 4 == 0 and out_c % 4 == 0 and dil_w == 1:  # tr_spatial_across_wide: the widened narrow row
+        wide_bytes = max(wide_bytes, 2 * rank * ((out_w - 1) * stride_w + k_w))
+    columns, wide = ctx.scratch(2 * depth), ctx.scratch(wide_bytes)
     name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
     geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)

@@ -24,6 +24,8 @@ PAIRS = {
     # strided with "same" padding, and "valid" with a wider kernel
     "strided_rank_8": ((7, 9, 4), 8, ((3, 1), (1, 1), "same"), ((1, 3), (1, 2), "same"), 12),
     "valid_1x5": ((5, 8, 6), 4, ((3, 1), (1, 1), "valid"), ((1, 5), (1, 1), "valid"), 4),
+    # input channels and rank in whole words: the k x 1 step widens straight from the image (DSP)
+    "tall_strided": ((9, 6, 8), 4, ((3, 1), (2, 1), "valid"), ((1, 3), (1, 1), "same"), 6),
 }
 # Which steps (first, second) run from a thin int16 stream: columns of at most 64 values.
 THIN = {
@@ -32,6 +34,7 @@ THIN = {
     "wide_5x1": (False, True),
     "strided_rank_8": (True, True),
     "valid_1x5": (True, True),
+    "tall_strided": (True, True),
 }
 
 

@@ -8,7 +8,9 @@
  * may run from a thin int16 stream (tr_thin.h) instead of int8 weights. On the DSP path a thin
  * 1 x k_w step over whole words of channels (r a multiple of 4, C_out of 4, no dilation) skips the
  * columns: the narrow row is widened once, padding included, and each output pixel's column is a
- * run of that widened row (tr_spatial_across_wide).
+ * run of that widened row (tr_spatial_across_wide); likewise a thin k_h x 1 step over whole
+ * words (C_in and r multiples of 4, no dilation across) widens each pixel's k_h input runs
+ * straight from the image into its column (tr_spatial_tall_wide), with no im2col copy.
  */
 #include "tr_conv_spatial.h"
 
@@ -36,9 +38,36 @@ static void tr_spatial_across_wide(const tr_conv_spatial_params *params, const i
     for (w += inside * pixel_words; w < wide + span * pixel_words; ++w) {
         *w = pad;
     }
-    const uint32_t *x_end = wide + k_w * pixel_words;
+    const uint32_t *x_end = wide + k_w * pixel_words;  /* output pixel 0's column ends here */
     for (int ox = 0; ox < out_w; ++ox, x_end += stride * pixel_words, y += out_c) {
         tr_thin_groups(x_end, params->second_thin, y, y + out_c, k_w * rank / 4);
+    }
+}
+
+/* The thin k_h x 1 step into narrow row `row` (in_w x r) from output row oy's input rows: per
+ * pixel its k_h input runs (in_c values each, rows outside the image as the input zero point)
+ * widened into one column, then the groups of tr_thin_groups. */
+static void tr_spatial_tall_wide(const tr_conv_spatial_params *params, const int8_t *image, int oy, int8_t *row,
+                                 uint32_t *wide)
+{
+    const tr_conv_geometry *g = &params->geometry;
+    const int in_c = g->in_c, in_w = g->in_w, k_h = g->k_h, rank = params->rank, run_words = in_c / 2;
+    const int y0 = oy * g->stride_h - g->pad_top, dil_h = g->dil_h, line = in_w * in_c;
+    const uint32_t zero2 = (uint32_t)(2 * params->input_zero_point) & 0xffffu;
+    const uint32_t pad = zero2 | zero2 << 16;
+    const int8_t *pixel = image;
+    for (int x = 0; x < in_w; ++x, pixel += in_c, row += rank) {
+        uint32_t *w = wide;
+        for (int ky = 0, y = y0; ky < k_h; ++ky, y += dil_h, w += run_words) {
+            if (y < 0 || y >= g->in_h) {
+                for (int k = 0; k < run_words; ++k) {
+                    w[k] = pad;
+                }
+            } else {
+                tr_widen_row(pixel + y * line, in_c, w, 2, 1);
+            }
+        }
+        tr_thin_groups(w, params->first_thin, row, row + rank, k_h * in_c / 4);
     }
 }
 #endif
@@ -61,13 +90,22 @@ TR_KERNEL void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const 
 #if TR_USE_DSP
     /* the 1 x k_w step straight from the widened narrow row (`wide` sized for it by the generator) */
     const int across_wide = params->second_thin != NULL && params->rank % 4 == 0 && g.out_c % 4 == 0 && g.dil_w == 1;
+    /* the k_h x 1 step widened straight from the image (its column fits the matmul scratch) */
+    const int tall_wide = params->first_thin != NULL && g.in_c % 4 == 0 && params->rank % 4 == 0;
 #endif
     for (int b = 0; b < g.batches; ++b) {
         const int8_t *image = input + b * g.in_h * g.in_w * g.in_c;
         for (int oy = 0; oy < g.out_h; ++oy) {
-            tall.pad_top = g.pad_top - oy * g.stride_h;
-            tr_conv_matmul(&tall, image, row, zero_point1, &first, params->first_thin, columns,
-                           (uint32_t *)(void *)wide);
+#if TR_USE_DSP
+            if (tall_wide) {
+                tr_spatial_tall_wide(params, image, oy, row, (uint32_t *)(void *)wide);
+            } else
+#endif
+            {
+                tall.pad_top = g.pad_top - oy * g.stride_h;
+                tr_conv_matmul(&tall, image, row, zero_point1, &first, params->first_thin, columns,
+                               (uint32_t *)(void *)wide);
+            }
             int8_t *y = output + ((b * g.out_h + oy) * g.out_w) * g.out_c;
 #if TR_USE_DSP
             if (across_wide) {

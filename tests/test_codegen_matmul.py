@@ -202,10 +202,11 @@ def test_thin_stream_layout() -> None:
     assert list(stream[0, :4]) == [0, 10, 20, 30] and list(stream[1, :4]) == [40, 40, 40, 40]
     pairs = stream[:, 4:20].reshape(2, 2, 2, 4)  # group, word, pair, row
     low, high = pairs.astype(np.int64) & 0xFFFF, pairs >> 16
-    assert low[0, 0, 0, 0] == 0xFFFD and high[0, 0, 0, 0] == 3  # row 0: (x0, x2) pair of word 0
-    assert (low[0, 0, 1, 1], high[0, 0, 1, 1]) == (8, 10)  # row 1: (x1, x3) pair of word 0
-    assert (low[0, 1, 0, 2], high[0, 1, 0, 2]) == (17, 0)  # row 2, word 1: values 4 (17) and 6 (none)
-    assert (low[0, 1, 1, 2], high[0, 1, 1, 2]) == (18, 0)
+    # weights doubled (the accumulators stay doubled without doubling the input)
+    assert low[0, 0, 0, 0] == 0xFFFA and high[0, 0, 0, 0] == 6  # row 0: (x0, x2) pair of word 0
+    assert (low[0, 0, 1, 1], high[0, 0, 1, 1]) == (16, 20)  # row 1: (x1, x3) pair of word 0
+    assert (low[0, 1, 0, 2], high[0, 1, 0, 2]) == (34, 0)  # row 2, word 1: values 4 (17) and 6 (none)
+    assert (low[0, 1, 1, 2], high[0, 1, 1, 2]) == (36, 0)
     assert not pairs[1, :, :, 1:].any()  # rows 5-7 of the padded last group are zero
     assert list(stream[0, 20:23]) == [1000, 7, 64] and list(stream[1, 29:32]) == [1004, 7, 68]
 

@@ -18,7 +18,7 @@
 
 #if TR_USE_DSP
 /* The thin 1 x k_w step of output row `y` from narrow row `row` (in_w x r): the row widened
- * (doubled int16 pairs) into `wide` between pad_left pixels and the right padding that the last
+ * (int16 pairs) into `wide` between pad_left pixels and the right padding that the last
  * output pixel reads, all padding as the narrow zero point, so that output pixel ox's column
  * is the k_w pixels of the widened row from ox x stride_w on. */
 static void tr_spatial_across_wide(const tr_conv_spatial_params *params, const int8_t *row, int8_t *y,
@@ -28,13 +28,13 @@ static void tr_spatial_across_wide(const tr_conv_spatial_params *params, const i
     const int rank = params->rank, out_w = g->out_w, out_c = g->out_c, stride = g->stride_w, k_w = g->k_w;
     const int pixel_words = rank / 2, span = (out_w - 1) * stride + k_w; /* widened pixels read */
     const int inside = span - g->pad_left < g->in_w ? span - g->pad_left : g->in_w;
-    const uint32_t zero2 = (uint32_t)(2 * params->narrow_zero_point) & 0xffffu;
-    const uint32_t pad = zero2 | zero2 << 16;
+    const uint32_t zero = (uint32_t)params->narrow_zero_point & 0xffffu;
+    const uint32_t pad = zero | zero << 16;
     uint32_t *w = wide;
     for (uint32_t *end = w + g->pad_left * pixel_words; w < end; ++w) {
         *w = pad;
     }
-    tr_widen_row(row, inside * rank, w, 2, 1);
+    tr_widen_row(row, inside * rank, w, 2, 0);
     for (w += inside * pixel_words; w < wide + span * pixel_words; ++w) {
         *w = pad;
     }
@@ -53,8 +53,8 @@ static void tr_spatial_tall_wide(const tr_conv_spatial_params *params, const int
     const tr_conv_geometry *g = &params->geometry;
     const int in_c = g->in_c, in_w = g->in_w, k_h = g->k_h, rank = params->rank, run_words = in_c / 2;
     const int y0 = oy * g->stride_h - g->pad_top, dil_h = g->dil_h, line = in_w * in_c;
-    const uint32_t zero2 = (uint32_t)(2 * params->input_zero_point) & 0xffffu;
-    const uint32_t pad = zero2 | zero2 << 16;
+    const uint32_t zero = (uint32_t)params->input_zero_point & 0xffffu;
+    const uint32_t pad = zero | zero << 16;
     const int8_t *pixel = image;
     for (int x = 0; x < in_w; ++x, pixel += in_c, row += rank) {
         uint32_t *w = wide;
@@ -64,7 +64,7 @@ static void tr_spatial_tall_wide(const tr_conv_spatial_params *params, const int
                     w[k] = pad;
                 }
             } else {
-                tr_widen_row(pixel + y * line, in_c, w, 2, 1);
+                tr_widen_row(pixel + y * line, in_c, w, 2, 0);
             }
         }
         tr_thin_groups(w, params->first_thin, row, row + rank, k_h * in_c / 4);

@@ -3,8 +3,9 @@
  * the layers of factored pairs (tr_fully_connected.c) and the steps of the spatially factored
  * convolution (tr_conv_core.h), whose rows are short, so that int8 weights pay most (two SXTB16
  * per weight word, a group setup spread over few MACs). The stream holds, per group of four
- * outputs, the four doubled biases, per input word eight words of int16 weight pairs (rows 0-3
- * against the (x0, x2) pair, then against (x1, x3)), then (multiplier, right shift, rounding) of
+ * outputs, the four doubled biases, per input word eight words of doubled int16 weight pairs
+ * (rows 0-3 against the (x0, x2) pair, then against (x1, x3): the accumulators come out doubled
+ * without doubling the input), then (multiplier, right shift, rounding) of
  * each output: the generator uses it only with the doubled, full-range requantization.
  */
 #ifndef TR_THIN_H
@@ -24,7 +25,7 @@ TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *strea
                                 uint32_t *wide, int32_t act_min, int32_t act_max);
 
 /*
- * On the DSP path the row is widened once into int16 pairs (tr_widen_row, doubled), then each
+ * On the DSP path the row is widened once into int16 pairs (tr_widen_row), then each
  * group of four outputs costs per input word one LDRD of the row's two pairs, two LDM of four
  * weight pairs and eight SMLAD (0.69 instructions per MAC instead of 1.13 with int8 weights,
  * which need SXTB16 and a second pass), plus per output one LDM of its constants, the doubled
@@ -60,7 +61,7 @@ TR_MATMUL_HELPER void tr_thin_group_plain(const int8_t *x, int depth, const int3
     const int32_t sums[4] = { s0, s1, s2, s3 };
     for (int k = 0; k < count; ++k) {
         const int32_t *c = constants + 3 * k;
-        y[k] = tr_requantize_doubled(group[k] + 2 * sums[k], c[0], c[1], c[2], act_min, act_max);
+        y[k] = tr_requantize_doubled(group[k] + sums[k], c[0], c[1], c[2], act_min, act_max);
     }
 }
 
@@ -131,7 +132,7 @@ TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *strea
     const int words = (depth + 3) / 4, whole = out_depth / 4, group = 16 + 8 * words;
 #if TR_USE_DSP
     if (whole > 0) {
-        tr_widen_row(x, depth, wide, 2, 1);
+        tr_widen_row(x, depth, wide, 2, 0);
         tr_thin_groups(wide + 2 * words, stream, y, y + 4 * whole, words);
     }
 #else

@@ -41,11 +41,12 @@ def pack_matmul(rows: np.ndarray) -> np.ndarray:
 
 def pack_thin(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     """(R, r) int8 rows and their (R, 4) doubled channel table (bias, multiplier, shift, rounding)
-    -> the int32 stream of the thin second layer of a factored pair (tr_fully_connected.h):
-    per group of four rows (the last one padded, its table rows repeated) the four biases; per
-    word of four inputs (x0 x1 x2 x3) the rows' int16 pairs (w0, w2), then (w1, w3), as the
-    widened input pairs them (tr_widen_row); then each row's multiplier, shift and rounding."""
-    rows = np.asarray(rows, dtype=np.int64).reshape(rows.shape[0], -1)
+    -> the int32 stream of a thin layer (tr_thin.h): per group of four rows (the last one padded,
+    its table rows repeated) the four biases; per word of four inputs (x0 x1 x2 x3) the rows'
+    doubled int16 pairs (2 w0, 2 w2), then (2 w1, 2 w3), as the widened input pairs them
+    (tr_widen_row; doubled weights keep the accumulators doubled, as the table's bias is); then
+    each row's multiplier, shift and rounding."""
+    rows = 2 * np.asarray(rows, dtype=np.int64).reshape(rows.shape[0], -1)
     count, n = rows.shape
     groups, words = -(-count // 4), -(-n // 4)
     padded = np.zeros((4 * groups, 4 * words), np.int64)

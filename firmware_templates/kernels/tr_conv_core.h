@@ -105,7 +105,7 @@ TR_MATMUL_HELPER void tr_conv_matmul(const tr_conv_geometry *g, const int8_t *in
             } else {
                 for (int r = 0; r < rows; ++r) {
                     tr_thin_row(columns + r * depth, depth, thin, output + r * g->out_c, g->out_c, wide,
-                                layer->act_min, layer->act_max);
+                                layer->output_offset, layer->act_min, layer->act_max);
                 }
             }
             output += rows * g->out_c;

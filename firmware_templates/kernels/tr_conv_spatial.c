@@ -39,8 +39,13 @@ static void tr_spatial_across_wide(const tr_conv_spatial_params *params, const i
         *w = pad;
     }
     const uint32_t *x_end = wide + k_w * pixel_words;  /* output pixel 0's column ends here */
+    const int at_floor = params->second.output_offset == -128; /* tr_thin_groups_floor applies */
     for (int ox = 0; ox < out_w; ++ox, x_end += stride * pixel_words, y += out_c) {
-        tr_thin_groups(x_end, params->second_thin, y, y + out_c, k_w * rank / 4);
+        if (at_floor) {
+            tr_thin_groups_floor(x_end, params->second_thin, y, y + out_c, k_w * rank / 4);
+        } else {
+            tr_thin_groups(x_end, params->second_thin, y, y + out_c, k_w * rank / 4);
+        }
     }
 }
 
@@ -67,7 +72,11 @@ static void tr_spatial_tall_wide(const tr_conv_spatial_params *params, const int
                 tr_widen_row(pixel + y * line, in_c, w, 2, 0);
             }
         }
-        tr_thin_groups(w, params->first_thin, row, row + rank, k_h * in_c / 4);
+        if (params->first.output_offset == -128) {
+            tr_thin_groups_floor(w, params->first_thin, row, row + rank, k_h * in_c / 4);
+        } else {
+            tr_thin_groups(w, params->first_thin, row, row + rank, k_h * in_c / 4);
+        }
     }
 }
 #endif

@@ -70,7 +70,7 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
         } else {
             for (int r = 0; r < rows; ++r) {
                 tr_thin_row(x + r * input_depth, input_depth, first_thin, narrow + r * rank, rank, scratch,
-                            first.act_min, first.act_max);
+                            first.output_offset, first.act_min, first.act_max);
             }
         }
         if (second_thin == NULL) {
@@ -78,7 +78,7 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
         } else {
             for (int r = 0; r < rows; ++r) {
                 tr_thin_row(narrow + r * rank, rank, second_thin, y + r * output_depth, output_depth, scratch,
-                            second.act_min, second.act_max);
+                            second.output_offset, second.act_min, second.act_max);
             }
         }
     }

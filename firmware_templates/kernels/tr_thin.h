@@ -20,9 +20,11 @@
 #if TR_USE_DSP
 __attribute__((naked, noinline, weak)) void tr_thin_groups(const uint32_t *x_end, const int32_t *stream, int8_t *y,
                                                            int8_t *y_end, int words);
+__attribute__((naked, noinline, weak)) void tr_thin_groups_floor(const uint32_t *x_end, const int32_t *stream,
+                                                                 int8_t *y, int8_t *y_end, int words);
 #endif
 TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
-                                uint32_t *wide, int32_t act_min, int32_t act_max);
+                                uint32_t *wide, int32_t output_offset, int32_t act_min, int32_t act_max);
 
 /*
  * On the DSP path the row is widened once into int16 pairs (tr_widen_row), then each
@@ -81,14 +83,39 @@ TR_MATMUL_HELPER void tr_thin_group_plain(const int8_t *x, int depth, const int3
     "smlad r5, lr, r9, r5\n\t" \
     "smlad r6, lr, r10, r6\n\t" \
     "smlad r7, lr, r11, r7\n\t"
-/* Accumulator A requantized (multiplier, right shift, rounding from the stream) and stored. */
-#define TR_THIN_STORE(A) \
+/* Accumulator A requantized (multiplier, right shift, rounding from the stream) and stored;
+ * CORRECT is TFLM's sign correction of the rounding (SUB of A's sign bit) or nothing. */
+#define TR_THIN_STORE(A, CORRECT) \
     "ldm r1!, {r8, r9, r10}\n\t" \
     "smmlar r10, " A ", r8, r10\n\t" \
-    "sub r10, r10, " A ", lsr #31\n\t" \
+    CORRECT \
     "asr r10, r10, r9\n\t" \
     "ssat r10, #8, r10\n\t" \
     "strb r10, [r2], #1\n\t"
+#define TR_THIN_SIGN(A) "sub r10, r10, " A ", lsr #31\n\t"
+#define TR_THIN_STEPS \
+    TR_THIN_STEP(128) TR_THIN_STEP(120) TR_THIN_STEP(112) TR_THIN_STEP(104) TR_THIN_STEP(96) TR_THIN_STEP(88) \
+    TR_THIN_STEP(80) TR_THIN_STEP(72) TR_THIN_STEP(64) TR_THIN_STEP(56) TR_THIN_STEP(48) TR_THIN_STEP(40) \
+    TR_THIN_STEP(32) TR_THIN_STEP(24) TR_THIN_STEP(16) TR_THIN_STEP(8)
+/* The whole function, C0..C3 the sign corrections of the four outputs (or nothing). */
+#define TR_THIN_GROUPS_ASM(C0, C1, C2, C3) \
+    __asm__("push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t" \
+            "ldr r12, [sp, #36]\n\t" \
+            "mov r8, #44\n\t" \
+            "adr r9, 2f\n\t" \
+            "mls r12, r12, r8, r9\n\t" \
+            "orr r12, r12, #1\n\t" /* a Thumb address for LDR PC */ \
+            "sub sp, sp, #4\n\t" \
+            "str r12, [sp]\n\t" \
+            "3:\n\t" \
+            "ldm r1!, {r4, r5, r6, r7}\n\t" /* the four doubled biases */ \
+            "ldr pc, [sp]\n\t" \
+            ".p2align 2\n\t" \
+            "1:\n\t" TR_THIN_STEPS "2:\n\t" TR_THIN_STORE("r4", C0) TR_THIN_STORE("r5", C1) \
+                TR_THIN_STORE("r6", C2) TR_THIN_STORE("r7", C3) "cmp r2, r3\n\t" \
+            "bne 3b\n\t" \
+            "add sp, sp, #4\n\t" \
+            "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
 
 /* Whole groups of four outputs, y .. y_end, against the widened row that ends at x_end
  * (`words` input words, 1..16): all fourteen registers hold the loop (r0 the row's end, r1 the
@@ -101,42 +128,44 @@ __attribute__((naked, noinline, weak)) void tr_thin_groups(const uint32_t *x_end
                                                             int8_t *y_end __attribute__((unused)),
                                                             int words __attribute__((unused)))
 {
-    __asm__("push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-            "ldr r12, [sp, #36]\n\t"
-            "mov r8, #44\n\t"
-            "adr r9, 2f\n\t"
-            "mls r12, r12, r8, r9\n\t"
-            "orr r12, r12, #1\n\t" /* a Thumb address for LDR PC */
-            "sub sp, sp, #4\n\t"
-            "str r12, [sp]\n\t"
-            "3:\n\t"
-            "ldm r1!, {r4, r5, r6, r7}\n\t" /* the four doubled biases */
-            "ldr pc, [sp]\n\t"
-            ".p2align 2\n\t"
-            "1:\n\t" TR_THIN_STEP(128) TR_THIN_STEP(120) TR_THIN_STEP(112) TR_THIN_STEP(104) TR_THIN_STEP(96)
-                TR_THIN_STEP(88) TR_THIN_STEP(80) TR_THIN_STEP(72) TR_THIN_STEP(64) TR_THIN_STEP(56) TR_THIN_STEP(48)
-                    TR_THIN_STEP(40) TR_THIN_STEP(32) TR_THIN_STEP(24) TR_THIN_STEP(16) TR_THIN_STEP(8) "2:\n\t" TR_THIN_STORE("r4") TR_THIN_STORE("r5")
-                    TR_THIN_STORE("r6") TR_THIN_STORE("r7") "cmp r2, r3\n\t"
-            "bne 3b\n\t"
-            "add sp, sp, #4\n\t"
-            "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+    TR_THIN_GROUPS_ASM(TR_THIN_SIGN("r4"), TR_THIN_SIGN("r5"), TR_THIN_SIGN("r6"), TR_THIN_SIGN("r7"));
 }
+
+/* tr_thin_groups for an output zero point of -128 (ReLU layers): there a negative high product
+ * gives -128 or less with or without the sign correction, which SSAT clamps to -128 either way,
+ * and a non-negative one has no correction, so the SUB is dropped (one instruction per output). */
+__attribute__((naked, noinline, weak)) void tr_thin_groups_floor(const uint32_t *x_end __attribute__((unused)),
+                                                                  const int32_t *stream __attribute__((unused)),
+                                                                  int8_t *y __attribute__((unused)),
+                                                                  int8_t *y_end __attribute__((unused)),
+                                                                  int words __attribute__((unused)))
+{
+    TR_THIN_GROUPS_ASM("", "", "", "");
+}
+#undef TR_THIN_GROUPS_ASM
+#undef TR_THIN_STEPS
+#undef TR_THIN_SIGN
 #undef TR_THIN_STEP
 #undef TR_THIN_STORE
 #endif
 
 /* One row x of `depth` values -> y through the thin stream (`wide`: scratch for the widened row). */
 TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
-                                uint32_t *wide, int32_t act_min, int32_t act_max)
+                                uint32_t *wide, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int words = (depth + 3) / 4, whole = out_depth / 4, group = 16 + 8 * words;
 #if TR_USE_DSP
     if (whole > 0) {
         tr_widen_row(x, depth, wide, 2, 0);
-        tr_thin_groups(wide + 2 * words, stream, y, y + 4 * whole, words);
+        if (output_offset == -128) {
+            tr_thin_groups_floor(wide + 2 * words, stream, y, y + 4 * whole, words);
+        } else {
+            tr_thin_groups(wide + 2 * words, stream, y, y + 4 * whole, words);
+        }
     }
 #else
     (void)wide;
+    (void)output_offset;
     for (int g = 0; g < whole; ++g) {
         tr_thin_group_plain(x, depth, stream + g * group, y + 4 * g, 4, act_min, act_max);
     }

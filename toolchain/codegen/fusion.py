@@ -9,8 +9,7 @@ Low-rank factored layers, as the compress stage writes them:
 - a spatially factored convolution is CONV_2D k x 1 (C_in -> r), 1 x k (r -> C_out); fused
   (tr_conv_spatial.c), the narrow tensor lives in one row of scratch.
 Whether fusing is smaller depends on the neighbours (fused, input and output are alive
-together), so `generator.lower_graph` plans both ways and keeps the fused plan unless its arena
-is over FUSED_ARENA_SLACK times the unfused one (the fused kernels are the faster).
+together), so `generator.lower_graph` plans both ways and keeps the smaller arena.
 
 `schedule(graph, fuse)` returns the ops in execution order, grouped: a group of one op is
 lowered by its op module; a longer group (a factored pair or Tucker chain) by `lower`.

@@ -332,20 +332,13 @@ def _lower_and_plan(graph: Graph, prefix: str, fuse: bool, in_place: bool | None
     return LoweredModel(graph, prefix, lowered, ctx, buffers, offsets, arena)
 
 
-# How much more arena the default plan accepts for the faster fused factored kernels.
-FUSED_ARENA_SLACK = 1.25
-
-
 def lower_graph(
     graph: Graph, prefix: str = "tr", fuse: bool | None = None, in_place: bool | None = None
 ) -> LoweredModel:
     """Check, lower and plan; raises before any output exists if something is unsupported.
 
-    `fuse=None` plans with and without fused factored layers and keeps the fused plan unless its
-    arena is more than FUSED_ARENA_SLACK times the unfused one (the fused kernels run their short
-    layers from thin int16 streams: a quarter to a third fewer instructions on rank 8-48 pairs,
-    which costs them their rank-r scratch and input and output alive together); True or False
-    forces the choice. `in_place` likewise for the
+    `fuse=None` plans with and without fused factored layers and keeps the smaller arena
+    (fused on a tie: fewer calls); True or False forces the choice. `in_place` likewise for the
     row kernels that may overwrite their input (`inplace.in_place_shift`; in place on a tie).
     """
     validate_graph(graph)
@@ -357,7 +350,7 @@ def lower_graph(
         model = _lower_and_plan(graph, prefix, False, in_place)
         if any(len(group) > 1 for group in fusion.schedule(graph, True)):
             fused = _lower_and_plan(graph, prefix, True, in_place)
-            model = fused if fused.arena_bytes <= FUSED_ARENA_SLACK * model.arena_bytes else model
+            model = fused if fused.arena_bytes <= model.arena_bytes else model
     model.float_edges = stand_ins
     macs = sum(item.call.macs for item in model.ops if item.call is not None)
     check_totals(graph, model.arena_bytes, macs, model.weights_bytes)

@@ -263,6 +263,9 @@ class CostModel:
             for end in range(len(shapes), start, -1):
                 group = shapes[start:end]
                 kernel = self.fusions.get(signature(group))
+                if kernel is not None and all(s["kind"] == "fc" and int(s["p"]) == 1 for s in group):
+                    kernel = None  # one row: fused, input and output live together, so codegen
+                    # (the smaller arena) mostly runs the pair unfused, the slower way: predict that
                 if kernel is None and end - start == 1:
                     kernel = singles.get(group[0]["kind"], f"<{group[0]['kind']}>")
                 if kernel is not None:

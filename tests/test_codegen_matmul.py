@@ -76,6 +76,29 @@ def _deep_pointwise_pair_model():
     return keras.Model(inp, L.Conv2D(9, 1, activation="relu")(x))
 
 
+def _wide_thin_pointwise_pair_model():
+    """A factored 1x1 convolution of rank 61 (sixteen words: every straight step of the thin
+    stream) into 70 channels (a partial last group), over an odd pixel count."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(17)
+    inp = keras.Input((3, 5, 80))
+    x = L.Conv2D(61, 1, use_bias=False)(inp)
+    return keras.Model(inp, L.Conv2D(70, 1, activation="relu")(x))
+
+
+def _rank_65_dense_pair_model():
+    """A factored Dense of rank 65: one more than the thin stream holds (int8 matmul loops)."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(18)
+    inp = keras.Input((72,))
+    x = L.Dense(65, use_bias=False)(inp)
+    return keras.Model(inp, L.Dense(68, activation="relu")(x))
+
+
 def _one_group_dense_model():
     """Single rows into at most four outputs (45 -> 4 with ReLU, then 4 -> 3): read in place, with
     no widened copy and no scratch, on both paths."""
@@ -94,6 +117,8 @@ MODELS = {
     "thin_dense_pair": _thin_dense_pair_model,
     "thin_pointwise_pair": _thin_pointwise_pair_model,
     "deep_pointwise_pair": _deep_pointwise_pair_model,
+    "wide_thin_pointwise_pair": _wide_thin_pointwise_pair_model,
+    "rank_65_dense_pair": _rank_65_dense_pair_model,
     "one_group_dense": _one_group_dense_model,
 }
 KERNELS = {
@@ -102,7 +127,21 @@ KERNELS = {
     "thin_dense_pair": ["tr_fully_connected_factored_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "rank_65_dense_pair": ["tr_fully_connected_factored_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
+}
+
+# Which layers of each factored pair (first, second) run from a thin int16 stream: at most 64
+# inputs and the doubled requantization over the full int8 range (rank 65 is too wide).
+THIN = {
+    "pointwise_pair": (True, True),
+    "dense_pair": (True, True),
+    "thin_dense_pair": (True, True),
+    "thin_pointwise_pair": (True, True),
+    "deep_pointwise_pair": (True, True),
+    "wide_thin_pointwise_pair": (False, True),
+    "rank_65_dense_pair": (False, False),
 }
 
 
@@ -136,6 +175,40 @@ def test_factored_pairs_fuse_and_are_bit_exact_on_the_host(models: dict[str, Pat
     report = verify(models[name], _samples(models[name], 4, 0), fuse=True, tflm_arena=False, sanitize=True)
     assert report["kernels"] == KERNELS[name]
     assert report["bit_exact"], report["first_mismatch"]
+
+
+@pytest.mark.parametrize("name", list(THIN))
+def test_thin_second_layers_are_packed_as_int16_streams(
+    models: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    generate(models[name], tmp_path / "gen", tflm_arena=False, fuse=True)
+    model_c = (tmp_path / "gen" / "model.c").read_text()
+    weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
+    for layer, thin in zip(("first", "second"), THIN[name], strict=True):
+        if thin:
+            assert f".{layer}_thin = tr_" in model_c and f"_{layer}_thin[" in weights_c
+            assert f"_{layer}_filter[" not in weights_c  # the stream replaces the int8 weights and table
+        else:
+            assert f".{layer}_thin = NULL" in model_c and f"_{layer}_filter[" in weights_c
+
+
+def test_thin_stream_layout() -> None:
+    from toolchain.codegen.packing import pack_thin
+
+    rows = np.arange(1, 5 * 6 + 1).reshape(5, 6)  # 5 rows of 6 values: 2 groups of 2 words
+    rows[0, 0] = -3
+    table = np.array([[10 * k, 1000 + k, 7, 64 + k] for k in range(5)])
+    stream = pack_thin(rows, table).reshape(2, 4 + 2 * 8 + 12)  # per group: biases, pairs, constants
+    assert list(stream[0, :4]) == [0, 10, 20, 30] and list(stream[1, :4]) == [40, 40, 40, 40]
+    pairs = stream[:, 4:20].reshape(2, 2, 2, 4)  # group, word, pair, row
+    low, high = pairs.astype(np.int64) & 0xFFFF, pairs >> 16
+    # weights doubled (the accumulators stay doubled without doubling the input)
+    assert low[0, 0, 0, 0] == 0xFFFA and high[0, 0, 0, 0] == 6  # row 0: (x0, x2) pair of word 0
+    assert (low[0, 0, 1, 1], high[0, 0, 1, 1]) == (16, 20)  # row 1: (x1, x3) pair of word 0
+    assert (low[0, 1, 0, 2], high[0, 1, 0, 2]) == (34, 0)  # row 2, word 1: values 4 (17) and 6 (none)
+    assert (low[0, 1, 1, 2], high[0, 1, 1, 2]) == (36, 0)
+    assert not pairs[1, :, :, 1:].any()  # rows 5-7 of the padded last group are zero
+    assert list(stream[0, 20:23]) == [1000, 7, 64] and list(stream[1, 29:32]) == [1004, 7, 68]
 
 
 def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(

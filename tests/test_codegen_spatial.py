@@ -18,6 +18,23 @@ from toolchain.codegen.verify import verify
 PAIRS = {
     "same_3": ((9, 7, 6), 12, ((3, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 8),
     "strided_5x3": ((11, 10, 5), 4, ((5, 1), (2, 1), "valid"), ((1, 3), (1, 2), "same"), 5),
+    # columns of 5 x 16 = 80 values (int8 matmul loops), then 3 x 7 = 21 (a thin int16 stream)
+    "wide_5x1": ((6, 5, 16), 7, ((5, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 10),
+    # rank and outputs in whole words: the 1 x k step reads the widened narrow row (DSP path),
+    # strided with "same" padding, and "valid" with a wider kernel
+    "strided_rank_8": ((7, 9, 4), 8, ((3, 1), (1, 1), "same"), ((1, 3), (1, 2), "same"), 12),
+    "valid_1x5": ((5, 8, 6), 4, ((3, 1), (1, 1), "valid"), ((1, 5), (1, 1), "valid"), 4),
+    # input channels and rank in whole words: the k x 1 step widens straight from the image (DSP)
+    "tall_strided": ((9, 6, 8), 4, ((3, 1), (2, 1), "valid"), ((1, 3), (1, 1), "same"), 6),
+}
+# Which steps (first, second) run from a thin int16 stream: columns of at most 64 values.
+THIN = {
+    "same_3": (True, True),
+    "strided_5x3": (True, True),
+    "wide_5x1": (False, True),
+    "strided_rank_8": (True, True),
+    "valid_1x5": (True, True),
+    "tall_strided": (True, True),
 }
 
 
@@ -57,6 +74,16 @@ def test_spatial_pair_is_fused_and_bit_exact(pairs: dict[str, Path], name: str) 
     assert report["bit_exact"], report["first_mismatch"]
 
 
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_spatial_steps_of_short_columns_are_thin_streams(
+    pairs: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    generate(pairs[name], tmp_path / "gen", tflm_arena=False, fuse=True)
+    model_c = (tmp_path / "gen" / "model.c").read_text()
+    for step, thin in zip(("first", "second"), THIN[name], strict=True):
+        assert (f".{step}_thin = NULL" not in model_c) == thin
+
+
 def test_spatial_pair_keeps_the_narrow_tensor_out_of_the_arena(
     pairs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -74,15 +101,16 @@ def test_spatial_pair_keeps_the_narrow_tensor_out_of_the_arena(
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])
+@pytest.mark.parametrize("name", list(PAIRS))
 def test_spatial_pair_is_bit_exact_in_qemu(
-    pairs: dict[str, Path], tmp_path: Path, board: str, pio_build_cache: Path
+    pairs: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path
 ) -> None:
     from toolchain.bench.measure import run_samples
     from toolchain.firmware import build
 
-    x = _samples(PAIRS["strided_5x3"][0], 2, seed=1)
-    info = generate(pairs["strided_5x3"], tmp_path / "gen", tflm_arena=False, fuse=True)
+    x = _samples(PAIRS[name][0], 2, seed=1)
+    info = generate(pairs[name], tmp_path / "gen", tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_spatial_int8"]
     build(tmp_path / "gen", board)
     run = run_samples(tmp_path / "gen", board, x)
-    np.testing.assert_array_equal(run["outputs"][0], oracle.run(pairs["strided_5x3"], x)[0])
+    np.testing.assert_array_equal(run["outputs"][0], oracle.run(pairs[name], x)[0])

@@ -11,5 +11,6 @@ TR_KERNEL void tr_conv_int8(const tr_conv_params *params, const int8_t *input, i
 {
     const tr_conv_geometry g = params->geometry; /* locals: not reloaded after each int8 store */
     const tr_matmul_layer layer = params->layer;
-    tr_conv_matmul(&g, input, output, (int8_t)params->input_zero_point, &layer, columns, (uint32_t *)(void *)wide);
+    tr_conv_matmul(&g, input, output, (int8_t)params->input_zero_point, &layer, NULL, columns,
+                   (uint32_t *)(void *)wide);
 }

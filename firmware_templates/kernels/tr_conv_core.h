@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "tr_matmul.h"
+#include "tr_thin.h"
 
 /* n bytes, few of them (a call to memcpy costs more): word by word, then the last bytes. A
  * 4-byte memcpy is one LDR and one STR where the core allows unaligned access (M3/M4/M33) and
@@ -78,9 +79,12 @@ TR_MATMUL_LOOP void tr_conv_fill_column(const tr_conv_geometry *g, const int8_t 
 }
 
 /* The convolution `g` describes (all its batches), im2col two pixels at a time; `columns` holds
- * two columns, `wide` is the matmul scratch for two rows of k_h * k_w * in_c values. */
+ * two columns, `wide` is the matmul scratch for two rows of k_h * k_w * in_c values. With a thin
+ * stream (`thin` not NULL: at most 64 values per column) each column runs tr_thin_row instead
+ * of the matmul loops (`layer` then gives only the activation range). */
 TR_MATMUL_HELPER void tr_conv_matmul(const tr_conv_geometry *g, const int8_t *input, int8_t *output, int8_t pad_value,
-                                     const tr_matmul_layer *layer, int8_t *columns, uint32_t *wide)
+                                     const tr_matmul_layer *layer, const int32_t *thin, int8_t *columns,
+                                     uint32_t *wide)
 {
     const int depth = g->k_h * g->k_w * g->in_c, pixels = g->out_h * g->out_w;
     for (int b = 0; b < g->batches; ++b) {
@@ -96,7 +100,14 @@ TR_MATMUL_HELPER void tr_conv_matmul(const tr_conv_geometry *g, const int8_t *in
                     ++oy;
                 }
             }
-            tr_matmul_rows(columns, output, rows, depth, g->out_c, layer, wide);
+            if (thin == NULL) {
+                tr_matmul_rows(columns, output, rows, depth, g->out_c, layer, wide);
+            } else {
+                for (int r = 0; r < rows; ++r) {
+                    tr_thin_row(columns + r * depth, depth, thin, output + r * g->out_c, g->out_c, wide,
+                                layer->output_offset, layer->act_min, layer->act_max);
+                }
+            }
             output += rows * g->out_c;
         }
     }

@@ -18,6 +18,8 @@ typedef struct {
     int32_t narrow_zero_point;   /* what the 1 x k_w's padding reads as */
     tr_matmul_layer first;       /* k_h x 1, C_in -> r (filters of k_h * C_in, matmul layout) */
     tr_matmul_layer second;      /* 1 x k_w, r -> C_out (filters of k_w * r, matmul layout) */
+    const int32_t *first_thin;   /* NULL, or `first` as a thin int16 stream (tr_thin.h; filter and */
+    const int32_t *second_thin;  /* channels of the layer then NULL); the same for `second` */
 } tr_conv_spatial_params;
 
 /* Scratch: `row` (in_w * r bytes: one narrow row), `columns` (2 * max(k_h * in_c, k_w * r) bytes:

@@ -46,7 +46,7 @@ TR_KERNEL void tr_conv_tucker_int8(const tr_conv_tucker_params *params, const in
                                            .out_w = g.out_w, .out_c = rank_out, .k_h = g.k_h, .k_w = g.k_w,
                                            .stride_h = g.stride_h, .stride_w = g.stride_w, .dil_h = g.dil_h,
                                            .dil_w = g.dil_w, .pad_top = top - y0, .pad_left = g.pad_left };
-            tr_conv_matmul(&row, window, middle, (int8_t)params->core_input_zero_point, &core, columns, scratch);
+            tr_conv_matmul(&row, window, middle, (int8_t)params->core_input_zero_point, &core, NULL, columns, scratch);
             /* 1x1 r2 -> C_out into the output row */
             tr_matmul_rows(middle, output + ((b * g.out_h + oy) * g.out_w) * g.out_c, g.out_w, rank_out, g.out_c,
                            &expand, scratch);

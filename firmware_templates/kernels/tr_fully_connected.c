@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tr_matmul.h"
+#include "tr_thin.h"
 
 /*
  * The generator may let the output overwrite the input (inplace.py): the input starts at or
@@ -49,7 +50,8 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
 /*
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
  * weight word and each requantization setup serves both: the r-wide intermediate rows live
- * only in `narrow` (2r bytes of scratch), never in the arena.
+ * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
+ * thin stream runs tr_thin_row row by row instead of the matmul loops.
  */
 TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                 int8_t *output, int8_t *narrow, int8_t *wide)
@@ -57,10 +59,27 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
     const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
     const int output_depth = params->output_depth;
     const tr_matmul_layer first = params->first, second = params->second;
+    const int32_t *first_thin = params->first_thin, *second_thin = params->second_thin;
     uint32_t *scratch = (uint32_t *)(void *)wide;
     for (int b = 0; b < batches; b += 2) {
         const int rows = batches - b < 2 ? batches - b : 2;
-        tr_matmul_rows(input + b * input_depth, narrow, rows, input_depth, rank, &first, scratch);
-        tr_matmul_rows(narrow, output + b * output_depth, rows, rank, output_depth, &second, scratch);
+        const int8_t *x = input + b * input_depth;
+        int8_t *y = output + b * output_depth;
+        if (first_thin == NULL) {
+            tr_matmul_rows(x, narrow, rows, input_depth, rank, &first, scratch);
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                tr_thin_row(x + r * input_depth, input_depth, first_thin, narrow + r * rank, rank, scratch,
+                            first.output_offset, first.act_min, first.act_max);
+            }
+        }
+        if (second_thin == NULL) {
+            tr_matmul_rows(narrow, y, rows, rank, output_depth, &second, scratch);
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                tr_thin_row(narrow + r * rank, rank, second_thin, y + r * output_depth, output_depth, scratch,
+                            second.output_offset, second.act_min, second.act_max);
+            }
+        }
     }
 }

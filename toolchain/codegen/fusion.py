@@ -156,7 +156,10 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
     _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
     row = ctx.scratch(in_w * rank)
     depth = max(k_h * in_c, k_w * rank)
-    columns, wide = ctx.scratch(2 * depth), ctx.scratch(fully_connected.wide_scratch_bytes(depth, 2))
+    wide_bytes = fully_connected.wide_scratch_bytes(depth, 2)
+    if rank % 4 == 0 and out_c % 4 == 0 and dil_w == 1:  # tr_spatial_across_wide: the widened narrow row
+        wide_bytes = max(wide_bytes, 2 * rank * ((out_w - 1) * stride_w + k_w))
+    columns, wide = ctx.scratch(2 * depth), ctx.scratch(wide_bytes)
     name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
     geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
@@ -165,9 +168,8 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank": rank,
         "input_zero_point": int(first.input(0).zero_point[0]),
         "narrow_zero_point": int(second.input(0).zero_point[0]),
-        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
-        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second"),
     }
+    fields.update(_layer_fields(first, second, ctx, name))
     macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
     comment = (
         f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then "
@@ -224,6 +226,21 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     )
 
 
+def _layer_fields(first: Op, second: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+    """`first`, `second` (tr_matmul_layer) and `first_thin`, `second_thin` of a fused pair: each
+    layer as a thin int16 stream where one qualifies (fully_connected.thin_fields), else in the
+    matmul layout with the thin field NULL."""
+    fields: dict[str, FieldValue] = {}
+    for key, op in (("first", first), ("second", second)):
+        thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
+        if thin is None:
+            layer = fully_connected.matmul_fields(op, ctx, f"{name}_{key}")
+            fields.update({key: layer, f"{key}_thin": "NULL"})
+        else:
+            fields.update({key: thin[0], f"{key}_thin": thin[1]})
+    return fields
+
+
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     """A FULLY_CONNECTED pair or a pointwise CONV_2D pair: the same matmul over rows (pixels)."""
     first, second = group
@@ -244,9 +261,8 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "input_depth": depth_in,
         "rank": rank,
         "output_depth": depth_out,
-        "first": fully_connected.matmul_fields(first, ctx, f"{name}_first"),
-        "second": fully_connected.matmul_fields(second, ctx, f"{name}_second"),
     }
+    fields.update(_layer_fields(first, second, ctx, name))
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
     return KernelCall(

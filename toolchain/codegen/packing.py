@@ -37,3 +37,26 @@ def pack_matmul(rows: np.ndarray) -> np.ndarray:
     padded = np.zeros((-(-count // 4) * 4, -(-n // 4) * 4), np.int8)
     padded[:count, :n] = rows
     return pack_rows_by_four(padded)
+
+
+def pack_thin(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(R, r) int8 rows and their (R, 4) doubled channel table (bias, multiplier, shift, rounding)
+    -> the int32 stream of a thin layer (tr_thin.h): per group of four rows (the last one padded,
+    its table rows repeated) the four biases; per word of four inputs (x0 x1 x2 x3) the rows'
+    doubled int16 pairs (2 w0, 2 w2), then (2 w1, 2 w3), as the widened input pairs them
+    (tr_widen_row; doubled weights keep the accumulators doubled, as the table's bias is); then
+    each row's multiplier, shift and rounding."""
+    rows = 2 * np.asarray(rows, dtype=np.int64).reshape(rows.shape[0], -1)
+    count, n = rows.shape
+    groups, words = -(-count // 4), -(-n // 4)
+    padded = np.zeros((4 * groups, 4 * words), np.int64)
+    padded[:count, :n] = rows
+    table = np.asarray(table, dtype=np.int64)
+    table = np.concatenate([table, np.repeat(table[-1:], 4 * groups - count, axis=0)])
+    quads = padded.reshape(groups, 4, words, 4)  # [group][row][word][value]
+    low = quads[..., [0, 1]] & 0xFFFF  # (x0, x2) pair first, then (x1, x3)
+    high = quads[..., [2, 3]] << 16
+    pairs = (low | high).transpose(0, 2, 3, 1).reshape(groups, 8 * words)  # [group][word][pair][row]
+    per_group = table.reshape(groups, 4, 4)
+    stream = np.concatenate([per_group[:, :, 0], pairs, per_group[:, :, 1:].reshape(groups, 12)], axis=1)
+    return ((stream.reshape(-1) + 2**31) % 2**32 - 2**31).astype(np.int32)

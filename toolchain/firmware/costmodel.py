@@ -149,11 +149,25 @@ def row_terms(shape: dict[str, Any]) -> list[float]:
     ]
 
 
+# A fused pair's layer (FC, pointwise, a spatial step) of at most this many inputs per output runs
+# from a thin int16 stream (tr_thin.h; fully_connected.THIN_MAX_DEPTH): its own per-MAC, per-group
+# and per-row (widening) costs.
+THIN_MAX_DEPTH = 64
+THIN_TERMS = ("p*G", "p", "p*W", "p*[R]", "p*[R]*W")  # the last group, partial, runs in plain C
+
+
+def is_thin(shape: dict[str, Any], ops: int) -> bool:
+    """Whether the generator runs this op of a call of `ops` ops from a thin stream (a pair's
+    matmul layer with few inputs; the doubled full-range requantization it also needs is the rule)."""
+    return ops == 2 and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= THIN_MAX_DEPTH
+
+
 def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.ndarray:
     """The terms of a call. One op: a constant, `block_terms` for all positions and again for an
     odd last one (rows run in pairs), taps per position (im2col), input and output values. A
     fused call (several ops, few measurements each): a constant, the main MAC loop of each op
-    on its own, and the other terms summed over its ops with one coefficient each. A kernel that
+    on its own (int8 loops or a thin stream, `is_thin`: separate terms), the other terms summed
+    over its ops with one coefficient each, and the thin ops' groups, rows and row words. A kernel that
     prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`)."""
     if kernel in ROW_KERNELS and len(shapes) == 1:
         return np.array(row_terms(shapes[0]))
@@ -161,12 +175,17 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
         shape = shapes[0]
         odd = block_terms({**shape, "p": shape["p"] % 2})
         return np.array([1.0, *block_terms(shape), *odd, *_extra_terms(shape)])
-    own = [block_terms(shape)[2] for shape in shapes]
+    own: list[float] = []
     shared = np.zeros(len(SHARED_TERMS))
+    thin = np.zeros(len(THIN_TERMS))
     for shape in shapes:
         terms = block_terms(shape)
+        streamed = is_thin(shape, len(shapes))
+        own += [0.0, terms[2]] if streamed else [terms[2], 0.0]  # int8 matmul loops, or the thin stream
         shared += [*terms[:2], *terms[3:], *_extra_terms(shape)]
-    return np.array([1.0, *own, *shared])
+        if streamed:
+            thin += [terms[1], terms[0], float(shape["p"] * (int(shape["i"]) // 4)), terms[7], terms[8]]
+    return np.array([1.0, *own, *shared, *thin])
 
 
 def term_names(ops: int, kernel: str | None = None) -> list[str]:
@@ -175,7 +194,8 @@ def term_names(ops: int, kernel: str | None = None) -> list[str]:
         return list(ROW_TERMS)
     if ops == 1:
         return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out"]
-    return ["1", *(f"op{n}:p*G*W" for n in range(ops)), *(f"sum:{t}" for t in SHARED_TERMS)]
+    own = [name for n in range(ops) for name in (f"op{n}:p*G*W", f"op{n}:thin:p*G*W")]
+    return ["1", *own, *(f"sum:{t}" for t in SHARED_TERMS), *(f"thin:{t}" for t in THIN_TERMS)]
 
 
 def generic_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
@@ -243,6 +263,9 @@ class CostModel:
             for end in range(len(shapes), start, -1):
                 group = shapes[start:end]
                 kernel = self.fusions.get(signature(group))
+                if kernel is not None and all(s["kind"] == "fc" and int(s["p"]) == 1 for s in group):
+                    kernel = None  # one row: fused, input and output live together, so codegen
+                    # (the smaller arena) mostly runs the pair unfused, the slower way: predict that
                 if kernel is None and end - start == 1:
                     kernel = singles.get(group[0]["kind"], f"<{group[0]['kind']}>")
                 if kernel is not None:

@@ -23,7 +23,7 @@ from toolchain.codegen.lowering import (
     shape_text,
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
-from toolchain.codegen.packing import pack_matmul
+from toolchain.codegen.packing import pack_matmul, pack_thin
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
@@ -167,26 +167,36 @@ def channel_table(
     return table.astype(np.int32), True
 
 
-def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
-    """The `tr_matmul_layer` (tr_fully_connected.h) of one FULLY_CONNECTED or pointwise CONV_2D,
-    plain or fused: weights in the matmul layout and the per-channel table padded to whole groups
-    of four; arrays named `name`_*."""
+def layer_table(op: Op) -> tuple[np.ndarray, np.ndarray, bool, int, int, int]:
+    """One FULLY_CONNECTED or pointwise CONV_2D as the matmul kernels see it: its (channels, depth)
+    int8 weights, its per-channel table (`channel_table`), whether the table is doubled, the output
+    zero point and the fused activation's int8 range."""
     inp, filt, out = op.input(0), op.input(1), op.outputs[0]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     channels = filt.shape[0]
     mults, shifts = requant_arrays(op, inp, filt, out, channels)
-    weights = filt.values.astype(np.int64).reshape(channels, -1)
+    rows = filt.values.reshape(channels, -1)
+    weights = rows.astype(np.int64)
     folded = folded_bias(bias, weights.sum(axis=1), int(inp.zero_point[0]), op)
     offset = int(out.zero_point[0])
     table, doubled = channel_table(folded, np.abs(weights).sum(axis=1), mults, shifts, offset)
-    table = np.concatenate([table, np.repeat(table[-1:], -channels % 4, axis=0)])  # whole groups of four
     lo, hi = activation_range_int8(
         op.options.get("fused_activation_function", "NONE"), float(out.scale[0]), offset
     )
+    return rows, table, doubled, offset, lo, hi
+
+
+def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+    """The `tr_matmul_layer` (tr_fully_connected.h) of one FULLY_CONNECTED or pointwise CONV_2D,
+    plain or fused: weights in the matmul layout and the per-channel table padded to whole groups
+    of four; arrays named `name`_*."""
+    filt = op.input(1)
+    rows, table, doubled, offset, lo, hi = layer_table(op)
+    table = np.concatenate([table, np.repeat(table[-1:], -rows.shape[0] % 4, axis=0)])  # whole groups of four
     return {
         "filter": ctx.constant(
             f"{name}_filter",
-            pack_matmul(filt.values.reshape(channels, -1)),
+            pack_matmul(rows),
             "int8_t",
             f"weights '{filt.name}' {shape_text(filt)}, matmul layout (groups of four rows, zero-padded)",
         ),
@@ -198,6 +208,40 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldVal
         "act_min": lo,
         "act_max": hi,
     }
+
+
+# The thin stream (packing.pack_thin) holds at most this many inputs per row: tr_thin_groups has
+# sixteen straight steps of four inputs.
+THIN_MAX_DEPTH = 64
+
+
+def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:
+    """A layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8): the
+    `tr_matmul_layer` without weights or table (the stream holds both) and the stream's array
+    name; None where the layer does not qualify (more than THIN_MAX_DEPTH inputs, or a
+    requantization other than the doubled one over the full int8 range). Short rows are where
+    int8 weights cost most (two SXTB16 per word and output, per-group setup over few MACs); the
+    stream costs twice their flash."""
+    filt = op.input(1)
+    rows, table, doubled, offset, lo, hi = layer_table(op)
+    if rows.shape[1] > THIN_MAX_DEPTH or not doubled or (lo, hi) != (-128, 127):
+        return None
+    stream = ctx.constant(
+        f"{name}_thin",
+        pack_thin(rows, table),
+        "int32_t",
+        f"weights '{filt.name}' {shape_text(filt)} as int16 pairs with the per-channel biases and "
+        "requantization, per group of four rows (packing.pack_thin)",
+    )
+    fields: dict[str, FieldValue] = {
+        "filter": "NULL",
+        "channels": "NULL",
+        "doubled": 1,
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    return fields, stream
 
 
 def reads_row_in_place(batches: int, out_depth: int) -> bool:

@@ -9,7 +9,7 @@ Low-rank factored layers, as the compress stage writes them:
 - a spatially factored convolution is CONV_2D k x 1 (C_in -> r), 1 x k (r -> C_out); fused
   (tr_conv_spatial.c), the narrow tensor lives in one row of scratch.
 Whether fusing is smaller depends on the neighbours (fused, input and output are alive
-together), so `generator.lower_graph` plans both ways and keeps the smaller arena.
+together), whether it is faster on the shape: `fusion_choice` decides group by group.
 
 `schedule(graph, fuse)` returns the ops in execution order, grouped: a group of one op is
 lowered by its op module; a longer group (a factored pair or Tucker chain) by `lower`.
@@ -112,17 +112,20 @@ def runs_in_place(group: list[Op]) -> bool:
     return output_trails_input(first.input(0).shape, last.outputs[0].shape, k_h, stride_h, dil_h, pad_top)
 
 
-def schedule(graph: Graph, fuse: bool = True) -> list[list[Op]]:
+def schedule(graph: Graph, fuse: bool | frozenset[int] = True) -> list[list[Op]]:
+    """`fuse` True fuses every group that can be, False none, a set the groups whose first op
+    has one of those indices."""
     users = _consumers(graph)
     groups: list[list[Op]] = []
     i = 0
     while i < len(graph.ops):
         op = graph.ops[i]
-        if fuse and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i : i + 3], graph, users):
+        allowed = fuse if isinstance(fuse, bool) else op.index in fuse
+        if allowed and i + 2 < len(graph.ops) and is_tucker_chain(graph.ops[i : i + 3], graph, users):
             groups.append(graph.ops[i : i + 3])
             i += 3
         elif (
-            fuse
+            allowed
             and i + 1 < len(graph.ops)
             and (
                 is_factored_pair(op, graph.ops[i + 1], graph, users)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from toolchain.codegen import fusion, inplace
+from toolchain.codegen import fusion, fusion_choice, inplace
 from toolchain.codegen.graph import Graph, Op, Tensor
 from toolchain.codegen.lowering import KernelCall, LoweringContext
 from toolchain.codegen.ops import BROKEN, module_for, registry, supported_opcodes
@@ -316,7 +316,9 @@ def _plan_buffers(
     return best[0], best[1], best[2]
 
 
-def _lower_and_plan(graph: Graph, prefix: str, fuse: bool, in_place: bool | None = None) -> LoweredModel:
+def _lower_and_plan(
+    graph: Graph, prefix: str, fuse: bool | frozenset[int], in_place: bool | None = None
+) -> LoweredModel:
     ctx = LoweringContext(prefix=prefix)
     lowered: list[LoweredOp] = []
     for group in fusion.schedule(graph, fuse):
@@ -337,8 +339,8 @@ def lower_graph(
 ) -> LoweredModel:
     """Check, lower and plan; raises before any output exists if something is unsupported.
 
-    `fuse=None` plans with and without fused factored layers and keeps the smaller arena
-    (fused on a tie: fewer calls); True or False forces the choice. `in_place` likewise for the
+    `fuse=None` fuses each factored layer where that shrinks the arena, or keeps it and is
+    predicted faster (`fusion_choice.choose`); True or False fuses all or none. `in_place` likewise for the
     row kernels that may overwrite their input (`inplace.in_place_shift`; in place on a tie).
     """
     validate_graph(graph)
@@ -347,10 +349,7 @@ def lower_graph(
     if fuse is not None:
         model = _lower_and_plan(graph, prefix, fuse, in_place)
     else:
-        model = _lower_and_plan(graph, prefix, False, in_place)
-        if any(len(group) > 1 for group in fusion.schedule(graph, True)):
-            fused = _lower_and_plan(graph, prefix, True, in_place)
-            model = fused if fused.arena_bytes <= model.arena_bytes else model
+        model = fusion_choice.choose(graph, lambda fuse: _lower_and_plan(graph, prefix, fuse, in_place))
     model.float_edges = stand_ins
     macs = sum(item.call.macs for item in model.ops if item.call is not None)
     check_totals(graph, model.arena_bytes, macs, model.weights_bytes)

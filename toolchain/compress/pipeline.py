@@ -212,6 +212,8 @@ def compress(
             scores["baseline"] = report["baseline"][metric]
         report["metric"] = metric
         report[metric] = scores
+    if state is not None and x_calib is not None:
+        budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:
 
         def build_at(fraction: float):
@@ -229,6 +231,20 @@ def compress(
 
         report["pareto"] = pareto_sweep(model, dataset, build_at, PARETO_FRACTIONS, tuning)
     return factored, report
+
+
+def _as_generated(factored: Any, x_calib: np.ndarray, state: Any, budget_info: dict) -> dict[str, Any]:
+    """The compressed model's predicted cost as codegen will plan it (which factored layers it
+    fuses depends on the whole model's arena), beside the search's layer-by-layer estimate."""
+    from toolchain.compress.costs import device_baseline
+    from toolchain.firmware.costmodel import to_board_units
+
+    generated = device_baseline(factored, x_calib, state.baseline.board)
+    return {
+        "search_predicted_instructions": budget_info.get("predicted_instructions"),
+        "predicted_instructions": round(generated.instructions),
+        "predicted_latency": round(to_board_units(generated.instructions, state.baseline.board)),
+    }
 
 
 def _short_tuner(teacher: Any, dataset: Dataset, tuning: Tuning):

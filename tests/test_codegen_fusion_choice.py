@@ -1,0 +1,80 @@
+"""Which factored layers codegen fuses: each group on its own, where the arena shrinks, or stays
+the same and the Cortex-M4 cost model predicts the fused call faster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from toolchain.codegen import fusion_choice
+
+
+@dataclass
+class _Op:
+    index: int
+
+
+@dataclass
+class _Item:
+    op: _Op
+
+
+@dataclass
+class _Plan:
+    fused: frozenset[int]
+    arena_bytes: int
+    ops: list[_Item] = field(default_factory=list)
+
+
+GROUPS = [[_Op(0), _Op(1)], [_Op(2)], [_Op(3), _Op(4)], [_Op(5), _Op(6)], [_Op(7), _Op(8)]]
+ARENA = {0: 0, 3: 64, 5: 0, 7: -32}  # arena a fused group adds over the unfused plan
+
+
+def _lower_and_plan(fuse: bool | frozenset[int]) -> _Plan:
+    fused = frozenset(ARENA) if fuse is True else frozenset() if fuse is False else fuse
+    ops = [
+        _Item(op)
+        for group in GROUPS
+        for op in (group if min(o.index for o in group) not in fused else group[:1])
+    ]
+    return _Plan(fused, 1000 + sum(ARENA[i] for i in fused), ops)
+
+
+@pytest.mark.parametrize("pays", [{0, 3, 5}, {5}, set()])
+def test_a_group_is_fused_where_the_arena_shrinks_or_it_pays_at_the_same_arena(monkeypatch, pays) -> None:
+    monkeypatch.setattr(fusion_choice.fusion, "schedule", lambda graph, fuse: GROUPS)
+    asked = []
+
+    def fusing_pays(fused_item, unfused_items) -> bool:
+        asked.append((fused_item.op.index, [item.op.index for item in unfused_items]))
+        return fused_item.op.index in pays
+
+    monkeypatch.setattr(fusion_choice, "fusing_pays", fusing_pays)
+    chosen = fusion_choice.choose(None, _lower_and_plan)
+    # group 3 would add 64 bytes of arena; group 7 saves 32, so it is fused whatever its speed
+    assert chosen.fused == frozenset(pays - {3}) | {7}
+    assert chosen.arena_bytes == 1000 - 32
+    assert asked == [(0, [0, 1]), (5, [5, 6])]  # only at the same arena, each against its own ops
+
+
+def test_choice_is_never_predicted_slower_nor_larger_than_either_plan(tmp_path: Path) -> None:
+    from benchmarks.mlperf_tiny import build_tflite
+    from toolchain.codegen import generate
+    from toolchain.firmware.costmodel import load_cost_model
+
+    data, _ = build_tflite("fc_autoencoder_factored", samples=16, rank=16)
+    tflite = tmp_path / "factored.tflite"
+    tflite.write_bytes(data)
+    model = load_cost_model("nano33")
+    plans = {
+        fuse: generate(tflite, tmp_path / str(fuse), tflm_arena=False, fuse=fuse)
+        for fuse in (None, False, True)
+    }
+    predicted = {fuse: sum(model.predict_ops(info)) for fuse, info in plans.items()}
+    assert plans[None]["arena_bytes"] <= min(plans[False]["arena_bytes"], plans[True]["arena_bytes"])
+    if plans[None]["arena_bytes"] == plans[False]["arena_bytes"]:
+        assert predicted[None] <= predicted[False]
+    if plans[True]["arena_bytes"] == plans[None]["arena_bytes"]:  # fusing everything is free
+        assert predicted[None] <= predicted[True]

@@ -1,0 +1,77 @@
+"""Which factored layers to fuse: the smaller arena first, then the faster call.
+
+A fused factored layer keeps its narrow tensor out of the arena, but keeps the layer's input and
+output alive together. Which plan is smaller depends on the neighbours (a Tucker block that runs
+in place is far smaller fused; a DS-CNN's pointwise pairs are larger), and which is faster on
+the shape (a DS-CNN's pointwise pairs at rank 14 over 25x5 pixels run 2.4% slower fused than as
+two pointwise calls, the int16 thin stream paying per pixel to widen the narrow row; the digits
+MLP's FULLY_CONNECTED pairs 28% faster). So each group is decided on its own, greedily in model
+order: fused where that makes the arena smaller, or leaves it the same and the Cortex-M4 cost
+model (the DSP path, the product's first board) predicts fewer instructions for the fused call
+than for its ops one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from toolchain.codegen import fusion
+from toolchain.codegen.graph import Graph
+from toolchain.codegen.shapes import op_shape
+from toolchain.errors import TinyrankError
+
+COST_BOARD = "nano33"  # a Cortex-M4: the DSP path's cost model
+
+
+def _cost_model() -> Any:
+    """The Cortex-M4 cost model, or None where it cannot be read (during a `make costmodel` run)."""
+    from toolchain.firmware.costmodel import load_cost_model
+
+    try:
+        return load_cost_model(COST_BOARD)
+    except TinyrankError:
+        return None
+
+
+def _predicted(model: Any, item: Any) -> float | None:
+    """Instructions of one lowered call, None if its kernel has no fitted entry."""
+    if item.call is None:
+        return 0.0
+    shapes = [op_shape(op) for op in [item.op, *item.fused]]
+    instructions, fitted = model.predict_call(item.call.function, shapes)
+    return instructions if fitted else None
+
+
+def fusing_pays(fused_item: Any, unfused_items: list[Any]) -> bool:
+    """Whether the fused call is predicted faster than its ops one by one (True where the cost
+    model cannot tell: fusing never costs arena here, see `choose`)."""
+    model = _cost_model()
+    if model is None:
+        return True
+    fused = _predicted(model, fused_item)
+    apart = [_predicted(model, item) for item in unfused_items]
+    if fused is None or any(a is None for a in apart):
+        return True
+    return fused < sum(a for a in apart if a is not None)
+
+
+def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any]) -> Any:
+    """The planned model with each factored group fused where that shrinks the arena, or keeps it
+    and `fusing_pays`; `lower_and_plan(fuse)` lowers and plans the graph."""
+    model = lower_and_plan(False)
+    groups = [group for group in fusion.schedule(graph, True) if len(group) > 1]
+    if not groups:
+        return model
+    every = {item.op.index: item for item in lower_and_plan(True).ops}
+    apart = {item.op.index: item for item in model.ops}
+    chosen: frozenset[int] = frozenset()
+    for group in groups:
+        trial = lower_and_plan(chosen | {group[0].index})
+        smaller = trial.arena_bytes < model.arena_bytes
+        if smaller or (
+            trial.arena_bytes == model.arena_bytes
+            and fusing_pays(every[group[0].index], [apart[op.index] for op in group])
+        ):
+            model, chosen = trial, chosen | {group[0].index}
+    return model

@@ -15,16 +15,34 @@ from toolchain import oracle
 from toolchain.codegen import generate
 from toolchain.codegen.verify import verify
 
+# A factored layer as compress writes it (first layer without bias, then the second): seed, input
+# shape (one axis: Dense; three: 1x1 Conv2D), rank, outputs, the second layer's activation.
+PAIRS = {
+    # odd pixel count and ragged depths
+    "pointwise_pair": (11, (5, 3, 13), 5, 10, "relu6"),
+    # rank 6 on a ragged input of 29 (eight words), partial last output groups on both sides
+    "thin_dense_pair": (13, (29,), 6, 11, "relu"),
+    # rank 2 over an odd pixel count, no activation: clamped and full-range requantization both appear
+    "thin_pointwise_pair": (14, (3, 3, 7), 2, 9, None),
+    # from a ragged 61 channels (sixteen words: the longest straight two-pixel group) to rank 6
+    "deep_pointwise_pair": (15, (3, 3, 61), 6, 9, "relu"),
+    # rank 61 (sixteen words: every straight step of the thin stream) into 70 channels (a partial
+    # last group), over an odd pixel count
+    "wide_thin_pointwise_pair": (17, (3, 5, 80), 61, 70, "relu"),
+    # rank 65: one more than the thin stream holds (int8 matmul loops)
+    "rank_65_dense_pair": (18, (72,), 65, 68, "relu"),
+}
 
-def _pointwise_pair_model():
-    """An SVD-factored 1x1 convolution as compress writes it, on an odd pixel count and ragged depths."""
+
+def _pair_model(seed: int, shape: tuple[int, ...], rank: int, outputs: int, activation: str | None):
     import keras
 
     L = keras.layers
-    keras.utils.set_random_seed(11)
-    inp = keras.Input((5, 3, 13))
-    x = L.Conv2D(5, 1, use_bias=False)(inp)
-    return keras.Model(inp, L.Conv2D(10, 1, activation="relu6")(x))
+    keras.utils.set_random_seed(seed)
+    layer = L.Dense if len(shape) == 1 else (lambda n, **kw: L.Conv2D(n, 1, **kw))
+    inp = keras.Input(shape)
+    x = layer(rank, use_bias=False)(inp)
+    return keras.Model(inp, layer(outputs, activation=activation)(x))
 
 
 def _dense_pair_model():
@@ -37,66 +55,6 @@ def _dense_pair_model():
     x = L.Dense(64)(inp)
     x = L.Dense(9, use_bias=False)(x)
     return keras.Model(inp, L.Dense(22, activation="relu")(x))
-
-
-def _thin_dense_pair_model():
-    """A factored Dense of rank 6 on a ragged input of 29 (eight words), partial last output groups
-    on both sides. (Many rows at once are the pointwise pairs' pixels:
-    Keras writes a Dense over a 3-D input as a Tensordot with a dynamic reshape.)"""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(13)
-    inp = keras.Input((29,))
-    x = L.Dense(6, use_bias=False)(inp)
-    return keras.Model(inp, L.Dense(11, activation="relu")(x))
-
-
-def _thin_pointwise_pair_model():
-    """A factored 1x1 convolution of rank 2 over an odd pixel count, no activation (clamped and
-    full-range requantization both appear across the two layers)."""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(14)
-    inp = keras.Input((3, 3, 7))
-    x = L.Conv2D(2, 1, use_bias=False)(inp)
-    return keras.Model(inp, L.Conv2D(9, 1)(x))
-
-
-def _deep_pointwise_pair_model():
-    """A factored 1x1 convolution from a ragged 61 channels (sixteen words: the longest straight
-    two-pixel group) to rank 6, on an odd pixel count."""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(15)
-    inp = keras.Input((3, 3, 61))
-    x = L.Conv2D(6, 1, use_bias=False)(inp)
-    return keras.Model(inp, L.Conv2D(9, 1, activation="relu")(x))
-
-
-def _wide_thin_pointwise_pair_model():
-    """A factored 1x1 convolution of rank 61 (sixteen words: every straight step of the thin
-    stream) into 70 channels (a partial last group), over an odd pixel count."""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(17)
-    inp = keras.Input((3, 5, 80))
-    x = L.Conv2D(61, 1, use_bias=False)(inp)
-    return keras.Model(inp, L.Conv2D(70, 1, activation="relu")(x))
-
-
-def _rank_65_dense_pair_model():
-    """A factored Dense of rank 65: one more than the thin stream holds (int8 matmul loops)."""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(18)
-    inp = keras.Input((72,))
-    x = L.Dense(65, use_bias=False)(inp)
-    return keras.Model(inp, L.Dense(68, activation="relu")(x))
 
 
 def _one_group_dense_model():
@@ -112,13 +70,8 @@ def _one_group_dense_model():
 
 
 MODELS = {
-    "pointwise_pair": _pointwise_pair_model,
+    **{name: (lambda spec=spec: _pair_model(*spec)) for name, spec in PAIRS.items()},
     "dense_pair": _dense_pair_model,
-    "thin_dense_pair": _thin_dense_pair_model,
-    "thin_pointwise_pair": _thin_pointwise_pair_model,
-    "deep_pointwise_pair": _deep_pointwise_pair_model,
-    "wide_thin_pointwise_pair": _wide_thin_pointwise_pair_model,
-    "rank_65_dense_pair": _rank_65_dense_pair_model,
     "one_group_dense": _one_group_dense_model,
 }
 KERNELS = {

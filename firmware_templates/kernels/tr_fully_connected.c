@@ -47,6 +47,20 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
     tr_matmul_rows(input, output, batches, depth, out_depth, &layer, scratch);
 }
 
+/* `rows` rows of one layer of a factored pair: the int8 matmul loops, or its thin stream row by row. */
+static inline void tr_factored_layer(const int8_t *x, int8_t *y, int rows, int depth, int out_depth,
+                                     const tr_matmul_layer *layer, const int32_t *thin, uint32_t *scratch)
+{
+    if (thin == NULL) {
+        tr_matmul_rows(x, y, rows, depth, out_depth, layer, scratch);
+        return;
+    }
+    for (int r = 0; r < rows; ++r) {
+        tr_thin_row(x + r * depth, depth, thin, y + r * out_depth, out_depth, scratch, layer->output_offset,
+                    layer->act_min, layer->act_max);
+    }
+}
+
 /*
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
  * weight word and each requantization setup serves both: the r-wide intermediate rows live
@@ -65,21 +79,7 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
         const int rows = batches - b < 2 ? batches - b : 2;
         const int8_t *x = input + b * input_depth;
         int8_t *y = output + b * output_depth;
-        if (first_thin == NULL) {
-            tr_matmul_rows(x, narrow, rows, input_depth, rank, &first, scratch);
-        } else {
-            for (int r = 0; r < rows; ++r) {
-                tr_thin_row(x + r * input_depth, input_depth, first_thin, narrow + r * rank, rank, scratch,
-                            first.output_offset, first.act_min, first.act_max);
-            }
-        }
-        if (second_thin == NULL) {
-            tr_matmul_rows(narrow, y, rows, rank, output_depth, &second, scratch);
-        } else {
-            for (int r = 0; r < rows; ++r) {
-                tr_thin_row(narrow + r * rank, rank, second_thin, y + r * output_depth, output_depth, scratch,
-                            second.output_offset, second.act_min, second.act_max);
-            }
-        }
+        tr_factored_layer(x, narrow, rows, input_depth, rank, &first, first_thin, scratch);
+        tr_factored_layer(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
     }
 }

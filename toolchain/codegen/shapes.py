@@ -5,7 +5,8 @@ output pixels of a convolution), each computing `o` outputs from an inner depth 
 values, so its MACs are p * i * o. `k` is the taps of a convolution's or pooling's window (1
 otherwise); `in`/`out` count its input and output values (what an elementwise op, a pooling
 or the im2col copy of a convolution pays for). A depthwise op also has `rows_in`, `rows` (input
-and output rows, all batches) and `w` (output width). `kind` says which:
+and output rows, all batches) and `w` (output width); a k x k convolution `kh` (kernel rows) and
+`run` (bytes of one kernel row: k_w x in_c), what its im2col gather copies. `kind` says which:
 `fc`, `pw` (1x1 CONV_2D), `conv` (k x k CONV_2D), `dw` (DEPTHWISE_CONV_2D), `lstm`
 (UNIDIRECTIONAL_SEQUENCE_LSTM: p time steps of 4 x units outputs over features + units) or `other`.
 """
@@ -45,6 +46,8 @@ def op_shape(op: Any) -> dict[str, Any]:
         pixels = _size(op.outputs[0]) // max(out_c, 1)
         kind = "pw" if (k_h, k_w) == (1, 1) else "conv"
         shape.update(kind=kind, p=pixels, i=k_h * k_w * in_c, o=out_c, k=k_h * k_w)
+        if kind == "conv":
+            shape.update(kh=k_h, run=k_w * in_c)
     elif op.opcode == "DEPTHWISE_CONV_2D" and filt is not None and len(filt.shape) == 4:
         _, k_h, k_w, channels = (int(d) for d in filt.shape)
         pixels = _size(op.outputs[0]) // max(channels, 1)

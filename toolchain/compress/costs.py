@@ -29,8 +29,10 @@ ADDITIVE = ("params", "macs", "bytes", "flash_bytes", "instructions")  # summed 
 PEAK = ("ram_bytes",)  # the largest over layers
 
 
-def _op(kind: str, p: int, i: int, o: int, values_in: int, k: int = 1) -> dict[str, Any]:
-    return {
+def _op(
+    kind: str, p: int, i: int, o: int, values_in: int, k: int = 1, kernel_rows: int = 1
+) -> dict[str, Any]:
+    shape = {
         "kind": kind,
         "p": int(p),
         "i": int(i),
@@ -39,6 +41,9 @@ def _op(kind: str, p: int, i: int, o: int, values_in: int, k: int = 1) -> dict[s
         "in": int(values_in),
         "out": int(p * o),
     }
+    if kind == "conv":  # what its im2col gather copies: `kernel_rows` runs of i / kernel_rows bytes
+        shape.update(kh=int(kernel_rows), run=int(i) // int(kernel_rows))
+    return shape
 
 
 def layer_shapes(info: LayerInfo, method: str | None, ranks: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -56,7 +61,7 @@ def layer_shapes(info: LayerInfo, method: str | None, ranks: tuple[int, ...]) ->
     p_in, p_out = h_in * w_in, h_out * w_out
     kind = "pw" if (kh, kw) == (1, 1) else "conv"
     if method is None:
-        return [_op(kind, p_out, kh * kw * c, n, p_in * c, kh * kw)]
+        return [_op(kind, p_out, kh * kw * c, n, p_in * c, kh * kw, kh)]
     if method in ("svd", "seminmf"):
         (r,) = ranks
         return [_op("pw", p_out, c, r, p_in * c), _op("pw", p_out, r, n, p_out * r)]
@@ -64,13 +69,13 @@ def layer_shapes(info: LayerInfo, method: str | None, ranks: tuple[int, ...]) ->
         r1, r2 = ranks
         return [
             _op("pw", p_in, c, r1, p_in * c),
-            _op("conv", p_out, kh * kw * r1, r2, p_in * r1, kh * kw),
+            _op("conv", p_out, kh * kw * r1, r2, p_in * r1, kh * kw, kh),
             _op("pw", p_out, r2, n, p_out * r2),
         ]
     if method == "spatial":
         (r,) = ranks
         return [
-            _op("conv", h_out * w_in, kh * c, r, p_in * c, kh),
+            _op("conv", h_out * w_in, kh * c, r, p_in * c, kh, kh),
             _op("conv", p_out, kw * r, n, h_out * w_in * r, kw),
         ]
     if method == "cp":

@@ -104,6 +104,40 @@ def conv_model(
     return keras.Model(inp, out, name=f"conv_grid_{seed}")
 
 
+def first_layers_model(seed: int, size: tuple[int, int, int], layers: tuple[tuple, ...]) -> Any:
+    """First convolutions over an image of few channels, side by side: each (filters, kernel,
+    strides) reads the input, as a keyword model's 10x4 over its MFCCs does; their outputs are
+    pooled and summed into a classifier."""
+    keras, L = _keras()
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(size)
+    pooled = [
+        L.GlobalAveragePooling2D()(
+            L.Conv2D(
+                filters, kernel, strides=strides, padding="same", activation="relu", kernel_initializer=INIT
+            )(inp)
+        )
+        for filters, kernel, strides in layers
+    ]
+    heads = [L.Dense(10, kernel_initializer=INIT)(x) for x in pooled]
+    return keras.Model(inp, L.Add()(heads) if len(heads) > 1 else heads[0], name=f"first_layers_{seed}")
+
+
+FIRST_LAYERS = (
+    (
+        22,
+        (40, 12, 1),
+        ((16, (8, 4), (2, 2)), (12, (5, 5), (1, 1)), (24, (3, 3), (2, 2)), (8, (12, 3), (2, 1))),
+    ),
+    (
+        23,
+        (24, 20, 3),
+        ((16, (3, 3), (2, 2)), (8, (5, 5), (2, 2)), (12, (7, 7), (2, 2)), (20, (4, 2), (1, 1))),
+    ),
+    (24, (30, 16, 2), ((10, (6, 4), (2, 2)), (16, (3, 3), (1, 1)), (6, (9, 5), (2, 2)))),
+)
+
+
 def fitting_grid() -> list[Callable[[], Any]]:
     """Builders of the models the cost model is fitted on."""
     return [
@@ -123,6 +157,7 @@ def fitting_grid() -> list[Callable[[], Any]]:
         lambda: conv_model(19, (8, 8, 24), blocks=14, kinds=FACTORED_BLOCKS),
         lambda: conv_model(20, (18, 18, 8), blocks=12, kinds=DEPTHWISE_BLOCKS),
         lambda: conv_model(21, (15, 11, 5), blocks=12, kinds=DEPTHWISE_BLOCKS),
+        *((lambda spec=spec: first_layers_model(*spec)) for spec in FIRST_LAYERS),
     ]
 
 

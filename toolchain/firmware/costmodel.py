@@ -106,6 +106,21 @@ def _extra_terms(shape: dict[str, Any]) -> list[float]:
     return [float(shape["p"] * shape.get("k", 1)), float(shape["in"]), float(shape["out"])]
 
 
+GATHER_TERMS = ("p*kh", "p*kh*run/4", "p*kh*run%4")
+
+
+def gather_terms(shape: dict[str, Any]) -> list[float]:
+    """`GATHER_TERMS` of a k x k convolution: per output pixel its im2col gather copies one run of
+    k_w x in_c bytes per kernel row, word by word, then the last bytes (tr_conv_core.h). A first
+    layer over one channel (DS-CNN's 10x4) copies ten runs of four bytes, where a 3x3 over 32
+    channels copies three of 96: the taps alone cannot tell them apart. Zero for other ops."""
+    if shape.get("kind") != "conv" or "kh" not in shape:
+        return [0.0, 0.0, 0.0]
+    rows = float(shape["p"] * shape["kh"])
+    run = int(shape["run"])
+    return [rows, rows * (run // 4), rows * (run % 4)]
+
+
 ROW_KERNELS = ("tr_depthwise_conv_3x3_int8", "tr_depthwise_conv_3x3_doubled_int8")
 ROW_TERMS = (
     "1",
@@ -174,7 +189,7 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
     if len(shapes) == 1:
         shape = shapes[0]
         odd = block_terms({**shape, "p": shape["p"] % 2})
-        return np.array([1.0, *block_terms(shape), *odd, *_extra_terms(shape)])
+        return np.array([1.0, *block_terms(shape), *odd, *_extra_terms(shape), *gather_terms(shape)])
     own: list[float] = []
     shared = np.zeros(len(SHARED_TERMS))
     thin = np.zeros(len(THIN_TERMS))
@@ -193,7 +208,7 @@ def term_names(ops: int, kernel: str | None = None) -> list[str]:
     if kernel in ROW_KERNELS and ops == 1:
         return list(ROW_TERMS)
     if ops == 1:
-        return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out"]
+        return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out", *GATHER_TERMS]
     own = [name for n in range(ops) for name in (f"op{n}:p*G*W", f"op{n}:thin:p*G*W")]
     return ["1", *own, *(f"sum:{t}" for t in SHARED_TERMS), *(f"thin:{t}" for t in THIN_TERMS)]
 
@@ -233,6 +248,8 @@ class CostModel:
         entry = self.kernels.get(kernel_key(kernel, shapes))
         if kernel in ROW_KERNELS and any("rows_in" not in shape for shape in shapes):
             entry = None  # a shape from an older model_info.json, or a layer not yet generated
+        if len(shapes) == 1 and shapes[0].get("kind") == "conv" and "kh" not in shapes[0]:
+            entry = None  # likewise: a convolution without its kernel rows
         if entry is not None:
             return float(np.dot(entry["coefficients"], call_terms(shapes, kernel))), True
         generic = self.kernels[GENERIC]

@@ -272,24 +272,33 @@ class CostModel:
         return [self.predict_call(op.get("kernel"), op["shapes"])[0] for op in ops]
 
     def predict_layers(self, shapes: list[dict[str, Any]]) -> float:
-        """Instructions of a run of graph ops, grouped into calls as codegen fuses them: the longest
-        run whose kinds match a fused kernel seen in the grid, else one call per op."""
+        """Instructions of a run of graph ops, grouped into calls as codegen may fuse them: the
+        longest run whose kinds match a fused kernel seen in the grid, else one call per op.
+        Whether codegen fuses a group depends on the whole model's arena (`fusion_choice`), so a
+        group counts as the slower of its fused call and its ops one by one: a budget built from
+        these figures holds whichever plan codegen picks."""
         total, start = 0.0, 0
-        singles = {sig: kernel for sig, kernel in self.fusions.items() if "+" not in sig}
         while start < len(shapes):
             for end in range(len(shapes), start, -1):
                 group = shapes[start:end]
                 kernel = self.fusions.get(signature(group))
-                if kernel is not None and all(s["kind"] == "fc" and int(s["p"]) == 1 for s in group):
-                    kernel = None  # one row: fused, input and output live together, so codegen
-                    # (the smaller arena) mostly runs the pair unfused, the slower way: predict that
                 if kernel is None and end - start == 1:
-                    kernel = singles.get(group[0]["kind"], f"<{group[0]['kind']}>")
+                    kernel = self._single_kernel(group[0])
                 if kernel is not None:
-                    total += self.predict_call(kernel, group)[0]
+                    cost = self.predict_call(kernel, group)[0]
+                    if end - start > 1:
+                        apart = sum(self.predict_call(self._single_kernel(s), [s])[0] for s in group)
+                        cost = max(cost, apart)
+                    total += cost
                     start = end
                     break
         return total
+
+    def _single_kernel(self, shape: dict[str, Any]) -> str:
+        """The kernel the grid ran for one op of this kind (a placeholder name if none: the
+        generic fallback predicts it)."""
+        singles = {sig: kernel for sig, kernel in self.fusions.items() if "+" not in sig}
+        return singles.get(shape["kind"], f"<{shape['kind']}>")
 
 
 def load_data(path: Path = DATA_PATH) -> dict[str, Any]:

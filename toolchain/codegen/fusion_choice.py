@@ -60,18 +60,14 @@ def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any])
     """The planned model with each factored group fused where that shrinks the arena, or keeps it
     and `fusing_pays`; `lower_and_plan(fuse)` lowers and plans the graph."""
     model = lower_and_plan(False)
-    groups = [group for group in fusion.schedule(graph, True) if len(group) > 1]
-    if not groups:
-        return model
-    every = {item.op.index: item for item in lower_and_plan(True).ops}
     apart = {item.op.index: item for item in model.ops}
     chosen: frozenset[int] = frozenset()
-    for group in groups:
-        trial = lower_and_plan(chosen | {group[0].index})
-        smaller = trial.arena_bytes < model.arena_bytes
-        if smaller or (
-            trial.arena_bytes == model.arena_bytes
-            and fusing_pays(every[group[0].index], [apart[op.index] for op in group])
+    for group in (group for group in fusion.schedule(graph, True) if len(group) > 1):
+        first = group[0].index
+        trial = lower_and_plan(chosen | {first})
+        fused = next(item for item in trial.ops if item.op.index == first)
+        if trial.arena_bytes < model.arena_bytes or (
+            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, [apart[op.index] for op in group])
         ):
-            model, chosen = trial, chosen | {group[0].index}
+            model, chosen = trial, chosen | {first}
     return model

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,14 @@ def signature(shapes: list[dict[str, Any]]) -> str:
     return "+".join(shape["kind"] for shape in shapes)
 
 
+def _lacks_fields(kernel: str, shapes: list[dict[str, Any]]) -> bool:
+    """Whether a call's shapes miss a field its terms read: the rows of a `ROW_KERNELS` depthwise,
+    the kernel rows of a lone k x k convolution (`gather_terms`)."""
+    if kernel in ROW_KERNELS:
+        return any("rows_in" not in shape for shape in shapes)
+    return len(shapes) == 1 and shapes[0].get("kind") == "conv" and "kh" not in shapes[0]
+
+
 @dataclass
 class CostModel:
     """Fitted coefficients of one core."""
@@ -246,10 +254,8 @@ class CostModel:
         if kernel is None:
             return 0.0, True  # a memory alias: no code runs
         entry = self.kernels.get(kernel_key(kernel, shapes))
-        if kernel in ROW_KERNELS and any("rows_in" not in shape for shape in shapes):
+        if entry is not None and _lacks_fields(kernel, shapes):
             entry = None  # a shape from an older model_info.json, or a layer not yet generated
-        if len(shapes) == 1 and shapes[0].get("kind") == "conv" and "kh" not in shapes[0]:
-            entry = None  # likewise: a convolution without its kernel rows
         if entry is not None:
             return float(np.dot(entry["coefficients"], call_terms(shapes, kernel))), True
         generic = self.kernels[GENERIC]
@@ -294,11 +300,15 @@ class CostModel:
                     break
         return total
 
+    @cached_property
+    def _singles(self) -> dict[str, str]:
+        """Op kind -> the kernel the grid ran for one op of that kind."""
+        return {sig: kernel for sig, kernel in self.fusions.items() if "+" not in sig}
+
     def _single_kernel(self, shape: dict[str, Any]) -> str:
         """The kernel the grid ran for one op of this kind (a placeholder name if none: the
         generic fallback predicts it)."""
-        singles = {sig: kernel for sig, kernel in self.fusions.items() if "+" not in sig}
-        return singles.get(shape["kind"], f"<{shape['kind']}>")
+        return self._singles.get(shape["kind"], f"<{shape['kind']}>")
 
 
 def load_data(path: Path = DATA_PATH) -> dict[str, Any]:

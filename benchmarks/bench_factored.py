@@ -36,8 +36,9 @@ MLP_TARGET_INSTRUCTIONS = {"qemu_m4": 28_600}  # the compressed demo MLP per inf
 
 @dataclass(frozen=True)
 class Shape:
-    """One benchmark layer: `kind` fc (Dense), pw (1x1 Conv2D) or spatial (k x k Conv2D against
-    k x 1 then 1 x k); `pixels` (H, W) for convolutions; `rank` 0 benchmarks the dense layer alone."""
+    """One benchmark layer: `kind` fc (Dense), pw (1x1 Conv2D), spatial (k x k Conv2D against
+    k x 1 then 1 x k) or tucker (k x k Conv2D against 1x1, k x k and 1x1 through `rank` channels);
+    `pixels` (H, W) for convolutions; `rank` 0 benchmarks the dense layer alone."""
 
     name: str
     kind: str
@@ -69,6 +70,7 @@ SHAPES = (
     Shape("pw 32-8-64 @8x8", "pw", 32, 64, 8, (8, 8)),
     Shape("pw 96-24-96 @6x6", "pw", 96, 96, 24, (6, 6)),
     Shape("spatial 3x3 16-8-16 @10x10", "spatial", 16, 16, 8, (10, 10), 3),
+    Shape("tucker 3x3 32-8:8-32 @12x12", "tucker", 32, 32, 8, (12, 12), 3),
 )
 QUICK_SHAPES = ("fc 16x16", "fc 64x64", "fc 64-16-256 (demo layer 1)", "pw 64-16-64 @25x5 (DS-CNN)")
 
@@ -89,7 +91,11 @@ def layer_model(shape: Shape) -> Any:
     inp = keras.Input((*shape.pixels, shape.depth_in))
     k = shape.kernel
     outputs = [L.Conv2D(shape.depth_out, k, padding="same", activation="relu")(inp)]
-    if shape.rank:
+    if shape.kind == "tucker":
+        narrow = L.Conv2D(shape.rank, 1, use_bias=False)(inp)
+        narrow = L.Conv2D(shape.rank, k, padding="same", use_bias=False)(narrow)
+        outputs.append(L.Conv2D(shape.depth_out, 1, activation="relu")(narrow))
+    elif shape.rank:
         first = (k, 1) if shape.kind == "spatial" else 1
         last = (1, k) if shape.kind == "spatial" else 1
         narrow = L.Conv2D(shape.rank, first, padding="same", use_bias=False)(inp)

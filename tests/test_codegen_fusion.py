@@ -25,6 +25,20 @@ CHAINS = {
     "stride2_5x3": ((13, 11, 12), 5, 3, (5, 3), 2, "same", 1, 20),
     "valid_stride1x2": ((12, 12, 8), 3, 4, (3, 3), (1, 2), "valid", 1, 8),
     "widening": ((8, 8, 4), 2, 2, (3, 3), 1, "same", 1, 48),
+    # a 3x3 core over 16 channels: 144 values per column, more than a thin stream holds
+    "wide_core": ((6, 7, 20), 16, 8, (3, 3), 1, "same", 1, 12),
+    # ranks in whole words: on the DSP path the core widens each column straight from the window
+    "words_stride2": ((11, 9, 12), 8, 4, (3, 3), 2, "same", 1, 16),
+}
+# Which steps (reduce, core, expand) run from a thin int16 stream: at most 128 inputs per output
+# and the doubled full-range requantization (the expand step's ReLU has zero point -128: full range).
+THIN = {
+    "same_3x3": (True, True, True),
+    "stride2_5x3": (True, True, True),
+    "valid_stride1x2": (True, True, True),
+    "widening": (True, True, True),
+    "wide_core": (True, False, True),
+    "words_stride2": (True, True, True),
 }
 
 
@@ -58,6 +72,14 @@ def test_fused_tucker_chain_is_bit_exact(chains: dict[str, Path], name: str) -> 
     )
     assert report["kernels"] == ["tr_conv_tucker_int8"]
     assert report["bit_exact"], report["first_mismatch"]
+
+
+def test_tucker_steps_run_from_thin_streams_where_they_fit(chains: dict[str, Path], tmp_path: Path) -> None:
+    for name, expected in THIN.items():
+        generate(chains[name], tmp_path / name, tflm_arena=False, fuse=True)
+        source = (tmp_path / name / "model.c").read_text()
+        thin = tuple(f".{step}_thin = NULL" not in source for step in ("reduce", "core", "expand"))
+        assert thin == expected, name
 
 
 def test_fused_tucker_runs_in_place_and_beats_the_unfused_arena(
@@ -97,18 +119,19 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
+@pytest.mark.parametrize("name", ["stride2_5x3", "words_stride2"])  # ranks in whole words or not
 def test_fused_tucker_is_bit_exact_in_qemu(
-    chains: dict[str, Path], tmp_path: Path, board: str, pio_build_cache: Path
+    chains: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path
 ) -> None:
     from toolchain.bench.measure import run_samples
 
-    x = int8_samples(CHAINS["stride2_5x3"][0], 2, seed=1)
+    x = int8_samples(CHAINS[name][0], 2, seed=1)
     gen = tmp_path / "gen"
-    info = generate(chains["stride2_5x3"], gen, tflm_arena=False, fuse=True)
+    info = generate(chains[name], gen, tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
     build_checked(gen, board)
     run = run_samples(gen, board, x)
-    np.testing.assert_array_equal(run["outputs"][0], oracle.run(chains["stride2_5x3"], x)[0])
+    np.testing.assert_array_equal(run["outputs"][0], oracle.run(chains[name], x)[0])
 
 
 def test_doubled_requant_is_refused_outside_its_exact_range() -> None:

@@ -26,11 +26,11 @@ PAIRS = {
     "thin_pointwise_pair": (14, (3, 3, 7), 2, 9, None),
     # from a ragged 61 channels (sixteen words: the longest straight two-pixel group) to rank 6
     "deep_pointwise_pair": (15, (3, 3, 61), 6, 9, "relu"),
-    # rank 61 (sixteen words: every straight step of the thin stream) into 70 channels (a partial
-    # last group), over an odd pixel count
-    "wide_thin_pointwise_pair": (17, (3, 5, 80), 61, 70, "relu"),
-    # rank 65: one more than the thin stream holds (int8 matmul loops)
-    "rank_65_dense_pair": (18, (72,), 65, 68, "relu"),
+    # rank 125 (thirty-two words: every straight step of the thin stream) into 130 channels (a
+    # partial last group), over an odd pixel count
+    "wide_thin_pointwise_pair": (17, (3, 5, 132), 125, 130, "relu"),
+    # rank 129: one more than the thin stream holds (int8 matmul loops)
+    "rank_129_dense_pair": (18, (136,), 129, 140, "relu"),
 }
 
 
@@ -81,12 +81,12 @@ KERNELS = {
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
-    "rank_65_dense_pair": ["tr_fully_connected_factored_int8"],
+    "rank_129_dense_pair": ["tr_fully_connected_factored_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
 }
 
-# Which layers of each factored pair (first, second) run from a thin int16 stream: at most 64
-# inputs and the doubled requantization over the full int8 range (rank 65 is too wide).
+# Which layers of each factored pair (first, second) run from a thin int16 stream: at most 128
+# inputs and the doubled requantization over the full int8 range (rank 129 is too wide).
 THIN = {
     "pointwise_pair": (True, True),
     "dense_pair": (True, True),
@@ -94,7 +94,7 @@ THIN = {
     "thin_pointwise_pair": (True, True),
     "deep_pointwise_pair": (True, True),
     "wide_thin_pointwise_pair": (False, True),
-    "rank_65_dense_pair": (False, False),
+    "rank_129_dense_pair": (False, False),
 }
 
 

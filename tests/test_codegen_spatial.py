@@ -19,7 +19,7 @@ PAIRS = {
     "same_3": ((9, 7, 6), 12, ((3, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 8),
     "strided_5x3": ((11, 10, 5), 4, ((5, 1), (2, 1), "valid"), ((1, 3), (1, 2), "same"), 5),
     # columns of 5 x 16 = 80 values (int8 matmul loops), then 3 x 7 = 21 (a thin int16 stream)
-    "wide_5x1": ((6, 5, 16), 7, ((5, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 10),
+    "wide_5x1": ((6, 5, 32), 7, ((5, 1), (1, 1), "same"), ((1, 3), (1, 1), "same"), 10),
     # rank and outputs in whole words: the 1 x k step reads the widened narrow row (DSP path),
     # strided with "same" padding, and "valid" with a wider kernel
     "strided_rank_8": ((7, 9, 4), 8, ((3, 1), (1, 1), "same"), ((1, 3), (1, 2), "same"), 12),
@@ -27,7 +27,7 @@ PAIRS = {
     # input channels and rank in whole words: the k x 1 step widens straight from the image (DSP)
     "tall_strided": ((9, 6, 8), 4, ((3, 1), (2, 1), "valid"), ((1, 3), (1, 1), "same"), 6),
 }
-# Which steps (first, second) run from a thin int16 stream: columns of at most 64 values.
+# Which steps (first, second) run from a thin int16 stream: columns of at most 128 values.
 THIN = {
     "same_3": (True, True),
     "strided_5x3": (True, True),

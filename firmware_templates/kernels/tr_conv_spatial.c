@@ -4,7 +4,7 @@
  * Row by row: the first convolution writes one narrow row (in_w x r bytes) into `row` (scratch)
  * and the second turns it into one output row, so the narrow tensor never exists in the arena.
  * Both steps are the CONV_2D loop (tr_conv_matmul in tr_conv_core.h) on one output row: the bytes
- * are those of the two separate calls. A step whose columns hold at most 64 values (k x r, k x C_in)
+ * are those of the two separate calls. A step whose columns hold at most 128 values (k x r, k x C_in)
  * may run from a thin int16 stream (tr_thin.h) instead of int8 weights. On the DSP path a thin
  * 1 x k_w step over whole words of channels (r a multiple of 4, C_out of 4, no dilation) skips the
  * columns: the narrow row is widened once, padding included, and each output pixel's column is a

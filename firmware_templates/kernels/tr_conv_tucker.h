@@ -16,7 +16,11 @@ typedef struct {
     int32_t core_input_zero_point; /* what the k x k's padding reads as */
     tr_matmul_layer reduce;        /* 1x1, C_in -> r1 */
     tr_matmul_layer core;          /* k x k, r1 -> r2 (filters of k_h * k_w * r1) */
-    tr_matmul_layer expand;        /* 1x1, r2 -> C_out (all three in the matmul layout) */
+    tr_matmul_layer expand;        /* 1x1, r2 -> C_out */
+    /* Each NULL (its layer in the matmul layout), or its step as a thin stream (packing.pack_thin:
+     * at most 128 inputs per output, the doubled full-range requantization; the layer's filter and
+     * channels are then NULL). */
+    const int32_t *reduce_thin, *core_thin, *expand_thin;
 } tr_conv_tucker_params;
 
 /* Scratch: `window` ((k_h - 1) * dil_h + 1 rows of in_w * r1 bytes, at most in_h rows),

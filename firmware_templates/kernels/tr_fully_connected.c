@@ -47,20 +47,6 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
     tr_matmul_rows(input, output, batches, depth, out_depth, &layer, scratch);
 }
 
-/* `rows` rows of one layer of a factored pair: the int8 matmul loops, or its thin stream row by row. */
-static inline void tr_factored_layer(const int8_t *x, int8_t *y, int rows, int depth, int out_depth,
-                                     const tr_matmul_layer *layer, const int32_t *thin, uint32_t *scratch)
-{
-    if (thin == NULL) {
-        tr_matmul_rows(x, y, rows, depth, out_depth, layer, scratch);
-        return;
-    }
-    for (int r = 0; r < rows; ++r) {
-        tr_thin_row(x + r * depth, depth, thin, y + r * out_depth, out_depth, scratch, layer->output_offset,
-                    layer->act_min, layer->act_max);
-    }
-}
-
 /*
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
  * weight word and each requantization setup serves both: the r-wide intermediate rows live
@@ -79,7 +65,7 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
         const int rows = batches - b < 2 ? batches - b : 2;
         const int8_t *x = input + b * input_depth;
         int8_t *y = output + b * output_depth;
-        tr_factored_layer(x, narrow, rows, input_depth, rank, &first, first_thin, scratch);
-        tr_factored_layer(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
+        tr_layer_rows(x, narrow, rows, input_depth, rank, &first, first_thin, scratch);
+        tr_layer_rows(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
     }
 }

@@ -33,7 +33,7 @@ typedef struct {
     int32_t batches, input_depth, rank, output_depth;
     tr_matmul_layer first;  /* input_depth -> rank (filter and channels NULL when `first_thin` is set) */
     tr_matmul_layer second; /* rank -> output_depth (filter and channels NULL when `second_thin` is set) */
-    /* NULL, or the layer as one thin stream of int32 (packing.pack_thin; at most 64 inputs, doubled
+    /* NULL, or the layer as one thin stream of int32 (packing.pack_thin; at most 128 inputs, doubled
      * full-range requantization): per group of four outputs the four doubled biases, per input
      * word eight words of int16 weight pairs (rows 0-3 against the (x0, x2) pair, then against
      * (x1, x3)), then (multiplier, right shift, rounding) of each output. */

@@ -33,4 +33,16 @@
 TR_INLINE int32_t tr_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 TR_INLINE int32_t tr_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 
+/* x clamped to the int8 range: one SSAT on cores that have it (ARMv7-M and up: the Cortex-M3 too,
+ * which has no DSP extension), two compares elsewhere. */
+TR_INLINE int32_t tr_saturate_int8(int32_t x)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    __asm__("ssat %0, #8, %1" : "=r"(x) : "r"(x));
+    return x;
+#else
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+#endif
+}
+
 #endif /* TR_PLATFORM_H */

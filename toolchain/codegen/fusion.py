@@ -208,10 +208,9 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank_in": rank_in,
         "rank_out": rank_out,
         "core_input_zero_point": int(middle.input(0).zero_point[0]),
-        "reduce": fully_connected.matmul_fields(first, ctx, f"{name}_reduce"),
-        "core": fully_connected.matmul_fields(middle, ctx, f"{name}_core"),
-        "expand": fully_connected.matmul_fields(last, ctx, f"{name}_expand"),
     }
+    for key, op in (("reduce", first), ("core", middle), ("expand", last)):
+        fields.update(_layer_or_thin(op, ctx, name, key))
     macs = n * (
         in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
     )
@@ -229,19 +228,19 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     )
 
 
+def _layer_or_thin(op: Op, ctx: LoweringContext, name: str, key: str) -> dict[str, FieldValue]:
+    """`key` (a tr_matmul_layer) and `key`_thin of one step of a fused call: the step as a thin
+    int16 stream where it qualifies (fully_connected.thin_fields), else in the matmul layout with
+    the thin field NULL."""
+    thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
+    if thin is None:
+        return {key: fully_connected.matmul_fields(op, ctx, f"{name}_{key}"), f"{key}_thin": "NULL"}
+    return {key: thin[0], f"{key}_thin": thin[1]}
+
+
 def _layer_fields(first: Op, second: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
-    """`first`, `second` (tr_matmul_layer) and `first_thin`, `second_thin` of a fused pair: each
-    layer as a thin int16 stream where one qualifies (fully_connected.thin_fields), else in the
-    matmul layout with the thin field NULL."""
-    fields: dict[str, FieldValue] = {}
-    for key, op in (("first", first), ("second", second)):
-        thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
-        if thin is None:
-            layer = fully_connected.matmul_fields(op, ctx, f"{name}_{key}")
-            fields.update({key: layer, f"{key}_thin": "NULL"})
-        else:
-            fields.update({key: thin[0], f"{key}_thin": thin[1]})
-    return fields
+    """`first`, `second` and `first_thin`, `second_thin` of a fused pair (`_layer_or_thin`)."""
+    return {**_layer_or_thin(first, ctx, name, "first"), **_layer_or_thin(second, ctx, name, "second")}
 
 
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:

@@ -41,7 +41,8 @@ BLOCK_TERMS = (
 )  # G, R = o // 4, o % 4; W, T = i // 4, i % 4; [R], [T] = 1 where there is a partial group or word
 # Op kinds whose every kernel runs the matmul loops (CONV_2D too: im2col columns as matmul rows).
 MATMUL_KINDS = ("fc", "pw", "conv")
-SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out")
+GATHER_TERMS = ("p*kh", "p*kh*run/4", "p*kh*run%4")
+SHARED_TERMS = (*BLOCK_TERMS[:2], *BLOCK_TERMS[3:], "p*k", "in", "out", *GATHER_TERMS)
 GENERIC_TERMS = ("p*o", "p*o*i", "p*i", "in", "out")
 GENERIC = "*"  # the key of the fallback model
 # Op shapes the generic fallback was never fitted on and cannot describe: an LSTM's cost is
@@ -106,9 +107,6 @@ def _extra_terms(shape: dict[str, Any]) -> list[float]:
     return [float(shape["p"] * shape.get("k", 1)), float(shape["in"]), float(shape["out"])]
 
 
-GATHER_TERMS = ("p*kh", "p*kh*run/4", "p*kh*run%4")
-
-
 def gather_terms(shape: dict[str, Any]) -> list[float]:
     """`GATHER_TERMS` of a k x k convolution: per output pixel its im2col gather copies one run of
     k_w x in_c bytes per kernel row, word by word, then the last bytes (tr_conv_core.h). A first
@@ -164,17 +162,20 @@ def row_terms(shape: dict[str, Any]) -> list[float]:
     ]
 
 
-# A fused pair's layer (FC, pointwise, a spatial step) of at most this many inputs per output runs
-# from a thin int16 stream (tr_thin.h; fully_connected.THIN_MAX_DEPTH): its own per-MAC, per-group
-# and per-row (widening) costs.
-THIN_MAX_DEPTH = 64
-THIN_TERMS = ("p*G", "p", "p*W", "p*[R]", "p*[R]*W")  # the last group, partial, runs in plain C
+# A step of a fused call (a pair's layer, a spatial or Tucker step) with at most this many inputs
+# per output runs from a thin int16 stream (tr_thin.h; fully_connected.THIN_MAX_DEPTH): its own
+# per-MAC, per-group and per-row (widening) costs.
+THIN_MAX_DEPTH = 128
+# The last group, partial, runs in plain C; so does the plain C path's last, partial word per group;
+# the DSP path widens a partial word apart (p*[T]).
+THIN_TERMS = ("p*G", "p", "p*W", "p*[R]", "p*[R]*W", "p*G*[T]", "p*R", "p*[T]")
 
 
 def is_thin(shape: dict[str, Any], ops: int) -> bool:
-    """Whether the generator runs this op of a call of `ops` ops from a thin stream (a pair's
-    matmul layer with few inputs; the doubled full-range requantization it also needs is the rule)."""
-    return ops == 2 and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= THIN_MAX_DEPTH
+    """Whether the generator runs this op of a call of `ops` ops from a thin stream (a step of a
+    fused pair, spatial pair or Tucker chain with few inputs; the doubled full-range
+    requantization it also needs is the rule)."""
+    return ops in (2, 3) and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= THIN_MAX_DEPTH
 
 
 def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.ndarray:
@@ -196,10 +197,13 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
     for shape in shapes:
         terms = block_terms(shape)
         streamed = is_thin(shape, len(shapes))
-        own += [0.0, terms[2]] if streamed else [terms[2], 0.0]  # int8 matmul loops, or the thin stream
-        shared += [*terms[:2], *terms[3:], *_extra_terms(shape)]
+        # int8 matmul loops (a partial last group padded to a whole one), or the thin stream
+        own += [0.0, terms[2]] if streamed else [terms[2] + terms[8], 0.0]
+        shared += [*terms[:2], *terms[3:], *_extra_terms(shape), *gather_terms(shape)]
         if streamed:
-            thin += [terms[1], terms[0], float(shape["p"] * (int(shape["i"]) // 4)), terms[7], terms[8]]
+            row_words = float(shape["p"] * (int(shape["i"]) // 4))
+            partial_word = float(shape["p"] * (int(shape["i"]) % 4 > 0))
+            thin += [terms[1], terms[0], row_words, terms[7], terms[8], terms[9], terms[4], partial_word]
     return np.array([1.0, *own, *shared, *thin])
 
 
@@ -257,7 +261,13 @@ class CostModel:
         if entry is not None and _lacks_fields(kernel, shapes):
             entry = None  # a shape from an older model_info.json, or a layer not yet generated
         if entry is not None:
-            return float(np.dot(entry["coefficients"], call_terms(shapes, kernel))), True
+            terms = call_terms(shapes, kernel)
+            if len(entry["coefficients"]) != len(terms):
+                raise TinyrankError(
+                    f"{DATA_PATH}: the cost model of {kernel} was fitted on other terms than this version "
+                    "computes; run `make costmodel`"
+                )
+            return float(np.dot(entry["coefficients"], terms)), True
         generic = self.kernels[GENERIC]
         return float(np.dot(generic["coefficients"], generic_terms(shapes))), False
 

@@ -211,8 +211,8 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldVal
 
 
 # The thin stream (packing.pack_thin) holds at most this many inputs per row: tr_thin_groups has
-# sixteen straight steps of four inputs.
-THIN_MAX_DEPTH = 64
+# thirty-two straight steps of four inputs.
+THIN_MAX_DEPTH = 128
 
 
 def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:

@@ -23,7 +23,6 @@ import numpy as np
 from toolchain.compress.layers import LayerInfo
 from toolchain.compress.replacements import pair
 from toolchain.errors import BudgetError, UnsupportedError
-from toolchain.firmware.costmodel import is_thin
 
 CHANNEL_BYTES = 16  # int32 bias, multiplier, shift and rounding constant per output channel
 ADDITIVE = ("params", "macs", "bytes", "flash_bytes", "instructions")  # summed over layers
@@ -94,14 +93,10 @@ def layer_shapes(info: LayerInfo, method: str | None, ranks: tuple[int, ...]) ->
 
 
 def flash_bytes(shapes: list[dict[str, Any]]) -> int:
-    """Flash of the generated layers' constants: int8 weights and `CHANNEL_BYTES` per output channel;
-    a step of a fused call with few inputs (`costmodel.is_thin`) as its thin int16 stream, twice the
-    weight bytes in whole words, whether or not codegen then fuses it: a budget holds either way."""
+    """Flash of the generated layers' constants: int8 weights and `CHANNEL_BYTES` per output channel."""
     total = 0
     for shape in shapes:
-        weights = shape["i"] * shape["o"]
-        if is_thin(shape, len(shapes)):
-            weights = 8 * -(-int(shape["i"]) // 4) * shape["o"]
+        weights = shape["i"] * shape["o"] if shape["kind"] != "dw" else shape["i"] * shape["o"]
         total += weights + CHANNEL_BYTES * shape["o"]
     return int(total)
 

@@ -216,3 +216,15 @@ def test_finetuning_that_only_hurts_is_undone(mlp, digits):
     _, report = compress(mlp, digits, ranks="dense_1=16", finetune_epochs=2, learning_rate=50.0)
     assert report["finetune"]["kept_start_weights"] is True
     assert report["accuracy"]["finetuned"] == report["accuracy"]["factored"]
+
+
+def test_accuracy_collapse_is_warned_about_and_small_losses_are_not() -> None:
+    from toolchain.compress.pipeline import accuracy_warning
+
+    # a latency budget met by crushing a layer: the fine-tuned model is far below the original
+    warning = accuracy_warning("accuracy", {"original": 0.9056, "factored": 0.11, "finetuned": 0.26})
+    assert warning is not None and "90.56% to 26.00%" in warning and "--finetune-epochs" in warning
+    # without fine-tuning the factored score is the one judged
+    assert accuracy_warning("accuracy", {"original": 0.98, "factored": 0.80}) is not None
+    assert accuracy_warning("accuracy", {"original": 0.9889, "factored": 0.5, "finetuned": 0.9861}) is None
+    assert accuracy_warning("mse", {"original": 0.01, "factored": 0.5}) is None  # not a classifier

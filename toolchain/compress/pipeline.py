@@ -212,6 +212,9 @@ def compress(
             scores["baseline"] = report["baseline"][metric]
         report["metric"] = metric
         report[metric] = scores
+        warning = accuracy_warning(metric, scores)
+        if warning:
+            report["warnings"] = [warning]
     if state is not None and x_calib is not None:
         budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:
@@ -278,3 +281,22 @@ def _budget(before: dict, target_params, target_macs) -> tuple[str, float, dict]
     if target_params is not None:
         return "params", target_params * before["params"], {"target_params": target_params}
     return "macs", target_macs * before["macs"], {"target_macs": target_macs}
+
+
+# Accuracy points a compressed classifier may lose before the report warns that the budget or the
+# fine-tuning left it far from the original (a latency budget met by crushing a layer still "fits").
+ACCURACY_DROP_WARNING = 0.10
+
+
+def accuracy_warning(metric: str, scores: dict[str, float]) -> str | None:
+    """One line for the report where the compressed classifier's accuracy (fine-tuned if it was)
+    fell more than `ACCURACY_DROP_WARNING` below the original's, else None."""
+    if metric != "accuracy" or "original" not in scores:
+        return None
+    final = scores.get("finetuned", scores.get("factored"))
+    if final is None or scores["original"] - final <= ACCURACY_DROP_WARNING:
+        return None
+    return (
+        f"accuracy fell from {scores['original']:.2%} to {final:.2%}: the budget leaves the model too "
+        "little to recover; loosen the budget or fine-tune longer (--finetune-epochs)"
+    )

@@ -97,6 +97,9 @@ def print_report(report: dict) -> None:
         summary.add_row("labels", report["labels"])
     summary.add_row("compression time (s)", f"{report['compress_seconds']:.2f}")
     console.print(summary)
+    errors = make_console(stderr=True)
+    for warning in report.get("warnings", []):
+        errors.print(f"tinyrank compress: warning: {warning}", style="yellow", highlight=False)
 
 
 def device_rows(budget: dict) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *strea
                                 uint32_t *wide, int32_t output_offset);
 
 /*
- * On the DSP path the row is widened once into int16 pairs (tr_widen_row), then each
+ * On the DSP path the row is widened once into int16 pairs (tr_thin_widen), then each
  * group of four outputs costs per input word one LDRD of the row's two pairs, two LDM of four
  * weight pairs and eight SMLAD (0.69 instructions per MAC instead of 1.13 with int8 weights,
  * which need SXTB16 and a second pass), plus per output one LDM of its constants, the doubled

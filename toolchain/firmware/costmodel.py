@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.codegen.ops.fully_connected import THIN_MAX_DEPTH
 from toolchain.errors import TinyrankError
 
 DATA_PATH = Path(__file__).with_name("costmodel.json")
@@ -162,10 +163,9 @@ def row_terms(shape: dict[str, Any]) -> list[float]:
     ]
 
 
-# A step of a fused call (a pair's layer, a spatial or Tucker step) with at most this many inputs
-# per output runs from a thin int16 stream (tr_thin.h; fully_connected.THIN_MAX_DEPTH): its own
+# A step of a fused call (a pair's layer, a spatial or Tucker step) with at most THIN_MAX_DEPTH
+# inputs per output (codegen's own limit) runs from a thin int16 stream (tr_thin.h): its own
 # per-MAC, per-group and per-row (widening) costs.
-THIN_MAX_DEPTH = 128
 # The last group, partial, runs in plain C; so does the plain C path's last, partial word per group;
 # the DSP path widens a partial word apart (p*[T]).
 THIN_TERMS = ("p*G", "p", "p*W", "p*[R]", "p*[R]*W", "p*G*[T]", "p*R", "p*[T]")

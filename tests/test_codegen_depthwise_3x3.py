@@ -72,6 +72,12 @@ CASES = {
         "act": "NONE",
         "out_zp": -3,
     },
+    # the assembly widening's edges: no stored column inside the row (the tail alone), a tail that
+    # starts inside a stored column (stride 2, SAME, even width), rows skipped by a stride down
+    "one_column_row_loop": {"c": 8, "w": 1, "h": 4, "act": "NONE"},
+    "two_columns_stride2_row_loop": {"c": 8, "w": 2, "h": 5, "stride_w": 2, "out_zp": -128},
+    "even_width_stride2_row_loop": {"c": 12, "w": 10, "h": 9, "stride_h": 2, "stride_w": 2, "act": "NONE"},
+    "stride_down_4_row_loop": {"c": 8, "w": 6, "h": 11, "stride_h": 4, "act": "NONE"},
 }
 # the cases of the assembly row loop: (ReLU form, zero point -128) or not
 ROW_LOOP_CASES = {
@@ -79,6 +85,10 @@ ROW_LOOP_CASES = {
     "relu_low_zero_point_13_valid": True,
     "linear_full_range_stride1": False,
     "linear_full_range_stride2_valid": False,
+    "one_column_row_loop": False,
+    "two_columns_stride2_row_loop": True,
+    "even_width_stride2_row_loop": False,
+    "stride_down_4_row_loop": False,
 }
 QEMU_CASES = (
     "stride1_same_8",

@@ -9,9 +9,16 @@
  * pair word (x, x + 1) and tap 2 with one SMLABB/SMLATT on the word holding column x + 2: per
  * four channels and kernel row, three load-multiples or pairs of loads (pairs, singles, weights)
  * and eight multiply-accumulates for twelve MACs. The plain C path runs the same layout.
+ *
+ * On the DSP path one assembly loop runs a group's output rows and, between them, moves the
+ * window down itself (tr_dw3_next_row widens the incoming row, its edge columns read from a
+ * per-layer table instead of tested per column): C steps in only at the rows of padding. Per
+ * output row that is one call and about sixty instructions of bookkeeping, where the C loop spent
+ * some two hundred (DS-CNN's rows are five pixels wide).
  */
 #include "tr_depthwise_3x3.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "tr_dot.h"
@@ -122,6 +129,7 @@ TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int3
 typedef struct {
     int in_w, channels, pad_left, step, n_cols;
     int n_in;          /* stored columns 0 .. n_in - 1 read only input columns inside the row */
+    int row_words;     /* words of one stored row: n_cols stored columns */
     int32_t zero_word; /* four channels of the input zero point */
 } tr_dw3_shape;
 
@@ -134,8 +142,30 @@ static int tr_dw3_inner_columns(int in_w, int pad_left, int step, int n_cols)
 }
 
 #if TR_DW3_ASM
-/* One stored column: the next input column's word from r0 (advanced by r8 bytes) widened into
- * (ce, co); the column pairs from the widened columns (ae, ao), (be, bo); six words to r1 (advanced).
+/* How a layer's rows are widened into the ring of stored rows, worked out once per call; the
+ * assembly (tr_dw3_next_row) reads the fields by these offsets. A row's input columns form one
+ * stream, read in order: the row's own columns while the stored columns read inside it, then
+ * `tail`, the stream's next words as the row would give them (zero points past its end), so no
+ * stored column tests a bound. */
+typedef struct {
+    int32_t first[2];       /* +0: the stream's columns before it: step 1 columns x, x + 1, step 2 column x */
+    int32_t stride;         /* +8: bytes from one stream word to the next in the row */
+    const int32_t *end;     /* +12: past the row's last stored column */
+    int32_t tail[4];        /* +16: the stream past the columns inside the row */
+    int32_t loads;          /* +32: how many of the words above each row gives (the others: zero points) */
+    int32_t load_offset[6]; /* +36: each one's byte offset in the row */
+    int32_t load_index[6];  /* +60: and its word index in this struct */
+    int32_t head;           /* +84: bytes from a row to its stream's first word; -1: the tail alone */
+    int32_t inner_bytes;    /* +88: bytes of the stored columns that read inside the row */
+    int32_t row_bytes;      /* +92: bytes from one input row to the next */
+    int32_t slot_bytes;     /* +96: bytes of one stored row */
+    int32_t *ring;          /* +100: three stored rows ... */
+    int32_t *ring_end;      /* +104: ... then a row of zero points */
+    int32_t step;           /* +108: 1 or 2 */
+} tr_dw3_widening;
+
+/* One stored column: the next stream word from r0 (advanced by r8 bytes) widened into (ce, co);
+ * the column pairs from the widened columns (ae, ao), (be, bo); six words to r1 (advanced).
  * r3, r9-r11 are scratch. */
 #define TR_DW3_COLUMN_ASM(ae, ao, be, bo, ce, co)        \
     "ldr r3, [r0]\n\t"                                   \
@@ -149,60 +179,99 @@ static int tr_dw3_inner_columns(int in_w, int pad_left, int step, int n_cols)
     "stmia r1!, {r3, r9, r10, r11}\n\t"                  \
     "strd " ce ", " co ", [r1], #8\n\t"
 
-/* Stored columns `out` .. `end` (at least one) of a row at step 1, every input column they read
- * inside the row: `p` input column x + 2 of the first, `first` = {column x, column x + 1, the
- * bytes from one input column to the next}. The three widened columns rotate through r4-r7 and
- * r12/lr (unrolled by three), so nothing moves. */
-__attribute__((naked, noinline)) static void tr_dw3_slide1(const int8_t *p, int32_t *out, const int32_t *end,
-                                                          const int32_t *first)
+/* Where a run of stored columns ends (r1 at r2): done (at 9) at the widening's `end`, else the
+ * stream goes on from the tail (four bytes a word) up to it, at `resume` (the next column's code,
+ * which holds the widened columns where it expects them). The widening is at [sp]. */
+#define TR_DW3_TAIL_ASM(resume)   \
+    "ldr r3, [sp]\n\t"             \
+    "ldr r9, [r3, #12]\n\t"        \
+    "cmp r2, r9\n\t"               \
+    "beq 9f\n\t"                   \
+    "mov r2, r9\n\t"               \
+    "add r0, r3, #16\n\t"          \
+    "mov r8, #4\n\t"               \
+    "b " resume "\n\t"
+
+/* The stored columns of a row at step 1 from r1 up to r2 (at least one), then from the tail up to
+ * the end: r0 the stream's first word (input column x + 2 of the first stored column), r3 the
+ * widening. The three widened columns rotate through r4-r7 and r12/lr (unrolled by three), so
+ * nothing moves; done at 9. */
+#define TR_DW3_SLIDE1_ASM                                                                                 \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                            \
+    "sxtb16 r6, r5\n\t"                                                                                   \
+    "sxtb16 r7, r5, ror #8\n\t"                                                                           \
+    "sxtb16 r5, r4, ror #8\n\t"                                                                           \
+    "sxtb16 r4, r4\n\t"                                                                                   \
+    "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"                         \
+    "beq 5f\n\t"                                                                                          \
+    "2:\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"                         \
+    "beq 6f\n\t"                                                                                          \
+    "3:\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"                         \
+    "bne 1b\n\t" TR_DW3_TAIL_ASM("1b") "5:\n\t" TR_DW3_TAIL_ASM("2b") "6:\n\t" TR_DW3_TAIL_ASM("3b")
+
+/* The same at step 2: r0 input column x + 1 of the first stored column, first[0] its column x;
+ * each stored column reads two stream words, its x + 2 the next one's x. */
+#define TR_DW3_SLIDE2_ASM                                                                      \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                 \
+    "sxtb16 r5, r4, ror #8\n\t"                                                                \
+    "sxtb16 r4, r4\n\t"                                                                        \
+    "1:\n\t"                                                                                   \
+    "ldr r3, [r0]\n\t"                                                                         \
+    "add r0, r0, r8\n\t"                                                                       \
+    "sxtb16 r6, r3\n\t"                                                                        \
+    "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")           \
+    "cmp r1, r2\n\t"                                                                           \
+    "beq 5f\n\t"                                                                               \
+    "2:\n\t"                                                                                   \
+    "ldr r3, [r0]\n\t"                                                                         \
+    "add r0, r0, r8\n\t"                                                                       \
+    "sxtb16 r6, r3\n\t"                                                                        \
+    "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r6", "r7", "r4", "r5")           \
+    "cmp r1, r2\n\t"                                                                           \
+    "bne 1b\n\t" TR_DW3_TAIL_ASM("1b") "5:\n\t" TR_DW3_TAIL_ASM("2b")
+
+/* Whether tr_dw3_next_row widens this layer's rows: a left padding TFLite gives a 3x3 (0 or 1)
+ * and a tail that fits its four words. */
+static int tr_dw3_slides(const tr_dw3_shape *shape)
 {
-    (void)p, (void)out, (void)end, (void)first;
-    __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "ldm r3, {r4, r5, r8}\n\t"
-                     "sxtb16 r6, r5\n\t"
-                     "sxtb16 r7, r5, ror #8\n\t"
-                     "sxtb16 r5, r4, ror #8\n\t"
-                     "sxtb16 r4, r4\n\t"
-                     "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"
-                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"
-                     "beq 2f\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"
-                     "bne 1b\n\t"
-                     "2:\n\t"
-                     "pop {r4-r11, pc}");
+    return shape->pad_left <= 1 && (shape->n_cols - shape->n_in) * shape->step <= 4;
 }
 
-/* The same at step 2: `p` input column x + 1 of the first stored column, `first` = {column x,
- * unused, the bytes from one input column to the next}; each stored column reads two input
- * columns, its x + 2 the next one's x. */
-__attribute__((naked, noinline)) static void tr_dw3_slide2(const int8_t *p, int32_t *out, const int32_t *end,
-                                                          const int32_t *first)
+/* The widening of a layer (tr_dw3_slides holds) over the ring at `ring`. */
+static void tr_dw3_widening_setup(const tr_dw3_shape *shape, tr_dw3_widening *w, int32_t *ring)
 {
-    (void)p, (void)out, (void)end, (void)first;
-    __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "ldm r3, {r4, r5, r8}\n\t"
-                     "sxtb16 r5, r4, ror #8\n\t"
-                     "sxtb16 r4, r4\n\t"
-                     "1:\n\t"
-                     "ldr r3, [r0]\n\t"
-                     "add r0, r0, r8\n\t"
-                     "sxtb16 r6, r3\n\t"
-                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")
-                     "cmp r1, r2\n\t"
-                     "beq 2f\n\t"
-                     "ldr r3, [r0]\n\t"
-                     "add r0, r0, r8\n\t"
-                     "sxtb16 r6, r3\n\t"
-                     "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r6", "r7", "r4", "r5")
-                     "cmp r1, r2\n\t"
-                     "bne 1b\n\t"
-                     "2:\n\t"
-                     "pop {r4-r11, pc}");
+    const int in_w = shape->in_w, channels = shape->channels, step = shape->step;
+    const int head = step == 1 ? 2 - shape->pad_left : 1 - shape->pad_left; /* the stream's first column */
+    int x[6] = {-shape->pad_left, 1 - shape->pad_left};
+    int index[6] = {0, 1, 4, 5, 6, 7}; /* first[0], first[1], tail[0..3] as words of the struct */
+    for (int k = 0; k < 4; ++k) {
+        x[2 + k] = head + shape->n_in * step + k;
+    }
+    int32_t *words = (int32_t *)(void *)w;
+    w->loads = 0;
+    for (int k = 0; k < 6; ++k) {
+        words[index[k]] = shape->zero_word;
+        if (x[k] >= 0 && x[k] < in_w) {
+            w->load_offset[w->loads] = x[k] * channels;
+            w->load_index[w->loads++] = index[k];
+        }
+    }
+    w->stride = shape->n_in > 0 ? channels : 4; /* no column inside: the tail alone */
+    w->head = shape->n_in > 0 ? head * channels : -1;
+    w->inner_bytes = shape->n_in * TR_DW3_COLUMN_WORDS * 4;
+    w->row_bytes = in_w * channels;
+    w->slot_bytes = shape->row_words * 4;
+    w->ring = ring;
+    w->ring_end = ring + 3 * shape->row_words;
+    w->step = step;
 }
 #endif
 
 /* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
  * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
- * with x = j * step - pad_left. The columns slide: each input column is read and widened once. */
+ * with x = j * step - pad_left. The columns slide: each input column is read and widened once.
+ * The plain C path's widening, and the DSP path's outside the assembly row loop (the last,
+ * partial group; a clamp narrower than int8; the general requantization). */
 /* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
 __attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, const int8_t *row, int valid, int32_t *out)
 {
@@ -220,26 +289,6 @@ __attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, cons
         }
         return;
     }
-#if TR_DW3_ASM
-    if (n_in > 0) {
-        const int32_t first[3] = {tr_dw3_at(row, -pad_left, -pad_left * channels, in_w, zero_word),
-                                  tr_dw3_at(row, 1 - pad_left, (1 - pad_left) * channels, in_w, zero_word), channels};
-        const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS;
-        if (step == 1) {
-            tr_dw3_slide1(row + (2 - pad_left) * channels, out, inner, first);
-        } else {
-            tr_dw3_slide2(row + (1 - pad_left) * channels, out, inner, first);
-        }
-        out += n_in * TR_DW3_COLUMN_WORDS;
-    }
-    for (int j = n_in, x = n_in * step - pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
-        int32_t e0, o0, e1, o1, e2, o2;
-        tr_dw3_widen(tr_dw3_at(row, x, x * channels, in_w, zero_word), &e0, &o0);
-        tr_dw3_widen(tr_dw3_at(row, x + 1, (x + 1) * channels, in_w, zero_word), &e1, &o1);
-        tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
-        tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
-    }
-#else
     int x = -pad_left, offset = x * channels;
     int32_t e0, o0, e1, o1, e2, o2;
     tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
@@ -275,7 +324,6 @@ __attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, cons
             tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * channels, in_w, zero_word), &e1, &o1);
         }
     }
-#endif
 }
 
 #if TR_DW3_ASM
@@ -368,7 +416,8 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 #if TR_DW3_ASM
 /* One group of four channels for the assembly row loop below, which reads the fields by these
  * offsets (through the stack: it needs every register): the group's constants, laid out for LDM
- * in the order it reads them, and the current output row. */
+ * in the order it reads them, the current output row, and the window of input rows it moves down
+ * between output rows. */
 typedef struct {
     int32_t requant[12];     /* +0: per channel: multiplier, rounding constant, right shift */
     int32_t bias[4];         /* +48: the group's four (doubled) biases */
@@ -376,8 +425,81 @@ typedef struct {
     const int8_t *end;       /* +68: `out` past the row's last pixel */
     int8_t *out;             /* +72: channel 0 of the row's first output pixel */
     const int32_t *weights;  /* +76: the group's 18 weight words */
-    const int32_t *rows[3];  /* +80: the stored columns of the three kernel rows */
+    const int32_t *rows[3];  /* +80: the window: the stored columns of the three kernel rows */
+    int32_t more_rows;       /* +92: output rows to run after this one, each `stride_h` input rows down */
+    int32_t stride_h;        /* +96 */
+    int32_t out_row;         /* +100: bytes from one output row to the next */
+    const int8_t *src;       /* the next input row, inside the image */
+    int32_t *slot;           /* the ring slot it goes to (input row y to slot y % 3, so three
+                                consecutive rows never share one) */
+    tr_dw3_widening *widening;
 } tr_dw3_run;
+
+/* Moves the window one input row down: the row at run->src widened into the next ring slot (its
+ * words of the widening first, then TR_DW3_SLIDE1_ASM or TR_DW3_SLIDE2_ASM). The assembly row loop
+ * calls it between output rows; AAPCS, so C calls it too. */
+__attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *run)
+{
+    (void)run;
+    __asm__ volatile("ldr r3, [r0, #112]\n\t" /* the widening, at [sp] for TR_DW3_TAIL_ASM */
+                     "push {r3-r11, lr}\n\t"
+                     "ldrd r1, r2, [r0, #104]\n\t" /* src, slot */
+                     "ldrd r4, r5, [r0, #84]\n\t"  /* the window one row down, the slot last */
+                     "strd r4, r5, [r0, #80]\n\t"
+                     "str r2, [r0, #88]\n\t"
+                     "ldrd r4, r5, [r3, #92]\n\t" /* row_bytes, slot_bytes */
+                     "add r4, r1, r4\n\t"
+                     "str r4, [r0, #104]\n\t"
+                     "add r5, r2, r5\n\t" /* past the slot: the row's end, and the next slot */
+                     "str r5, [r3, #12]\n\t"
+                     "ldrd r6, r7, [r3, #100]\n\t" /* ring, ring_end */
+                     "cmp r5, r7\n\t"
+                     "it eq\n\t"
+                     "moveq r5, r6\n\t"
+                     "str r5, [r0, #108]\n\t"
+                     "ldr r4, [r3, #32]\n\t" /* the row's words of the widening */
+                     "cbz r4, 8f\n\t"
+                     "add r5, r3, #36\n\t"
+                     "7:\n\t"
+                     "ldr r6, [r5, #24]\n\t"
+                     "ldr r7, [r5], #4\n\t"
+                     "ldr r7, [r1, r7]\n\t"
+                     "str r7, [r3, r6, lsl #2]\n\t"
+                     "subs r4, r4, #1\n\t"
+                     "bne 7b\n\t"
+                     "8:\n\t"
+                     "ldrd r6, r7, [r3, #84]\n\t" /* head, inner_bytes */
+                     "cmp r6, #0\n\t"
+                     "ite ge\n\t"
+                     "addge r0, r1, r6\n\t" /* the stream from the row */
+                     "addlt r0, r3, #16\n\t" /* or the tail alone */
+                     "mov r1, r2\n\t"
+                     "ite ge\n\t"
+                     "addge r2, r1, r7\n\t"
+                     "ldrlt r2, [r3, #12]\n\t"
+                     "ldr r4, [r3, #108]\n\t"
+                     "cmp r4, #1\n\t"
+                     "bne 4f\n\t" TR_DW3_SLIDE1_ASM "4:\n\t" TR_DW3_SLIDE2_ASM "9:\n\t"
+                     "pop {r3-r11, pc}");
+}
+
+_Static_assert(offsetof(tr_dw3_run, more_rows) == 92 && offsetof(tr_dw3_run, out_row) == 100 &&
+                   offsetof(tr_dw3_run, src) == 104 && offsetof(tr_dw3_run, widening) == 112,
+               "tr_dw3_run: the assembly reads these offsets");
+_Static_assert(offsetof(tr_dw3_widening, loads) == 32 && offsetof(tr_dw3_widening, head) == 84 &&
+                   offsetof(tr_dw3_widening, step) == 108,
+               "tr_dw3_widening: the assembly reads these offsets");
+
+/* Moves the window one row of padding down (or a row a stride down of more than three skips). */
+static void tr_dw3_next_zero_row(tr_dw3_run *run)
+{
+    tr_dw3_widening *w = run->widening;
+    int32_t *slot = run->slot + w->slot_bytes / 4;
+    run->rows[0] = run->rows[1];
+    run->rows[1] = run->rows[2];
+    run->rows[2] = w->ring_end; /* the row of zero points */
+    run->slot = slot == w->ring_end ? w->ring : slot;
+}
 
 /* One channel's doubled requantization, saturated to int8 and stored (the range of the layer's
  * clamp is the whole of int8: nothing else to clamp): LDM of (multiplier, rounding constant, right
@@ -412,8 +534,31 @@ typedef struct {
     "add r11, r11, r8\n\t"                                                                           \
     "str r11, [sp, #4]\n\t"                                                                          \
     "cmp r11, r9\n\t"                                                                                \
-    "bne 1b\n\t"                                                                                     \
-    "pop {r0, r1, r2, r4-r11, pc}"
+    "bne 1b\n\t" TR_DW3_NEXT_ROW_ASM "pop {r0, r1, r2, r4-r11, pc}"
+
+/* After an output row: while more_rows, the next output row (its `end` one output row on, r11 its
+ * first pixel) after stride_h calls of tr_dw3_next_row; r7 (the weights) survives the calls. */
+#define TR_DW3_NEXT_ROW_ASM     \
+    "ldr r0, [sp, #8]\n\t"      \
+    "ldr r1, [r0, #92]\n\t"     \
+    "subs r1, r1, #1\n\t"       \
+    "bmi 3f\n\t"                \
+    "str r1, [r0, #92]\n\t"     \
+    "ldr r1, [r0, #100]\n\t"    \
+    "add r1, r1, r11\n\t"       \
+    "str r1, [r0, #68]\n\t"     \
+    "ldr r4, [r0, #96]\n\t"     \
+    "2:\n\t"                    \
+    "bl tr_dw3_next_row\n\t"    \
+    "ldr r0, [sp, #8]\n\t"      \
+    "subs r4, r4, #1\n\t"       \
+    "bne 2b\n\t"                \
+    "add r12, r0, #80\n\t"      \
+    "ldm r12, {r4, r5, r6}\n\t" \
+    "add r12, r0, #48\n\t"      \
+    "ldm r12, {r0-r3}\n\t"      \
+    "b 1b\n\t"                  \
+    "3:\n\t"
 
 /* TR_DW3_ROW_ASM with the weights in r7 (the loop's registers are its own). */
 #define TR_DW3_ROW_ASM_R(h, offset)                           \
@@ -448,39 +593,52 @@ __attribute__((naked, noinline)) static void tr_dw3_run_signed(tr_dw3_run *run)
 #endif
 
 #if TR_DW3_ASM
+/* Moves the window to input row y (the next), widening it unless it is padding or `skipped`. */
+static void tr_dw3_take(tr_dw3_run *run, const int8_t *image, int y, int in_h, int skipped)
+{
+    if (skipped || (unsigned)y >= (unsigned)in_h) {
+        tr_dw3_next_zero_row(run);
+        return;
+    }
+    run->src = image + y * run->widening->row_bytes;
+    tr_dw3_next_row(run);
+}
+
 /* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
- * `out` channel c of the image's first output pixel. Out of line, so that the row bookkeeping keeps
- * its values in registers. */
-__attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const tr_dw3_shape *shape,
-                                                       const int8_t *image, int8_t *out, int32_t *ring,
+ * `out` channel c of the image's first output pixel. The loop moves the window down itself while
+ * the rows it brings in are inside the image; the rows of padding at the edges are moved here. */
+__attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const int8_t *image, int8_t *out,
                                                        tr_dw3_run *run, int relu)
 {
-    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h;
-    const int row_words = shape->n_cols * TR_DW3_COLUMN_WORDS;
-    const int row_bytes = g->in_w * shape->channels, out_row = g->out_w * shape->channels;
-    int32_t *zero_row = ring + 3 * row_words;
-    int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
-    for (int oy = 0, top = -g->pad_top; oy < out_h; ++oy, top += stride_h, out += out_row) {
-        for (int ky = 0; ky < 3; ++ky) {
-            const int y = top + ky;
-            if ((unsigned)y >= (unsigned)in_h) {
-                run->rows[ky] = zero_row;
-                continue;
-            }
-            const int slot = y % 3;
-            int32_t *held_row = ring + slot * row_words;
-            if (held[slot] != y) {
-                tr_dw3_row(shape, image + y * row_bytes, 4, held_row);
-                held[slot] = y;
-            }
-            run->rows[ky] = held_row;
-        }
+    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h, pad_top = g->pad_top;
+    const int out_row = run->out_row;
+    /* the last output row the loop may move down from: the rows it brings stay inside */
+    const int last_inside = stride_h <= 3 && pad_top <= 3 ? (in_h - 3 + pad_top) / stride_h - 1 : -1;
+    run->slot = run->widening->ring;
+    int y = -pad_top; /* the next input row */
+    for (int k = 0; k < 3; ++k, ++y) {
+        tr_dw3_take(run, image, y, in_h, 0);
+    }
+    for (int oy = 0;;) {
+        const int last = last_inside < out_h - 2 ? last_inside : out_h - 2;
+        const int more = last >= oy ? last - oy + 1 : 0;
+        run->more_rows = more;
         run->out = out;
         run->end = out + out_row;
+        run->src = image + (more > 0 ? y : 0) * run->widening->row_bytes;
         if (relu) {
             tr_dw3_run_relu(run);
         } else {
             tr_dw3_run_signed(run);
+        }
+        oy += more + 1;
+        if (oy >= out_h) {
+            return;
+        }
+        out += (more + 1) * out_row;
+        y += more * stride_h;
+        for (int k = 0; k < stride_h; ++k, ++y) {
+            tr_dw3_take(run, image, y, in_h, k < stride_h - 3);
         }
     }
 }
@@ -504,14 +662,26 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
     const tr_dw3_shape shape = {g.in_w, channels, g.pad_left, step, n_cols,
-                                tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), zero_word};
+                                tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), row_words, zero_word};
     tr_dw3_row(&shape, NULL, 4, zero_row);
+#if TR_DW3_ASM
+    tr_dw3_widening widening;
+    const int slides = tr_dw3_slides(&shape);
+    if (slides) {
+        tr_dw3_widening_setup(&shape, &widening, ring);
+    }
+#endif
     for (int c = 0; c < channels; c += 4) {
         const int valid = channels - c < 4 ? channels - c : 4;
         const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
 #if TR_DW3_ASM
-        tr_dw3_run run = {{0}, {0}, channels, NULL, NULL, w, {NULL}};
-        if (run_form != 0 && valid == 4) {
+        tr_dw3_run run; /* the rows and the output are set per row */
+        run.step = channels;
+        run.weights = w;
+        run.stride_h = g.stride_h;
+        run.out_row = g.out_w * channels;
+        run.widening = &widening;
+        if (run_form != 0 && valid == 4 && slides) {
             for (int k = 0; k < 4; ++k) {
                 run.bias[k] = bias[c + k];
                 run.requant[3 * k] = rq.multiplier[c + k];
@@ -523,9 +693,8 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
 #if TR_DW3_ASM
-            if (run_form != 0 && valid == 4) {
-                tr_dw3_group_run(&g, &shape, image, output + b * g.out_h * g.out_w * channels + c, ring, &run,
-                                 run_form == 1);
+            if (run_form != 0 && valid == 4 && slides) {
+                tr_dw3_group_run(&g, image, output + b * g.out_h * g.out_w * channels + c, &run, run_form == 1);
                 continue;
             }
 #endif

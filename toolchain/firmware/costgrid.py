@@ -123,6 +123,28 @@ def first_layers_model(seed: int, size: tuple[int, int, int], layers: tuple[tupl
     return keras.Model(inp, L.Add()(heads) if len(heads) > 1 else heads[0], name=f"first_layers_{seed}")
 
 
+def first_tucker_model(seed: int, size: tuple[int, int, int], layers: tuple[tuple, ...]) -> Any:
+    """First convolutions factored by Tucker-2, side by side: each (rank_in, rank_out, filters,
+    kernel, strides) is the chain compress makes of a keyword model's 10x4 over one channel
+    (rank_in 1: the 1x1 reduce step of a single channel), its k x k core over rank_in channels."""
+    keras, L = _keras()
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(size)
+    lin = dict(use_bias=False, kernel_initializer=INIT)
+    heads = []
+    for rank_in, rank_out, filters, kernel, strides in layers:
+        x = L.Conv2D(rank_in, 1, **lin)(inp)
+        x = L.Conv2D(rank_out, kernel, strides=strides, padding="same", **lin)(x)
+        x = L.Conv2D(filters, 1, activation="relu", kernel_initializer=INIT)(x)
+        heads.append(L.Dense(10, kernel_initializer=INIT)(L.GlobalAveragePooling2D()(x)))
+    return keras.Model(inp, L.Add()(heads), name=f"first_tucker_{seed}")
+
+
+FIRST_TUCKER = (
+    (25, (40, 12, 1), ((1, 12, 32, (8, 4), (2, 2)), (1, 6, 16, (5, 5), (1, 1)), (1, 16, 24, (12, 3), (2, 1)))),
+    (26, (24, 10, 2), ((2, 10, 20, (6, 4), (2, 2)), (1, 8, 12, (3, 3), (1, 1)), (2, 20, 40, (10, 4), (2, 2)))),
+)
+
 FIRST_LAYERS = (
     (
         22,
@@ -158,6 +180,7 @@ def fitting_grid() -> list[Callable[[], Any]]:
         lambda: conv_model(20, (18, 18, 8), blocks=12, kinds=DEPTHWISE_BLOCKS),
         lambda: conv_model(21, (15, 11, 5), blocks=12, kinds=DEPTHWISE_BLOCKS),
         *((lambda spec=spec: first_layers_model(*spec)) for spec in FIRST_LAYERS),
+        *((lambda spec=spec: first_tucker_model(*spec)) for spec in FIRST_TUCKER),
     ]
 
 

@@ -1,6 +1,6 @@
 """The 3x3 depthwise kernel of depth multiplier 1 (tr_depthwise_conv_3x3_int8, MobileNet / DS-CNN) is
-bit-exact with TFLite Micro on the host (plain C), on the Cortex-M4 (DSP path: SMLAD on widened rows,
-inline assembly) and on the Cortex-M3 (plain C): strides 1 and 2, SAME and VALID padding, channel
+bit-exact with TFLite Micro on the host (plain C), on the Cortex-M4 and M33 (DSP path: SMLAD on widened
+rows, inline assembly) and on the Cortex-M3 (plain C): strides 1 and 2, SAME and VALID padding, channel
 counts below four, odd and not a multiple of four (the last group zero-padded), a taller stride down,
 both requantization forms (doubled where exact, TFLM's general form elsewhere) and every activation."""
 
@@ -161,7 +161,7 @@ def test_weight_words_pair_taps_as_the_kernel_reads_them() -> None:
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # DSP path; generic on the M3
+@pytest.mark.parametrize("board", ["qemu_m4", "qemu_m33", "qemu_m3"])  # DSP paths; generic on the M3
 def test_three_by_three_kernel_is_bit_exact_in_qemu(
     tmp_path: Path, pio_build_cache: Path, board: str
 ) -> None:

@@ -74,8 +74,9 @@ def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any])
         first = group[0].index
         trial = lower_and_plan(chosen | {first})
         fused = next(item for item in trial.ops if item.op.index == first)
+        ops_apart = [apart[op.index] for op in group]
         if trial.arena_bytes < model.arena_bytes or (
-            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, [apart[op.index] for op in group], unfused)
+            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, ops_apart, unfused)
         ):
             model, chosen = trial, chosen | {first}
     return model

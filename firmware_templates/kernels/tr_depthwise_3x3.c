@@ -483,12 +483,14 @@ __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *r
                      "pop {r3-r11, pc}");
 }
 
-_Static_assert(offsetof(tr_dw3_run, more_rows) == 92 && offsetof(tr_dw3_run, out_row) == 100 &&
-                   offsetof(tr_dw3_run, src) == 104 && offsetof(tr_dw3_run, widening) == 112,
-               "tr_dw3_run: the assembly reads these offsets");
-_Static_assert(offsetof(tr_dw3_widening, loads) == 32 && offsetof(tr_dw3_widening, head) == 84 &&
-                   offsetof(tr_dw3_widening, step) == 108,
-               "tr_dw3_widening: the assembly reads these offsets");
+/* The offsets the assembly reads, checked when compiling (C99 has no _Static_assert: an array of
+ * -1 elements fails). */
+#define TR_DW3_CHECK(name, holds) typedef char name[(holds) ? 1 : -1]
+TR_DW3_CHECK(tr_dw3_run_offsets_checked, offsetof(tr_dw3_run, more_rows) == 92 && offsetof(tr_dw3_run, src) == 104 &&
+                                             offsetof(tr_dw3_run, widening) == 112);
+TR_DW3_CHECK(tr_dw3_widening_offsets_checked, offsetof(tr_dw3_widening, loads) == 32 &&
+                                                  offsetof(tr_dw3_widening, head) == 84 &&
+                                                  offsetof(tr_dw3_widening, step) == 108);
 
 /* Moves the window one row of padding down (or a row a stride down of more than three skips). */
 static void tr_dw3_next_zero_row(tr_dw3_run *run)

@@ -14,7 +14,11 @@ import pytest
 from tests.helpers.budget import build_checked
 from tests.test_codegen_random_graphs import DEPTHWISE_QUANT, _check, build_conv
 from toolchain.codegen.graph import parse
-from toolchain.codegen.ops.depthwise_conv import runs_three_by_three, three_by_three_weights
+from toolchain.codegen.ops.depthwise_conv import (
+    must_run_by_columns,
+    runs_three_by_three,
+    three_by_three_weights,
+)
 
 BASE = {
     "depthwise": True,
@@ -72,13 +76,29 @@ CASES = {
         "act": "NONE",
         "out_zp": -3,
     },
-    # the assembly widening's edges: no stored column inside the row (the tail alone), a tail that
-    # starts inside a stored column (stride 2, SAME, even width), rows skipped by a stride down
-    "one_column_row_loop": {"c": 8, "w": 1, "h": 4, "act": "NONE"},
-    "two_columns_stride2_row_loop": {"c": 8, "w": 2, "h": 5, "stride_w": 2, "out_zp": -128},
+    # the assembly widening's edges: no stored column inside the row (the tail alone: the C
+    # widening then, tr_dw3_slides declines), a tail that starts inside a stored column (stride 2,
+    # SAME, even width), rows skipped by a stride down (a stride down of 3 keeps a tall image in
+    # its rows); the cases of the loop enter its unrolled widening at each of its five entries
+    "one_column_row_loop": {"c": 8, "w": 1, "h": 7, "stride_h": 3, "act": "NONE"},
+    "two_columns_stride2_row_loop": {"c": 8, "w": 2, "h": 7, "stride_h": 3, "stride_w": 2, "out_zp": -128},
     "even_width_stride2_row_loop": {"c": 12, "w": 10, "h": 9, "stride_h": 2, "stride_w": 2, "act": "NONE"},
     "stride_down_4_row_loop": {"c": 8, "w": 6, "h": 11, "stride_h": 4, "act": "NONE"},
+    # a stride across of 3 runs by columns (the frame's rows are the image's columns; the image's
+    # stride down is the frame's stride across, 1 or 2); a tall image alone keeps its rows
+    "tall_row_loop": {"c": 8, "h": 13, "w": 5, "out_zp": -128},
+    "stride_2_down_3_across_by_columns_row_loop": {
+        "c": 12,
+        "h": 12,
+        "w": 10,
+        "stride_h": 2,
+        "stride_w": 3,
+        "act": "NONE",
+    },
+    "stride_across_3_by_columns": {"c": 8, "h": 6, "w": 10, "stride_w": 3, "act": "NONE"},
 }
+# the cases run by columns (`must_run_by_columns`); the others keep the image's rows
+BY_COLUMNS = {"stride_2_down_3_across_by_columns_row_loop", "stride_across_3_by_columns"}
 # the cases of the assembly row loop: (ReLU form, zero point -128) or not
 ROW_LOOP_CASES = {
     "relu_low_zero_point_stride2_odd": True,
@@ -89,6 +109,8 @@ ROW_LOOP_CASES = {
     "two_columns_stride2_row_loop": True,
     "even_width_stride2_row_loop": False,
     "stride_down_4_row_loop": False,
+    "tall_row_loop": True,
+    "stride_2_down_3_across_by_columns_row_loop": False,
 }
 QEMU_CASES = (
     "stride1_same_8",
@@ -96,6 +118,7 @@ QEMU_CASES = (
     "stride2_valid_13_stride_down_3",
     "general_requantization",
     "narrow_rows",
+    "stride_across_3_by_columns",
     *ROW_LOOP_CASES,
 )
 
@@ -137,9 +160,29 @@ def test_row_loop_cases_take_the_doubled_form_over_all_of_int8(tmp_path: Path, c
     assert (".output_offset = -128," in text) == ROW_LOOP_CASES[case]
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_stride_across_of_3_runs_by_columns_and_a_lone_tall_image_by_rows(
+    tmp_path: Path, case: str
+) -> None:
+    """A stride across of 3 (down 1 or 2): the generated call runs the image by columns, its
+    geometry and weights given transposed. Anything else by rows, a tall image included: alone in
+    its model, its input and output buffers plus the ring are the arena's peak, which the longer
+    rows of its columns would raise (tests/test_codegen_inplace.py has one that runs by columns)."""
+    from toolchain.codegen import generate
+
+    p = _params(case)
+    path = build_conv(p, tmp_path / "dw.tflite")
+    assert must_run_by_columns(parse(path).ops[0]) == (case in BY_COLUMNS)
+    generate(path, tmp_path / "gen")
+    text = " ".join((tmp_path / "gen" / "model.c").read_text().split())
+    assert f".transposed = {int(case in BY_COLUMNS)}," in text
+    if case in BY_COLUMNS:  # the frame's input height is the image's width
+        assert f".in_h = {p['w']}, .in_w = {p['h']}," in text
+
+
 def test_dilated_or_wider_kernels_keep_their_kernels(tmp_path: Path) -> None:
     dilated = build_conv({**BASE, "dil_h": 2}, tmp_path / "dilated.tflite")
-    stride3 = build_conv({**BASE, "stride_w": 3}, tmp_path / "stride3.tflite")
+    stride3 = build_conv({**BASE, "stride_h": 3, "stride_w": 3}, tmp_path / "stride3.tflite")
     five = build_conv({**BASE, "k_w": 5}, tmp_path / "five.tflite")
     for path in (dilated, stride3, five):
         assert not runs_three_by_three(parse(path).ops[0])

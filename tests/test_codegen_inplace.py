@@ -36,6 +36,9 @@ MODELS = {
     # pointwise 6 -> 20 over 9 x 7 pixels: the input sits (63 - 1) x 14 bytes (rounded up to 16)
     # into the output, so output row r ends before input row r + 1 starts
     "widening": ((9, 7, 6), 3, 1, "same", 20, 20),
+    # tall (13 x 5, SAME, stride 1) before a pointwise to 64 channels, whose output is the arena's
+    # peak: the depthwise runs by columns (its ring of 13-column rows costs no arena), in place
+    "tall_by_columns": ((13, 5, 8), 3, 1, "same", 64, 24),
     # 5x5 depthwise: the generic kernel reads its input pixel by pixel, not in place
     "generic_5x5": ((9, 8, 8), 5, 1, "same", 8, 24),
 }
@@ -66,13 +69,17 @@ def _in_place(model: LoweredModel) -> list[str]:
     return [item.op.opcode for item in model.ops if item.call is not None and shares_buffer(model, item.op)]
 
 
-@pytest.mark.parametrize("name", ["same_stride1", "valid_odd_channels", "stride2_same", "widening"])
+@pytest.mark.parametrize(
+    "name", ["same_stride1", "valid_odd_channels", "stride2_same", "widening", "tall_by_columns"]
+)
 def test_separable_block_runs_in_place_and_is_bit_exact(models: dict[str, Path], name: str) -> None:
     model = lower_graph(parse(models[name]), in_place=True)
     # depthwise, pointwise and the first dense; the first 1x1 reads the model input, the last
     # dense writes the model output: those keep their own buffers
     assert _in_place(model) == ["DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
     assert model.ops[1].call is not None and model.ops[1].call.function.startswith("tr_depthwise_conv_3x3")
+    if name == "tall_by_columns":  # by columns: its ring costs no arena (the pointwise sets the peak)
+        assert model.ops[1].call.params.fields["transposed"] == 1
     if name == "widening":  # the input (62 x 14 = 868 bytes, 880 aligned) into the output
         pointwise = model.ops[2].op
         assert model.offsets[pointwise.input(0).index] - model.offsets[pointwise.outputs[0].index] == 880
@@ -140,7 +147,7 @@ def test_separable_block_in_place_is_bit_exact_in_qemu(
 ) -> None:
     from toolchain.bench.measure import run_samples
 
-    for name in ("same_stride1", "valid_odd_channels", "stride2_same", "widening"):
+    for name in ("same_stride1", "valid_odd_channels", "stride2_same", "widening", "tall_by_columns"):
         x = int8_samples(MODELS[name][0], 2, seed=1)
         gen = tmp_path / name
         info = generate(models[name], gen, tflm_arena=False)

@@ -10,11 +10,13 @@
  * four channels and kernel row, three load-multiples or pairs of loads (pairs, singles, weights)
  * and eight multiply-accumulates for twelve MACs. The plain C path runs the same layout.
  *
- * On the DSP path one assembly loop runs a group's output rows and, between them, moves the
- * window down itself (tr_dw3_next_row widens the incoming row, its edge columns read from a
- * per-layer table instead of tested per column): C steps in only at the rows of padding. Per
- * output row that is one call and about sixty instructions of bookkeeping, where the C loop spent
- * some two hundred (DS-CNN's rows are five pixels wide).
+ * On the DSP path one assembly loop runs all of a group's output rows and, between them, moves
+ * the window down itself (tr_dw3_next_row widens the incoming row, its edge columns read from a
+ * per-layer table instead of tested per column; past the image it moves in the row of zero
+ * points): C steps in only at the rows of padding above the image. A row still costs some fifty
+ * instructions of bookkeeping per group of four channels, so the generator runs a tall, narrow
+ * image by columns (`transposed`): DS-CNN's 25x5 maps as five rows of 25 pixels (12% fewer
+ * instructions; the ring of stored rows grows five-fold, 480 to 2,400 bytes).
  */
 #include "tr_depthwise_3x3.h"
 
@@ -102,13 +104,14 @@ TR_INLINE void tr_dw3_store(int32_t *out, int32_t e0, int32_t o0, int32_t e1, in
 #endif
 }
 
-/* The `valid` (1..4) channels of input column x of `row`, the others 0; the zero point outside. */
-static int32_t tr_dw3_read(const int8_t *row, int x, int in_w, int channels, int valid, int32_t zero_word)
+/* The `valid` (1..4) channels of input column x of `row` (`col_bytes` apart), the others 0; the
+ * zero point outside. */
+static int32_t tr_dw3_read(const int8_t *row, int x, int in_w, int col_bytes, int valid, int32_t zero_word)
 {
     if (row == NULL || x < 0 || x >= in_w) {
         return zero_word;
     }
-    const int8_t *p = row + x * channels;
+    const int8_t *p = row + x * col_bytes;
     if (valid == 4) {
         return tr_dw3_word(p);
     }
@@ -127,7 +130,8 @@ TR_INLINE int32_t tr_dw3_at(const int8_t *row, int x, int offset, int in_w, int3
 
 /* What the widening of a row needs of the layer, worked out once per call. */
 typedef struct {
-    int in_w, channels, pad_left, step, n_cols;
+    int in_w, pad_left, step, n_cols;
+    int col_bytes, row_bytes; /* from one input column (row) to the next: see tr_dw3_strides */
     int n_in;          /* stored columns 0 .. n_in - 1 read only input columns inside the row */
     int row_words;     /* words of one stored row: n_cols stored columns */
     int32_t zero_word; /* four channels of the input zero point */
@@ -155,13 +159,13 @@ typedef struct {
     int32_t loads;          /* +32: how many of the words above each row gives (the others: zero points) */
     int32_t load_offset[6]; /* +36: each one's byte offset in the row */
     int32_t load_index[6];  /* +60: and its word index in this struct */
-    int32_t head;           /* +84: bytes from a row to its stream's first word; -1: the tail alone */
+    int32_t head;           /* +84: bytes from a row to its stream's first word */
     int32_t inner_bytes;    /* +88: bytes of the stored columns that read inside the row */
     int32_t row_bytes;      /* +92: bytes from one input row to the next */
     int32_t slot_bytes;     /* +96: bytes of one stored row */
     int32_t *ring;          /* +100: three stored rows ... */
     int32_t *ring_end;      /* +104: ... then a row of zero points */
-    int32_t step;           /* +108: 1 or 2 */
+    int32_t entry;          /* +108: where tr_dw3_next_row enters the widening loop (0-2: step 1, 3-4: step 2) */
 } tr_dw3_widening;
 
 /* One stored column: the next stream word from r0 (advanced by r8 bytes) widened into (ce, co);
@@ -179,68 +183,93 @@ typedef struct {
     "stmia r1!, {r3, r9, r10, r11}\n\t"                  \
     "strd " ce ", " co ", [r1], #8\n\t"
 
-/* Where a run of stored columns ends (r1 at r2): done (at 9) at the widening's `end`, else the
- * stream goes on from the tail (four bytes a word) up to it, at `resume` (the next column's code,
- * which holds the widened columns where it expects them). The widening is at [sp]. */
-#define TR_DW3_TAIL_ASM(resume)   \
+/* The inner stored columns (those reading only the row) run unrolled with one end test per unroll,
+ * entered at the column that makes their count come out even (`entry`); then the stream goes on
+ * from the tail (four bytes a word) up to the row's end, one test a column. The widening is at
+ * [sp]; r1 at r2 ends the inner run. Done at 9. */
+#define TR_DW3_TAIL_ASM           \
     "ldr r3, [sp]\n\t"             \
     "ldr r9, [r3, #12]\n\t"        \
     "cmp r2, r9\n\t"               \
     "beq 9f\n\t"                   \
     "mov r2, r9\n\t"               \
     "add r0, r3, #16\n\t"          \
-    "mov r8, #4\n\t"               \
-    "b " resume "\n\t"
+    "mov r8, #4\n\t"
 
-/* The stored columns of a row at step 1 from r1 up to r2 (at least one), then from the tail up to
- * the end: r0 the stream's first word (input column x + 2 of the first stored column), r3 the
- * widening. The three widened columns rotate through r4-r7 and r12/lr (unrolled by three), so
- * nothing moves; done at 9. */
-#define TR_DW3_SLIDE1_ASM                                                                                 \
-    "ldm r3, {r4, r5, r8}\n\t"                                                                            \
-    "sxtb16 r6, r5\n\t"                                                                                   \
-    "sxtb16 r7, r5, ror #8\n\t"                                                                           \
-    "sxtb16 r5, r4, ror #8\n\t"                                                                           \
-    "sxtb16 r4, r4\n\t"                                                                                   \
-    "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"                         \
-    "beq 5f\n\t"                                                                                          \
-    "2:\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"                         \
-    "beq 6f\n\t"                                                                                          \
-    "3:\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"                         \
-    "bne 1b\n\t" TR_DW3_TAIL_ASM("1b") "5:\n\t" TR_DW3_TAIL_ASM("2b") "6:\n\t" TR_DW3_TAIL_ASM("3b")
+/* The stored columns of a row at step 1: r0 the stream's first word (input column x + 2 of the
+ * first stored column), r3 the widening. The three widened columns rotate through r4-r7 and
+ * r12/lr (unrolled by three), so nothing moves: each entry (11, 12, 13: at the loop's first,
+ * second or third column) puts the first two widened columns where that column reads them. */
+#define TR_DW3_SLIDE1_ASM                                                                        \
+    "12:\n\t"                                                                                    \
+    "ldm r3, {r6, r7, r8}\n\t"                                                                   \
+    "sxtb16 r12, r7\n\t"                                                                         \
+    "sxtb16 lr, r7, ror #8\n\t"                                                                  \
+    "sxtb16 r7, r6, ror #8\n\t"                                                                  \
+    "sxtb16 r6, r6\n\t"                                                                          \
+    "b 2f\n\t"                                                                                   \
+    "13:\n\t"                                                                                    \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                   \
+    "sxtb16 r12, r4\n\t"                                                                         \
+    "sxtb16 lr, r4, ror #8\n\t"                                                                  \
+    "sxtb16 r4, r5\n\t"                                                                          \
+    "sxtb16 r5, r5, ror #8\n\t"                                                                  \
+    "b 3f\n\t"                                                                                   \
+    "11:\n\t"                                                                                    \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                   \
+    "sxtb16 r6, r5\n\t"                                                                          \
+    "sxtb16 r7, r5, ror #8\n\t"                                                                  \
+    "sxtb16 r5, r4, ror #8\n\t"                                                                  \
+    "sxtb16 r4, r4\n\t"                                                                          \
+    "1:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")                                \
+    "2:\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5")                                \
+    "3:\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"                \
+    "bne 1b\n\t" TR_DW3_TAIL_ASM                                                                 \
+    "14:\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr") "cmp r1, r2\n\t"               \
+    "beq 9f\n\t" TR_DW3_COLUMN_ASM("r6", "r7", "r12", "lr", "r4", "r5") "cmp r1, r2\n\t"            \
+    "beq 9f\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r4", "r5", "r6", "r7") "cmp r1, r2\n\t"            \
+    "bne 14b\n\t"                                                                                \
+    "b 9f\n\t"
+
+/* One stored column at step 2: the stream's next word (its input column x + 1) widened into r6/r7,
+ * then TR_DW3_COLUMN_ASM. */
+#define TR_DW3_STEP2_COLUMN_ASM(ae, ao, ce, co) \
+    "ldr r3, [r0]\n\t"                          \
+    "add r0, r0, r8\n\t"                        \
+    "sxtb16 r6, r3\n\t"                         \
+    "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM(ae, ao, "r6", "r7", ce, co)
 
 /* The same at step 2: r0 input column x + 1 of the first stored column, first[0] its column x;
- * each stored column reads two stream words, its x + 2 the next one's x. */
-#define TR_DW3_SLIDE2_ASM                                                                      \
-    "ldm r3, {r4, r5, r8}\n\t"                                                                 \
-    "sxtb16 r5, r4, ror #8\n\t"                                                                \
-    "sxtb16 r4, r4\n\t"                                                                        \
-    "1:\n\t"                                                                                   \
-    "ldr r3, [r0]\n\t"                                                                         \
-    "add r0, r0, r8\n\t"                                                                       \
-    "sxtb16 r6, r3\n\t"                                                                        \
-    "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r4", "r5", "r6", "r7", "r12", "lr")           \
-    "cmp r1, r2\n\t"                                                                           \
-    "beq 5f\n\t"                                                                               \
-    "2:\n\t"                                                                                   \
-    "ldr r3, [r0]\n\t"                                                                         \
-    "add r0, r0, r8\n\t"                                                                       \
-    "sxtb16 r6, r3\n\t"                                                                        \
-    "sxtb16 r7, r3, ror #8\n\t" TR_DW3_COLUMN_ASM("r12", "lr", "r6", "r7", "r4", "r5")           \
-    "cmp r1, r2\n\t"                                                                           \
-    "bne 1b\n\t" TR_DW3_TAIL_ASM("1b") "5:\n\t" TR_DW3_TAIL_ASM("2b")
+ * each stored column reads two stream words, its x + 2 the next one's x (unrolled by two; entries
+ * 21 and 22). */
+#define TR_DW3_SLIDE2_ASM                                                                        \
+    "22:\n\t"                                                                                    \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                   \
+    "sxtb16 r12, r4\n\t"                                                                         \
+    "sxtb16 lr, r4, ror #8\n\t"                                                                  \
+    "b 2f\n\t"                                                                                   \
+    "21:\n\t"                                                                                    \
+    "ldm r3, {r4, r5, r8}\n\t"                                                                   \
+    "sxtb16 r5, r4, ror #8\n\t"                                                                  \
+    "sxtb16 r4, r4\n\t"                                                                          \
+    "1:\n\t" TR_DW3_STEP2_COLUMN_ASM("r4", "r5", "r12", "lr")                                      \
+    "2:\n\t" TR_DW3_STEP2_COLUMN_ASM("r12", "lr", "r4", "r5") "cmp r1, r2\n\t"                      \
+    "bne 1b\n\t" TR_DW3_TAIL_ASM                                                                 \
+    "24:\n\t" TR_DW3_STEP2_COLUMN_ASM("r4", "r5", "r12", "lr") "cmp r1, r2\n\t"                     \
+    "beq 9f\n\t" TR_DW3_STEP2_COLUMN_ASM("r12", "lr", "r4", "r5") "cmp r1, r2\n\t"                  \
+    "bne 24b\n\t"
 
-/* Whether tr_dw3_next_row widens this layer's rows: a left padding TFLite gives a 3x3 (0 or 1)
- * and a tail that fits its four words. */
+/* Whether tr_dw3_next_row widens this layer's rows: a left padding TFLite gives a 3x3 (0 or 1),
+ * a stored column inside the row, and a tail that fits its four words. */
 static int tr_dw3_slides(const tr_dw3_shape *shape)
 {
-    return shape->pad_left <= 1 && (shape->n_cols - shape->n_in) * shape->step <= 4;
+    return shape->pad_left <= 1 && shape->n_in > 0 && (shape->n_cols - shape->n_in) * shape->step <= 4;
 }
 
 /* The widening of a layer (tr_dw3_slides holds) over the ring at `ring`. */
 static void tr_dw3_widening_setup(const tr_dw3_shape *shape, tr_dw3_widening *w, int32_t *ring)
 {
-    const int in_w = shape->in_w, channels = shape->channels, step = shape->step;
+    const int in_w = shape->in_w, col_bytes = shape->col_bytes, step = shape->step;
     const int head = step == 1 ? 2 - shape->pad_left : 1 - shape->pad_left; /* the stream's first column */
     int x[6] = {-shape->pad_left, 1 - shape->pad_left};
     int index[6] = {0, 1, 4, 5, 6, 7}; /* first[0], first[1], tail[0..3] as words of the struct */
@@ -252,18 +281,19 @@ static void tr_dw3_widening_setup(const tr_dw3_shape *shape, tr_dw3_widening *w,
     for (int k = 0; k < 6; ++k) {
         words[index[k]] = shape->zero_word;
         if (x[k] >= 0 && x[k] < in_w) {
-            w->load_offset[w->loads] = x[k] * channels;
+            w->load_offset[w->loads] = x[k] * col_bytes;
             w->load_index[w->loads++] = index[k];
         }
     }
-    w->stride = shape->n_in > 0 ? channels : 4; /* no column inside: the tail alone */
-    w->head = shape->n_in > 0 ? head * channels : -1;
+    w->stride = col_bytes;
+    w->head = head * col_bytes;
     w->inner_bytes = shape->n_in * TR_DW3_COLUMN_WORDS * 4;
-    w->row_bytes = in_w * channels;
+    w->row_bytes = shape->row_bytes;
     w->slot_bytes = shape->row_words * 4;
     w->ring = ring;
     w->ring_end = ring + 3 * shape->row_words;
-    w->step = step;
+    /* the unrolled loop's entry (TR_DW3_SLIDE1_ASM: 11, 12, 13; TR_DW3_SLIDE2_ASM: 21, 22) */
+    w->entry = step == 1 ? (3 - shape->n_in % 3) % 3 : 3 + shape->n_in % 2;
 }
 #endif
 
@@ -275,53 +305,53 @@ static void tr_dw3_widening_setup(const tr_dw3_shape *shape, tr_dw3_widening *w,
 /* Kept out of line: inlined, its register-hungry stores and the kernel rows exhaust the allocator. */
 __attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, const int8_t *row, int valid, int32_t *out)
 {
-    const int in_w = shape->in_w, channels = shape->channels, pad_left = shape->pad_left, step = shape->step;
+    const int in_w = shape->in_w, col = shape->col_bytes, pad_left = shape->pad_left, step = shape->step;
     const int n_cols = shape->n_cols, n_in = shape->n_in;
     const int32_t zero_word = shape->zero_word;
     /* a row of padding, the last channels, or a padding no 3x3 kernel has: column by column */
     if (row == NULL || valid < 4 || pad_left > 2) {
         for (int j = 0, x = -pad_left; j < n_cols; ++j, x += step, out += TR_DW3_COLUMN_WORDS) {
             int32_t e0, o0, e1, o1, e2, o2;
-            tr_dw3_widen(tr_dw3_read(row, x, in_w, channels, valid, zero_word), &e0, &o0);
-            tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, channels, valid, zero_word), &e1, &o1);
-            tr_dw3_widen(tr_dw3_read(row, x + 2, in_w, channels, valid, zero_word), &e2, &o2);
+            tr_dw3_widen(tr_dw3_read(row, x, in_w, col, valid, zero_word), &e0, &o0);
+            tr_dw3_widen(tr_dw3_read(row, x + 1, in_w, col, valid, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_read(row, x + 2, in_w, col, valid, zero_word), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
         }
         return;
     }
-    int x = -pad_left, offset = x * channels;
+    int x = -pad_left, offset = x * col;
     int32_t e0, o0, e1, o1, e2, o2;
     tr_dw3_widen(tr_dw3_at(row, x, offset, in_w, zero_word), &e0, &o0);
-    tr_dw3_widen(tr_dw3_at(row, x + 1, offset + channels, in_w, zero_word), &e1, &o1);
-    const int8_t *p = row + (x + 2) * channels; /* input column x + 2 (inside the row for j < n_in) */
+    tr_dw3_widen(tr_dw3_at(row, x + 1, offset + col, in_w, zero_word), &e1, &o1);
+    const int8_t *p = row + (x + 2) * col; /* input column x + 2 (inside the row for j < n_in) */
     const int32_t *inner = out + n_in * TR_DW3_COLUMN_WORDS, *end = out + n_cols * TR_DW3_COLUMN_WORDS;
     if (step == 1) { /* unrolled by two: the three widened columns rotate through the names */
-        for (; out + TR_DW3_COLUMN_WORDS < inner; out += 2 * TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+        for (; out + TR_DW3_COLUMN_WORDS < inner; out += 2 * TR_DW3_COLUMN_WORDS, p += 2 * col) {
             tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
-            tr_dw3_widen(tr_dw3_word(p + channels), &e0, &o0);
+            tr_dw3_widen(tr_dw3_word(p + col), &e0, &o0);
             tr_dw3_store(out + TR_DW3_COLUMN_WORDS, e1, o1, e2, o2, e0, o0);
             e1 = e0, o1 = o0, e0 = e2, o0 = o2; /* once per two columns */
         }
         x = (int)((out - (end - n_cols * TR_DW3_COLUMN_WORDS)) / TR_DW3_COLUMN_WORDS) - pad_left;
         for (; out < end; ++x, out += TR_DW3_COLUMN_WORDS) {
-            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * col, in_w, zero_word), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e1, o0 = o1, e1 = e2, o1 = o2;
         }
     } else { /* step 2: column x + 2 is the next stored column's x */
-        for (; out < inner; out += TR_DW3_COLUMN_WORDS, p += 2 * channels) {
+        for (; out < inner; out += TR_DW3_COLUMN_WORDS, p += 2 * col) {
             tr_dw3_widen(tr_dw3_word(p), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e2, o0 = o2;
-            tr_dw3_widen(tr_dw3_word(p + channels), &e1, &o1);
+            tr_dw3_widen(tr_dw3_word(p + col), &e1, &o1);
         }
         x = 2 * n_in - pad_left;
         for (; out < end; x += 2, out += TR_DW3_COLUMN_WORDS) {
-            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * channels, in_w, zero_word), &e2, &o2);
+            tr_dw3_widen(tr_dw3_at(row, x + 2, (x + 2) * col, in_w, zero_word), &e2, &o2);
             tr_dw3_store(out, e0, o0, e1, o1, e2, o2);
             e0 = e2, o0 = o2;
-            tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * channels, in_w, zero_word), &e1, &o1);
+            tr_dw3_widen(tr_dw3_at(row, x + 3, (x + 3) * col, in_w, zero_word), &e1, &o1);
         }
     }
 }
@@ -429,15 +459,19 @@ typedef struct {
     int32_t more_rows;       /* +92: output rows to run after this one, each `stride_h` input rows down */
     int32_t stride_h;        /* +96 */
     int32_t out_row;         /* +100: bytes from one output row to the next */
-    const int8_t *src;       /* the next input row, inside the image */
-    int32_t *slot;           /* the ring slot it goes to (input row y to slot y % 3, so three
+    const int8_t *src;       /* +104: the next input row, inside the image */
+    int32_t *slot;           /* +108: the ring slot it goes to (input row y to slot y % 3, so three
                                 consecutive rows never share one) */
-    tr_dw3_widening *widening;
+    tr_dw3_widening *widening; /* +112 */
+    int32_t row_skip;        /* +116: bytes from past a row's last output pixel to the next row's first
+                                (0 unless the rows are the image's columns) */
+    const int8_t *src_end;   /* +120: past the image's last input row: from there on, rows of padding */
 } tr_dw3_run;
 
 /* Moves the window one input row down: the row at run->src widened into the next ring slot (its
- * words of the widening first, then TR_DW3_SLIDE1_ASM or TR_DW3_SLIDE2_ASM). The assembly row loop
- * calls it between output rows; AAPCS, so C calls it too. */
+ * words of the widening first, then TR_DW3_SLIDE1_ASM or TR_DW3_SLIDE2_ASM), or, at src_end and
+ * past it, the row of zero points (the padding below the image). The assembly row loop calls it
+ * between output rows; AAPCS, so C calls it too. */
 __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *run)
 {
     (void)run;
@@ -457,6 +491,9 @@ __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *r
                      "it eq\n\t"
                      "moveq r5, r6\n\t"
                      "str r5, [r0, #108]\n\t"
+                     "ldr r4, [r0, #120]\n\t" /* past the image: the row of zero points (r7) */
+                     "cmp r1, r4\n\t"
+                     "bhs 10f\n\t"
                      "ldr r4, [r3, #32]\n\t" /* the row's words of the widening */
                      "cbz r4, 8f\n\t"
                      "add r5, r3, #36\n\t"
@@ -469,17 +506,17 @@ __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *r
                      "bne 7b\n\t"
                      "8:\n\t"
                      "ldrd r6, r7, [r3, #84]\n\t" /* head, inner_bytes */
-                     "cmp r6, #0\n\t"
-                     "ite ge\n\t"
-                     "addge r0, r1, r6\n\t" /* the stream from the row */
-                     "addlt r0, r3, #16\n\t" /* or the tail alone */
+                     "add r0, r1, r6\n\t"          /* the stream */
                      "mov r1, r2\n\t"
-                     "ite ge\n\t"
-                     "addge r2, r1, r7\n\t"
-                     "ldrlt r2, [r3, #12]\n\t"
-                     "ldr r4, [r3, #108]\n\t"
-                     "cmp r4, #1\n\t"
-                     "bne 4f\n\t" TR_DW3_SLIDE1_ASM "4:\n\t" TR_DW3_SLIDE2_ASM "9:\n\t"
+                     "add r2, r2, r7\n\t"          /* the end of the inner columns */
+                     "ldr r4, [r3, #108]\n\t"      /* the entry */
+                     "tbb [pc, r4]\n\t"
+                     "20:\n\t"
+                     ".byte (11f - 20b) / 2, (12f - 20b) / 2, (13f - 20b) / 2\n\t"
+                     ".byte (21f - 20b) / 2, (22f - 20b) / 2, 0\n\t" TR_DW3_SLIDE1_ASM TR_DW3_SLIDE2_ASM "9:\n\t"
+                     "pop {r3-r11, pc}\n\t"
+                     "10:\n\t"
+                     "str r7, [r0, #88]\n\t"
                      "pop {r3-r11, pc}");
 }
 
@@ -487,10 +524,12 @@ __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *r
  * -1 elements fails). */
 #define TR_DW3_CHECK(name, holds) typedef char name[(holds) ? 1 : -1]
 TR_DW3_CHECK(tr_dw3_run_offsets_checked, offsetof(tr_dw3_run, more_rows) == 92 && offsetof(tr_dw3_run, src) == 104 &&
-                                             offsetof(tr_dw3_run, widening) == 112);
+                                             offsetof(tr_dw3_run, widening) == 112 &&
+                                             offsetof(tr_dw3_run, row_skip) == 116 &&
+                                             offsetof(tr_dw3_run, src_end) == 120);
 TR_DW3_CHECK(tr_dw3_widening_offsets_checked, offsetof(tr_dw3_widening, loads) == 32 &&
                                                   offsetof(tr_dw3_widening, head) == 84 &&
-                                                  offsetof(tr_dw3_widening, step) == 108);
+                                                  offsetof(tr_dw3_widening, entry) == 108);
 
 /* Moves the window one row of padding down (or a row a stride down of more than three skips). */
 static void tr_dw3_next_zero_row(tr_dw3_run *run)
@@ -538,8 +577,9 @@ static void tr_dw3_next_zero_row(tr_dw3_run *run)
     "cmp r11, r9\n\t"                                                                                \
     "bne 1b\n\t" TR_DW3_NEXT_ROW_ASM "pop {r0, r1, r2, r4-r11, pc}"
 
-/* After an output row: while more_rows, the next output row (its `end` one output row on, r11 its
- * first pixel) after stride_h calls of tr_dw3_next_row; r7 (the weights) survives the calls. */
+/* After an output row: while more_rows, the next output row (its `end` one output row on, its first
+ * pixel row_skip past r11 at [sp, #4]) after stride_h calls of tr_dw3_next_row; r7 (the weights)
+ * survives the calls. */
 #define TR_DW3_NEXT_ROW_ASM     \
     "ldr r0, [sp, #8]\n\t"      \
     "ldr r1, [r0, #92]\n\t"     \
@@ -549,6 +589,9 @@ static void tr_dw3_next_zero_row(tr_dw3_run *run)
     "ldr r1, [r0, #100]\n\t"    \
     "add r1, r1, r11\n\t"       \
     "str r1, [r0, #68]\n\t"     \
+    "ldr r1, [r0, #116]\n\t"    \
+    "add r11, r11, r1\n\t"      \
+    "str r11, [sp, #4]\n\t"     \
     "ldr r4, [r0, #96]\n\t"     \
     "2:\n\t"                    \
     "bl tr_dw3_next_row\n\t"    \
@@ -607,50 +650,67 @@ static void tr_dw3_take(tr_dw3_run *run, const int8_t *image, int y, int in_h, i
 }
 
 /* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
- * `out` channel c of the image's first output pixel. The loop moves the window down itself while
- * the rows it brings in are inside the image; the rows of padding at the edges are moved here. */
+ * `out` channel c of the image's first output pixel. C moves the window over the rows of padding
+ * above the image; the loop runs every output row, moving the window down itself (past the image:
+ * rows of zero points). A stride down of more than three skips rows: C moves those, row by row. */
 __attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const int8_t *image, int8_t *out,
                                                        tr_dw3_run *run, int relu)
 {
-    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h, pad_top = g->pad_top;
-    const int out_row = run->out_row;
-    /* the last output row the loop may move down from: the rows it brings stay inside */
-    const int last_inside = stride_h <= 3 && pad_top <= 3 ? (in_h - 3 + pad_top) / stride_h - 1 : -1;
+    const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h;
+    const int row_bytes = run->widening->row_bytes, span = run->out_row - run->row_skip;
     run->slot = run->widening->ring;
-    int y = -pad_top; /* the next input row */
+    run->src_end = image + in_h * row_bytes;
+    int y = -g->pad_top; /* the next input row */
     for (int k = 0; k < 3; ++k, ++y) {
         tr_dw3_take(run, image, y, in_h, 0);
     }
-    for (int oy = 0;;) {
-        const int last = last_inside < out_h - 2 ? last_inside : out_h - 2;
-        const int more = last >= oy ? last - oy + 1 : 0;
-        run->more_rows = more;
-        run->out = out;
-        run->end = out + out_row;
-        run->src = image + (more > 0 ? y : 0) * run->widening->row_bytes;
+    const int rows_per_run = stride_h <= 3 ? out_h : 1;
+    for (int oy = 0; oy < out_h; oy += rows_per_run) {
+        if (oy > 0) { /* a stride down of four or more: C moves the window */
+            for (int k = 0; k < stride_h; ++k, ++y) {
+                tr_dw3_take(run, image, y, in_h, k < stride_h - 3);
+            }
+        }
+        run->more_rows = rows_per_run - 1;
+        run->out = out + oy * run->out_row;
+        run->end = run->out + span;
+        run->src = y < in_h ? image + y * row_bytes : run->src_end;
         if (relu) {
             tr_dw3_run_relu(run);
         } else {
             tr_dw3_run_signed(run);
         }
-        oy += more + 1;
-        if (oy >= out_h) {
-            return;
-        }
-        out += (more + 1) * out_row;
-        y += more * stride_h;
-        for (int k = 0; k < stride_h; ++k, ++y) {
-            tr_dw3_take(run, image, y, in_h, k < stride_h - 3);
-        }
+        y += run->more_rows * stride_h;
     }
 }
 #endif
+
+/* Bytes from one column (row) of the kernel's frame to the next, input and output. The geometry is
+ * given in the frame; `transposed`, the frame's rows are the image's columns, so one step along a
+ * frame row crosses a whole image row (g.in_h pixels of the frame's column). */
+typedef struct {
+    int in_col, in_row, out_col, out_row;
+} tr_dw3_strides;
+
+static tr_dw3_strides tr_dw3_frame(const tr_conv_geometry *g, int transposed)
+{
+    const int c = g->in_c;
+    tr_dw3_strides s = {c, g->in_w * c, c, g->out_w * c};
+    if (transposed) {
+        s.in_col = g->in_h * c;
+        s.in_row = c;
+        s.out_col = g->out_h * c;
+        s.out_row = c;
+    }
+    return s;
+}
 
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
     const tr_conv_geometry g = params->geometry; /* locals: not reloaded after stores */
     const tr_requant_params rq = params->requant;
+    const tr_dw3_strides frame = tr_dw3_frame(&g, params->transposed);
     const int channels = g.in_c, step = g.stride_w, n_cols = g.out_w;
     const int row_words = n_cols * TR_DW3_COLUMN_WORDS;
     const int32_t zero_word = (int32_t)((uint32_t)(uint8_t)params->input_zero_point * 0x01010101u);
@@ -663,43 +723,41 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
     const int run_form = !full_range ? 0 : rq.output_offset == -128 ? 1 : 2;
 #endif
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
-    const tr_dw3_shape shape = {g.in_w, channels, g.pad_left, step, n_cols,
+    const tr_dw3_shape shape = {g.in_w, g.pad_left, step, n_cols, frame.in_col, frame.in_row,
                                 tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), row_words, zero_word};
     tr_dw3_row(&shape, NULL, 4, zero_row);
+    const int in_image = g.in_h * g.in_w * channels, out_image = g.out_h * g.out_w * channels;
+    int first = 0; /* the first channel the C loop below runs */
 #if TR_DW3_ASM
-    tr_dw3_widening widening;
-    const int slides = tr_dw3_slides(&shape);
-    if (slides) {
+    if (run_form != 0 && tr_dw3_slides(&shape)) { /* every whole group through the assembly row loop */
+        tr_dw3_widening widening;
         tr_dw3_widening_setup(&shape, &widening, ring);
-    }
-#endif
-    for (int c = 0; c < channels; c += 4) {
-        const int valid = channels - c < 4 ? channels - c : 4;
-        const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
-#if TR_DW3_ASM
-        tr_dw3_run run; /* the rows and the output are set per row */
-        run.step = channels;
-        run.weights = w;
+        tr_dw3_run run; /* the group's constants are set per group, the rows and the output per row */
+        run.step = frame.out_col;
         run.stride_h = g.stride_h;
-        run.out_row = g.out_w * channels;
+        run.out_row = frame.out_row;
+        run.row_skip = frame.out_row - n_cols * frame.out_col;
         run.widening = &widening;
-        if (run_form != 0 && valid == 4 && slides) {
+        for (; first + 4 <= channels; first += 4) {
+            const int c = first;
+            run.weights = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
             for (int k = 0; k < 4; ++k) {
                 run.bias[k] = bias[c + k];
                 run.requant[3 * k] = rq.multiplier[c + k];
                 run.requant[3 * k + 1] = rq.doubled[2 * (c + k) + 1];
                 run.requant[3 * k + 2] = rq.doubled[2 * (c + k)];
             }
-        }
-#endif
-        for (int b = 0; b < g.batches; ++b) {
-            const int8_t *image = input + b * g.in_h * g.in_w * channels + c;
-#if TR_DW3_ASM
-            if (run_form != 0 && valid == 4 && slides) {
-                tr_dw3_group_run(&g, image, output + b * g.out_h * g.out_w * channels + c, &run, run_form == 1);
-                continue;
+            for (int b = 0; b < g.batches; ++b) {
+                tr_dw3_group_run(&g, input + b * in_image + c, output + b * out_image + c, &run, run_form == 1);
             }
+        }
+    }
 #endif
+    for (int c = first; c < channels; c += 4) {
+        const int valid = channels - c < 4 ? channels - c : 4;
+        const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
+        for (int b = 0; b < g.batches; ++b) {
+            const int8_t *image = input + b * in_image + c;
             int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
             for (int oy = 0; oy < g.out_h; ++oy) {
                 const int32_t *rows[3];
@@ -711,14 +769,14 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                     }
                     const int slot = y % 3;
                     if (held[slot] != y) {
-                        tr_dw3_row(&shape, image + y * g.in_w * channels, valid, ring + slot * row_words);
+                        tr_dw3_row(&shape, image + y * frame.in_row, valid, ring + slot * row_words);
                         held[slot] = y;
                     }
                     rows[ky] = ring + slot * row_words;
                 }
                 const int32_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
-                int8_t *out = output + (b * g.out_h + oy) * g.out_w * channels + c;
-                for (int ox = 0; ox < g.out_w; ++ox, out += channels) {
+                int8_t *out = output + b * out_image + oy * frame.out_row + c;
+                for (int ox = 0; ox < g.out_w; ++ox, out += frame.out_col) {
                     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
 #if TR_DW3_ASM
                     TR_DW3_PIXEL(r0, r1, r2, w);

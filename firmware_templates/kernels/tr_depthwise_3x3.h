@@ -21,7 +21,10 @@
  * (w[2][0], w[2][2]) and (w[2][1], w[2][3]). Where `requant.doubled` is set the weights and
  * the bias are doubled, so the accumulators come out doubled for tr_requantize_doubled. */
 typedef struct {
-    tr_conv_geometry geometry;   /* k_h = k_w = 3, dil = 1, stride_w 1 or 2 */
+    tr_conv_geometry geometry;   /* k_h = k_w = 3, dil = 1, stride_w 1 or 2; the kernel's frame (below) */
+    int32_t transposed;          /* 1: the frame's rows are the image's columns (geometry, weights
+                                    and padding given transposed): a tall, narrow image then runs as
+                                    a few long rows, and each row's bookkeeping is paid fewer times */
     int32_t input_zero_point;    /* what padding reads as */
     const int32_t *filter_words; /* [(out_c + 3) / 4][3][6] */
     const int32_t *bias;         /* [out_c], the input zero point folded in (doubled: see above) */

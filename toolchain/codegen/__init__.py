@@ -43,7 +43,7 @@ def model_info(model: Any, tflm_arena: int | None) -> dict[str, Any]:
                 "graph_ops": [op.index for op in [item.op, *item.fused]],
                 "kernel": call.function if call else None,
                 "macs": call.macs if call else 0,
-                "shapes": [op_shape(op) for op in [item.op, *item.fused]],
+                "shapes": [op_shape(item.op, call), *(op_shape(op) for op in item.fused)],
                 "comment": call.comment if call else "memory alias",
             }
         )

@@ -43,7 +43,7 @@ def _predicted(model: Any, item: Any) -> float | None:
     """Instructions of one lowered call, None if its kernel has no fitted entry."""
     if item.call is None:
         return 0.0
-    shapes = [op_shape(op) for op in [item.op, *item.fused]]
+    shapes = [op_shape(item.op, item.call), *(op_shape(op) for op in item.fused)]
     instructions, fitted = model.predict_call(item.call.function, shapes)
     return instructions if fitted else None
 

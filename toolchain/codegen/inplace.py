@@ -58,6 +58,11 @@ def _input_shift(op: Op, call: KernelCall) -> int | None:
     the output's start) and never overwrite an input byte it still reads; None: nowhere."""
     kind = ROW_KERNELS.get(call.function)
     inp, out = op.input(0), op.outputs[0]
+    if kind == "DEPTHWISE_CONV_2D" and call.params.fields.get("transposed") == 1:
+        # run by columns: output column ox covers every image row, so only an output of the
+        # input's own shape (SAME, stride 1) stays on bytes already consumed (input column ox,
+        # widened into the ring with its neighbours and never read from the arena again)
+        return 0 if inp.shape == out.shape else None
     if kind == "DEPTHWISE_CONV_2D":
         # multiplier 1: channel c of the output sits on channel c of the input, so a channel
         # group's output bytes only ever meet bytes of the same group, read row by row

@@ -130,6 +130,7 @@ class LoweringContext:
 
     prefix: str = "tr"
     op_index: int = -1  # the op being lowered (set by the generator)
+    by_columns: frozenset[int] = frozenset()  # 3x3 depthwise ops to run by columns where they may
     constants: list[ConstantArray] = field(default_factory=list)
     scratches: list[ScratchBuffer] = field(default_factory=list)
     used_tensors: dict[int, Tensor] = field(default_factory=dict)

@@ -22,17 +22,20 @@ def _size(tensor: Any) -> int:
     return int(np.prod(tensor.shape, dtype=np.int64)) if tensor is not None else 0
 
 
-def _rows(op: Any) -> dict[str, int]:
+def _rows(op: Any, by_columns: bool) -> dict[str, int]:
     """Rows and width of an image op (all batches' rows counted): a kernel that prepares its input
-    row by row (the 3x3 depthwise) pays per input row, per output row and per output column."""
+    row by row (the 3x3 depthwise) pays per input row, per output row and per output column; the
+    rows of its frame, the image's columns where it runs `by_columns`."""
     inp, out = op.inputs[0].shape, op.outputs[0].shape
     if len(inp) != 4 or len(out) != 4:
         return {}
-    return {"rows_in": int(inp[0]) * int(inp[1]), "rows": int(out[0]) * int(out[1]), "w": int(out[2])}
+    row, col = (2, 1) if by_columns else (1, 2)
+    return {"rows_in": int(inp[0]) * int(inp[row]), "rows": int(out[0]) * int(out[row]), "w": int(out[col])}
 
 
-def op_shape(op: Any) -> dict[str, Any]:
-    """{kind, p, i, o, in, out} of one graph op (see the module docstring)."""
+def op_shape(op: Any, call: Any = None) -> dict[str, Any]:
+    """{kind, p, i, o, in, out} of one graph op (see the module docstring); `call`, its lowered
+    kernel call if known (a 3x3 depthwise's frame may be the image transposed)."""
     inputs = [t for t in op.inputs if t is not None and t.data is None]
     values_in = sum(_size(t) for t in inputs)
     values_out = sum(_size(t) for t in op.outputs)
@@ -49,9 +52,10 @@ def op_shape(op: Any) -> dict[str, Any]:
         if kind == "conv":
             shape.update(kh=k_h, run=k_w * in_c)
     elif op.opcode == "DEPTHWISE_CONV_2D" and filt is not None and len(filt.shape) == 4:
+        by_columns = call is not None and call.params.fields.get("transposed") == 1
         _, k_h, k_w, channels = (int(d) for d in filt.shape)
         pixels = _size(op.outputs[0]) // max(channels, 1)
-        shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w, **_rows(op))
+        shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w, **_rows(op, by_columns))
     elif op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" and len(op.outputs[0].shape) == 3:
         # per time step and sequence, the four gates' matmuls over the input and hidden state
         units, features = int(op.outputs[0].shape[2]), int(op.inputs[0].shape[2])

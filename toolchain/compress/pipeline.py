@@ -214,7 +214,7 @@ def compress(
         report[metric] = scores
         warning = accuracy_warning(metric, scores)
         if warning:
-            report["warnings"] = [warning]
+            report.setdefault("warnings", []).append(warning)
     if state is not None and x_calib is not None:
         budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:

@@ -119,15 +119,56 @@ def three_by_three_weights(taps: np.ndarray, factor: int) -> np.ndarray:
 
 def runs_three_by_three(op: Op) -> bool:
     """Whether tr_depthwise_conv_3x3_int8 computes this op: 3x3, multiplier 1, no dilation, a stride
-    of 1 or 2 across the row."""
+    of 1 or 2 across the row of its frame (the image's row, or its column: `runs_transposed`)."""
     o, filt = op.options, op.input(1)
     return (
         tuple(filt.shape[1:3]) == (3, 3)
         and filt.shape[3] == op.input(0).shape[3]
         and o.get("dilation_h_factor", 1) == 1
         and o.get("dilation_w_factor", 1) == 1
-        and o["stride_w"] in (1, 2)
+        and (o["stride_w"] in (1, 2) or o["stride_h"] in (1, 2))
     )
+
+
+def must_run_by_columns(op: Op) -> bool:
+    """A stride across other than 1 or 2 (and 1 or 2 down): the 3x3 kernel's rows need one of
+    those, so it runs the image by columns, its frame's rows being the image's columns."""
+    return op.options["stride_w"] not in (1, 2) and op.options["stride_h"] in (1, 2)
+
+
+def may_run_by_columns(op: Op) -> bool:
+    """Whether the 3x3 kernel may run this op by columns where it need not: a tall, narrow image
+    (DS-CNN's 25x5) whose output has the input's shape (SAME, stride 1). The kernel pays some
+    fifty instructions of bookkeeping per row of its frame and group of four channels, so five rows
+    of 25 run 12% faster than 25 of 5. Any other output would, by columns, overwrite input it still
+    reads, and the depthwise could no longer run in place (`inplace`). The generator decides by
+    the arena (`generator._columns_where_free`): the ring of stored rows grows with the height."""
+    o = op.options
+    out_h, out_w = op.outputs[0].shape[1:3]
+    same_shape = tuple(op.input(0).shape) == tuple(op.outputs[0].shape)
+    return o["stride_h"] in (1, 2) and o["stride_w"] in (1, 2) and out_h > out_w and same_shape
+
+
+def runs_transposed(op: Op, by_columns: frozenset[int]) -> bool:
+    """Whether the 3x3 kernel runs this op by columns: it must, or it may and the generator chose
+    it (`by_columns`: op indices)."""
+    return must_run_by_columns(op) or (op.index in by_columns and may_run_by_columns(op))
+
+
+def _transposed_geometry(geometry: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    """A `tr_conv_geometry` with rows and columns swapped (the 3x3 kernel's frame of a transposed
+    image: its window, strides and padding transposed too)."""
+    swapped = dict(geometry)
+    for a, b in (
+        ("in_h", "in_w"),
+        ("out_h", "out_w"),
+        ("k_h", "k_w"),
+        ("stride_h", "stride_w"),
+        ("dil_h", "dil_w"),
+        ("pad_top", "pad_left"),
+    ):
+        swapped[a], swapped[b] = geometry[b], geometry[a]
+    return swapped
 
 
 def lower(op: Op, ctx: LoweringContext) -> KernelCall:
@@ -272,6 +313,13 @@ def _three_by_three_call(
     filt, out = op.input(1), op.outputs[0]
     channels = filt.shape[3]
     taps = filt.values.reshape(-1, channels)
+    transposed = runs_transposed(op, ctx.by_columns)
+    if transposed:  # the frame's kernel row ky is the image's kernel column
+        assert isinstance(fields["geometry"], dict)
+        fields["geometry"] = _transposed_geometry(fields["geometry"])
+        taps = taps.reshape(3, 3, channels).transpose(1, 0, 2).reshape(9, channels)
+        comment += ", run by columns"
+    fields["transposed"] = int(transposed)
     act = op.options.get("fused_activation_function", "NONE")
     abs_sums = np.abs(taps.astype(np.int64)).sum(axis=0)
     requant = requant_fields(ctx, name, bias_folded, abs_sums, mults, shifts, out, act)
@@ -287,7 +335,8 @@ def _three_by_three_call(
     bias[:channels] = factor * bias_folded.astype(np.int64)
     fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
     fields["requant"] = requant
-    scratch = ctx.scratch(4 * out.shape[2] * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
+    frame_width = out.shape[1] if transposed else out.shape[2]
+    scratch = ctx.scratch(4 * frame_width * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
     params = ctx.params("tr_depthwise_3x3_params", name, fields)
     macs = int(np.prod(out.shape)) * 9
     function = "tr_depthwise_conv_3x3_int8" if factor == 1 else "tr_depthwise_conv_3x3_doubled_int8"

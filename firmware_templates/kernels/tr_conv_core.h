@@ -27,10 +27,17 @@ TR_INLINE void tr_copy_bytes(int8_t *dst, const int8_t *src, int n)
         memcpy(dst, src, (size_t)n);
         return;
     }
-    for (; n >= 4; n -= 4, src += 4, dst += 4) {
-        uint32_t word;
-        memcpy(&word, src, 4);
-        memcpy(dst, &word, 4);
+    uint32_t word;
+    if (n >= 4) { /* whole words, then the last four bytes as one word over the ones before them */
+        const int8_t *last = src + n - 4;
+        int8_t *last_dst = dst + n - 4;
+        for (; n > 4; n -= 4, src += 4, dst += 4) {
+            memcpy(&word, src, 4);
+            memcpy(dst, &word, 4);
+        }
+        memcpy(&word, last, 4);
+        memcpy(last_dst, &word, 4);
+        return;
     }
     for (int i = 0; i < n; ++i) {
         dst[i] = src[i];

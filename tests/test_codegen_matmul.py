@@ -226,3 +226,39 @@ def test_matmul_layout_pads_to_whole_words_and_groups() -> None:
     assert list(packed[0, 0, 1]) == [7, 8, 9, 10]  # row 1, word 0
     assert list(packed[0, 1, 2]) == [17, 18, 0, 0]  # row 2, word 1: two values, two zeros
     assert list(packed[1, 1, 0]) == [29, 30, 0, 0] and not packed[1, :, 1:].any()  # rows 5-7 are zeros
+
+
+def test_row_stream_sums_are_the_dot_products():
+    """pack_row_stream's words, read as tr_fc_row reads them (SMLAD of the word against (-x1, -x3),
+    SMLAD of its SXTB16 ROR 8 against the input word XOR 0x007F007F, then correction - 2 S), give
+    2 (bias + dot) for every row, including a partial last word and extreme values."""
+    from toolchain.codegen.packing import pack_row_stream
+
+    def int16(v: np.ndarray) -> np.ndarray:
+        return ((v & 0xFFFF) ^ 0x8000) - 0x8000
+
+    rng = np.random.default_rng(5)
+    for depth, count in [(64, 64), (7, 8), (30, 4)]:
+        rows = rng.integers(-128, 128, size=(count, depth))
+        rows[0] = -128
+        bias = rng.integers(-9000, 9000, size=count)
+        table = np.stack([2 * bias, np.full(count, 2**30 + 1), np.ones(count), np.zeros(count)], axis=1)
+        stream = pack_row_stream(rows, table).astype(np.int64)
+        words = -(-depth // 4)
+        x = np.zeros(4 * words, np.int64)
+        x[:depth] = rng.integers(-128, 128, size=depth)
+        x[:2] = [-128, -128]
+        quad = x.reshape(words, 4)
+        raw = (quad & 0xFF) @ np.array([1, 1 << 8, 1 << 16, 1 << 24])
+        pairs = np.stack([-quad[:, 1], -quad[:, 3]], axis=1)
+        xored = np.stack([int16(raw ^ 0x007F007F), int16((raw ^ 0x007F007F) >> 16)], axis=1)
+        correction = -256 * (quad[:, 1] + quad[:, 3]).sum()
+        group = stream.reshape(count // 4, 16 + 4 * words)
+        weights = group[:, 4 : 4 + 4 * words].reshape(-1, words, 4) & 0xFFFFFFFF  # [group][word][row]
+        as_is = np.stack([int16(weights), int16(weights >> 16)], axis=-1)
+        extended = np.stack([(weights >> 8) & 0xFF, (weights >> 24) & 0xFF], axis=-1)
+        extended = (extended ^ 0x80) - 0x80
+        sums = group[:, :4] + np.einsum("wp,gwrp->gr", pairs, as_is)
+        sums += np.einsum("wp,gwrp->gr", xored, extended)
+        doubled = correction - 2 * sums.reshape(-1)
+        assert np.array_equal(doubled, 2 * (bias + rows @ x[:depth]))

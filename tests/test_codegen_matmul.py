@@ -69,10 +69,26 @@ def _one_group_dense_model():
     return keras.Model(inp, L.Dense(3)(x))
 
 
+def _one_row_streams_model():
+    """Single rows through both one-row streams (no layer narrower than both neighbours, so no
+    factored pair): 13 -> 16 with ReLU (thin: a partial last word, no sign correction), 16 -> 40
+    (thin, with it), 40 -> 12 with ReLU (row stream), 12 -> 8 (thin)."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(19)
+    inp = keras.Input((13,))
+    x = L.Dense(16, activation="relu")(inp)
+    x = L.Dense(40)(x)
+    x = L.Dense(12, activation="relu")(x)
+    return keras.Model(inp, L.Dense(8)(x))
+
+
 MODELS = {
     **{name: (lambda spec=spec: _pair_model(*spec)) for name, spec in PAIRS.items()},
     "dense_pair": _dense_pair_model,
     "one_group_dense": _one_group_dense_model,
+    "one_row_streams": _one_row_streams_model,
 }
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
@@ -83,6 +99,7 @@ KERNELS = {
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "rank_129_dense_pair": ["tr_fully_connected_factored_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
+    "one_row_streams": ["tr_fully_connected_int8"] * 4,
 }
 
 # Which layers of each factored pair (first, second) run from a thin int16 stream: at most 128
@@ -174,6 +191,15 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
     # widened input rows (13 values padded to 4 words -> 2 x 2 x 4 words), each rounded up to 16
     # bytes; no 15 x 5 intermediate tensor
     assert fused["arena_bytes"] <= 208 + 160 + 16 + 64
+
+
+def test_one_rows_of_at_most_16_inputs_run_from_thin_streams(models: dict[str, Path], tmp_path: Path) -> None:
+    """One-row layers of whole groups of four: up to THIN_ROW_MAX_DEPTH inputs from a thin int16
+    stream, beyond it from a row stream."""
+    generate(models["one_row_streams"], tmp_path / "gen", tflm_arena=False)
+    model_c = (tmp_path / "gen" / "model.c").read_text()
+    assert model_c.count(".thin = tr_") == 3 and model_c.count(".row_stream = tr_") == 1
+    assert "_filter[" not in (tmp_path / "gen" / "model_weights.c").read_text()
 
 
 def test_one_row_into_one_group_needs_no_scratch(models: dict[str, Path], tmp_path: Path) -> None:

@@ -224,6 +224,18 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
         tr_fc_row(input, depth, params->row_stream, output, out_depth, scratch, layer.output_offset);
         return;
     }
+    if (params->thin != NULL) {
+#if !TR_USE_DSP
+        /* The plain C groups read the row while they store (the DSP path widens it first). */
+        const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+        if (out < in + (uintptr_t)depth && in < out + (uintptr_t)out_depth) {
+            memcpy(wide, input, (size_t)depth); /* depth bytes fit in 8 x ceil(depth / 4) */
+            input = wide;
+        }
+#endif
+        tr_thin_row(input, depth, params->thin, output, out_depth, scratch, layer.output_offset);
+        return;
+    }
     if (batches == 1 && out_depth <= 4) {
         /* One row into one group of four outputs: a widened copy of the row would be read once, so
          * the row is read in place (no scratch; `wide` is NULL). The group stores its outputs only

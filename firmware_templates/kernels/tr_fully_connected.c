@@ -268,6 +268,17 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
 TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                 int8_t *output, int8_t *narrow, int8_t *wide)
 {
+    if (params->batches == 1 && params->first_thin != NULL && params->second_thin != NULL) {
+        /* One row through two thin streams (a FULLY_CONNECTED pair, as the demo's): straight into
+         * tr_thin_row, without the row loop's copies of both layers (about 70 instructions a
+         * call, as many as a group of four outputs costs at rank 16). */
+        uint32_t *row_scratch = (uint32_t *)(void *)wide;
+        tr_thin_row(input, params->input_depth, params->first_thin, narrow, params->rank, row_scratch,
+                    params->first.output_offset);
+        tr_thin_row(narrow, params->rank, params->second_thin, output, params->output_depth, row_scratch,
+                    params->second.output_offset);
+        return;
+    }
     const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
     const int output_depth = params->output_depth;
     const tr_matmul_layer first = params->first, second = params->second;

@@ -26,6 +26,14 @@ typedef struct {
     int32_t input_depth;  /* values per input row */
     int32_t output_depth; /* values per output row (filter rows) */
     tr_matmul_layer layer;
+    /* NULL, or (one input row, at most 128 inputs, whole groups of four outputs, the doubled
+     * full-range requantization) the layer as one int32 stream that tr_fc_row reads front to back
+     * (packing.pack_row_stream; `layer` then gives only the output zero point). */
+    const int32_t *row_stream;
+    /* NULL, or (one input row of at most 16 inputs, whole groups of four outputs, the doubled
+     * full-range requantization) the layer as a thin int16 stream (packing.pack_thin, read by
+     * tr_thin_row; `layer` then gives only the output zero point). */
+    const int32_t *thin;
 } tr_fc_params;
 
 /* Two layers through a narrow rank-r tensor that never reaches the arena. */

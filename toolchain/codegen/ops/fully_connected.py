@@ -23,7 +23,7 @@ from toolchain.codegen.lowering import (
     shape_text,
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
-from toolchain.codegen.packing import pack_matmul, pack_thin
+from toolchain.codegen.packing import pack_matmul, pack_row_stream, pack_thin
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
@@ -244,6 +244,51 @@ def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, Fiel
     return fields, stream
 
 
+# One row of at most this many inputs runs from a thin int16 stream rather than a row stream.
+# Per group of four outputs and w input words the thin loop (tr_thin_groups) takes 22 + 11 w
+# instructions against the row stream's 29 + 14 w, and on a Cortex-M4 about 8 - w cycles fewer
+# (two LDM of weight pairs per word instead of one LDM and four SXTB16, but no correction SUB
+# per output and half the constant loads). Up to four words the thin stream is at most 64 bytes
+# more per group, which already holds 64 bytes of start values and constants.
+THIN_ROW_MAX_DEPTH = 16
+
+
+def row_stream_fields(op: Op, ctx: LoweringContext, name: str, batches: int) -> dict[str, FieldValue] | None:
+    """One input row as a stream read front to back: the `layer` field of tr_fc_params and
+    `thin` (at most THIN_ROW_MAX_DEPTH inputs: packing.pack_thin, read by tr_thin_row) or
+    `row_stream` (up to THIN_MAX_DEPTH: tr_fc_row in tr_fully_connected.c, int8 weights at one
+    SXTB16 per word, the per-output constants beside them, as many bytes as the matmul layout);
+    None where the layer does not qualify (more than one row, more than THIN_MAX_DEPTH inputs,
+    outputs not in whole groups of four, or a requantization other than the doubled one over the
+    full int8 range)."""
+    filt = op.input(1)
+    rows, table, doubled, offset, lo, hi = layer_table(op)
+    out_depth, depth = rows.shape
+    if batches != 1 or depth > THIN_MAX_DEPTH or out_depth % 4 or not doubled or (lo, hi) != (-128, 127):
+        return None
+    if depth <= THIN_ROW_MAX_DEPTH:
+        key, suffix, packed, layout = "thin", "thin", pack_thin(rows, table), "as int16 pairs "
+        about = "biases and requantization, per group of four rows (packing.pack_thin)"
+    else:
+        key, suffix, packed, layout = "row_stream", "row", pack_row_stream(rows, table), ""
+        about = "start values and requantization, per group of four rows (packing.pack_row_stream)"
+    stream = ctx.constant(
+        f"{name}_{suffix}",
+        packed,
+        "int32_t",
+        f"weights '{filt.name}' {shape_text(filt)} {layout}with the per-channel {about}",
+    )
+    layer: dict[str, FieldValue] = {
+        "filter": "NULL",
+        "channels": "NULL",
+        "doubled": 1,
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    return {"layer": layer, key: stream}
+
+
 def reads_row_in_place(batches: int, out_depth: int) -> bool:
     """tr_fully_connected_int8 reads one row into one group of at most four outputs in place: a
     widened copy (2 x depth bytes of scratch) would be read only once, by that group."""
@@ -278,12 +323,9 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
     name = ctx.unique_name(f"fc_{layer_name(filt, f'op{op.index}')}")
-    fields: dict[str, FieldValue] = {
-        "batches": batches,
-        "input_depth": in_depth,
-        "output_depth": out_depth,
-        "layer": matmul_fields(op, ctx, name),
-    }
+    fields: dict[str, FieldValue] = {"batches": batches, "input_depth": in_depth, "output_depth": out_depth}
+    row = row_stream_fields(op, ctx, name, batches)
+    fields.update(row if row is not None else {"layer": matmul_fields(op, ctx, name)})
     return KernelCall(
         "tr_fully_connected.c",
         "tr_fully_connected_int8",

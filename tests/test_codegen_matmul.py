@@ -92,14 +92,19 @@ MODELS = {
 }
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
-    "dense_pair": ["tr_fully_connected_int8", "tr_fully_connected_factored_int8"],
+    "dense_pair": ["tr_fully_connected_row_int8", "tr_fully_connected_factored_int8"],
     "thin_dense_pair": ["tr_fully_connected_factored_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "rank_129_dense_pair": ["tr_fully_connected_factored_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
-    "one_row_streams": ["tr_fully_connected_int8"] * 4,
+    "one_row_streams": [
+        "tr_fully_connected_thin_int8",
+        "tr_fully_connected_thin_int8",
+        "tr_fully_connected_row_int8",
+        "tr_fully_connected_thin_int8",
+    ],
 }
 
 # Which layers of each factored pair (first, second) run from a thin int16 stream: at most 128

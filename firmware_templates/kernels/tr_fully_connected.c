@@ -207,6 +207,44 @@ static void tr_fc_row(const int8_t *x, int depth, const int32_t *stream, int8_t 
 #endif
 }
 
+/* One input row from its row stream (`row_stream`): widened into `wide` before any output is
+ * stored, so the output may overlap it. A kernel of its own, so the cost model fits it apart. */
+TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output,
+                                           int8_t *wide)
+{
+    tr_fc_row(input, params->input_depth, params->row_stream, output, params->output_depth,
+              (uint32_t *)(void *)wide, params->layer.output_offset);
+}
+
+/* One input row of at most 16 values from its thin int16 stream (`thin`). */
+TR_KERNEL void tr_fully_connected_thin_int8(const tr_fc_params *params, const int8_t *input, int8_t *output,
+                                            int8_t *wide)
+{
+    const tr_matmul_layer layer = params->layer;
+    const int depth = params->input_depth, out_depth = params->output_depth;
+    uint32_t *scratch = (uint32_t *)(void *)wide;
+#if TR_USE_DSP
+    /* tr_thin_row's DSP path for whole groups, inline: at four groups its call frame (nine
+     * registers pushed and popped) costs about as many cycles as the thin loop saves. The row
+     * is widened before any output is stored, so the output may overlap it. */
+    const int words = (depth + 3) / 4;
+    tr_thin_widen(input, depth, scratch);
+    if (layer.output_offset == -128) {
+        tr_thin_groups_floor(scratch + 2 * words, params->thin, output, output + out_depth, words);
+    } else {
+        tr_thin_groups(scratch + 2 * words, params->thin, output, output + out_depth, words);
+    }
+#else
+    /* The plain C groups read the row while they store. */
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    if (out < in + (uintptr_t)depth && in < out + (uintptr_t)out_depth) {
+        memcpy(wide, input, (size_t)depth); /* depth bytes fit in 8 x ceil(depth / 4) */
+        input = wide;
+    }
+    tr_thin_row(input, depth, params->thin, output, out_depth, scratch, layer.output_offset);
+#endif
+}
+
 /*
  * The generator may let the output overwrite the input (inplace.py): the input starts at or
  * after the output (further in for a wider output) so that every output row ends before the first
@@ -220,33 +258,6 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
     const tr_matmul_layer layer = params->layer; /* locals: not reloaded after stores */
     const int batches = params->batches, depth = params->input_depth, out_depth = params->output_depth;
     uint32_t *scratch = (uint32_t *)(void *)wide;
-    if (params->row_stream != NULL) {
-        tr_fc_row(input, depth, params->row_stream, output, out_depth, scratch, layer.output_offset);
-        return;
-    }
-    if (params->thin != NULL) {
-#if TR_USE_DSP
-        /* tr_thin_row's DSP path for whole groups, inline: at four groups its call frame (nine
-         * registers pushed and popped) costs about as many cycles as the thin loop saves. The row
-         * is widened before any output is stored, so the output may overlap it. */
-        const int words = (depth + 3) / 4;
-        tr_thin_widen(input, depth, scratch);
-        if (layer.output_offset == -128) {
-            tr_thin_groups_floor(scratch + 2 * words, params->thin, output, output + out_depth, words);
-        } else {
-            tr_thin_groups(scratch + 2 * words, params->thin, output, output + out_depth, words);
-        }
-#else
-        /* The plain C groups read the row while they store. */
-        const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
-        if (out < in + (uintptr_t)depth && in < out + (uintptr_t)out_depth) {
-            memcpy(wide, input, (size_t)depth); /* depth bytes fit in 8 x ceil(depth / 4) */
-            input = wide;
-        }
-        tr_thin_row(input, depth, params->thin, output, out_depth, scratch, layer.output_offset);
-#endif
-        return;
-    }
     if (batches == 1 && out_depth <= 4) {
         /* One row into one group of four outputs: a widened copy of the row would be read once, so
          * the row is read in place (no scratch; `wide` is NULL). The group stores its outputs only

@@ -53,6 +53,9 @@ typedef struct {
  * TR_MATMUL_WIDE_WORDS(input_depth, min(batches, 2)) words, NULL for one row of at most four
  * outputs (read in place). */
 void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
+/* The one-row forms, one kernel each: from `row_stream`, and from `thin`. */
+void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
+void tr_fully_connected_thin_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
 /* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul
  * scratch of the wider of input_depth and rank. */

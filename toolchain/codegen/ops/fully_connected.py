@@ -260,11 +260,14 @@ def row_stream_fields(op: Op, ctx: LoweringContext, name: str, batches: int) -> 
     SXTB16 per word, the per-output constants beside them, as many bytes as the matmul layout);
     None where the layer does not qualify (more than one row, more than THIN_MAX_DEPTH inputs,
     outputs not in whole groups of four, or a requantization other than the doubled one over the
-    full int8 range)."""
+    full int8 range), or where one group reads its row in place (`reads_row_in_place`: the streams
+    widen the row into scratch, which that path needs none of)."""
     filt = op.input(1)
     rows, table, doubled, offset, lo, hi = layer_table(op)
     out_depth, depth = rows.shape
     if batches != 1 or depth > THIN_MAX_DEPTH or out_depth % 4 or not doubled or (lo, hi) != (-128, 127):
+        return None
+    if reads_row_in_place(batches, out_depth):
         return None
     if depth <= THIN_ROW_MAX_DEPTH:
         key, suffix, packed, layout = "thin", "thin", pack_thin(rows, table), "as int16 pairs "
@@ -326,9 +329,12 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     fields: dict[str, FieldValue] = {"batches": batches, "input_depth": in_depth, "output_depth": out_depth}
     row = row_stream_fields(op, ctx, name, batches)
     fields.update(row if row is not None else {"layer": matmul_fields(op, ctx, name)})
+    # one kernel per form, so the cost model fits each apart
+    function = "tr_fully_connected_row_int8" if "row_stream" in fields else "tr_fully_connected_int8"
+    function = "tr_fully_connected_thin_int8" if "thin" in fields else function
     return KernelCall(
         "tr_fully_connected.c",
-        "tr_fully_connected_int8",
+        function,
         ctx.params("tr_fc_params", name, fields),
         [ctx.tensor(inp), ctx.tensor(out), wide_argument(ctx, in_depth, batches, out_depth)],
         describe(op),

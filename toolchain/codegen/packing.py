@@ -39,6 +39,18 @@ def pack_matmul(rows: np.ndarray) -> np.ndarray:
     return pack_rows_by_four(padded)
 
 
+def _whole_groups(rows: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, n) rows zero-padded to whole groups of four rows and whole words of four inputs, and
+    their (R, 4) table with its last row repeated for the padding rows, as int64."""
+    rows = rows.reshape(rows.shape[0], -1)
+    count, n = rows.shape
+    groups, words = -(-count // 4), -(-n // 4)
+    padded = np.zeros((4 * groups, 4 * words), np.int64)
+    padded[:count, :n] = rows
+    table = np.asarray(table, dtype=np.int64)
+    return padded, np.concatenate([table, np.repeat(table[-1:], 4 * groups - count, axis=0)])
+
+
 def pack_thin(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     """(R, r) int8 rows and their (R, 4) doubled channel table (bias, multiplier, shift, rounding)
     -> the int32 stream of a thin layer (tr_thin.h): per group of four rows (the last one padded,
@@ -46,13 +58,8 @@ def pack_thin(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     doubled int16 pairs (2 w0, 2 w2), then (2 w1, 2 w3), as the widened input pairs them
     (tr_widen_row; doubled weights keep the accumulators doubled, as the table's bias is); then
     each row's multiplier, shift and rounding."""
-    rows = 2 * np.asarray(rows, dtype=np.int64).reshape(rows.shape[0], -1)
-    count, n = rows.shape
-    groups, words = -(-count // 4), -(-n // 4)
-    padded = np.zeros((4 * groups, 4 * words), np.int64)
-    padded[:count, :n] = rows
-    table = np.asarray(table, dtype=np.int64)
-    table = np.concatenate([table, np.repeat(table[-1:], 4 * groups - count, axis=0)])
+    padded, table = _whole_groups(2 * np.asarray(rows, dtype=np.int64), table)
+    groups, words = padded.shape[0] // 4, padded.shape[1] // 4
     quads = padded.reshape(groups, 4, words, 4)  # [group][row][word][value]
     low = quads[..., [0, 1]] & 0xFFFF  # (x0, x2) pair first, then (x1, x3)
     high = quads[..., [2, 3]] << 16
@@ -79,13 +86,8 @@ def pack_row_stream(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     + 127 (w0 + w2). The first constant is the row's (a start value cancels it), the second the
     input row's (the kernel sums it once per row), so the accumulator ends at
     -(bias + dot) - 128 (x1 + x3 + ...): its doubled value comes back in one SUB per output."""
-    rows = np.asarray(rows, dtype=np.int64).reshape(rows.shape[0], -1)
-    count, n = rows.shape
-    groups, words = -(-count // 4), -(-n // 4)
-    padded = np.zeros((4 * groups, 4 * words), np.int64)
-    padded[:count, :n] = rows
-    table = np.asarray(table, dtype=np.int64)
-    table = np.concatenate([table, np.repeat(table[-1:], 4 * groups - count, axis=0)])
+    padded, table = _whole_groups(np.asarray(rows, dtype=np.int64), table)
+    groups, words = padded.shape[0] // 4, padded.shape[1] // 4
     starts = -(table[:, 0] // 2) - 127 * padded[:, 0::2].sum(axis=1)  # the table's bias is doubled
     quads = padded.reshape(groups, 4, words, 4)  # [group][row][word][value]
     stored = quads[..., [1, 0, 3, 2]] ^ np.array([0x80, 0, 0x80, 0])  # as signed bytes

@@ -215,6 +215,19 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldVal
 THIN_MAX_DEPTH = 128
 
 
+def streamed_layer(output_offset: int, act_min: int, act_max: int) -> dict[str, FieldValue]:
+    """The `tr_matmul_layer` of a layer whose weights and constants travel in a stream: only its
+    output zero point and clamp are read (the doubled requantization)."""
+    return {
+        "filter": "NULL",
+        "channels": "NULL",
+        "doubled": 1,
+        "output_offset": output_offset,
+        "act_min": act_min,
+        "act_max": act_max,
+    }
+
+
 def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:
     """A layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8): the
     `tr_matmul_layer` without weights or table (the stream holds both) and the stream's array
@@ -233,15 +246,7 @@ def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, Fiel
         f"weights '{filt.name}' {shape_text(filt)} as int16 pairs with the per-channel biases and "
         "requantization, per group of four rows (packing.pack_thin)",
     )
-    fields: dict[str, FieldValue] = {
-        "filter": "NULL",
-        "channels": "NULL",
-        "doubled": 1,
-        "output_offset": offset,
-        "act_min": lo,
-        "act_max": hi,
-    }
-    return fields, stream
+    return streamed_layer(offset, lo, hi), stream
 
 
 # One row of at most this many inputs runs from a thin int16 stream rather than a row stream.
@@ -281,15 +286,7 @@ def row_stream_fields(op: Op, ctx: LoweringContext, name: str, batches: int) -> 
         "int32_t",
         f"weights '{filt.name}' {shape_text(filt)} {layout}with the per-channel {about}",
     )
-    layer: dict[str, FieldValue] = {
-        "filter": "NULL",
-        "channels": "NULL",
-        "doubled": 1,
-        "output_offset": offset,
-        "act_min": lo,
-        "act_max": hi,
-    }
-    return {"layer": layer, key: stream}
+    return {"layer": streamed_layer(offset, lo, hi), key: stream}
 
 
 def reads_row_in_place(batches: int, out_depth: int) -> bool:

@@ -14,9 +14,10 @@
  * the window down itself (tr_dw3_next_row widens the incoming row, its edge columns read from a
  * per-layer table instead of tested per column; past the image it moves in the row of zero
  * points): C steps in only at the rows of padding above the image. A row still costs some fifty
- * instructions of bookkeeping per group of four channels, so the generator runs a tall, narrow
- * image by columns (`transposed`): DS-CNN's 25x5 maps as five rows of 25 pixels (12% fewer
- * instructions; the ring of stored rows grows five-fold, 480 to 2,400 bytes).
+ * instructions of bookkeeping per group of four channels, so the kernel can also run an image by
+ * columns (`transposed`): a stride across of 3 always, a tall image where the generator finds the
+ * arena room for the longer rows (DS-CNN's 25x5 maps would run 12% faster as five rows of 25, but
+ * their ring would grow from 480 to 2,400 bytes and set the arena's peak).
  */
 #include "tr_depthwise_3x3.h"
 

@@ -69,42 +69,20 @@ def _one_group_dense_model():
     return keras.Model(inp, L.Dense(3)(x))
 
 
-def _one_row_streams_model():
-    """Single rows through both one-row streams (no layer narrower than both neighbours, so no
-    factored pair): 13 -> 16 with ReLU (thin: a partial last word, no sign correction), 16 -> 40
-    (thin, with it), 40 -> 12 with ReLU (row stream), 12 -> 8 (thin)."""
-    import keras
-
-    L = keras.layers
-    keras.utils.set_random_seed(19)
-    inp = keras.Input((13,))
-    x = L.Dense(16, activation="relu")(inp)
-    x = L.Dense(40)(x)
-    x = L.Dense(12, activation="relu")(x)
-    return keras.Model(inp, L.Dense(8)(x))
-
-
 MODELS = {
     **{name: (lambda spec=spec: _pair_model(*spec)) for name, spec in PAIRS.items()},
     "dense_pair": _dense_pair_model,
     "one_group_dense": _one_group_dense_model,
-    "one_row_streams": _one_row_streams_model,
 }
 KERNELS = {
     "pointwise_pair": ["tr_fully_connected_factored_int8"],
-    "dense_pair": ["tr_fully_connected_row_int8", "tr_fully_connected_factored_int8"],
+    "dense_pair": ["tr_fully_connected_int8", "tr_fully_connected_factored_int8"],
     "thin_dense_pair": ["tr_fully_connected_factored_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "rank_129_dense_pair": ["tr_fully_connected_factored_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
-    "one_row_streams": [
-        "tr_fully_connected_thin_int8",
-        "tr_fully_connected_thin_int8",
-        "tr_fully_connected_row_int8",
-        "tr_fully_connected_thin_int8",
-    ],
 }
 
 # Which layers of each factored pair (first, second) run from a thin int16 stream: at most 128
@@ -198,15 +176,6 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
     assert fused["arena_bytes"] <= 208 + 160 + 16 + 64
 
 
-def test_one_rows_of_at_most_16_inputs_run_from_thin_streams(models: dict[str, Path], tmp_path: Path) -> None:
-    """One-row layers of whole groups of four: up to THIN_ROW_MAX_DEPTH inputs from a thin int16
-    stream, beyond it from a row stream."""
-    generate(models["one_row_streams"], tmp_path / "gen", tflm_arena=False)
-    model_c = (tmp_path / "gen" / "model.c").read_text()
-    assert model_c.count(".thin = tr_") == 3 and model_c.count(".row_stream = tr_") == 1
-    assert "_filter[" not in (tmp_path / "gen" / "model_weights.c").read_text()
-
-
 def test_one_row_into_one_group_needs_no_scratch(models: dict[str, Path], tmp_path: Path) -> None:
     info = generate(models["one_group_dense"], tmp_path / "gen", tflm_arena=False)
     # the 45-value input and the 4-value middle only (16-byte aligned): no 2 x 12-word widened row
@@ -257,39 +226,3 @@ def test_matmul_layout_pads_to_whole_words_and_groups() -> None:
     assert list(packed[0, 0, 1]) == [7, 8, 9, 10]  # row 1, word 0
     assert list(packed[0, 1, 2]) == [17, 18, 0, 0]  # row 2, word 1: two values, two zeros
     assert list(packed[1, 1, 0]) == [29, 30, 0, 0] and not packed[1, :, 1:].any()  # rows 5-7 are zeros
-
-
-def test_row_stream_sums_are_the_dot_products():
-    """pack_row_stream's words, read as tr_fc_row reads them (SMLAD of the word against (-x1, -x3),
-    SMLAD of its SXTB16 ROR 8 against the input word XOR 0x007F007F, then correction - 2 S), give
-    2 (bias + dot) for every row, including a partial last word and extreme values."""
-    from toolchain.codegen.packing import pack_row_stream
-
-    def int16(v: np.ndarray) -> np.ndarray:
-        return ((v & 0xFFFF) ^ 0x8000) - 0x8000
-
-    rng = np.random.default_rng(5)
-    for depth, count in [(64, 64), (7, 8), (30, 4)]:
-        rows = rng.integers(-128, 128, size=(count, depth))
-        rows[0] = -128
-        bias = rng.integers(-9000, 9000, size=count)
-        table = np.stack([2 * bias, np.full(count, 2**30 + 1), np.ones(count), np.zeros(count)], axis=1)
-        stream = pack_row_stream(rows, table).astype(np.int64)
-        words = -(-depth // 4)
-        x = np.zeros(4 * words, np.int64)
-        x[:depth] = rng.integers(-128, 128, size=depth)
-        x[:2] = [-128, -128]
-        quad = x.reshape(words, 4)
-        raw = (quad & 0xFF) @ np.array([1, 1 << 8, 1 << 16, 1 << 24])
-        pairs = np.stack([-quad[:, 1], -quad[:, 3]], axis=1)
-        xored = np.stack([int16(raw ^ 0x007F007F), int16((raw ^ 0x007F007F) >> 16)], axis=1)
-        correction = -256 * (quad[:, 1] + quad[:, 3]).sum()
-        group = stream.reshape(count // 4, 16 + 4 * words)
-        weights = group[:, 4 : 4 + 4 * words].reshape(-1, words, 4) & 0xFFFFFFFF  # [group][word][row]
-        as_is = np.stack([int16(weights), int16(weights >> 16)], axis=-1)
-        extended = np.stack([(weights >> 8) & 0xFF, (weights >> 24) & 0xFF], axis=-1)
-        extended = (extended ^ 0x80) - 0x80
-        sums = group[:, :4] + np.einsum("wp,gwrp->gr", pairs, as_is)
-        sums += np.einsum("wp,gwrp->gr", xored, extended)
-        doubled = correction - 2 * sums.reshape(-1)
-        assert np.array_equal(doubled, 2 * (bias + rows @ x[:depth]))

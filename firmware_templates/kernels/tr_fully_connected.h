@@ -26,14 +26,6 @@ typedef struct {
     int32_t input_depth;  /* values per input row */
     int32_t output_depth; /* values per output row (filter rows) */
     tr_matmul_layer layer;
-    /* NULL, or (one input row, at most 128 inputs, whole groups of four outputs, the doubled
-     * full-range requantization) the layer as one int32 stream that tr_fc_row reads front to back
-     * (packing.pack_row_stream; `layer` then gives only the output zero point). */
-    const int32_t *row_stream;
-    /* NULL, or (one input row of at most 16 inputs, whole groups of four outputs, the doubled
-     * full-range requantization) the layer as a thin int16 stream (packing.pack_thin, read by
-     * tr_thin_row; `layer` then gives only the output zero point). */
-    const int32_t *thin;
 } tr_fc_params;
 
 /* Two layers through a narrow rank-r tensor that never reaches the arena. */
@@ -53,9 +45,6 @@ typedef struct {
  * TR_MATMUL_WIDE_WORDS(input_depth, min(batches, 2)) words, NULL for one row of at most four
  * outputs (read in place). */
 void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
-/* The one-row forms, one kernel each: from `row_stream`, and from `thin`. */
-void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
-void tr_fully_connected_thin_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
 /* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul
  * scratch of the wider of input_depth and rank. */

@@ -31,8 +31,8 @@ TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *strea
  * On the DSP path the row is widened once into int16 pairs (tr_thin_widen), then each
  * group of four outputs costs per input word one LDRD of the row's two pairs, two LDM of four
  * weight pairs and eight SMLAD (0.69 instructions per MAC instead of 1.13 with int8 weights,
- * which need SXTB16 and a second pass), plus per output half an LDM of its constants (two
- * outputs' a load), the doubled requantization (SMMLAR, SUB, ASR, SSAT) and a byte store.
+ * which need SXTB16 and a second pass), plus per output one LDM of its constants, the doubled
+ * requantization (SMMLAR, SUB, ASR, SSAT) and a byte store.
  */
 
 /* The stream's int16 weights read one halfword at a time: on the plain C path each weight is one
@@ -136,24 +136,16 @@ TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int
     "smlad r5, lr, r9, r5\n\t" \
     "smlad r6, lr, r10, r6\n\t" \
     "smlad r7, lr, r11, r7\n\t"
-/* Accumulators A and B requantized by their (multiplier, right shift, rounding) from the stream
- * and stored; CA, CB are TFLM's sign corrections of the rounding (SUB of the accumulator's sign
- * bit) or nothing. Once the steps are done r12 and lr are free too, so one LDM brings both
- * outputs' constants: per group two LDM of six instead of four of three (two instructions and,
- * on a Cortex-M4, two cycles fewer). Each result is made in its rounding constant's register. */
-#define TR_THIN_STORE_PAIR(A, B, CA, CB) \
-    "ldm r1!, {r8, r9, r10, r11, r12, lr}\n\t" \
+/* Accumulator A requantized (multiplier, right shift, rounding from the stream) and stored;
+ * CORRECT is TFLM's sign correction of the rounding (SUB of A's sign bit) or nothing. */
+#define TR_THIN_STORE(A, CORRECT) \
+    "ldm r1!, {r8, r9, r10}\n\t" \
     "smmlar r10, " A ", r8, r10\n\t" \
-    "smmlar lr, " B ", r11, lr\n\t" \
-    CA CB \
+    CORRECT \
     "asr r10, r10, r9\n\t" \
-    "asr lr, lr, r12\n\t" \
     "ssat r10, #8, r10\n\t" \
-    "ssat lr, #8, lr\n\t" \
-    "strb r10, [r2], #1\n\t" \
-    "strb lr, [r2], #1\n\t"
+    "strb r10, [r2], #1\n\t"
 #define TR_THIN_SIGN(A) "sub r10, r10, " A ", lsr #31\n\t"
-#define TR_THIN_SIGN_B(B) "sub lr, lr, " B ", lsr #31\n\t"
 #define TR_THIN_STEPS \
     TR_THIN_STEP(256) TR_THIN_STEP(248) TR_THIN_STEP(240) TR_THIN_STEP(232) \
     TR_THIN_STEP(224) TR_THIN_STEP(216) TR_THIN_STEP(208) TR_THIN_STEP(200) \
@@ -177,8 +169,8 @@ TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int
             "ldm r1!, {r4, r5, r6, r7}\n\t" /* the four doubled biases */ \
             "ldr pc, [sp]\n\t" \
             ".p2align 2\n\t" \
-            "1:\n\t" TR_THIN_STEPS "2:\n\t" TR_THIN_STORE_PAIR("r4", "r5", C0, C1) \
-                TR_THIN_STORE_PAIR("r6", "r7", C2, C3) "cmp r2, r3\n\t" \
+            "1:\n\t" TR_THIN_STEPS "2:\n\t" TR_THIN_STORE("r4", C0) TR_THIN_STORE("r5", C1) \
+                TR_THIN_STORE("r6", C2) TR_THIN_STORE("r7", C3) "cmp r2, r3\n\t" \
             "bne 3b\n\t" \
             "add sp, sp, #4\n\t" \
             "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
@@ -194,7 +186,7 @@ __attribute__((naked, noinline, weak)) void tr_thin_groups(const uint32_t *x_end
                                                             int8_t *y_end __attribute__((unused)),
                                                             int words __attribute__((unused)))
 {
-    TR_THIN_GROUPS_ASM(TR_THIN_SIGN("r4"), TR_THIN_SIGN_B("r5"), TR_THIN_SIGN("r6"), TR_THIN_SIGN_B("r7"));
+    TR_THIN_GROUPS_ASM(TR_THIN_SIGN("r4"), TR_THIN_SIGN("r5"), TR_THIN_SIGN("r6"), TR_THIN_SIGN("r7"));
 }
 
 /* tr_thin_groups for an output zero point of -128 (ReLU layers): there a negative high product
@@ -210,10 +202,9 @@ __attribute__((naked, noinline, weak)) void tr_thin_groups_floor(const uint32_t 
 }
 #undef TR_THIN_GROUPS_ASM
 #undef TR_THIN_STEPS
-#undef TR_THIN_SIGN_B
 #undef TR_THIN_SIGN
 #undef TR_THIN_STEP
-#undef TR_THIN_STORE_PAIR
+#undef TR_THIN_STORE
 #endif
 
 #if TR_USE_DSP

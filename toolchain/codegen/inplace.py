@@ -26,8 +26,6 @@ ROW_KERNELS = {
     "tr_depthwise_conv_3x3_int8": "DEPTHWISE_CONV_2D",
     "tr_depthwise_conv_3x3_doubled_int8": "DEPTHWISE_CONV_2D",
     "tr_fully_connected_int8": "MATMUL",
-    "tr_fully_connected_row_int8": "MATMUL",  # one row, widened into scratch first
-    "tr_fully_connected_thin_int8": "MATMUL",  # likewise (the plain C path copies an overlapping row)
 }
 
 

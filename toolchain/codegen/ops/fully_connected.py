@@ -23,7 +23,7 @@ from toolchain.codegen.lowering import (
     shape_text,
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
-from toolchain.codegen.packing import pack_matmul, pack_row_stream, pack_thin
+from toolchain.codegen.packing import pack_matmul, pack_thin
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
@@ -215,19 +215,6 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldVal
 THIN_MAX_DEPTH = 128
 
 
-def streamed_layer(output_offset: int, act_min: int, act_max: int) -> dict[str, FieldValue]:
-    """The `tr_matmul_layer` of a layer whose weights and constants travel in a stream: only its
-    output zero point and clamp are read (the doubled requantization)."""
-    return {
-        "filter": "NULL",
-        "channels": "NULL",
-        "doubled": 1,
-        "output_offset": output_offset,
-        "act_min": act_min,
-        "act_max": act_max,
-    }
-
-
 def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:
     """A layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8): the
     `tr_matmul_layer` without weights or table (the stream holds both) and the stream's array
@@ -246,47 +233,15 @@ def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, Fiel
         f"weights '{filt.name}' {shape_text(filt)} as int16 pairs with the per-channel biases and "
         "requantization, per group of four rows (packing.pack_thin)",
     )
-    return streamed_layer(offset, lo, hi), stream
-
-
-# One row of at most this many inputs runs from a thin int16 stream rather than a row stream.
-# Per group of four outputs and w input words the thin loop (tr_thin_groups) takes 22 + 11 w
-# instructions against the row stream's 29 + 14 w, and on a Cortex-M4 about 8 - w cycles fewer
-# (two LDM of weight pairs per word instead of one LDM and four SXTB16, but no correction SUB
-# per output and half the constant loads). Up to four words the thin stream is at most 64 bytes
-# more per group, which already holds 64 bytes of start values and constants.
-THIN_ROW_MAX_DEPTH = 16
-
-
-def row_stream_fields(op: Op, ctx: LoweringContext, name: str, batches: int) -> dict[str, FieldValue] | None:
-    """One input row as a stream read front to back: the `layer` field of tr_fc_params and
-    `thin` (at most THIN_ROW_MAX_DEPTH inputs: packing.pack_thin, read by tr_thin_row) or
-    `row_stream` (up to THIN_MAX_DEPTH: tr_fc_row in tr_fully_connected.c, int8 weights at one
-    SXTB16 per word, the per-output constants beside them, as many bytes as the matmul layout);
-    None where the layer does not qualify (more than one row, more than THIN_MAX_DEPTH inputs,
-    outputs not in whole groups of four, or a requantization other than the doubled one over the
-    full int8 range), or where one group reads its row in place (`reads_row_in_place`: the streams
-    widen the row into scratch, which that path needs none of)."""
-    filt = op.input(1)
-    rows, table, doubled, offset, lo, hi = layer_table(op)
-    out_depth, depth = rows.shape
-    if batches != 1 or depth > THIN_MAX_DEPTH or out_depth % 4 or not doubled or (lo, hi) != (-128, 127):
-        return None
-    if reads_row_in_place(batches, out_depth):
-        return None
-    if depth <= THIN_ROW_MAX_DEPTH:
-        key, suffix, packed, layout = "thin", "thin", pack_thin(rows, table), "as int16 pairs "
-        about = "biases and requantization, per group of four rows (packing.pack_thin)"
-    else:
-        key, suffix, packed, layout = "row_stream", "row", pack_row_stream(rows, table), ""
-        about = "start values and requantization, per group of four rows (packing.pack_row_stream)"
-    stream = ctx.constant(
-        f"{name}_{suffix}",
-        packed,
-        "int32_t",
-        f"weights '{filt.name}' {shape_text(filt)} {layout}with the per-channel {about}",
-    )
-    return {"layer": streamed_layer(offset, lo, hi), key: stream}
+    fields: dict[str, FieldValue] = {
+        "filter": "NULL",
+        "channels": "NULL",
+        "doubled": 1,
+        "output_offset": offset,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    return fields, stream
 
 
 def reads_row_in_place(batches: int, out_depth: int) -> bool:
@@ -323,15 +278,15 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
     name = ctx.unique_name(f"fc_{layer_name(filt, f'op{op.index}')}")
-    fields: dict[str, FieldValue] = {"batches": batches, "input_depth": in_depth, "output_depth": out_depth}
-    row = row_stream_fields(op, ctx, name, batches)
-    fields.update(row if row is not None else {"layer": matmul_fields(op, ctx, name)})
-    # one kernel per form, so the cost model fits each apart
-    function = "tr_fully_connected_row_int8" if "row_stream" in fields else "tr_fully_connected_int8"
-    function = "tr_fully_connected_thin_int8" if "thin" in fields else function
+    fields: dict[str, FieldValue] = {
+        "batches": batches,
+        "input_depth": in_depth,
+        "output_depth": out_depth,
+        "layer": matmul_fields(op, ctx, name),
+    }
     return KernelCall(
         "tr_fully_connected.c",
-        function,
+        "tr_fully_connected_int8",
         ctx.params("tr_fc_params", name, fields),
         [ctx.tensor(inp), ctx.tensor(out), wide_argument(ctx, in_depth, batches, out_depth)],
         describe(op),

@@ -47,9 +47,10 @@ def _lower_and_plan(fuse: bool | frozenset[int]) -> _Plan:
 def test_a_group_is_fused_where_the_arena_shrinks_or_it_pays_at_the_same_arena(monkeypatch, pays) -> None:
     monkeypatch.setattr(fusion_choice.fusion, "schedule", lambda graph, fuse: GROUPS)
     asked = []
+    monkeypatch.setattr(fusion_choice, "predicted_instructions", lambda items: 100.0 * len(items))
 
-    def fusing_pays(fused_item, unfused_items, model_items) -> bool:
-        assert [item.op.index for item in model_items] == list(range(9))  # the model, unfused
+    def fusing_pays(fused_item, unfused_items, model_instructions) -> bool:
+        assert model_instructions == 900.0  # the model, unfused: its 9 ops
         asked.append((fused_item.op.index, [item.op.index for item in unfused_items]))
         return fused_item.op.index in pays
 
@@ -88,8 +89,11 @@ def test_a_saving_too_small_to_notice_does_not_pay_for_the_flash(monkeypatch) ->
     monkeypatch.setattr(fusion_choice, "_cost_model", lambda: object())
     cost = {"fused": 90.0, "a": 60.0, "b": 50.0, "rest": 4890.0}  # 20 of 5,000 instructions: 0.4%
     monkeypatch.setattr(fusion_choice, "_predicted", lambda model, item: cost[item])
-    assert not fusion_choice.fusing_pays("fused", ["a", "b"], ["a", "b", "rest"])
+    whole = fusion_choice.predicted_instructions(["a", "b", "rest"])
+    assert whole == 5000.0
+    assert not fusion_choice.fusing_pays("fused", ["a", "b"], whole)
     cost["rest"] = 890.0  # the same 20 of 1,000: 2%
-    assert fusion_choice.fusing_pays("fused", ["a", "b"], ["a", "b", "rest"])
+    whole = fusion_choice.predicted_instructions(["a", "b", "rest"])
+    assert fusion_choice.fusing_pays("fused", ["a", "b"], whole)
     cost["fused"] = 111.0  # slower fused
-    assert not fusion_choice.fusing_pays("fused", ["a", "b"], ["a", "b", "rest"])
+    assert not fusion_choice.fusing_pays("fused", ["a", "b"], whole)

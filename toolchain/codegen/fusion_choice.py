@@ -48,10 +48,19 @@ def _predicted(model: Any, item: Any) -> float | None:
     return instructions if fitted else None
 
 
-def fusing_pays(fused_item: Any, unfused_items: list[Any], model_items: list[Any]) -> bool:
+def predicted_instructions(items: list[Any]) -> float:
+    """The Cortex-M4 cost model's instructions for these lowered calls (0 where it cannot tell):
+    the yardstick `MIN_SAVING` is a share of, computed once per choice."""
+    model = _cost_model()
+    if model is None:
+        return 0.0
+    return sum(p for p in (_predicted(model, item) for item in items) if p is not None)
+
+
+def fusing_pays(fused_item: Any, unfused_items: list[Any], model_instructions: float) -> bool:
     """Whether the fused call is predicted faster than its ops one by one by at least `MIN_SAVING`
-    of the instructions of `model_items` (the model, unfused); True where the cost model cannot
-    tell (fusing never costs arena here, see `choose`)."""
+    of `model_instructions` (the model's, unfused); True where the cost model cannot tell (fusing
+    never costs arena here, see `choose`)."""
     model = _cost_model()
     if model is None:
         return True
@@ -59,16 +68,15 @@ def fusing_pays(fused_item: Any, unfused_items: list[Any], model_items: list[Any
     apart = [_predicted(model, item) for item in unfused_items]
     if fused is None or any(a is None for a in apart):
         return True
-    whole = sum(p for p in (_predicted(model, item) for item in model_items) if p is not None)
-    return sum(a for a in apart if a is not None) - fused >= MIN_SAVING * whole
+    return sum(a for a in apart if a is not None) - fused >= MIN_SAVING * model_instructions
 
 
 def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any]) -> Any:
     """The planned model with each factored group fused where that shrinks the arena, or keeps it
     and `fusing_pays`; `lower_and_plan(fuse)` lowers and plans the graph."""
     model = lower_and_plan(False)
-    unfused = list(model.ops)
-    apart = {item.op.index: item for item in unfused}
+    apart = {item.op.index: item for item in model.ops}
+    whole = predicted_instructions(list(model.ops))
     chosen: frozenset[int] = frozenset()
     for group in (group for group in fusion.schedule(graph, True) if len(group) > 1):
         first = group[0].index
@@ -76,7 +84,7 @@ def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any])
         fused = next(item for item in trial.ops if item.op.index == first)
         ops_apart = [apart[op.index] for op in group]
         if trial.arena_bytes < model.arena_bytes or (
-            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, ops_apart, unfused)
+            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, ops_apart, whole)
         ):
             model, chosen = trial, chosen | {first}
     return model

@@ -15,6 +15,7 @@ from __future__ import annotations
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall
 from toolchain.codegen.ops import conv
+from toolchain.codegen.ops.depthwise_conv import call_runs_by_columns
 from toolchain.codegen.planner import align
 
 # Kernels that consume whole input rows into scratch before writing the output rows they feed:
@@ -58,7 +59,7 @@ def _input_shift(op: Op, call: KernelCall) -> int | None:
     the output's start) and never overwrite an input byte it still reads; None: nowhere."""
     kind = ROW_KERNELS.get(call.function)
     inp, out = op.input(0), op.outputs[0]
-    if kind == "DEPTHWISE_CONV_2D" and call.params.fields.get("transposed") == 1:
+    if kind == "DEPTHWISE_CONV_2D" and call_runs_by_columns(call):
         # run by columns: output column ox covers every image row, so only an output of the
         # input's own shape (SAME, stride 1) stays on bytes already consumed (input column ox,
         # widened into the ring with its neighbours and never read from the arena again)

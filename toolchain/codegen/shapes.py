@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.codegen.ops.depthwise_conv import call_runs_by_columns
+
 
 def _size(tensor: Any) -> int:
     return int(np.prod(tensor.shape, dtype=np.int64)) if tensor is not None else 0
@@ -52,7 +54,7 @@ def op_shape(op: Any, call: Any = None) -> dict[str, Any]:
         if kind == "conv":
             shape.update(kh=k_h, run=k_w * in_c)
     elif op.opcode == "DEPTHWISE_CONV_2D" and filt is not None and len(filt.shape) == 4:
-        by_columns = call is not None and call.params.fields.get("transposed") == 1
+        by_columns = call is not None and call_runs_by_columns(call)
         _, k_h, k_w, channels = (int(d) for d in filt.shape)
         pixels = _size(op.outputs[0]) // max(channels, 1)
         shape.update(kind="dw", p=pixels, i=k_h * k_w, o=channels, k=k_h * k_w, **_rows(op, by_columns))

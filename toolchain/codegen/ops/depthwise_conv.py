@@ -155,6 +155,12 @@ def runs_transposed(op: Op, by_columns: frozenset[int]) -> bool:
     return must_run_by_columns(op) or (op.index in by_columns and may_run_by_columns(op))
 
 
+def call_runs_by_columns(call: KernelCall) -> bool:
+    """Whether a lowered kernel call runs its image by columns, as `runs_transposed` chose when it
+    was lowered (its params say so): the arena planner and the cost model read it from there."""
+    return call.params.fields.get("transposed") == 1
+
+
 def _transposed_geometry(geometry: dict[str, FieldValue]) -> dict[str, FieldValue]:
     """A `tr_conv_geometry` with rows and columns swapped (the 3x3 kernel's frame of a transposed
     image: its window, strides and padding transposed too)."""

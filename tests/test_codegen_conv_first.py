@@ -7,8 +7,9 @@ The cases: the three benchmark first layers at smaller sizes (DS-CNN's 10x4 stri
 channel, ResNet-8's 3x3 over RGB, MobileNet's 3x3 stride 2 over RGB), two channels, SAME and VALID,
 runs shorter than a word (3x3 over one channel: every pixel tap by tap), longer than three words
 (5x5 over RGB), dilation (tap by tap), output channels not a multiple of four, an odd pixel count
-(the last pixel alone), a non-zero input zero point read as padding, TFLite's general
-requantization (not the doubled form) and every activation."""
+(the last pixel alone), a non-zero input zero point read as padding, kernels taller or wider
+than the image (no window inside it), TFLite's general requantization (not the doubled form) and
+every activation."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ CASES = {
         (10, 11, 2), (2, 3), 2, "VALID", 3, act="NONE", out_scale=0.0001, in_zp=127
     ),
     "rgb_dilated": _conv((9, 10, 3), (3, 3), 1, "SAME", 4, dil_h=2, dil_w=2, act="RELU_N1_TO_1", out_zp=0),
+    # no window lies inside the image: every pixel is an edge pixel
+    "kernel_taller_than_image": _conv((6, 10, 1), (10, 4), 2, "SAME", 4, in_zp=-100),
+    "kernel_wider_than_image": _conv((7, 3, 2), (3, 5), 1, "SAME", 5, in_zp=77),
 }
 ARENA_CASES = ("mobilenet_3x3_rgb_stride2", "rgb_5x5_zero_point_padding", "ds_cnn_10x4_stride2")
 

@@ -9,7 +9,8 @@
  * runs of k_w * in_c bytes copied a word at a time (no call, no per-tap test), and the two
  * columns of a pixel pair are widened in one pass straight into the interleaved int16 pairs
  * the matmul tiles read (tr_matmul_row_pair with x0 == NULL), doubled for a doubled table.
- * Pixels whose window touches the padding take tr_conv_fill_column. The MACs and the
+ * An edge pixel pads each kernel row a word at a time and copies its taps inside the image
+ * over the padding (dilation across: tr_conv_fill_column, tap by tap). The MACs and the
  * requantization are the matmul loops' (tr_matmul.h), so the bytes are TFLite Micro's.
  * The plain C path (Cortex-M0/M3) runs the general im2col loop unchanged.
  */
@@ -94,6 +95,35 @@ TR_INLINE void tr_first_copy_runs(int8_t *column, const int8_t *window, int k_h,
     }
 }
 
+/* `run` (at least four) bytes of the input zero point (`pad_word`: four of them) into column,
+ * a word at a time as tr_first_copy_run. */
+TR_INLINE void tr_first_pad_run(int8_t *column, uint32_t pad_word, int run)
+{
+    for (int k = 0; k < run - 4; k += 4) {
+        memcpy(column + k, &pad_word, 4);
+    }
+    memcpy(column + run - 4, &pad_word, 4);
+}
+
+/* The column of a pixel whose window crosses the image's edge: each kernel row is `run` bytes
+ * of padding (`pad_word`) with, for a row inside the image, its taps inside the image copied
+ * over them. (tr_conv_fill_column goes tap by tap, a memset or copy each: about a thousand
+ * instructions for one of DS-CNN's 10x4 edge pixels, more than half of its pixels.) */
+static __attribute__((noinline)) void tr_first_edge_column(const tr_conv_geometry *g, const int8_t *image, int y0,
+                                                           int x0, int run, uint32_t pad_word, int8_t *column)
+{
+    const int in_c = g->in_c, row_bytes = g->in_w * in_c, dil_h = g->dil_h, in_h = g->in_h;
+    const int first = x0 < 0 ? -x0 : 0;                                     /* the first tap inside */
+    const int end = x0 + g->k_w > g->in_w ? g->in_w - x0 : g->k_w;          /* past the last one */
+    const int offset = first * in_c, bytes = end > first ? (end - first) * in_c : 0;
+    for (int ky = 0, y = y0; ky < g->k_h; ++ky, y += dil_h, column += run) {
+        tr_first_pad_run(column, pad_word, run);
+        if ((unsigned)y < (unsigned)in_h && bytes > 0) {
+            tr_copy_bytes(column + offset, image + y * row_bytes + (x0 + first) * in_c, bytes);
+        }
+    }
+}
+
 /* The whole convolution, two output pixels at a time (across output rows), on the DSP path.
  * Out of line, with the geometry behind one pointer, as tr_conv_fill_column. */
 static __attribute__((noinline)) void tr_first_pixels(const tr_conv_geometry *g, const int8_t *input,
@@ -106,9 +136,11 @@ static __attribute__((noinline)) void tr_first_pixels(const tr_conv_geometry *g,
     const int stride_w = g->stride_w, row_bytes = g->in_w * in_c;
     /* runs of whole words (no dilation across, at least four bytes) where the window is inside */
     const int run = g->dil_w == 1 && g->k_w * in_c >= 4 ? g->k_w * in_c : 0;
+    /* the last window origins inside the image (negative: a kernel larger than the image) */
     const int x_last = g->in_w - g->k_w, y_last = g->in_h - 1 - (k_h - 1) * g->dil_h;
     const int row_step = g->dil_h * row_bytes, image_bytes = g->in_h * row_bytes;
     const int doubled = (int)layer->doubled;
+    const uint32_t pad_word = 0x01010101u * (uint8_t)pad_value;
     for (int b = 0; b < g->batches; ++b) {
         const int8_t *image = input + b * image_bytes;
         int y0 = -g->pad_top, x0 = -g->pad_left, ox = 0;
@@ -116,10 +148,12 @@ static __attribute__((noinline)) void tr_first_pixels(const tr_conv_geometry *g,
             const int rows = pixels - p < 2 ? 1 : 2;
             for (int r = 0; r < rows; ++r) {
                 int8_t *column = columns + 4 * words * r;
-                if (run && (unsigned)x0 <= (unsigned)x_last && (unsigned)y0 <= (unsigned)y_last) {
+                if (!run) {
+                    tr_conv_fill_column(g, image, y0, x0, pad_value, column);
+                } else if (x0 >= 0 && x0 <= x_last && y0 >= 0 && y0 <= y_last) {
                     tr_first_copy_runs(column, image + y0 * row_bytes + x0 * in_c, k_h, run, row_step);
                 } else {
-                    tr_conv_fill_column(g, image, y0, x0, pad_value, column);
+                    tr_first_edge_column(g, image, y0, x0, run, pad_word, column);
                 }
                 x0 += stride_w;
                 if (++ox == out_w) {

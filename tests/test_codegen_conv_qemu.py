@@ -5,7 +5,8 @@ channel (10x4, stride 2), a 3x3 over three channels with an odd pixel count (the
 runs alone; edge pixels gather tap by tap, inner ones a kernel row per copy), a 5x5 with a
 clamped activation (ReLU6, not the full int8 range), a VALID 2x3 stride 2 over channels that
 are not a multiple of four, and a strided 1x1 (not pointwise: it takes the im2col
-path). (TF's converter turns a dilated Conv2D into SPACE_TO_BATCH_ND around a plain one; CONV_2D's
+path); the first two run the first-layer kernel (tr_conv_first_int8: one and three input
+channels). (TF's converter turns a dilated Conv2D into SPACE_TO_BATCH_ND around a plain one; CONV_2D's
 own dilation factors are tested on the host by the random-graph test.) It is built for the
 Cortex-M4 (DSP path), M3 and M0 (plain C path) QEMU boards, and every test sample's output
 must equal TFLite Micro's on the host.
@@ -48,7 +49,8 @@ def conv_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     x = np.random.default_rng(3).normal(0.2, 1.2, size=(70, 13, 9, 1)).astype(np.float32)
     gen, data = generated_with_dataset(out, _conv_model(), x, classes=4)
     kernels = [op.call.function for op in lower_graph(parse(out / "model.tflite")).ops if op.call]
-    assert kernels.count("tr_conv_int8") == 5, kernels  # the 1x1 stride-1 one is a FULLY_CONNECTED
+    # the 1x1 stride-1 one is a FULLY_CONNECTED; those over one and three channels run the first-layer kernel
+    assert kernels.count("tr_conv_int8") == 3 and kernels.count("tr_conv_first_int8") == 2, kernels
     return gen, data
 
 

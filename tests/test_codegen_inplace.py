@@ -114,8 +114,9 @@ def test_generic_depthwise_and_widening_rows_stay_apart(models: dict[str, Path])
 
 # model: (its first convolution's input and output bytes, scratch bound)
 def _conv_scratch(depth: int) -> int:
-    """Scratch of one CONV_2D call (tr_conv.c): two im2col columns and the matmul loops' widened
-    pairs of two columns (8 bytes per word of each), plus alignment slack."""
+    """Scratch of one CONV_2D call (tr_conv.c; tr_conv_first.c keeps its columns in whole words):
+    two im2col columns and the matmul loops' widened pairs of two columns (8 bytes per word of
+    each), plus alignment slack."""
     return 2 * depth + 2 * 8 * -(-depth // 4) + 64
 
 

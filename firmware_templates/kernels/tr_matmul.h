@@ -426,13 +426,16 @@ TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter,
         }                                                \
     } while (0)
 
-/* One input row x -> y. */
+/* One input row x -> y. x == NULL: `wide` holds the row widened already (tr_conv_first_int8
+ * widens its im2col columns itself). */
 TR_MATMUL_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t *filter, const int32_t *channels,
                                   int8_t *y, int depth, int out_depth, int doubled, int32_t output_offset,
                                   int32_t act_min, int32_t act_max)
 {
     const int words = (depth + 3) / 4;
-    tr_widen_row(x, depth, wide, 2, doubled);
+    if (x != NULL) {
+        tr_widen_row(x, depth, wide, 2, doubled);
+    }
 #define TR_ROW_CALL(DOUBLED, FULL)                                                                         \
     tr_matmul_row_groups(wide, filter, channels, y, words, out_depth, DOUBLED, FULL, output_offset, act_min, \
                          act_max)
@@ -440,14 +443,17 @@ TR_MATMUL_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t 
 #undef TR_ROW_CALL
 }
 
-/* Two input rows x0, x1 -> y0, y1: every weight word is loaded and sign-extended once for both. */
+/* Two input rows x0, x1 -> y0, y1: every weight word is loaded and sign-extended once for both.
+ * x0 == NULL: `wide` holds both rows widened and interleaved already (tr_conv_first_int8). */
 TR_MATMUL_LOOP void tr_matmul_row_pair(const int8_t *x0, const int8_t *x1, uint32_t *wide, const int8_t *filter,
                                        const int32_t *channels, int8_t *y0, int8_t *y1, int depth, int out_depth,
                                        int doubled, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     const int words = (depth + 3) / 4;
-    tr_widen_row(x0, depth, wide, 4, doubled);
-    tr_widen_row(x1, depth, wide + 2, 4, doubled);
+    if (x0 != NULL) {
+        tr_widen_row(x0, depth, wide, 4, doubled);
+        tr_widen_row(x1, depth, wide + 2, 4, doubled);
+    }
 #define TR_PAIR_CALL(DOUBLED, FULL)                                                                             \
     tr_matmul_pair_groups(wide, filter, channels, y0, y1, words, out_depth, DOUBLED, FULL, output_offset, act_min, \
                           act_max)

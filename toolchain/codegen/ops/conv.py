@@ -95,6 +95,17 @@ def is_pointwise(op: Op) -> bool:
     return filt.shape[1:3] == (1, 1) and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
 
+# A CONV_2D over at most this many input channels runs the first-layer kernel (tr_conv_first.c).
+FIRST_LAYER_MAX_CHANNELS = 3
+
+
+def is_first_layer(op: Op) -> bool:
+    """Whether a (not pointwise) CONV_2D runs `tr_conv_first_int8`: over one to three input
+    channels (an image's RGB, a spectrogram) its columns are short and its outputs few, so the
+    gather and widening, not the MACs, set its cost."""
+    return op.input(0).shape[3] <= FIRST_LAYER_MAX_CHANNELS and not is_pointwise(op)
+
+
 def geometry(op: Op) -> list[int]:
     """k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left of a CONV_2D (TFLite's padding)."""
     o = op.options
@@ -183,13 +194,20 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
         "input_zero_point": int(inp.zero_point[0]),
         "layer": matmul_fields(op, ctx, name),
     }
-    columns = ctx.scratch(2 * depth)  # two im2col columns: two output pixels at a time
+    first = is_first_layer(op)
+    # two im2col columns (two output pixels at a time); the first-layer kernel keeps each in whole words
+    columns = ctx.scratch(8 * -(-depth // 4) if first else 2 * depth)
     wide = ctx.scratch(wide_scratch_bytes(depth, n * out_h * out_w))
+    source, function, params, how = (
+        ("tr_conv_first.c", "tr_conv_first_int8", "tr_conv_first_params", "first layer: kernel rows")
+        if first
+        else ("tr_conv.c", "tr_conv_int8", "tr_conv_params", "im2col, matmul")
+    )
     return KernelCall(
-        "tr_conv.c",
-        "tr_conv_int8",
-        ctx.params("tr_conv_params", name, fields),
+        source,
+        function,
+        ctx.params(params, name, fields),
         [ctx.tensor(inp), ctx.tensor(out), columns, wide],
-        comment + " (im2col, matmul)",
+        f"{comment} ({how})",
         macs,
     )

@@ -115,6 +115,18 @@ TR_INLINE void tr_store_partial_group(const int32_t acc[4], const int32_t *entri
     }
 }
 
+/* The three requantizations a layer can have, each with its own compiled loop. */
+#define TR_MATMUL_BY_REQUANT(CALL)                       \
+    do {                                                 \
+        if (!doubled) {                                  \
+            CALL(0, 0);                                  \
+        } else if (act_min == -128 && act_max == 127) { \
+            CALL(1, 1);                                  \
+        } else {                                         \
+            CALL(1, 0);                                  \
+        }                                                \
+    } while (0)
+
 #if TR_USE_DSP
 
 /* One input word as its (x0 x2), (x1 x3) int16 pairs at out[0], out[1], doubled (2x fits int16)
@@ -413,18 +425,6 @@ TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter,
                             output_offset, act_min, act_max);
     }
 }
-
-/* The three requantizations a layer can have, each with its own compiled loop. */
-#define TR_MATMUL_BY_REQUANT(CALL)                       \
-    do {                                                 \
-        if (!doubled) {                                  \
-            CALL(0, 0);                                  \
-        } else if (act_min == -128 && act_max == 127) { \
-            CALL(1, 1);                                  \
-        } else {                                         \
-            CALL(1, 0);                                  \
-        }                                                \
-    } while (0)
 
 /* One input row x -> y. */
 TR_MATMUL_LOOP void tr_matmul_row(const int8_t *x, uint32_t *wide, const int8_t *filter, const int32_t *channels,

@@ -27,7 +27,9 @@
  * jump, requantization) is one assembly block, with no spills and no loop control, for one row
  * (tr_group_1x4_full) or two (tr_group_2x4_full, two 2x2 halves). The cost per group that is not
  * MACs (about 60 instructions before) is what a rank-r layer pays on only 4r MACs.
- * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
+ * The tile is chosen from the row count alone. (A one-row FULLY_CONNECTED generated for a DSP
+ * target runs tr_fully_connected_row_int8 in tr_fully_connected.c instead: the same weight bytes
+ * permuted, one SXTB16 per weight word.) The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
  *

@@ -88,8 +88,8 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
  * Four outputs a pass: per input word one LDRD of (A, B), one LDM of the four weight words,
  * four SXTB16 and eight SMLAD, 14 instructions (20 cycles on a Cortex-M4) per 16 MACs against
  * 18 (24 cycles) for tr_matmul_row, which sign-extends every weight byte; with the per-group
- * work (biases, the jump into the steps, four requantizations, one word store: about 60
- * instructions) FC 64x64 takes 1.17 instructions per MAC on the M4 (1.385 before). A partial last group
+ * work (biases, the jumps into and out of the steps, four requantizations, one word store: about
+ * 50 instructions) FC 64x64 takes 1.15 instructions per MAC on the M4 (1.385 before). A partial last group
  * runs whole on the zero-padded rows and stores its first outputs. The plain C form computes
  * the same words in C (host builds; a Cortex-M0/M3 build is generated with the plain layout and
  * never calls this kernel).
@@ -284,9 +284,10 @@ TR_INLINE const int8_t *tr_row_stream_sums(const uint32_t *x, const int8_t *w, i
 /* `wide` holds the prepared row (TR_MATMUL_WIDE_WORDS(input_depth, 1) words): the row is read
  * whole before any output is stored, so the output may overwrite the input (inplace.py). On the
  * DSP path, with a full-range doubled table, the whole groups run in one call of the assembly
- * loop, requantized inside it (tr_requantize_entry's five-instruction DSP form); anything else (a
- * partial last group, TFLM's general form, a clamping activation, the plain C path) group by
- * group, requantized in C from the sums. */
+ * loop, requantized inside it (tr_requantize_entry's five-instruction DSP form), and a partial last
+ * group in a second call that stores its four bytes on the stack; anything else (TFLM's general
+ * form, a clamping activation, the plain C path) runs group by group, requantized in C from the
+ * sums. The generator calls this kernel for more than four outputs only. */
 TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output,
                                            int8_t *wide)
 {
@@ -297,16 +298,25 @@ TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int
     const int8_t *w = layer.filter;
     uint32_t *row = (uint32_t *)(void *)wide;
     const uint32_t row_sum = 128u * (uint32_t)tr_row_stream_prepare(input, depth, row);
-    int o = 0;
 #if TR_USE_DSP
-    if (doubled && layer.act_min == -128 && layer.act_max == 127 && out_depth >= 4) {
-        o = out_depth & ~3;
-        tr_row_stream_frame frame = { channels, 0u - 2u * row_sum, -words & 7, output, output + o, row, 0, 0, NULL };
-        w = tr_row_stream_run(&frame, w, row + 2 * words);
-        channels += 4 * o;
+    if (doubled && layer.act_min == -128 && layer.act_max == 127) {
+        const int whole = out_depth & ~3;
+        uint32_t last; /* a partial last group's four bytes, stored here first */
+        tr_row_stream_frame frame = { channels, 0u - 2u * row_sum, -words & 7, output, output + whole, row, 0, 0, NULL };
+        w = tr_row_stream_run(&frame, w, row + 2 * words); /* out_depth > 4: at least one whole group */
+        if (whole < out_depth) {
+            frame.y = (int8_t *)(void *)&last;
+            frame.y_end = frame.y + 4;
+            tr_row_stream_run(&frame, w, row + 2 * words);
+            const int8_t *bytes = (const int8_t *)(const void *)&last;
+            for (int k = 0; k < out_depth - whole; ++k) {
+                output[whole + k] = bytes[k];
+            }
+        }
+        return;
     }
 #endif
-    for (; o < out_depth; o += 4, channels += 16) {
+    for (int o = 0; o < out_depth; o += 4, channels += 16) {
         int32_t acc[4];
         w = tr_row_stream_sums(row, w, words, channels, acc);
         for (int k = 0; k < 4; ++k) { /* the sum: negated, doubled for a doubled table */

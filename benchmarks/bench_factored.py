@@ -113,6 +113,13 @@ def _tflite(shape: Shape, path: Path) -> Path:
     return path
 
 
+def has_dsp(board: str) -> bool:
+    """Whether codegen targets the board's DSP path (a Cortex-M0/M3 is generated with dsp=False)."""
+    from toolchain.firmware import load_board
+
+    return bool(load_board(board).has_dsp)
+
+
 def split_counts(op_counts: list[int], info: dict, dense_macs: int) -> dict[str, dict[str, int]]:
     """Instructions and MACs of the dense op (the one op with the dense layer's MACs) and of the
     rest (the factored ops, fused or not)."""
@@ -137,6 +144,8 @@ def measure_shape(shape: Shape, work: Path, boards: tuple[str, ...], samples: in
 
     tflite = _tflite(shape, work / "model.tflite")
     info = generate(tflite, work / "gen", tflm_arena=False, fuse=True)
+    if any(not has_dsp(board) for board in boards):  # the plain layouts a core without DSP is given
+        generate(tflite, work / "gen_plain", tflm_arena=False, fuse=True, dsp=False)
     in_shape = parse(tflite).inputs[0].shape
     x = np.random.default_rng(0).integers(-128, 128, size=(samples, *in_shape[1:]), dtype=np.int8)
     expected = oracle.run(tflite, x)
@@ -147,8 +156,9 @@ def measure_shape(shape: Shape, work: Path, boards: tuple[str, ...], samples: in
         "arena_bytes": info["arena_bytes"],
     }
     for board in boards:
-        build(work / "gen", board)
-        run = run_samples(work / "gen", board, x, reference=expected, per_op=True)
+        gen = work / ("gen" if has_dsp(board) else "gen_plain")
+        build(gen, board)
+        run = run_samples(gen, board, x, reference=expected, per_op=True)
         parts = split_counts(run["op_counts"][0], info, shape.dense_macs)
         row: dict[str, Any] = {"bit_exact": run["matches"] == samples}
         for name, part in parts.items():
@@ -189,14 +199,17 @@ def measure_mlp(work: Path, boards: tuple[str, ...], samples: int, epochs: int) 
         tflite = work / f"mlp_{name}.tflite"
         tflite.write_bytes(convert_model(model, dataset.x_train))
         info = generate(tflite, work / f"mlp_{name}", tflm_arena=False)
+        if any(not has_dsp(board) for board in boards):
+            generate(tflite, work / f"mlp_{name}_plain", tflm_arena=False, dsp=False)
         from toolchain.convert.convert import Int8Model
 
         xq = Int8Model(tflite.read_bytes()).quantize(x)
         expected = oracle.run(tflite, xq)
         result[name] = {"macs": info["macs"], "kernels": [op.get("kernel") for op in info["ops"]]}
         for board in boards:
-            build(work / f"mlp_{name}", board)
-            run = run_samples(work / f"mlp_{name}", board, xq, reference=expected)
+            gen = work / (f"mlp_{name}" if has_dsp(board) else f"mlp_{name}_plain")
+            build(gen, board)
+            run = run_samples(gen, board, xq, reference=expected)
             result[name][board] = {
                 "instructions": int(np.median(run["counts"])),
                 "bit_exact": run["matches"] == len(xq),

@@ -46,6 +46,12 @@ typedef struct {
  * outputs (read in place). */
 void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
+/* One input row (batches = 1, more than four outputs) from weights packed as a row stream
+ * (packing.pack_row_stream: the matmul layout's bytes permuted and XORed) and a table whose bias
+ * field is -bias - 127 sum(w0 + w2) (tr_fully_connected.c has the arithmetic); `wide` is the
+ * scratch of TR_MATMUL_WIDE_WORDS(input_depth, 1) words. Generated for DSP targets only. */
+void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
+
 /* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul
  * scratch of the wider of input_depth and rank. */
 void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input, int8_t *output,

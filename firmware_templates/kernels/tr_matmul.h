@@ -27,7 +27,9 @@
  * jump, requantization) is one assembly block, with no spills and no loop control, for one row
  * (tr_group_1x4_full) or two (tr_group_2x4_full, two 2x2 halves). The cost per group that is not
  * MACs (about 60 instructions before) is what a rank-r layer pays on only 4r MACs.
- * The tile is chosen from the row count alone. The loops are inline assembly because gcc 12
+ * The tile is chosen from the row count alone. (A one-row FULLY_CONNECTED generated for a DSP
+ * target runs tr_fully_connected_row_int8 in tr_fully_connected.c instead: the same weight bytes
+ * permuted, one SXTB16 per weight word.) The loops are inline assembly because gcc 12
  * neither uses LDM nor post-increments here. A Cortex-M4 charges 1+N cycles for LDM and 3 for
  * LDRD, as much as the single loads they replace, so fewer instructions are also fewer cycles.
  *
@@ -114,6 +116,18 @@ TR_INLINE void tr_store_partial_group(const int32_t acc[4], const int32_t *entri
         y[k] = tr_requantize_entry(acc[k], entries + 4 * k, doubled, 0, output_offset, act_min, act_max);
     }
 }
+
+/* The three requantizations a layer can have, each with its own compiled loop. */
+#define TR_MATMUL_BY_REQUANT(CALL)                       \
+    do {                                                 \
+        if (!doubled) {                                  \
+            CALL(0, 0);                                  \
+        } else if (act_min == -128 && act_max == 127) { \
+            CALL(1, 1);                                  \
+        } else {                                         \
+            CALL(1, 0);                                  \
+        }                                                \
+    } while (0)
 
 #if TR_USE_DSP
 
@@ -413,18 +427,6 @@ TR_INLINE void tr_matmul_pair_groups(const uint32_t *wide, const int8_t *filter,
                             output_offset, act_min, act_max);
     }
 }
-
-/* The three requantizations a layer can have, each with its own compiled loop. */
-#define TR_MATMUL_BY_REQUANT(CALL)                       \
-    do {                                                 \
-        if (!doubled) {                                  \
-            CALL(0, 0);                                  \
-        } else if (act_min == -128 && act_max == 127) { \
-            CALL(1, 1);                                  \
-        } else {                                         \
-            CALL(1, 0);                                  \
-        }                                                \
-    } while (0)
 
 /* One input row x -> y. x == NULL: `wide` holds the row widened already (tr_conv_first_int8
  * widens its im2col columns itself). */

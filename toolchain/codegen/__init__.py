@@ -74,12 +74,16 @@ def generate(
     *,
     tflm_arena: bool = True,
     fuse: bool | None = None,
+    dsp: bool = True,
 ) -> dict[str, Any]:
     """Compile a full-int8 `.tflite` into C in `out_dir`; returns model_info (also written as JSON).
 
     Everything is checked, lowered and rendered in memory first, so an unsupported model
     writes nothing. `tflm_arena=False` skips asking TFLite Micro for its arena size; `fuse`
     forces fused factored layers on or off (default: whichever needs the smaller arena).
+    `dsp` says the target has the DSP extension (Cortex-M4/M7/M33; a board's `has_dsp`): one-row
+    FULLY_CONNECTED layers are then stored for tr_fully_connected_row_int8, whose plain C form
+    keeps the C correct anywhere, but a Cortex-M0/M3 runs the plain layout faster (dsp=False).
     """
     from toolchain.codegen.generator import lower_graph
     from toolchain.codegen.graph import parse
@@ -88,7 +92,7 @@ def generate(
 
     check_prefix(prefix)
     graph = parse(tflite_path)
-    model = lower_graph(graph, prefix, fuse)
+    model = lower_graph(graph, prefix, fuse, dsp=dsp)
     files = render(model)
     arena = None
     if tflm_arena:

@@ -31,7 +31,7 @@ def _print_codegen(info: dict[str, Any], out: Path) -> None:
 def run_codegen(args: argparse.Namespace) -> dict[str, Any]:
     from toolchain.codegen import generate
 
-    info = generate(args.model, args.out, prefix=args.prefix)
+    info = generate(args.model, args.out, prefix=args.prefix, dsp=args.dsp)
     _print_codegen(info, Path(args.out))
     return info
 
@@ -86,6 +86,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the generated sources")
     parser.add_argument(
         "--prefix", default="tr", type=argtypes.prefix, help=f"{argtypes.PREFIX_HELP} (default tr)"
+    )
+    parser.add_argument(
+        "--no-dsp",
+        dest="dsp",
+        action="store_false",
+        help="the target has no DSP extension (Cortex-M0/M3): keep the layouts its plain C path reads "
+        "fastest (default: a Cortex-M4/M7/M33 target; the C is correct on any core either way)",
     )
     parser.set_defaults(func=run_codegen, out_kind="folder")
 

@@ -324,8 +324,9 @@ def _lower_and_plan(
     fuse: bool | frozenset[int],
     in_place: bool | None = None,
     by_columns: frozenset[int] = frozenset(),
+    dsp: bool = True,
 ) -> LoweredModel:
-    ctx = LoweringContext(prefix=prefix, by_columns=by_columns)
+    ctx = LoweringContext(prefix=prefix, by_columns=by_columns, dsp=dsp)
     lowered: list[LoweredOp] = []
     for group in fusion.schedule(graph, fuse):
         first = group[0]
@@ -357,24 +358,32 @@ def _columns_where_free(
 
 
 def lower_graph(
-    graph: Graph, prefix: str = "tr", fuse: bool | None = None, in_place: bool | None = None
+    graph: Graph,
+    prefix: str = "tr",
+    fuse: bool | None = None,
+    in_place: bool | None = None,
+    dsp: bool = True,
 ) -> LoweredModel:
     """Check, lower and plan; raises before any output exists if something is unsupported.
 
     `fuse=None` fuses each factored layer where that shrinks the arena, or keeps it and is
     predicted faster (`fusion_choice.choose`); True or False fuses all or none. `in_place` likewise for the
     row kernels that may overwrite their input (`inplace.in_place_shift`; in place on a tie).
+    `dsp=False` keeps the layouts of the plain C path (Cortex-M0/M3) where a DSP target reads
+    another (`LoweringContext.dsp`).
     """
     validate_graph(graph)
     graph, stand_ins = strip_float_edges(prune_shape_ops(graph))
     check_graph(graph)
     if fuse is not None:
-        model = _lower_and_plan(graph, prefix, fuse, in_place)
+        model = _lower_and_plan(graph, prefix, fuse, in_place, dsp=dsp)
     else:
-        model = fusion_choice.choose(graph, lambda fuse: _lower_and_plan(graph, prefix, fuse, in_place))
+        model = fusion_choice.choose(
+            graph, lambda fuse: _lower_and_plan(graph, prefix, fuse, in_place, dsp=dsp)
+        )
     fused = frozenset(item.op.index for item in model.ops if item.fused)
     model = _columns_where_free(
-        graph, model, lambda cols: _lower_and_plan(graph, prefix, fused, in_place, cols)
+        graph, model, lambda cols: _lower_and_plan(graph, prefix, fused, in_place, cols, dsp)
     )
     model.float_edges = stand_ins
     macs = sum(item.call.macs for item in model.ops if item.call is not None)

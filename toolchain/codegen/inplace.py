@@ -27,6 +27,7 @@ ROW_KERNELS = {
     "tr_depthwise_conv_3x3_int8": "DEPTHWISE_CONV_2D",
     "tr_depthwise_conv_3x3_doubled_int8": "DEPTHWISE_CONV_2D",
     "tr_fully_connected_int8": "MATMUL",
+    "tr_fully_connected_row_int8": "MATMUL",  # prepares the whole row into scratch first
 }
 
 

@@ -131,6 +131,7 @@ class LoweringContext:
     prefix: str = "tr"
     op_index: int = -1  # the op being lowered (set by the generator)
     by_columns: frozenset[int] = frozenset()  # 3x3 depthwise ops to run by columns where they may
+    dsp: bool = True  # the target runs the DSP path (Cortex-M4/M7/M33): layouts only it reads pay off
     constants: list[ConstantArray] = field(default_factory=list)
     scratches: list[ScratchBuffer] = field(default_factory=list)
     used_tensors: dict[int, Tensor] = field(default_factory=dict)

@@ -8,6 +8,9 @@ stay row-major (the kernels run them one at a time).
 `pack_matmul` is the layout of the matmul loops (tr_matmul.h): the same interleave after
 padding the depth to whole words and the rows to whole groups with zeros, so every group is
 one straight loop.
+
+`pack_row_stream` is the matmul layout with each word's bytes permuted and two of them XORed,
+for the one-row FULLY_CONNECTED kernel of DSP targets: the same bytes in flash.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ def pack_matmul(rows: np.ndarray) -> np.ndarray:
     padded = np.zeros((-(-count // 4) * 4, -(-n // 4) * 4), np.int8)
     padded[:count, :n] = rows
     return pack_rows_by_four(padded)
+
+
+def pack_row_stream(rows: np.ndarray) -> np.ndarray:
+    """(R, n) int8 rows -> the matmul layout (`pack_matmul`, same size) with each weight word
+    w0 w1 w2 w3 stored as the bytes (w1 ^ 0x80, w0, w3 ^ 0x80, w2): the one-row FULLY_CONNECTED
+    kernel of DSP targets (tr_fully_connected_row_int8) then reads a word's int16 halves as
+    256 w0 + (w1 + 128) and 256 w2 + (w3 + 128) and needs one SXTB16 per word instead of two."""
+    words = pack_matmul(rows).view(np.uint8).reshape(-1, 4)
+    stream = words[:, [1, 0, 3, 2]] ^ np.array([0x80, 0, 0x80, 0], np.uint8)
+    return stream.reshape(-1).view(np.int8)
 
 
 def pack_thin(rows: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -150,7 +150,7 @@ def device_baseline(model: Any, x_calib: np.ndarray, board: Any) -> DeviceBaseli
     with tempfile.TemporaryDirectory(prefix="tinyrank-baseline-") as tmp:
         tflite = Path(tmp) / "original.tflite"
         tflite.write_bytes(convert_model(model, x_calib, samples=min(len(x_calib), 64)))
-        info = generate(tflite, Path(tmp) / "gen", tflm_arena=False)
+        info = generate(tflite, Path(tmp) / "gen", tflm_arena=False, dsp=board.has_dsp)
         usage = predict_usage(Path(tmp) / "gen", board)
     predicted = load_cost_model(board).predict_ops(info)
     ops = [

@@ -116,7 +116,9 @@ def _original_stages(
 
     report: dict[str, Any] = {"model": str(model_path)}
     report["convert"] = convert_file(model_path, data_path, out_dir / "model.tflite")
-    report["codegen"] = codegen.generate(out_dir / "model.tflite", out_dir / "gen", prefix=prefix)
+    report["codegen"] = codegen.generate(
+        out_dir / "model.tflite", out_dir / "gen", prefix=prefix, dsp=board.has_dsp
+    )
     try:
         report["build"] = firmware.build(out_dir / "gen", board)
     except (BudgetError, BuildError) as err:
@@ -196,7 +198,7 @@ def deploy(
 
     gen_dir = out_dir / "gen"
     start = _announce("codegen", f"C sources -> {gen_dir}")
-    report["codegen"] = codegen.generate(tflite_path, gen_dir, prefix=prefix)
+    report["codegen"] = codegen.generate(tflite_path, gen_dir, prefix=prefix, dsp=board.has_dsp)
     _timed(report, "codegen", start)
 
     start = _announce("build", f"PlatformIO firmware for {board.id}")

@@ -38,8 +38,10 @@ BOARDS = {"m4": "qemu_m4", "m3": "qemu_m3", "m33": "qemu_m33"}
 VALIDATION_SHARE = 5  # every 5th call is held back for the reported validation error
 
 
-def generate_model(model: Any, work: Path, name: str) -> Path:
-    """Convert to full int8 and generate C into work/name; returns the generated folder."""
+def generate_model(model: Any, work: Path, name: str, dsp: bool = True) -> Path:
+    """Convert to full int8 and generate C into work/name; returns the generated folder. `dsp`
+    False (a core without DSP) keeps the plain layouts (one-row FULLY_CONNECTED layers run
+    tr_fully_connected_int8), into work/name_plain."""
     from toolchain.codegen import generate
     from toolchain.convert import convert_model
 
@@ -47,8 +49,8 @@ def generate_model(model: Any, work: Path, name: str) -> Path:
     x = np.random.default_rng(0).normal(size=(32, *shape)).astype(np.float32)
     tflite = work / f"{name}.tflite"
     tflite.write_bytes(convert_model(model, x, samples=32))
-    gen = work / name
-    generate(tflite, gen, tflm_arena=False, fuse=True)
+    gen = work / (name if dsp else f"{name}_plain")
+    generate(tflite, gen, tflm_arena=False, fuse=True, dsp=dsp)
     return gen
 
 
@@ -124,13 +126,16 @@ def _entry(terms: np.ndarray, counts: np.ndarray, names: list[str]) -> dict[str,
 
 def measure_grid(builders, work: Path, cores=tuple(BOARDS), jobs: int = 2, log=print) -> dict[str, list]:
     """Every grid model generated, then built and measured for every core (`jobs` at a time)."""
+    from toolchain.firmware.boards import load_board
+
+    has_dsp = {core: load_board(BOARDS[core]).has_dsp for core in cores}
     gens = []
     for builder in builders:
         started = time.monotonic()
         model = builder()
-        gens.append(generate_model(model, work, model.name))
+        gens.append({dsp: generate_model(model, work, model.name, dsp) for dsp in set(has_dsp.values())})
         log(f"generated {model.name} ({len(model.layers)} layers) in {time.monotonic() - started:.1f} s")
-    tasks = [(gen, core) for gen in gens for core in cores]
+    tasks = [(gen[has_dsp[core]], core) for gen in gens for core in cores]  # each core on its own C
     rows: dict[str, list] = {core: [] for core in cores}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = pool.map(lambda task: measure_calls(task[0], BOARDS[task[1]]), tasks)

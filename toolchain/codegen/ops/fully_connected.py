@@ -23,7 +23,7 @@ from toolchain.codegen.lowering import (
     shape_text,
 )
 from toolchain.codegen.ops._common import check_int8_activation, require_fused_activation
-from toolchain.codegen.packing import pack_matmul, pack_thin
+from toolchain.codegen.packing import pack_matmul, pack_row_stream, pack_thin
 from toolchain.codegen.quant import activation_range_int8, conv_multipliers
 from toolchain.errors import UnsupportedError
 
@@ -186,22 +186,40 @@ def layer_table(op: Op) -> tuple[np.ndarray, np.ndarray, bool, int, int, int]:
     return rows, table, doubled, offset, lo, hi
 
 
-def matmul_fields(op: Op, ctx: LoweringContext, name: str) -> dict[str, FieldValue]:
+def row_stream_table(rows: np.ndarray, table: np.ndarray, doubled: bool) -> np.ndarray:
+    """The channel table of tr_fully_connected_row_int8: its accumulators end at minus the sum
+    (the stream's arithmetic, tr_fully_connected.c), so the bias field is -bias (never doubled:
+    the kernel doubles after negating) less the 127 (w0 + w2) that each weight word's
+    (w0, w2) x (127 - x0, 127 - x2) adds, summed over the output's row. Wrapped to int32 like
+    the kernel's sums: the final sum fits, the intermediate need not."""
+    weights = np.asarray(rows, dtype=np.int64)
+    bias = table[:, 0].astype(np.int64) >> int(doubled)  # a doubled table holds 2 x bias exactly
+    stream = table.astype(np.int64)
+    stream[:, 0] = -bias - 127 * (weights[:, 0::4].sum(axis=1) + weights[:, 2::4].sum(axis=1))
+    return ((stream + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def matmul_fields(op: Op, ctx: LoweringContext, name: str, row_stream: bool = False) -> dict[str, FieldValue]:
     """The `tr_matmul_layer` (tr_fully_connected.h) of one FULLY_CONNECTED or pointwise CONV_2D,
     plain or fused: weights in the matmul layout and the per-channel table padded to whole groups
-    of four; arrays named `name`_*."""
+    of four; arrays named `name`_*. `row_stream`: the same bytes and table rows in the form of
+    tr_fully_connected_row_int8 (`pack_row_stream`, `row_stream_table`)."""
     filt = op.input(1)
     rows, table, doubled, offset, lo, hi = layer_table(op)
+    if row_stream:
+        table = row_stream_table(rows, table, doubled)
     table = np.concatenate([table, np.repeat(table[-1:], -rows.shape[0] % 4, axis=0)])  # whole groups of four
+    layout = "row stream (matmul layout, bytes w1^0x80 w0 w3^0x80 w2)" if row_stream else "matmul layout"
+    bias = "-bias - 127 sum(w0 + w2)" if row_stream else "bias"
     return {
         "filter": ctx.constant(
             f"{name}_filter",
-            pack_matmul(rows),
+            pack_row_stream(rows) if row_stream else pack_matmul(rows),
             "int8_t",
-            f"weights '{filt.name}' {shape_text(filt)}, matmul layout (groups of four rows, zero-padded)",
+            f"weights '{filt.name}' {shape_text(filt)}, {layout} (groups of four rows, zero-padded)",
         ),
         "channels": ctx.constant(
-            f"{name}_channels", table, "int32_t", "per channel: bias, multiplier, shift, rounding"
+            f"{name}_channels", table, "int32_t", f"per channel: {bias}, multiplier, shift, rounding"
         ),
         "doubled": int(doubled),
         "output_offset": offset,
@@ -250,6 +268,14 @@ def reads_row_in_place(batches: int, out_depth: int) -> bool:
     return batches == 1 and out_depth <= 4
 
 
+def takes_row_stream(batches: int, out_depth: int, dsp: bool) -> bool:
+    """Whether a FULLY_CONNECTED runs tr_fully_connected_row_int8: one row on a DSP target, where
+    it costs 14 instructions per 16 MACs against 18. Not where tr_fully_connected_int8 reads the
+    row in place (no scratch to prepare it in), nor on the plain C path (Cortex-M0/M3), whose
+    loop reads the plain layout with one LDRSB a weight."""
+    return dsp and batches == 1 and not reads_row_in_place(batches, out_depth)
+
+
 def wide_scratch_bytes(depth: int, rows: int) -> int:
     """Bytes of the matmul loops' widened-input scratch (TR_MATMUL_WIDE_WORDS in tr_matmul.h) for
     `rows` input rows at a time (2 when there are two or more, else 1) of `depth` values."""
@@ -278,15 +304,16 @@ def lower(op: Op, ctx: LoweringContext) -> KernelCall:
     out_depth, in_depth = filt.shape
     batches = inp.size // in_depth
     name = ctx.unique_name(f"fc_{layer_name(filt, f'op{op.index}')}")
+    stream = takes_row_stream(batches, out_depth, ctx.dsp)
     fields: dict[str, FieldValue] = {
         "batches": batches,
         "input_depth": in_depth,
         "output_depth": out_depth,
-        "layer": matmul_fields(op, ctx, name),
+        "layer": matmul_fields(op, ctx, name, row_stream=stream),
     }
     return KernelCall(
         "tr_fully_connected.c",
-        "tr_fully_connected_int8",
+        "tr_fully_connected_row_int8" if stream else "tr_fully_connected_int8",
         ctx.params("tr_fc_params", name, fields),
         [ctx.tensor(inp), ctx.tensor(out), wide_argument(ctx, in_depth, batches, out_depth)],
         describe(op),

@@ -46,7 +46,9 @@ def test_every_measured_core_has_a_fit_and_boards_map_to_cores():
         model = load_cost_model(board)
         assert "tr_fully_connected_int8" in model.kernels
         dense = model.predict_layers([_op("fc", 1, 256, 128, 256)])
-        assert 1.0 < dense / (256 * 128) < 5.0  # instructions per MAC of a dense layer
+        assert (
+            0.5 < dense / (256 * 128) < 5.0
+        )  # instructions per MAC of a dense layer (the M4 row stream: 0.96)
 
 
 def test_generic_path_costs_more_than_the_dsp_path():

@@ -19,9 +19,11 @@ PER_MODEL = 0.05
 
 
 @pytest.fixture(scope="module")
-def held_out_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def held_out_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, list[Path]]:
+    """{dsp: generated folders}: each core measured on the C generated for it, as deploy does."""
     work = tmp_path_factory.mktemp("held_out")
-    return [generate_model(model, work, model.name) for model in (build() for build in held_out())]
+    models = [build() for build in held_out()]
+    return {dsp: [generate_model(model, work, model.name, dsp) for model in models] for dsp in (True, False)}
 
 
 def _grid_shapes() -> set[str]:
@@ -45,9 +47,11 @@ def test_held_out_models_use_shapes_outside_the_grid(held_out_dirs):
 
 @pytest.mark.parametrize("core", sorted(BOARDS))
 def test_predictions_on_held_out_shapes(held_out_dirs, core):
+    from toolchain.firmware import load_board
+
     board = BOARDS[core]
     model = load_cost_model(board)
-    for gen in held_out_dirs:
+    for gen in held_out_dirs[load_board(board).has_dsp]:
         calls = measure_calls(gen, board)
         predicted = [model.predict_call(call["kernel"], call["shapes"]) for call in calls]
         assert all(known for _, known in predicted), "every kernel of the held-out models is fitted"

@@ -6,14 +6,10 @@
 #ifndef TR_CONV_FIRST_H
 #define TR_CONV_FIRST_H
 
-#include "tr_fully_connected.h"
-#include "tr_params.h"
+#include "tr_conv.h"
 
-typedef struct {
-    tr_conv_geometry geometry;
-    int32_t input_zero_point; /* what padding reads as */
-    tr_matmul_layer layer;    /* [out_c] x [k_h * k_w * in_c] in the matmul layout, the zero point folded in */
-} tr_conv_first_params;
+/* The same fields as an ordinary convolution: only the kernel differs. */
+typedef tr_conv_params tr_conv_first_params;
 
 /* `columns`: scratch for two im2col columns of whole words, 8 * ((k_h * k_w * in_c + 3) / 4) bytes;
  * `wide`: the matmul scratch, TR_MATMUL_WIDE_WORDS(k_h * k_w * in_c, 2) words (unused on the plain

@@ -17,6 +17,7 @@ from toolchain.codegen.graph import parse
 from toolchain.codegen.ops.depthwise_conv import (
     must_run_by_columns,
     runs_three_by_three,
+    three_by_three_group_constants,
     three_by_three_weights,
 )
 
@@ -96,6 +97,14 @@ CASES = {
         "act": "NONE",
     },
     "stride_across_3_by_columns": {"c": 8, "h": 6, "w": 10, "stride_w": 3, "act": "NONE"},
+    # one call of the loop per group runs the whole image, its window starting below the rows of
+    # padding (MobileNet's last maps: 3x3, and 6x6 -> 3x3 at stride 2, no padding above), past the
+    # image from its first rows (one row: the second of the first three is already padding), and a
+    # whole group before a partial one (the partial one in C, from the requant arrays)
+    "tiny_3x3_row_loop": {"c": 16, "h": 3, "w": 3, "out_zp": -128},
+    "six_to_three_stride2_row_loop": {"c": 8, "h": 6, "w": 6, "stride_h": 2, "stride_w": 2, "act": "NONE"},
+    "one_row_row_loop": {"c": 8, "h": 1, "w": 6, "out_zp": -128},
+    "whole_and_partial_group_row_loop": {"c": 6, "h": 5, "w": 4, "act": "NONE", "out_zp": 5},
 }
 # the cases run by columns (`must_run_by_columns`); the others keep the image's rows
 BY_COLUMNS = {"stride_2_down_3_across_by_columns_row_loop", "stride_across_3_by_columns"}
@@ -111,6 +120,10 @@ ROW_LOOP_CASES = {
     "stride_down_4_row_loop": False,
     "tall_row_loop": True,
     "stride_2_down_3_across_by_columns_row_loop": False,
+    "tiny_3x3_row_loop": True,
+    "six_to_three_stride2_row_loop": False,
+    "one_row_row_loop": True,
+    "whole_and_partial_group_row_loop": False,
 }
 QEMU_CASES = (
     "stride1_same_8",
@@ -158,6 +171,40 @@ def test_row_loop_cases_take_the_doubled_form_over_all_of_int8(tmp_path: Path, c
     text = " ".join((tmp_path / "gen" / "model.c").read_text().split())
     assert ".act_min = -128, .act_max = 127" in text
     assert (".output_offset = -128," in text) == ROW_LOOP_CASES[case]
+    assert ".group_constants = tr_" in text  # the loop's constants laid out, or it would not run
+
+
+def test_group_constants_only_where_the_row_loop_reads_them(tmp_path: Path) -> None:
+    """No table for TFLM's general form, a clamp narrower than int8, or a core without DSP (whose
+    plain C reads the requant arrays): it would only take flash."""
+    from toolchain.codegen import generate
+
+    for case, dsp in (("general_requantization", True), ("stride1_same_8", True), ("tall_row_loop", False)):
+        generate(build_conv(_params(case), tmp_path / f"{case}.tflite"), tmp_path / case, dsp=dsp)
+        text = " ".join((tmp_path / case / "model.c").read_text().split())
+        assert ".group_constants = NULL" in text, case
+
+
+def test_group_constants_are_laid_out_as_the_row_loop_reads_them() -> None:
+    """Per whole group of four: (multiplier, rounding constant, right shift) per channel, then the
+    doubled biases; a partial last group has none (it runs in C)."""
+    from types import SimpleNamespace
+
+    from toolchain.codegen.ops.fully_connected import doubled_requant
+
+    bias = np.array([100, -200, 300, -400, 500, 600], np.int64)
+    abs_sums = np.full(6, 50, np.int64)
+    mults = np.array([1 << 30 | k for k in range(6)], np.int64) + (1 << 29)
+    shifts = np.array([-1, -2, -3, -4, -5, -6], np.int64)
+    out = SimpleNamespace(zero_point=np.array([-3]), scale=np.array([0.05], np.float32))
+    table = three_by_three_group_constants(bias, abs_sums, mults, shifts, out, "NONE")
+    right, rounding = doubled_requant(bias, abs_sums, mults, shifts, -3)
+    assert table is not None and table.shape == (16,)
+    for k in range(4):
+        assert list(table[3 * k : 3 * k + 3]) == [mults[k], rounding[k], right[k]]
+    assert list(table[12:]) == list(2 * bias[:4])
+    assert three_by_three_group_constants(bias[:3], abs_sums[:3], mults[:3], shifts[:3], out, "NONE") is None
+    assert three_by_three_group_constants(bias, abs_sums, mults, shifts, out, "RELU6") is None
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

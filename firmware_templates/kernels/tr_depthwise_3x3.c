@@ -13,7 +13,11 @@
  * On the DSP path one assembly loop runs all of a group's output rows and, between them, moves
  * the window down itself (tr_dw3_next_row widens the incoming row, its edge columns read from a
  * per-layer table instead of tested per column; past the image it moves in the row of zero
- * points): C steps in only at the rows of padding above the image. A row still costs some fifty
+ * points); it also takes the group's first input rows, the window starting below the rows of
+ * padding above the image (the same for every group), and reads the group's requantization
+ * constants and biases where the generator laid them out (`group_constants`): per group, C sets
+ * four pointers and calls it (MobileNet's last layers have 32-64 groups of nine pixels, so what a
+ * group costs outside its pixels counted for a quarter of their time). A row still costs some fifty
  * instructions of bookkeeping per group of four channels, so the kernel can also run an image by
  * columns (`transposed`): a stride across of 3 always, a tall image where the generator finds the
  * arena room for the longer rows (DS-CNN's 25x5 maps would run 12% faster as five rows of 25, but
@@ -298,6 +302,18 @@ static void tr_dw3_widening_setup(const tr_dw3_shape *shape, tr_dw3_widening *w,
 }
 #endif
 
+/* The row of zero points (the padding above and below the image): every stored column the same six
+ * words, worked out once and copied (tr_dw3_row would widen each of its columns' three reads). */
+static void tr_dw3_zero_row(int32_t *out, int n_cols, int32_t zero_word)
+{
+    int32_t e, o, column[TR_DW3_COLUMN_WORDS];
+    tr_dw3_widen(zero_word, &e, &o);
+    tr_dw3_store(column, e, o, e, o, e, o);
+    for (int j = 0; j < n_cols; ++j, out += TR_DW3_COLUMN_WORDS) {
+        memcpy(out, column, sizeof column);
+    }
+}
+
 /* The `n_cols` stored columns of one input row (`row`: channel c of its first pixel, NULL for a
  * row of padding); stored column j holds the taps of output column j, input columns x .. x + 2
  * with x = j * step - pad_left. The columns slide: each input column is read and widened once.
@@ -446,27 +462,33 @@ TR_INLINE int32_t tr_dw3_requantize4(int32_t a0, int32_t a1, int32_t a2, int32_t
 
 #if TR_DW3_ASM
 /* One group of four channels for the assembly row loop below, which reads the fields by these
- * offsets (through the stack: it needs every register): the group's constants, laid out for LDM
- * in the order it reads them, the current output row, and the window of input rows it moves down
- * between output rows. */
+ * offsets (through the stack: it needs every register). C sets the first four per call: the
+ * group's constants (laid out by the generator for LDM, `group_constants`), its weights, its first
+ * output pixel and its first input row; the loop starts its window, row ends and row count from the
+ * layer's fields, then moves the window down between output rows. */
 typedef struct {
-    int32_t requant[12];     /* +0: per channel: multiplier, rounding constant, right shift */
-    int32_t bias[4];         /* +48: the group's four (doubled) biases */
-    int32_t step;            /* +64: bytes from one output pixel to the next */
-    const int8_t *end;       /* +68: `out` past the row's last pixel */
-    int8_t *out;             /* +72: channel 0 of the row's first output pixel */
-    const int32_t *weights;  /* +76: the group's 18 weight words */
-    const int32_t *rows[3];  /* +80: the window: the stored columns of the three kernel rows */
-    int32_t more_rows;       /* +92: output rows to run after this one, each `stride_h` input rows down */
-    int32_t stride_h;        /* +96 */
-    int32_t out_row;         /* +100: bytes from one output row to the next */
-    const int8_t *src;       /* +104: the next input row, inside the image */
-    int32_t *slot;           /* +108: the ring slot it goes to (input row y to slot y % 3, so three
-                                consecutive rows never share one) */
-    tr_dw3_widening *widening; /* +112 */
-    int32_t row_skip;        /* +116: bytes from past a row's last output pixel to the next row's first
-                                (0 unless the rows are the image's columns) */
-    const int8_t *src_end;   /* +120: past the image's last input row: from there on, rows of padding */
+    const int32_t *constants;  /* +0: the group's 16 words of tr_depthwise_3x3_params.group_constants */
+    int8_t *out;               /* +4: channel 0 of the first output pixel (then of the current row's) */
+    const int32_t *weights;    /* +8: the group's 18 weight words */
+    const int8_t *src;         /* +12: the first input row (then the next), inside the image */
+    int32_t *slot;             /* +16: the ring slot the next input row goes to (input row y to slot
+                                  y % 3, so three consecutive rows never share one) */
+    const int32_t *rows[3];    /* +20: the window: the stored columns of the three kernel rows */
+    int32_t more_rows;         /* +32: output rows to run after this one, each `stride_h` input rows down */
+    const int8_t *src_end;     /* +36: past the image's last input row: from there on, rows of padding */
+    tr_dw3_widening *widening; /* +40 */
+    int32_t step;              /* +44: bytes from one output pixel to the next */
+    int32_t stride_h;          /* +48 */
+    int32_t out_row;           /* +52: bytes from one output row to the next */
+    int32_t row_skip;          /* +56: bytes from past a row's last output pixel to the next row's first
+                                  (0 unless the rows are the image's columns) */
+    int32_t first_rows;        /* +60: input rows the loop moves in before its first output row */
+    int32_t *top_slot;         /* +64: the slot and the window at the start of a call (with the rows
+                                  of padding above the image: the same ring slots for every group) */
+    const int32_t *top[3];     /* +68 */
+    int32_t out_rows;          /* +80: output rows a call runs (at least one) */
+    int32_t in_bytes;          /* +84: src_end - src at the start of a call */
+    int32_t span;              /* +88: bytes from a row's first output pixel to past its last */
 } tr_dw3_run;
 
 /* Moves the window one input row down: the row at run->src widened into the next ring slot (its
@@ -476,23 +498,23 @@ typedef struct {
 __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *run)
 {
     (void)run;
-    __asm__ volatile("ldr r3, [r0, #112]\n\t" /* the widening, at [sp] for TR_DW3_TAIL_ASM */
+    __asm__ volatile("ldr r3, [r0, #40]\n\t" /* the widening, at [sp] for TR_DW3_TAIL_ASM */
                      "push {r3-r11, lr}\n\t"
-                     "ldrd r1, r2, [r0, #104]\n\t" /* src, slot */
-                     "ldrd r4, r5, [r0, #84]\n\t"  /* the window one row down, the slot last */
-                     "strd r4, r5, [r0, #80]\n\t"
-                     "str r2, [r0, #88]\n\t"
+                     "ldrd r1, r2, [r0, #12]\n\t" /* src, slot */
+                     "ldrd r4, r5, [r0, #24]\n\t"  /* the window one row down, the slot last */
+                     "strd r4, r5, [r0, #20]\n\t"
+                     "str r2, [r0, #28]\n\t"
                      "ldrd r4, r5, [r3, #92]\n\t" /* row_bytes, slot_bytes */
                      "add r4, r1, r4\n\t"
-                     "str r4, [r0, #104]\n\t"
+                     "str r4, [r0, #12]\n\t"
                      "add r5, r2, r5\n\t" /* past the slot: the row's end, and the next slot */
                      "str r5, [r3, #12]\n\t"
                      "ldrd r6, r7, [r3, #100]\n\t" /* ring, ring_end */
                      "cmp r5, r7\n\t"
                      "it eq\n\t"
                      "moveq r5, r6\n\t"
-                     "str r5, [r0, #108]\n\t"
-                     "ldr r4, [r0, #120]\n\t" /* past the image: the row of zero points (r7) */
+                     "str r5, [r0, #16]\n\t"
+                     "ldr r4, [r0, #36]\n\t" /* past the image: the row of zero points (r7) */
                      "cmp r1, r4\n\t"
                      "bhs 10f\n\t"
                      "ldr r4, [r3, #32]\n\t" /* the row's words of the widening */
@@ -517,17 +539,19 @@ __attribute__((naked, noinline, used)) static void tr_dw3_next_row(tr_dw3_run *r
                      ".byte (21f - 20b) / 2, (22f - 20b) / 2, 0\n\t" TR_DW3_SLIDE1_ASM TR_DW3_SLIDE2_ASM "9:\n\t"
                      "pop {r3-r11, pc}\n\t"
                      "10:\n\t"
-                     "str r7, [r0, #88]\n\t"
+                     "str r7, [r0, #28]\n\t"
                      "pop {r3-r11, pc}");
 }
 
 /* The offsets the assembly reads, checked when compiling (C99 has no _Static_assert: an array of
  * -1 elements fails). */
 #define TR_DW3_CHECK(name, holds) typedef char name[(holds) ? 1 : -1]
-TR_DW3_CHECK(tr_dw3_run_offsets_checked, offsetof(tr_dw3_run, more_rows) == 92 && offsetof(tr_dw3_run, src) == 104 &&
-                                             offsetof(tr_dw3_run, widening) == 112 &&
-                                             offsetof(tr_dw3_run, row_skip) == 116 &&
-                                             offsetof(tr_dw3_run, src_end) == 120);
+TR_DW3_CHECK(tr_dw3_run_offsets_checked, offsetof(tr_dw3_run, src) == 12 && offsetof(tr_dw3_run, rows) == 20 &&
+                                             offsetof(tr_dw3_run, more_rows) == 32 &&
+                                             offsetof(tr_dw3_run, widening) == 40 &&
+                                             offsetof(tr_dw3_run, row_skip) == 56 &&
+                                             offsetof(tr_dw3_run, first_rows) == 60 &&
+                                             offsetof(tr_dw3_run, span) == 88);
 TR_DW3_CHECK(tr_dw3_widening_offsets_checked, offsetof(tr_dw3_widening, loads) == 32 &&
                                                   offsetof(tr_dw3_widening, head) == 84 &&
                                                   offsetof(tr_dw3_widening, entry) == 108);
@@ -557,51 +581,76 @@ static void tr_dw3_next_zero_row(tr_dw3_run *run)
     "strb " a ", [r11, #" #k "]\n\t"
 #define TR_DW3_SIGN(a) "add r9, r9, " a ", asr #31\n\t"
 
-/* The output pixels of one row of one group: nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the weights
- * in r7), requantization, the next pixel's bias; r0-r3 are the four accumulators, [sp, #4] the
- * output pixel, [sp, #8] the tr_dw3_run (requant, then bias, step and end: one pointer, LDM on). */
+/* The output pixels of one call: nine taps (TR_DW3_ROW_ASM_R on r4-r6 and the weights in r7),
+ * requantization, the next pixel's bias; r0-r3 are the four accumulators. First the call's window,
+ * row count and ends from the layer's fields, then the frame on the stack: [sp] the tr_dw3_run,
+ * [sp, #4] the output pixel, [sp, #8] the group's constants (requant, then bias: one pointer, LDM
+ * on), [sp, #12] step, [sp, #16] the row's end. The window then takes its first_rows input rows
+ * (tr_dw3_next_row: widened, or past the image zero points), so a group needs no C between its
+ * constants and its first output row. */
 #define TR_DW3_RUN_BODY(s0, s1, s2, s3)                                                              \
-    "ldr r1, [r0, #72]\n\t"                                                                          \
-    "mov r2, r0\n\t"                                                                                 \
-    "push {r0, r1, r2, r4-r11, lr}\n\t"                                                              \
-    "ldr r7, [r0, #76]\n\t"                                                                          \
-    "add r12, r0, #80\n\t"                                                                           \
+    "push {r4-r11, lr}\n\t"                                                                          \
+    "add r12, r0, #64\n\t"                                                                           \
+    "ldm r12, {r4-r10}\n\t"                                                                          \
+    "add r12, r0, #16\n\t"                                                                           \
+    "stm r12, {r4-r7}\n\t"                                                                           \
+    "subs r8, r8, #1\n\t"                                                                            \
+    "ldr r2, [r0, #12]\n\t"                                                                          \
+    "add r9, r2, r9\n\t"                                                                             \
+    "strd r8, r9, [r0, #32]\n\t"                                                                     \
+    "ldrd r2, r1, [r0]\n\t"                                                                          \
+    "ldr r3, [r0, #44]\n\t"                                                                          \
+    "add r4, r1, r10\n\t"                                                                            \
+    "push {r0-r4}\n\t"                                                                               \
+    "ldr r4, [r0, #60]\n\t"                                                                          \
+    "cbz r4, 5f\n\t"                                                                                 \
+    "4:\n\t"                                                                                         \
+    "bl tr_dw3_next_row\n\t"                                                                         \
+    "ldr r0, [sp]\n\t"                                                                               \
+    "subs r4, r4, #1\n\t"                                                                            \
+    "bne 4b\n\t"                                                                                     \
+    "5:\n\t"                                                                                         \
+    "ldr r7, [r0, #8]\n\t"                                                                           \
+    "add r12, r0, #20\n\t"                                                                           \
     "ldm r12, {r4, r5, r6}\n\t"                                                                      \
-    "add r12, r0, #48\n\t"                                                                           \
+    "ldr r12, [sp, #8]\n\t"                                                                          \
+    "add r12, r12, #48\n\t"                                                                          \
     "ldm r12, {r0-r3}\n\t"                                                                           \
     "1:\n\t" TR_DW3_ROW_ASM_R("r4", "0") TR_DW3_ROW_ASM_R("r5", "24") TR_DW3_ROW_ASM_R("r6", "48")      \
     "ldrd r11, r12, [sp, #4]\n\t" TR_DW3_RQ("r0", 0, s0) TR_DW3_RQ("r1", 1, s1) TR_DW3_RQ("r2", 2, s2) \
-        TR_DW3_RQ("r3", 3, s3) "ldm r12!, {r0-r3}\n\t"                                                \
-    "ldm r12, {r8, r9}\n\t"                                                                          \
+        TR_DW3_RQ("r3", 3, s3) "ldm r12, {r0-r3}\n\t"                                                 \
+    "ldrd r8, r9, [sp, #12]\n\t"                                                                     \
     "add r11, r11, r8\n\t"                                                                           \
     "str r11, [sp, #4]\n\t"                                                                          \
     "cmp r11, r9\n\t"                                                                                \
-    "bne 1b\n\t" TR_DW3_NEXT_ROW_ASM "pop {r0, r1, r2, r4-r11, pc}"
+    "bne 1b\n\t" TR_DW3_NEXT_ROW_ASM "add sp, sp, #20\n\t"                                           \
+    "pop {r4-r11, pc}"
 
-/* After an output row: while more_rows, the next output row (its `end` one output row on, its first
+/* After an output row: while more_rows, the next output row (its end one output row on, its first
  * pixel row_skip past r11 at [sp, #4]) after stride_h calls of tr_dw3_next_row; r7 (the weights)
  * survives the calls. */
 #define TR_DW3_NEXT_ROW_ASM     \
-    "ldr r0, [sp, #8]\n\t"      \
-    "ldr r1, [r0, #92]\n\t"     \
+    "ldr r0, [sp]\n\t"          \
+    "ldr r1, [r0, #32]\n\t"     \
     "subs r1, r1, #1\n\t"       \
     "bmi 3f\n\t"                \
-    "str r1, [r0, #92]\n\t"     \
-    "ldr r1, [r0, #100]\n\t"    \
+    "str r1, [r0, #32]\n\t"     \
+    "ldr r1, [r0, #52]\n\t"     \
     "add r1, r1, r11\n\t"       \
-    "str r1, [r0, #68]\n\t"     \
-    "ldr r1, [r0, #116]\n\t"    \
+    "str r1, [sp, #16]\n\t"     \
+    "ldr r1, [r0, #56]\n\t"     \
     "add r11, r11, r1\n\t"      \
     "str r11, [sp, #4]\n\t"     \
-    "ldr r4, [r0, #96]\n\t"     \
+    "ldr r4, [r0, #48]\n\t"     \
     "2:\n\t"                    \
     "bl tr_dw3_next_row\n\t"    \
-    "ldr r0, [sp, #8]\n\t"      \
+    "ldr r0, [sp]\n\t"          \
     "subs r4, r4, #1\n\t"       \
     "bne 2b\n\t"                \
-    "add r12, r0, #80\n\t"      \
+    "add r12, r0, #20\n\t"      \
     "ldm r12, {r4, r5, r6}\n\t" \
-    "add r12, r0, #48\n\t"      \
+    "ldr r12, [sp, #8]\n\t"     \
+    "add r12, r12, #48\n\t"     \
     "ldm r12, {r0-r3}\n\t"      \
     "b 1b\n\t"                  \
     "3:\n\t"
@@ -651,14 +700,14 @@ static void tr_dw3_take(tr_dw3_run *run, const int8_t *image, int y, int in_h, i
 }
 
 /* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
- * `out` channel c of the image's first output pixel. C moves the window over the rows of padding
- * above the image; the loop runs every output row, moving the window down itself (past the image:
- * rows of zero points). A stride down of more than three skips rows: C moves those, row by row. */
+ * `out` channel c of the image's first output pixel, for a stride down of more than three (which
+ * skips rows: C moves the window, row by row, and the loop runs one output row a call; first_rows
+ * is 0). A smaller stride runs the whole image in one call (tr_dw3_image). */
 __attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const int8_t *image, int8_t *out,
                                                        tr_dw3_run *run, int relu)
 {
     const int in_h = g->in_h, stride_h = g->stride_h, out_h = g->out_h;
-    const int row_bytes = run->widening->row_bytes, span = run->out_row - run->row_skip;
+    const int row_bytes = run->widening->row_bytes;
     run->slot = run->widening->ring;
     run->src_end = image + in_h * row_bytes;
     int y = -g->pad_top; /* the next input row */
@@ -672,16 +721,19 @@ __attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g
                 tr_dw3_take(run, image, y, in_h, k < stride_h - 3);
             }
         }
-        run->more_rows = rows_per_run - 1;
+        /* the call starts from the window as it stands */
+        run->top_slot = run->slot;
+        run->top[0] = run->rows[0], run->top[1] = run->rows[1], run->top[2] = run->rows[2];
+        run->out_rows = rows_per_run;
         run->out = out + oy * run->out_row;
-        run->end = run->out + span;
         run->src = y < in_h ? image + y * row_bytes : run->src_end;
+        run->in_bytes = (int32_t)(run->src_end - run->src);
         if (relu) {
             tr_dw3_run_relu(run);
         } else {
             tr_dw3_run_signed(run);
         }
-        y += run->more_rows * stride_h;
+        y += (rows_per_run - 1) * stride_h;
     }
 }
 #endif
@@ -726,32 +778,58 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
     int32_t *ring = scratch, *zero_row = scratch + 3 * row_words;
     const tr_dw3_shape shape = {g.in_w, g.pad_left, step, n_cols, frame.in_col, frame.in_row,
                                 tr_dw3_inner_columns(g.in_w, g.pad_left, step, n_cols), row_words, zero_word};
-    tr_dw3_row(&shape, NULL, 4, zero_row);
+    tr_dw3_zero_row(zero_row, n_cols, zero_word);
     const int in_image = g.in_h * g.in_w * channels, out_image = g.out_h * g.out_w * channels;
     int first = 0; /* the first channel the C loop below runs */
 #if TR_DW3_ASM
-    if (run_form != 0 && tr_dw3_slides(&shape)) { /* every whole group through the assembly row loop */
+    /* every whole group through the assembly row loop (where the generator laid out its constants) */
+    if (run_form != 0 && tr_dw3_slides(&shape) && params->group_constants != NULL) {
         tr_dw3_widening widening;
         tr_dw3_widening_setup(&shape, &widening, ring);
-        tr_dw3_run run; /* the group's constants are set per group, the rows and the output per row */
+        tr_dw3_run run; /* the layer's fields once; per group its constants, weights, input and output */
         run.step = frame.out_col;
         run.stride_h = g.stride_h;
         run.out_row = frame.out_row;
         run.row_skip = frame.out_row - n_cols * frame.out_col;
         run.widening = &widening;
-        for (; first + 4 <= channels; first += 4) {
-            const int c = first;
-            run.weights = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
-            for (int k = 0; k < 4; ++k) {
-                run.bias[k] = bias[c + k];
-                run.requant[3 * k] = rq.multiplier[c + k];
-                run.requant[3 * k + 1] = rq.doubled[2 * (c + k) + 1];
-                run.requant[3 * k + 2] = rq.doubled[2 * (c + k)];
-            }
-            for (int b = 0; b < g.batches; ++b) {
-                tr_dw3_group_run(&g, input + b * in_image + c, output + b * out_image + c, &run, run_form == 1);
+        /* A stride down of up to three: one call of the loop runs a group's whole image. The rows of
+         * padding above the image are the same for every group (the row of zero points in the same
+         * ring slots), so the window starts past them; the loop moves in the rest of the first
+         * three rows itself (first_rows). */
+        const int whole_image = g.stride_h <= 3 && g.pad_top <= 3 && g.out_h > 0;
+        run.first_rows = whole_image ? 3 - g.pad_top : 0;
+        run.span = frame.out_row - run.row_skip;
+        run.slot = widening.ring;
+        run.rows[0] = run.rows[1] = run.rows[2] = widening.ring_end;
+        for (int k = 0; whole_image && k < g.pad_top; ++k) {
+            tr_dw3_next_zero_row(&run);
+        }
+        run.top_slot = run.slot;
+        run.top[0] = run.rows[0], run.top[1] = run.rows[1], run.top[2] = run.rows[2];
+        run.out_rows = g.out_h;
+        run.in_bytes = g.in_h * frame.in_row;
+        void (*const run_image)(tr_dw3_run *) = run_form == 1 ? tr_dw3_run_relu : tr_dw3_run_signed;
+        const int whole_groups = channels / 4 * 4;
+        /* batches outside, groups inside: per group four fields and a call, nothing spilled */
+        for (int b = 0; b < g.batches; ++b) {
+            const int32_t *constants = params->group_constants, *weights = params->filter_words;
+            const int8_t *image = input + b * in_image;
+            int8_t *out = output + b * out_image;
+            for (int c = 0; c < whole_groups; c += 4) {
+                run.constants = constants;
+                run.weights = weights;
+                run.src = image + c;
+                run.out = out + c;
+                if (whole_image) {
+                    run_image(&run);
+                } else {
+                    tr_dw3_group_run(&g, image + c, out + c, &run, run_form == 1);
+                }
+                constants += TR_DW3_GROUP_CONSTANTS;
+                weights += 3 * TR_DW3_COLUMN_WORDS;
             }
         }
+        first = whole_groups;
     }
 #endif
     for (int c = first; c < channels; c += 4) {

@@ -29,7 +29,17 @@ typedef struct {
     const int32_t *filter_words; /* [(out_c + 3) / 4][3][6] */
     const int32_t *bias;         /* [out_c], the input zero point folded in (doubled: see above) */
     tr_requant_params requant;   /* general or doubled form */
+    const int32_t *group_constants; /* NULL, or per whole group of four channels the
+                                       TR_DW3_GROUP_CONSTANTS words the DSP path's assembly row
+                                       loop reads by LDM: per channel the doubled form's
+                                       multiplier, rounding constant and right shift, then the
+                                       four (doubled) biases; set where that loop runs (doubled
+                                       form, clamp range all of int8, a DSP target), so no group
+                                       copies its constants */
 } tr_depthwise_3x3_params;
+
+/* Words per group of four channels in `group_constants`. */
+#define TR_DW3_GROUP_CONSTANTS 16
 
 /* Scratch bytes the kernel needs: four rows (three input rows and a row of zero points) of
  * out_w stored columns. */

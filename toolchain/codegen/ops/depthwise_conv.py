@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.codegen.graph import Op
+from toolchain.codegen.graph import Op, Tensor
 from toolchain.codegen.lowering import (
     FieldValue,
     KernelCall,
@@ -115,6 +115,29 @@ def three_by_three_weights(taps: np.ndarray, factor: int) -> np.ndarray:
     high = np.concatenate([w[:, :, 1, :], w[:, :, 2, 2:4]], axis=2)
     words = ((low & 0xFFFF) | ((high & 0xFFFF) << 16)).astype(np.uint32).view(np.int32)
     return words.reshape(-1)
+
+
+def three_by_three_group_constants(
+    bias: np.ndarray, abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray, out: Tensor, act: str
+) -> np.ndarray | None:
+    """The `group_constants` of tr_depthwise_3x3_params, or None where its assembly row loop does not
+    run (the general requantization, or a clamp narrower than int8): per whole group of four channels,
+    each channel's multiplier, rounding constant and right shift of the doubled form, then the four
+    doubled biases, in the order the loop reads them with LDM. Laid out here, no group copies them
+    at run time (some thirty instructions a group, where MobileNet's small layers have 32-64 groups
+    of nine pixels). A partial last group runs in C from the `tr_requant_params` arrays, which a
+    core without DSP reads too: the table is a second copy of those 16 bytes per channel."""
+    offset = int(out.zero_point[0])
+    doubled = doubled_requant(bias, abs_sums, mults, shifts, offset)
+    groups = len(bias) // 4
+    full_range = activation_range_int8(act, float(out.scale[0]), offset) == (-128, 127)
+    if doubled is None or not full_range or groups == 0:
+        return None
+    right, rounding = doubled
+    n = groups * 4
+    requant = np.stack([mults[:n], rounding[:n], right[:n]], axis=1).astype(np.int64).reshape(groups, 12)
+    biases = (2 * bias[:n].astype(np.int64)).reshape(groups, 4)
+    return np.concatenate([requant, biases], axis=1).reshape(-1)
 
 
 def runs_three_by_three(op: Op) -> bool:
@@ -341,6 +364,21 @@ def _three_by_three_call(
     bias[:channels] = factor * bias_folded.astype(np.int64)
     fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
     fields["requant"] = requant
+    table = (
+        None
+        if not ctx.dsp
+        else three_by_three_group_constants(bias_folded, abs_sums, mults, shifts, out, act)
+    )
+    fields["group_constants"] = (
+        "NULL"
+        if table is None
+        else ctx.constant(
+            f"{name}_group_constants",
+            table,
+            "int32_t",
+            "per group of four channels: (multiplier, rounding, right shift) x 4, then 4 doubled biases",
+        )
+    )
     frame_width = out.shape[1] if transposed else out.shape[2]
     scratch = ctx.scratch(4 * frame_width * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
     params = ctx.params("tr_depthwise_3x3_params", name, fields)

@@ -13,7 +13,8 @@ pointwise CONV_2D at 64x64 and above (target <= 1.3), and the demo's digits MLP 
 30% of its parameters against the original (target on qemu_m4: compressed instructions <= 28,600;
 also shown: against 1.05 x the MAC ratio x the original's instructions).
 
-`python -m benchmarks.bench_factored --out build/bench/bench_factored [--quick]`
+`python -m benchmarks.bench_factored --out build/bench/bench_factored [--quick] [--shape TEXT ...]`
+(`--shape`: only the shapes whose name contains one of the texts, e.g. `--shape "fc 256" --quick`.)
 """
 
 from __future__ import annotations
@@ -300,15 +301,19 @@ def _print(results: dict[str, Any], boards: tuple[str, ...]) -> None:
         console.print(table)
 
 
-def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
-    """Every shape on every QEMU core (`quick`: four shapes, the M4 only, no MLP); writes
+def run(out_dir: str | Path, quick: bool = False, only: list[str] | None = None) -> dict[str, Any]:
+    """Every shape on every QEMU core (`quick`: four shapes, the M4 only, no MLP; `only`: the
+    shapes whose name contains one of these texts instead of the four); writes
     `out_dir/bench_factored.json` and returns the same dict."""
     from toolchain.fileio import write_json_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     boards = BOARDS[:1] if quick else BOARDS
-    shapes = [s for s in SHAPES if not quick or s.name in QUICK_SHAPES]
+    if only:
+        shapes = [s for s in SHAPES if any(text in s.name for text in only)]
+    else:
+        shapes = [s for s in SHAPES if not quick or s.name in QUICK_SHAPES]
     results: dict[str, Any] = {
         "method": "per-op instructions of the benchmark firmware (`tinyrank build`, QEMU -icount shift=0, "
         "SysTick exact to +-4), fused factored kernels; outputs checked against TFLite Micro",
@@ -325,7 +330,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
             work = Path(tmp) / f"shape{i}"
             work.mkdir()
             results["shapes"][shape.name] = measure_shape(shape, work, boards, samples=2)
-        if not quick:
+        if not quick and not only:
             results["mlp"] = measure_mlp(out / "mlp", boards, samples=20, epochs=40)
     write_json_report(out / "bench_factored.json", results)
     _print(results, boards)
@@ -338,8 +343,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("build/bench/bench_factored"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shape", action="append", help="only shapes whose name contains this (repeatable)")
     args = parser.parse_args()
-    run(args.out, quick=args.quick)
+    run(args.out, quick=args.quick, only=args.shape)
 
 
 if __name__ == "__main__":

@@ -48,29 +48,6 @@ TR_KERNEL void tr_fully_connected_int8(const tr_fc_params *params, const int8_t 
 }
 
 /*
- * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
- * weight word and each requantization setup serves both: the r-wide intermediate rows live
- * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
- * thin stream runs tr_thin_row row by row instead of the matmul loops.
- */
-TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
-                                                int8_t *output, int8_t *narrow, int8_t *wide)
-{
-    const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
-    const int output_depth = params->output_depth;
-    const tr_matmul_layer first = params->first, second = params->second;
-    const int32_t *first_thin = params->first_thin, *second_thin = params->second_thin;
-    uint32_t *scratch = (uint32_t *)(void *)wide;
-    for (int b = 0; b < batches; b += 2) {
-        const int rows = batches - b < 2 ? batches - b : 2;
-        const int8_t *x = input + b * input_depth;
-        int8_t *y = output + b * output_depth;
-        tr_layer_rows(x, narrow, rows, input_depth, rank, &first, first_thin, scratch);
-        tr_layer_rows(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
-    }
-}
-
-/*
  * One input row (TFLite FULLY_CONNECTED with batches = 1, more than four outputs): the row
  * stream. The generator stores each weight word w0 w1 w2 w3 (four consecutive inputs of one
  * output, in the matmul layout of tr_matmul.h) as the bytes (w1 ^ 0x80, w0, w3 ^ 0x80, w2)
@@ -112,11 +89,37 @@ TR_INLINE int32_t tr_row_stream_word(uint32_t word, uint32_t *out, int32_t odd_s
 }
 
 /* The prepared row (see above) into out[2j], out[2j + 1] for input word j, the last word
- * zero-padded; returns sum(x1 + x3). */
+ * zero-padded; returns sum(x1 + x3). On the DSP path two input words a pass in assembly (two LDR:
+ * the row need not be word-aligned; two SXTB16, EOR, SSUB16 and SMLAD; one STM of the four words):
+ * 6.5 instructions per word against 10 for the C loop (which keeps its loads and stores apart). */
 static int32_t tr_row_stream_prepare(const int8_t *x, int depth, uint32_t *out)
 {
     int32_t odd_sum = 0;
     const int8_t *end = x + (depth & ~3);
+#if TR_USE_DSP
+    const int8_t *pairs_end = x + (depth & ~7);
+    if (x != pairs_end) {
+        register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+        __asm__ volatile("1:\n\t"
+                         "ldr r10, [%[x], #4]\n\t"
+                         "ldr r8, [%[x]], #8\n\t"
+                         "sxtb16 r9, r8, ror #8\n\t" /* (x1, x3) of each word */
+                         "sxtb16 r11, r10, ror #8\n\t"
+                         "eor r8, r8, #0x007F007F\n\t" /* A */
+                         "eor r10, r10, #0x007F007F\n\t"
+                         "smlad %[sum], r9, %[ones], %[sum]\n\t"
+                         "smlad %[sum], r11, %[ones], %[sum]\n\t"
+                         "ssub16 r9, %[zero], r9\n\t" /* B */
+                         "ssub16 r11, %[zero], r11\n\t"
+                         "stm %[out]!, {r8, r9, r10, r11}\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "bne 1b\n\t"
+                         : [x] "+r"(x), [out] "+r"(out), [sum] "+&r"(odd_sum), "=&r"(r8), "=&r"(r9), "=&r"(r10),
+                           "=&r"(r11)
+                         : [end] "r"(pairs_end), [ones] "r"(0x00010001u), [zero] "r"(0u)
+                         : "cc", "memory");
+    }
+#endif
     for (; x < end; x += 4, out += 2) {
 #if TR_USE_DSP
         const uint32_t word = (uint32_t)tr_read_int8x4(x);
@@ -281,22 +284,21 @@ TR_INLINE const int8_t *tr_row_stream_sums(const uint32_t *x, const int8_t *w, i
 #endif
 }
 
-/* `wide` holds the prepared row (TR_MATMUL_WIDE_WORDS(input_depth, 1) words): the row is read
- * whole before any output is stored, so the output may overwrite the input (inplace.py). On the
- * DSP path, with a full-range doubled table, the whole groups run in one call of the assembly
- * loop, requantized inside it (tr_requantize_entry's five-instruction DSP form), and a partial last
- * group in a second call that stores its four bytes on the stack; anything else (TFLM's general
- * form, a clamping activation, the plain C path) runs group by group, requantized in C from the
- * sums. The generator calls this kernel for more than four outputs only. */
-TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output,
-                                           int8_t *wide)
+/* One row through a layer in the row stream (`row`: TR_MATMUL_WIDE_WORDS(depth, 1) words of
+ * scratch for the prepared row): the row is read whole before any output is stored, so the output
+ * may overwrite the input (inplace.py). On the DSP path, with a full-range doubled table, the
+ * whole groups run in one call of the assembly loop, requantized inside it (tr_requantize_entry's
+ * five-instruction DSP form), and a partial last group in a second call that stores its four bytes
+ * on the stack; anything else (TFLM's general form, a clamping activation, the plain C path) runs
+ * group by group, requantized in C from the sums. Called for more than four outputs only: a
+ * FULLY_CONNECTED of one row, or a step of a one-row factored pair (not inlined: one copy). */
+static __attribute__((noinline)) void tr_row_stream_layer(const tr_matmul_layer *params, const int8_t *input, int depth, int8_t *output,
+                                int out_depth, uint32_t *row)
 {
-    const tr_matmul_layer layer = params->layer; /* locals: not reloaded after stores */
-    const int depth = params->input_depth, out_depth = params->output_depth, words = (depth + 3) / 4;
-    const int doubled = (int)layer.doubled;
+    const tr_matmul_layer layer = *params; /* locals: not reloaded after stores */
+    const int words = (depth + 3) / 4, doubled = (int)layer.doubled;
     const int32_t *channels = layer.channels;
     const int8_t *w = layer.filter;
-    uint32_t *row = (uint32_t *)(void *)wide;
     const uint32_t row_sum = 128u * (uint32_t)tr_row_stream_prepare(input, depth, row);
 #if TR_USE_DSP
     if (doubled && layer.act_min == -128 && layer.act_max == 127) {
@@ -324,5 +326,62 @@ TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int
         }
         tr_store_partial_group(acc, channels, output + o, out_depth - o < 4 ? out_depth - o : 4, doubled,
                                layer.output_offset, layer.act_min, layer.act_max);
+    }
+}
+
+/* `wide` holds the prepared row (tr_row_stream_layer). The generator calls this kernel for more
+ * than four outputs only. */
+TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output,
+                                           int8_t *wide)
+{
+    tr_row_stream_layer(&params->layer, input, params->input_depth, output, params->output_depth,
+                        (uint32_t *)(void *)wide);
+}
+
+/* A factored pair of one row with a layer in the row stream (see tr_fully_connected_factored_int8):
+ * each layer from its own form, the layers read through the params (no local copies: the row
+ * stream copies what it keeps). */
+static __attribute__((noinline)) void tr_factored_row(const tr_fc_factored_params *params, const int8_t *input,
+                                                      int8_t *output, int8_t *narrow, uint32_t *scratch)
+{
+    const int input_depth = params->input_depth, rank = params->rank, output_depth = params->output_depth;
+    if (params->first_stream) {
+        tr_row_stream_layer(&params->first, input, input_depth, narrow, rank, scratch);
+    } else {
+        tr_layer_rows(input, narrow, 1, input_depth, rank, &params->first, params->first_thin, scratch);
+    }
+    if (params->second_stream) {
+        tr_row_stream_layer(&params->second, narrow, rank, output, output_depth, scratch);
+    } else {
+        tr_layer_rows(narrow, output, 1, rank, output_depth, &params->second, params->second_thin, scratch);
+    }
+}
+
+/*
+ * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
+ * weight word and each requantization setup serves both: the r-wide intermediate rows live
+ * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
+ * thin stream runs tr_thin_row row by row instead of the matmul loops; in a pair of one row
+ * (batches = 1, DSP targets) a layer packed as a row stream runs tr_row_stream_layer
+ * (tr_factored_row, before the two-row loop's set-up).
+ */
+TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
+                                                int8_t *output, int8_t *narrow, int8_t *wide)
+{
+    uint32_t *scratch = (uint32_t *)(void *)wide;
+    if (params->first_stream || params->second_stream) { /* one row (the generator's rule) */
+        tr_factored_row(params, input, output, narrow, scratch);
+        return;
+    }
+    const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
+    const int output_depth = params->output_depth;
+    const tr_matmul_layer first = params->first, second = params->second;
+    const int32_t *first_thin = params->first_thin, *second_thin = params->second_thin;
+    for (int b = 0; b < batches; b += 2) {
+        const int rows = batches - b < 2 ? batches - b : 2;
+        const int8_t *x = input + b * input_depth;
+        int8_t *y = output + b * output_depth;
+        tr_layer_rows(x, narrow, rows, input_depth, rank, &first, first_thin, scratch);
+        tr_layer_rows(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
     }
 }

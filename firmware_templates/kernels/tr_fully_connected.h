@@ -39,6 +39,11 @@ typedef struct {
      * (x1, x3)), then (multiplier, right shift, rounding) of each output. */
     const int32_t *first_thin;
     const int32_t *second_thin;
+    /* 1 where the layer is a row stream (packing.pack_row_stream, the table of
+     * fully_connected.row_stream_table; as tr_fully_connected_row_int8): set only in a pair of one
+     * row (batches = 1) on DSP targets, for a layer into more than four outputs with no thin stream. */
+    int32_t first_stream;
+    int32_t second_stream;
 } tr_fc_factored_params;
 
 /* output[b][o] = requantize(bias[o] + sum_i filter[o][i] * input[b][i]); `wide` is the scratch of
@@ -52,8 +57,9 @@ void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, in
  * scratch of TR_MATMUL_WIDE_WORDS(input_depth, 1) words. Generated for DSP targets only. */
 void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
-/* Both layers two input rows at a time; `narrow` is 2 * rank bytes of scratch, `wide` the matmul
- * scratch of the wider of input_depth and rank. */
+/* Both layers two input rows at a time (one row: each layer from its row stream where it has
+ * one); `narrow` is 2 * rank bytes of scratch (rank bytes for one row), `wide` the matmul scratch
+ * of the wider of input_depth and rank. */
 void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input, int8_t *output,
                                       int8_t *narrow, int8_t *wide);
 

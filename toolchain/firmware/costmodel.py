@@ -182,12 +182,32 @@ def is_thin(shape: dict[str, Any], ops: int) -> bool:
     return ops in (2, 3) and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= THIN_MAX_DEPTH
 
 
+# A step of a fused pair of one row (a FULLY_CONNECTED pair, or a pointwise pair over one pixel)
+# into more than four outputs with no thin stream runs from the row stream on DSP targets
+# (codegen's fully_connected.takes_row_stream; a Cortex-M0/M3 is generated with the matmul layout,
+# and its own fit gives these terms its own loop's cost): its own per-MAC, per-group and
+# per-row-word (the prepared row) costs, the same loop for either step of the pair.
+STREAM_TERMS = ("p*G*W", "p*G", "p*W")
+
+
+def is_row_stream(shape: dict[str, Any], ops: int) -> bool:
+    """Whether the generator runs this op of a fused pair from the row stream (`STREAM_TERMS`)."""
+    return (
+        ops == 2
+        and shape.get("kind") in ("fc", "pw")
+        and int(shape["p"]) == 1
+        and int(shape["o"]) > 4
+        and not is_thin(shape, ops)
+    )
+
+
 def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.ndarray:
     """The terms of a call. One op: a constant, `block_terms` for all positions and again for an
     odd last one (rows run in pairs), taps per position (im2col), input and output values. A
     fused call (several ops, few measurements each): a constant, the main MAC loop of each op
-    on its own (int8 loops or a thin stream, `is_thin`: separate terms), the other terms summed
-    over its ops with one coefficient each, and the thin ops' groups, rows and row words. A kernel that
+    on its own (int8 loops, a thin stream or a row stream, `is_thin`, `is_row_stream`: separate
+    terms), the other terms summed over its ops with one coefficient each, the thin ops' groups,
+    rows and row words, and the row-stream ops' groups and row words. A kernel that
     prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`)."""
     if kernel in ROW_KERNELS and len(shapes) == 1:
         return np.array(row_terms(shapes[0]))
@@ -198,17 +218,21 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
     own: list[float] = []
     shared = np.zeros(len(SHARED_TERMS))
     thin = np.zeros(len(THIN_TERMS))
+    stream = np.zeros(len(STREAM_TERMS))
     for shape in shapes:
         terms = block_terms(shape)
-        streamed = is_thin(shape, len(shapes))
-        # int8 matmul loops (a partial last group padded to a whole one), or the thin stream
-        own += [0.0, terms[2]] if streamed else [terms[2] + terms[8], 0.0]
+        streamed, row_stream = is_thin(shape, len(shapes)), is_row_stream(shape, len(shapes))
+        padded = terms[2] + terms[8]  # a partial last group padded to a whole one
+        # int8 matmul loops or the thin stream (the row stream: `stream` below)
+        own += [0.0, terms[2]] if streamed else [0.0, 0.0] if row_stream else [padded, 0.0]
         shared += [*terms[:2], *terms[3:], *_extra_terms(shape), *gather_terms(shape)]
         if streamed:
             row_words = float(shape["p"] * (int(shape["i"]) // 4))
             partial_word = float(shape["p"] * (int(shape["i"]) % 4 > 0))
             thin += [terms[1], terms[0], row_words, terms[7], terms[8], terms[9], terms[4], partial_word]
-    return np.array([1.0, *own, *shared, *thin])
+        if row_stream:
+            stream += [padded, terms[1] + terms[7], float(-(-int(shape["i"]) // 4))]
+    return np.array([1.0, *own, *shared, *thin, *stream])
 
 
 def term_names(ops: int, kernel: str | None = None) -> list[str]:
@@ -218,7 +242,13 @@ def term_names(ops: int, kernel: str | None = None) -> list[str]:
     if ops == 1:
         return ["1", *BLOCK_TERMS, *(f"odd:{t}" for t in BLOCK_TERMS), "p*k", "in", "out", *GATHER_TERMS]
     own = [name for n in range(ops) for name in (f"op{n}:p*G*W", f"op{n}:thin:p*G*W")]
-    return ["1", *own, *(f"sum:{t}" for t in SHARED_TERMS), *(f"thin:{t}" for t in THIN_TERMS)]
+    return [
+        "1",
+        *own,
+        *(f"sum:{t}" for t in SHARED_TERMS),
+        *(f"thin:{t}" for t in THIN_TERMS),
+        *(f"stream:{t}" for t in STREAM_TERMS),
+    ]
 
 
 def generic_terms(shapes: list[dict[str, Any]]) -> np.ndarray:

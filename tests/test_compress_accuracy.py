@@ -60,6 +60,20 @@ def test_report_shows_each_layer_alone_and_in_combination(mlp, digits):
             assert row["output_error"] > 0
 
 
+def test_a_classifier_is_judged_by_its_labels_not_by_how_closely_it_copies_the_original() -> None:
+    from toolchain.compress.finetune import _label_key
+
+    labels = np.array([0, 1, 1])
+    teacher = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])  # wrong on the second sample
+    copy = np.array([[0.61, 0.39], [0.69, 0.31], [0.21, 0.79]])  # the original's mistake, copied
+    better = np.array([[0.7, 0.3], [0.4, 0.6], [0.3, 0.7]])  # further from it, right on all three
+    assert np.sum((copy - teacher) ** 2) < np.sum((better - teacher) ** 2)  # distillation prefers the copy
+    assert _label_key(better, labels) > _label_key(copy, labels)
+    # logits score as their softmax would
+    logits = np.log(better) + 3.0
+    assert _label_key(logits, labels) == pytest.approx(_label_key(better, labels))
+
+
 def test_finetuning_never_returns_a_worse_model_and_leaves_an_original_alone(mlp, digits):
     import keras
 

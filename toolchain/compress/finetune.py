@@ -5,7 +5,13 @@ The task is read from the labels: integer class labels of rank 1 mean classifica
 target is its input), means regression (mean squared error). Distillation adds the
 original model's outputs as a second target; it is on whenever the original is given,
 because it recovers accuracy faster than labels alone (it also says how the original
-ranked the wrong classes).
+ranked the wrong classes). It weighs 0.2 against the labels' 0.8: at 0.5 a compressed
+model copied the original's mistakes and stayed below a same-size dense model trained
+from scratch. Digits MLP at 0.3/0.25/0.2 of its size, mean int8 test accuracy over
+originals trained with seeds 0-2: 98.70/98.80/98.61% at a weight of 0.2 against
+98.05/98.06/98.34% at 0.5, the same-size baselines 98.89/98.33/98.70%. The digits CNN,
+whose original is a better teacher, loses a little (0.5/0.33 of its size: 98.80/98.80%
+against 99.17/99.07%), less than the MLP gains.
 
 Why the schedule looks as it does:
 - the learning rate follows how far the factored model starts from the original: a
@@ -23,6 +29,9 @@ Why the schedule looks as it does:
 - the result is compared with the starting model on held-out samples and never returned
   if it is worse there; with int8-aware epochs both are scored as int8 (kernels and
   outputs rounded as the converter will), since that is the model that will be deployed.
+  A classifier is judged by its cross-entropy against the labels (`_label_key`), neither by
+  the distillation loss (which favours the start for being close to the original) nor by
+  accuracy (one or two held-out samples would decide).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import numpy as np
 from toolchain.data import class_labels, score_outputs
 from toolchain.models import predict_outputs as predict
 
-DISTILL_WEIGHT = 0.5
+DISTILL_WEIGHT = 0.2  # the labels weigh 0.8: see the module docstring
 LR_NEAR, LR_FAR = 1e-3, 2e-3  # for a model that starts at the original / far from it
 ERROR_NEAR, ERROR_FAR = 0.01, 0.5  # relative output error (vs the original) mapped to those rates
 WARMUP_FRACTION = 0.1
@@ -186,7 +195,8 @@ def _has_quantizable(model: Any) -> bool:
 def _held_out_key(
     model: Any, x: np.ndarray, y: np.ndarray | None, data: tuple, loss: Any, as_int8: np.ndarray | None
 ) -> tuple[float, ...]:
-    """Larger is better: (accuracy, -loss) for classes, (-loss,) otherwise.
+    """Larger is better: (-cross-entropy against the labels,) for classes (`_label_key`), else
+    (-loss,).
 
     With `as_int8` (calibration samples), the model is scored as int8 will run it: kernels
     rounded per channel and outputs per tensor over the ranges those samples reach, since
@@ -199,13 +209,30 @@ def _held_out_key(
 
         model = calibrate(fake_quant_copy(model), as_int8)
         model.compile(optimizer=keras.optimizers.Adam(), loss=loss)
+    labels = class_labels(y)
+    if labels is not None and len(model.outputs) == 1:
+        return _label_key(predict(model, x)[0], labels)
     # by name: a model compiled earlier with metrics still reports them after compile(loss=...)
     loss = float(model.evaluate(data[0], data[1], verbose=0, batch_size=256, return_dict=True)["loss"])
-    if not np.isfinite(loss):
-        loss = float("inf")
-    if class_labels(y) is not None and len(model.outputs) == 1:
-        return evaluate(model, x, y)[1], -loss
-    return (-loss,)
+    return (-loss if np.isfinite(loss) else -float("inf"),)
+
+
+def _label_key(outputs: np.ndarray, labels: np.ndarray) -> tuple[float]:
+    """(-cross-entropy,) of class outputs against the labels alone.
+
+    Not the training loss: with distillation that loss also counts the distance to the original,
+    which the starting model (a close approximation of the original) always wins. Not accuracy
+    either: a held-out tenth of a small data set decides it by one or two samples (on digits, a
+    fine-tuned MLP at a quarter of its size was thrown away for 142 of 144 held-out samples
+    against 143, though it scored 99.2% on the test set against the start's 97.5%, at a lower
+    held-out cross-entropy).
+    """
+    rows = outputs.reshape(len(outputs), -1).astype(np.float64)
+    if not outputs_are_probabilities(rows):
+        rows = np.exp(rows - rows.max(axis=1, keepdims=True))
+        rows /= rows.sum(axis=1, keepdims=True)
+    picked = np.clip(rows[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return (float(np.mean(np.log(picked))),)
 
 
 def _warmup_cosine(rate: float, epochs: int, steps: int) -> Any:

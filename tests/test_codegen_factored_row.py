@@ -1,8 +1,10 @@
 """A fused factored FULLY_CONNECTED pair of one row (batches 1) on a DSP target runs each layer that
 has no thin stream from the row stream (tr_fully_connected_row_int8's layout and loop, inside
-tr_fully_connected_factored_int8), and stays bit-exact with TFLite Micro: on the host (the stream's
-plain C form), in QEMU on the Cortex-M4 (the assembly loop) and on the Cortex-M3 (generated with
-the plain layouts; and a DSP generation built for it anyway, the stream's plain C form). The weights
+tr_fully_connected_factored_row_int8: the generator picks that form for such a pair, so the
+two-row tr_fully_connected_factored_int8 checks no flags), and stays bit-exact with TFLite Micro:
+on the host (the stream's plain C form), in QEMU on the Cortex-M4 (the assembly loop) and on the
+Cortex-M3 (generated with the plain layouts; and a DSP generation built for it anyway, the stream's
+plain C form). The weights
 keep their bytes: a plain generation takes the same flash.
 
 Three pairs (a first layer without bias, as compress writes it):
@@ -38,6 +40,7 @@ PAIRS = {  # seed, inputs, rank, outputs, the second layer's activation
 # (first, second) layer from the row stream with the doubled requantization the scales give
 STREAMS = {"first": (1, 0), "second": (0, 1), "both": (1, 1)}
 FACTORED = "tr_fully_connected_factored_int8"
+FACTORED_ROW = "tr_fully_connected_factored_row_int8"  # a pair of one row with a row-stream layer
 
 
 def _pair_model(seed: int, inputs: int, rank: int, outputs: int, activation: str):
@@ -114,7 +117,7 @@ def test_one_row_pair_takes_the_row_stream_and_is_bit_exact_on_the_host(
 ) -> None:
     _refuse_second_thin(name, monkeypatch)
     report = verify(pairs[name], _samples(pairs[name], 6, 0), fuse=True, tflm_arena=False, sanitize=True)
-    assert report["kernels"] == [FACTORED]
+    assert report["kernels"] == [FACTORED_ROW]
     assert report["bit_exact"], report["first_mismatch"]
     generate(pairs[name], tmp_path / "gen", tflm_arena=False, fuse=True)
     assert _streams(tmp_path / "gen") == _expected_streams(name, requant)
@@ -158,7 +161,7 @@ def _run_in_qemu(path: Path, gen: Path, board: str, dsp: bool, seed: int) -> Non
 
     x = _samples(path, 3, seed)
     info = generate(path, gen, tflm_arena=False, fuse=True, dsp=dsp)
-    assert [op["kernel"] for op in info["ops"]] == [FACTORED]
+    assert [op["kernel"] for op in info["ops"]] == [FACTORED_ROW if dsp else FACTORED]
     build(gen, board)
     run = run_samples(gen, board, x)
     np.testing.assert_array_equal(run["outputs"][0], oracle.run(path, x)[0])

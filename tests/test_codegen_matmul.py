@@ -82,7 +82,8 @@ KERNELS = {
     "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
-    "rank_129_dense_pair": ["tr_fully_connected_factored_int8"],
+    # one row, layers without thin streams: the row stream's one-row form on DSP targets
+    "rank_129_dense_pair": ["tr_fully_connected_factored_row_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
 }
 
@@ -197,7 +198,10 @@ def test_matmul_kernels_are_bit_exact_in_qemu(
     x = _samples(models[name], 3, seed=4)
     dsp = board != "qemu_m3"  # a core without DSP is generated with the plain layouts
     info = generate(models[name], tmp_path / "gen", tflm_arena=False, fuse=True, dsp=dsp)
-    plain = {"tr_fully_connected_row_int8": "tr_fully_connected_int8"}
+    plain = {
+        "tr_fully_connected_row_int8": "tr_fully_connected_int8",
+        "tr_fully_connected_factored_row_int8": "tr_fully_connected_factored_int8",
+    }
     assert [op["kernel"] for op in info["ops"]] == [k if dsp else plain.get(k, k) for k in KERNELS[name]]
     build(tmp_path / "gen", board)
     run = run_samples(tmp_path / "gen", board, x)

@@ -338,12 +338,17 @@ TR_KERNEL void tr_fully_connected_row_int8(const tr_fc_params *params, const int
                         (uint32_t *)(void *)wide);
 }
 
-/* A factored pair of one row with a layer in the row stream (see tr_fully_connected_factored_int8):
- * each layer from its own form, the layers read through the params (no local copies: the row
- * stream copies what it keeps). */
-static __attribute__((noinline)) void tr_factored_row(const tr_fc_factored_params *params, const int8_t *input,
-                                                      int8_t *output, int8_t *narrow, uint32_t *scratch)
+/* A factored pair of one row with a layer in the row stream (the generator calls this form only
+ * then: batches = 1 on a DSP target; the two-row form below checks no flags): each layer from its
+ * own form, the layers read through the params (no local copies: the row stream copies what it
+ * keeps). Both layers' inputs are read whole before the first byte of their output is stored (the
+ * row stream prepares its row into `wide`, the rank-r vector is complete before the second layer
+ * runs), so the generator may place the output over the input and the rank-r vector in the
+ * input's bytes past the output (inplace.py). */
+TR_KERNEL void tr_fully_connected_factored_row_int8(const tr_fc_factored_params *params, const int8_t *input,
+                                                    int8_t *output, int8_t *narrow, int8_t *wide)
 {
+    uint32_t *scratch = (uint32_t *)(void *)wide;
     const int input_depth = params->input_depth, rank = params->rank, output_depth = params->output_depth;
     if (params->first_stream) {
         tr_row_stream_layer(&params->first, input, input_depth, narrow, rank, scratch);
@@ -361,18 +366,14 @@ static __attribute__((noinline)) void tr_factored_row(const tr_fc_factored_param
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
  * weight word and each requantization setup serves both: the r-wide intermediate rows live
  * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
- * thin stream runs tr_thin_row row by row instead of the matmul loops; in a pair of one row
- * (batches = 1, DSP targets) a layer packed as a row stream runs tr_row_stream_layer
- * (tr_factored_row, before the two-row loop's set-up).
+ * thin stream runs tr_thin_row row by row instead of the matmul loops. A pair with a layer in the
+ * row stream is generated as tr_fully_connected_factored_row_int8 instead, so this form never
+ * reads the `*_stream` flags (they cost the Cortex-M3 8-12 instructions a call here).
  */
 TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                 int8_t *output, int8_t *narrow, int8_t *wide)
 {
     uint32_t *scratch = (uint32_t *)(void *)wide;
-    if (params->first_stream || params->second_stream) { /* one row (the generator's rule) */
-        tr_factored_row(params, input, output, narrow, scratch);
-        return;
-    }
     const int batches = params->batches, input_depth = params->input_depth, rank = params->rank;
     const int output_depth = params->output_depth;
     const tr_matmul_layer first = params->first, second = params->second;

@@ -41,7 +41,8 @@ typedef struct {
     const int32_t *second_thin;
     /* 1 where the layer is a row stream (packing.pack_row_stream, the table of
      * fully_connected.row_stream_table; as tr_fully_connected_row_int8): set only in a pair of one
-     * row (batches = 1) on DSP targets, for a layer into more than four outputs with no thin stream. */
+     * row (batches = 1) on DSP targets, for a layer into more than four outputs with no thin stream;
+     * read only by tr_fully_connected_factored_row_int8. */
     int32_t first_stream;
     int32_t second_stream;
 } tr_fc_factored_params;
@@ -57,10 +58,14 @@ void tr_fully_connected_int8(const tr_fc_params *params, const int8_t *input, in
  * scratch of TR_MATMUL_WIDE_WORDS(input_depth, 1) words. Generated for DSP targets only. */
 void tr_fully_connected_row_int8(const tr_fc_params *params, const int8_t *input, int8_t *output, int8_t *wide);
 
-/* Both layers two input rows at a time (one row: each layer from its row stream where it has
- * one); `narrow` is 2 * rank bytes of scratch (rank bytes for one row), `wide` the matmul scratch
- * of the wider of input_depth and rank. */
+/* Both layers two input rows at a time (no layer in the row stream); `narrow` is 2 * rank bytes of
+ * scratch (rank bytes for one row), `wide` the matmul scratch of the wider of input_depth and rank. */
 void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input, int8_t *output,
                                       int8_t *narrow, int8_t *wide);
+
+/* A pair of one row with a layer in the row stream (`first_stream` or `second_stream` set; DSP
+ * targets): each layer from its own form; `narrow` rank bytes, `wide` as above. */
+void tr_fully_connected_factored_row_int8(const tr_fc_factored_params *params, const int8_t *input,
+                                          int8_t *output, int8_t *narrow, int8_t *wide);
 
 #endif /* TR_FULLY_CONNECTED_H */

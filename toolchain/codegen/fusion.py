@@ -284,9 +284,12 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         fields.update(_pair_step(op, ctx, name, key, batches))
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
+    # the one-row form reads the stream flags; the two-row form need not check them (a Cortex-M3
+    # paid 8-12 instructions a call for that)
+    streams = fields["first_stream"] or fields["second_stream"]
     return KernelCall(
         "tr_fully_connected.c",
-        "tr_fully_connected_factored_int8",
+        "tr_fully_connected_factored_row_int8" if streams else "tr_fully_connected_factored_int8",
         ctx.params("tr_fc_factored_params", name, fields),
         [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), narrow, wide],
         comment,

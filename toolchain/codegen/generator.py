@@ -227,17 +227,21 @@ def _internal_tensors(item: LoweredOp) -> set[int]:
 
 def _buffers(
     graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext, blocked: frozenset[int] | None
-) -> tuple[list[Buffer], dict[int, tuple[Buffer, int]], list[int]]:
-    """The arena buffers, each arena tensor's buffer and byte offset in it, and the positions of
-    the calls whose input sits inside their output's bytes (a shifted in-place call).
+) -> tuple[list[Buffer], dict[int | str, tuple[Buffer, int]], list[int]]:
+    """The arena buffers; the buffer and byte offset in it of each arena tensor (by index) and of
+    each scratch kept inside a tensor group (by name); the positions of the calls whose input sits
+    inside their output's bytes (a shifted in-place call).
 
-    The kernels of `inplace.ROW_KERNELS` share their input's buffer where
-    `inplace.in_place_shift` allows, except at the positions in `blocked` (all if None)."""
+    The kernels of `inplace.ROW_KERNELS` and `inplace.PAIR_KERNELS` share their input's buffer
+    where `inplace.in_place_shift` allows, except at the positions in `blocked` (all if None); an
+    in-place pair keeps its rank-r vector in its input's dead bytes where
+    `inplace.narrow_in_input` allows (else that scratch is a buffer of its own)."""
     uses = _uses(graph, lowered)
     internal = set().union(*(_internal_tensors(item) for item in lowered)) if lowered else set()
     edges = {t.index for t in [*graph.inputs, *graph.outputs]}
     groups = _Groups()
     shifted: list[int] = []
+    inside: dict[str, tuple[int, int, int, int]] = {}  # scratch: tensor, offset from it, bytes, position
     for position, item in enumerate(lowered):
         module = module_for(item.op)
         src, dst = item.op.inputs[0], (item.fused[-1] if item.fused else item.op).outputs[0]
@@ -249,8 +253,11 @@ def _buffers(
         group = groups.find(src.index)
         dies = max(max(uses[i]) for i in uses if groups.find(i) == group) == position
         shift: int | None = None  # the input's offset from the output's start, if in place
-        if item.fused:
-            shift = 0 if fusion.runs_in_place([item.op, *item.fused]) else None
+        if item.fused and fusion.runs_in_place([item.op, *item.fused]):
+            shift = 0
+        elif item.fused:  # a one-row factored pair (inplace.PAIR_KERNELS)
+            allowed = blocked is not None and position not in blocked
+            shift = inplace.in_place_shift(item.op, item.call, dies, edges, item.fused) if allowed else None
         elif getattr(module, "INPLACE", False):
             shift = 0 if src.nbytes == dst.nbytes else None
         elif blocked is not None and position not in blocked:
@@ -258,12 +265,17 @@ def _buffers(
         if shift is not None and dies:
             groups.union(src.index, dst.index, -shift)
             shifted += [position] if shift else []
+            narrow = inplace.narrow_in_input(item.call, src.nbytes, dst.nbytes) if item.fused else None
+            if narrow is not None and item.call is not None:
+                name, at = narrow
+                size = next(s.nbytes for s in ctx.scratches if s.name == name)
+                inside[name] = (src.index, at, size, position)
     members: dict[int, list[Tensor]] = {}
     tensors = {t.index: t for t in graph.tensors}
     for index in uses:
         if index not in internal:
             members.setdefault(groups.find(index), []).append(tensors[index])
-    placed: dict[int, tuple[Buffer, int]] = {}
+    placed: dict[int | str, tuple[Buffer, int]] = {}
     buffers: list[Buffer] = []
     for root, ts in members.items():
         # a group holds each tensor's bytes only while that tensor lives (its pieces)
@@ -271,19 +283,23 @@ def _buffers(
         pieces = [
             (groups.offset(t.index) - start, t.nbytes, min(uses[t.index]), max(uses[t.index])) for t in ts
         ]
+        kept = {name: v for name, v in inside.items() if groups.find(v[0]) == root}
+        scratch_pieces = [(groups.offset(i) - start + at, n, p, p) for i, at, n, p in kept.values()]
         buf = Buffer(
             name=f"tensor {root}",
             nbytes=max(at + n for at, n, _, _ in pieces),
             first=min(first for _, _, first, _ in pieces),
             last=max(last for _, _, _, last in pieces),
-            members=[t.name for t in ts],
-            pieces=pieces if len(ts) > 1 else [],
+            members=[t.name for t in ts] + list(kept),
+            pieces=pieces + scratch_pieces if len(ts) > 1 else [],
         )
         buffers.append(buf)
         for t, piece in zip(ts, pieces, strict=True):
             placed[t.index] = (buf, piece[0])
+        for name, piece in zip(kept, scratch_pieces, strict=True):
+            placed[name] = (buf, piece[0])
     position_of = {item.op.index: p for p, item in enumerate(lowered)}
-    for s in ctx.scratches:
+    for s in (s for s in ctx.scratches if s.name not in inside):
         p = position_of[s.op_index]
         buffers.append(Buffer(name=s.name, nbytes=s.nbytes, first=p, last=p, members=[s.name]))
     return buffers, placed, shifted
@@ -291,8 +307,8 @@ def _buffers(
 
 def _plan_buffers(
     graph: Graph, lowered: list[LoweredOp], ctx: LoweringContext, in_place: bool | None
-) -> tuple[int, list[Buffer], dict[int, tuple[Buffer, int]]]:
-    """The arena size, buffers and tensor placement of the smallest plan tried.
+) -> tuple[int, list[Buffer], dict[int | str, tuple[Buffer, int]]]:
+    """The arena size, buffers and tensor (and in-group scratch) placement of the smallest plan tried.
 
     In place where allowed, then each shifted in-place call kept apart in turn (an in-place group
     is rigid: every widening call moves the rest of its chain further from its start, which can
@@ -302,7 +318,7 @@ def _plan_buffers(
 
     def attempt(
         blocked: frozenset[int] | None,
-    ) -> tuple[int, list[Buffer], dict[int, tuple[Buffer, int]], list[int]]:
+    ) -> tuple[int, list[Buffer], dict[int | str, tuple[Buffer, int]], list[int]]:
         buffers, placed, shifted = _buffers(graph, lowered, ctx, blocked)
         return plan(buffers), buffers, placed, shifted
 
@@ -334,10 +350,13 @@ def _lower_and_plan(
         call = fusion.lower(group, ctx) if len(group) > 1 else module_for(first).lower(first, ctx)
         lowered.append(LoweredOp(first, call, list(group[1:])))
     arena, buffers, by_tensor = _plan_buffers(graph, lowered, ctx, in_place)
-    offsets = {index: buf.offset + within for index, (buf, within) in by_tensor.items()}
+    offsets = {
+        index: buf.offset + within for index, (buf, within) in by_tensor.items() if isinstance(index, int)
+    }
     placed = {b.name: b.offset for b in buffers}
-    for s in ctx.scratches:
-        s.offset = placed[s.name]
+    for s in ctx.scratches:  # a scratch of its own, or inside a tensor group (an in-place pair)
+        buf, within = by_tensor.get(s.name, (None, 0))
+        s.offset = placed[s.name] if buf is None else buf.offset + within
     return LoweredModel(graph, prefix, lowered, ctx, buffers, offsets, arena)
 
 

@@ -12,6 +12,8 @@ row by row; `in_place_shift` adds what the planner knows (the input dies at this
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import KernelCall
 from toolchain.codegen.ops import conv
@@ -29,6 +31,12 @@ ROW_KERNELS = {
     "tr_fully_connected_int8": "MATMUL",
     "tr_fully_connected_row_int8": "MATMUL",  # prepares the whole row into scratch first
 }
+
+# Fused calls that may write their output over their input, for one row: a factored pair
+# computes its whole rank-r vector into scratch (`narrow`) before it stores an output byte, and
+# never reads its input again. Only the one-row form is admitted (the pair of the digits MLP;
+# two rows at a time would need the matmul rows' byte-order proof).
+PAIR_KERNELS = ("tr_fully_connected_factored_int8", "tr_fully_connected_factored_row_int8")
 
 
 def output_trails_input(
@@ -86,20 +94,49 @@ def _input_shift(op: Op, call: KernelCall) -> int | None:
     return None
 
 
-def in_place_shift(op: Op, call: KernelCall | None, input_dies: bool, edges: set[int]) -> int | None:
-    """Whether the unfused call of `op` may run in place: None if not, else the byte offset of its
-    input from the start of its output (0: both start together).
+def _pair_shift(call: KernelCall) -> int | None:
+    """0 for a one-row factored pair (`PAIR_KERNELS`): its input is consumed whole before the
+    first output byte is stored, so both may start together whatever their widths."""
+    if call.function in PAIR_KERNELS and call.params.fields.get("batches") == 1:
+        return 0
+    return None
+
+
+def narrow_in_input(call: KernelCall | None, in_bytes: int, out_bytes: int) -> tuple[str, int] | None:
+    """Where an in-place one-row pair may keep its rank-r vector (`narrow`, the call's third
+    argument) instead of a scratch buffer of its own: (scratch name, byte offset from the input's
+    start, past the output's bytes), or None.
+
+    Only when the first layer is a row stream: `tr_row_stream_layer` prepares its whole input row
+    into `wide` before it stores the first rank-r byte, on the DSP and the plain C path alike (a
+    thin or matmul first layer reads the input while it stores), and the second layer writes only
+    the output's bytes, never those past them."""
+    if call is None or _pair_shift(call) != 0 or call.params.fields.get("first_stream") != 1:
+        return None
+    rank = call.params.fields["rank"]
+    at = align(out_bytes)
+    if not isinstance(rank, int) or at + rank > in_bytes:
+        return None
+    return call.args[2], at
+
+
+def in_place_shift(
+    op: Op, call: KernelCall | None, input_dies: bool, edges: set[int], fused: Sequence[Op] = ()
+) -> int | None:
+    """Whether the call of `op` (with the ops `fused` into it) may run in place: None if not, else
+    the byte offset of its input from the start of its output (0: both start together).
 
     Safe because: the input is read by nothing after this op (`input_dies`: the planner's
     liveness over the input's whole alias group); neither tensor is a model input or output
     (`edges`: the caller fills the input and reads the output through tr_input/tr_output, and
     they keep their own buffers); and the kernel consumes every input row into scratch before
     writing an output byte over it (`_input_shift`, per kernel and shape). Ops outside
-    ROW_KERNELS (elementwise INPLACE ops, the fused Tucker chain) are decided elsewhere.
+    ROW_KERNELS and PAIR_KERNELS (elementwise INPLACE ops, the fused Tucker chain) are decided
+    elsewhere.
     """
-    inp, out = op.input(0), op.outputs[0]
+    inp, out = op.input(0), (fused[-1] if fused else op).outputs[0]
     if call is None or not input_dies or inp.data is not None:
         return None
     if inp.index in edges or out.index in edges:
         return None
-    return _input_shift(op, call)
+    return _pair_shift(call) if fused else _input_shift(op, call)

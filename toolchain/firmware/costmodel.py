@@ -260,8 +260,16 @@ def generic_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
     return np.array([1.0, *total])
 
 
+# Entry points of one kernel that share its fitted entry: codegen calls a factored pair of one row
+# with a row-stream layer by a name of its own (so the two-row form checks no flags), but it runs
+# the same steps on the same shapes, and `call_terms` tells the row-stream steps apart already.
+SAME_KERNEL = {"tr_fully_connected_factored_row_int8": "tr_fully_connected_factored_int8"}
+
+
 def kernel_key(kernel: str, shapes: list[dict[str, Any]]) -> str:
-    """What coefficients are fitted for: the kernel function and how many graph ops it runs."""
+    """What coefficients are fitted for: the kernel function (`SAME_KERNEL`: the entry point whose
+    fit it shares) and how many graph ops it runs."""
+    kernel = SAME_KERNEL.get(kernel, kernel)
     return kernel if len(shapes) == 1 else f"{kernel}/{len(shapes)}"
 
 

@@ -1,0 +1,167 @@
+"""A fused factored FULLY_CONNECTED pair of one row runs in place where its input dies with it
+(issue 12): it computes its whole rank-r vector into scratch before it stores an output byte, so
+its output may start on its input's first byte, whichever is wider (`inplace.PAIR_KERNELS`). Where
+its first layer is a row stream (it prepares its whole input into scratch first, on every path),
+the rank-r vector itself goes to the input's dead bytes past the output (`inplace.narrow_in_input`):
+then fusing never holds more arena than the two calls apart, and the fusion choice fuses the pair.
+
+The plans asserted here overlap the buffers, so a kernel that stored a byte over one it still had
+to read would give wrong outputs: each model is compared with TFLite Micro on the host (plain C,
+sanitizers), in QEMU on the Cortex-M4 (DSP path) and the Cortex-M3 (plain generation, and the DSP
+generation built for it anyway: the row stream's plain C form).
+
+Models (dense 'head' -> pair -> dense 'tail' into 4 outputs, so the pair's input is no model input,
+its output no model output, and the pair sets the arena's peak; a first factor without bias, as
+compress writes it):
+- `stream_first`: 40 -> 200 -> 11 -> 96 -> 4, the demo MLP's second pair in small: 200 inputs
+  are more than a thin stream holds, so the first layer is a row stream, the rank-11 vector sits at
+  byte 96 of the input;
+- `thin_first`: 40 -> 96 -> 8 -> 64 -> 4, both layers thin: in place, the rank-8 vector in scratch;
+- `widening`: 40 -> 112 -> 8 -> 160 -> 4: the output is wider than the input and starts with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain import oracle
+from toolchain.codegen import generate
+from toolchain.codegen.generator import LoweredModel, lower_graph
+from toolchain.codegen.graph import parse
+from toolchain.codegen.inplace import narrow_in_input
+from toolchain.codegen.planner import align, check_plan
+from toolchain.codegen.verify import verify
+
+MODELS = {  # seed, inputs, head units, rank, pair outputs
+    "stream_first": (41, 40, 200, 11, 96),
+    "thin_first": (42, 40, 96, 8, 64),
+    "widening": (43, 40, 112, 8, 160),
+}
+FACTORED = ("tr_fully_connected_factored_int8", "tr_fully_connected_factored_row_int8")
+
+
+def _mlp(seed: int, inputs: int, head: int, rank: int, outputs: int):
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((inputs,))
+    x = L.Dense(head, activation="relu")(inp)
+    x = L.Dense(rank, use_bias=False)(x)
+    x = L.Dense(outputs, activation="relu")(x)
+    return keras.Model(inp, L.Dense(4)(x))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from toolchain.convert import convert_model
+
+    folder = tmp_path_factory.mktemp("pair_in_place")
+    paths = {}
+    for name, spec in MODELS.items():
+        x = np.random.default_rng(6).normal(0.3, 1.0, size=(32, spec[1])).astype(np.float32)
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(convert_model(_mlp(*spec), x, samples=32))
+    return paths
+
+
+def _pair(model: LoweredModel):  # noqa: ANN202
+    """The fused pair's lowered op (the model has one)."""
+    pairs = [item for item in model.ops if item.fused]
+    assert len(pairs) == 1 and pairs[0].call is not None and pairs[0].call.function in FACTORED
+    return pairs[0]
+
+
+def _runs_in_place(model: LoweredModel) -> bool:
+    item = _pair(model)
+    inp, out = item.op.input(0), item.fused[-1].outputs[0]
+    return model.offsets[inp.index] == model.offsets[out.index]
+
+
+def _samples(path: Path, n: int, seed: int) -> np.ndarray:
+    depth = parse(path).inputs[0].shape[1]
+    x = np.random.default_rng(seed).integers(-128, 128, size=(n, depth), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    return x
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_one_row_pair_runs_in_place_in_a_smaller_arena(models: dict[str, Path], name: str) -> None:
+    graph = parse(models[name])
+    apart = lower_graph(graph, fuse=True, in_place=False)
+    model = lower_graph(graph, fuse=True)
+    assert not _runs_in_place(apart) and _runs_in_place(model)
+    assert model.arena_bytes < apart.arena_bytes
+    check_plan(model.buffers)
+    item = _pair(model)
+    assert item.call is not None
+    narrow = next(s for s in model.ctx.scratches if s.name == item.call.args[2])
+    inp, out = item.op.input(0), item.fused[-1].outputs[0]
+    if name == "stream_first":  # the rank-r vector in the input's bytes past the output
+        assert item.call.params.fields["first_stream"] == 1
+        assert narrow.offset == model.offsets[inp.index] + align(out.nbytes)
+        assert narrow_in_input(item.call, inp.nbytes, out.nbytes) == (narrow.name, align(out.nbytes))
+    else:  # a thin first layer reads its input while it stores: a scratch of its own
+        assert narrow_in_input(item.call, inp.nbytes, out.nbytes) is None
+        start, end = model.offsets[inp.index], model.offsets[inp.index] + max(inp.nbytes, out.nbytes)
+        assert narrow.offset >= end or narrow.offset + narrow.nbytes <= start
+    report = verify(models[name], _samples(models[name], 8, 0), fuse=True, tflm_arena=False, sanitize=True)
+    assert report["bit_exact"], report["first_mismatch"]
+    assert report["arena_bytes"] == model.arena_bytes
+
+
+def test_fusing_the_stream_pair_no_longer_grows_the_arena(models: dict[str, Path]) -> None:
+    """In place with its rank-r vector in the input, the fused pair's peak is the row-stream FC's
+    apart (input and prepared row), so the choice keeps the pair fused at the unfused arena; plain
+    targets (no row stream) keep the vector in scratch."""
+    graph = parse(models["stream_first"])
+    unfused = lower_graph(graph, fuse=False)
+    chosen = lower_graph(graph)
+    assert chosen.arena_bytes <= unfused.arena_bytes
+    assert lower_graph(graph, fuse=True, in_place=False).arena_bytes > unfused.arena_bytes
+    assert [item.call.function for item in chosen.ops if item.call is not None][1] == FACTORED[1]
+    plain = lower_graph(graph, fuse=True, dsp=False)
+    assert _runs_in_place(plain)
+    item = _pair(plain)
+    assert item.call is not None and narrow_in_input(item.call, 200, 96) is None
+
+
+def test_model_edges_keep_their_buffers(tmp_path: Path) -> None:
+    """A pair reading the model input (the caller fills it through tr_input) stays apart."""
+    import keras
+
+    from toolchain.convert import convert_model
+
+    keras.utils.set_random_seed(44)
+    inp = keras.Input((200,))
+    x = keras.layers.Dense(11, use_bias=False)(inp)
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Dense(96, activation="relu")(x)))
+    path = tmp_path / "edge.tflite"
+    path.write_bytes(convert_model(model, np.random.default_rng(7).normal(size=(32, 200)), samples=32))
+    assert not _runs_in_place(lower_graph(parse(path), fuse=True))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(
+    "board, dsp",
+    [("qemu_m4", True), ("qemu_m3", False), ("qemu_m3", True)],
+    ids=["m4", "m3-plain", "m3-dsp-generation"],
+)
+def test_pair_in_place_is_bit_exact_in_qemu(
+    models: dict[str, Path], tmp_path: Path, board: str, dsp: bool, pio_build_cache: Path
+) -> None:
+    from toolchain.bench.measure import run_samples
+    from toolchain.firmware import build
+
+    for name in MODELS:
+        x = _samples(models[name], 3, seed=1)
+        gen = tmp_path / name
+        info = generate(models[name], gen, tflm_arena=False, fuse=True, dsp=dsp)
+        assert info["arena_bytes"] == lower_graph(parse(models[name]), fuse=True, dsp=dsp).arena_bytes
+        assert _runs_in_place(lower_graph(parse(models[name]), fuse=True, dsp=dsp))
+        build(gen, board)
+        run = run_samples(gen, board, x)
+        np.testing.assert_array_equal(run["outputs"][0], oracle.run(models[name], x)[0])

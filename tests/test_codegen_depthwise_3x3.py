@@ -100,7 +100,7 @@ CASES = {
     # one call of the loop per group runs the whole image, its window starting below the rows of
     # padding (MobileNet's last maps: 3x3, and 6x6 -> 3x3 at stride 2, no padding above), past the
     # image from its first rows (one row: the second of the first three is already padding), and a
-    # whole group before a partial one (the partial one in C, from the requant arrays)
+    # whole group before a partial one (the partial one in C, from the same table)
     "tiny_3x3_row_loop": {"c": 16, "h": 3, "w": 3, "out_zp": -128},
     "six_to_three_stride2_row_loop": {"c": 8, "h": 6, "w": 6, "stride_h": 2, "stride_w": 2, "act": "NONE"},
     "one_row_row_loop": {"c": 8, "h": 1, "w": 6, "out_zp": -128},
@@ -186,25 +186,84 @@ def test_group_constants_only_where_the_row_loop_reads_them(tmp_path: Path) -> N
 
 
 def test_group_constants_are_laid_out_as_the_row_loop_reads_them() -> None:
-    """Per whole group of four: (multiplier, rounding constant, right shift) per channel, then the
-    doubled biases; a partial last group has none (it runs in C)."""
-    from types import SimpleNamespace
-
+    """Per group of four: (multiplier, rounding constant, right shift) per channel, then the doubled
+    biases; a partial last group padded with zeros (it runs in C, from the table too)."""
     from toolchain.codegen.ops.fully_connected import doubled_requant
 
     bias = np.array([100, -200, 300, -400, 500, 600], np.int64)
     abs_sums = np.full(6, 50, np.int64)
     mults = np.array([1 << 30 | k for k in range(6)], np.int64) + (1 << 29)
     shifts = np.array([-1, -2, -3, -4, -5, -6], np.int64)
-    out = SimpleNamespace(zero_point=np.array([-3]), scale=np.array([0.05], np.float32))
-    table = three_by_three_group_constants(bias, abs_sums, mults, shifts, out, "NONE")
-    right, rounding = doubled_requant(bias, abs_sums, mults, shifts, -3)
-    assert table is not None and table.shape == (16,)
-    for k in range(4):
-        assert list(table[3 * k : 3 * k + 3]) == [mults[k], rounding[k], right[k]]
-    assert list(table[12:]) == list(2 * bias[:4])
-    assert three_by_three_group_constants(bias[:3], abs_sums[:3], mults[:3], shifts[:3], out, "NONE") is None
-    assert three_by_three_group_constants(bias, abs_sums, mults, shifts, out, "RELU6") is None
+    doubled = doubled_requant(bias, abs_sums, mults, shifts, -3)
+    assert doubled is not None
+    right, rounding = doubled
+    table = three_by_three_group_constants(bias, mults, doubled)
+    assert table.shape == (32,)
+    for c in range(6):
+        group = table[16 * (c // 4) :]
+        k = c % 4
+        assert list(group[3 * k : 3 * k + 3]) == [mults[c], rounding[c], right[c]]
+        assert group[12 + k] == 2 * bias[c]
+    assert list(table[16 + 6 : 16 + 12]) == [0] * 6  # channels 6 and 7: nothing
+    assert list(table[16 + 14 :]) == [0, 0]
+
+
+# cases whose 3x3 call takes the table on a DSP target: whole groups then a partial one (the
+# assembly loop, then C), a partial group alone (three channels), whole groups in C (no stored
+# column inside the row: the assembly widening declines)
+TABLE_CASES = (
+    "whole_and_partial_group_row_loop",
+    "relu_low_zero_point_13_valid",
+    "one_column_row_loop",
+    "three_channels",
+)
+
+
+@pytest.mark.parametrize("case", TABLE_CASES)
+def test_the_table_is_the_only_copy_of_its_calls_constants(tmp_path: Path, case: str) -> None:
+    """Generated for a DSP target, a call with `group_constants` keeps no per-channel arrays (bias,
+    multipliers, doubled pairs: the 16 bytes per channel the table holds), and the table covers
+    every channel (the last group zero-padded); for a core without DSP the arrays and no table."""
+    from toolchain.codegen import generate
+
+    path = build_conv(_params(case), tmp_path / "dw.tflite")
+    channels = _params(case)["c"]
+    tables = {}
+    for dsp in (True, False):
+        gen = tmp_path / f"gen_{dsp}"
+        info = generate(path, gen, dsp=dsp)
+        assert info["ops"][0]["kernel"] == "tr_depthwise_conv_3x3_doubled_int8"
+        tables[dsp] = {c["c_name"].rsplit("_", 2)[-1]: c for c in info["constants"]}
+        text = " ".join((gen / "model.c").read_text().split())
+        arrays = [f".{field} = NULL" in text for field in ("bias", "multiplier", "doubled")]
+        assert arrays == [dsp] * 3, (case, dsp)
+        assert (".group_constants = NULL" in text) != dsp
+    groups = -(-channels // 4)
+    assert sorted(tables[True]) == ["constants", "words"]  # group_constants, filter_words
+    assert tables[True]["constants"]["count"] == 16 * groups
+    assert sorted(tables[False]) == ["bias", "doubled", "multiplier", "words"]
+    assert tables[False]["doubled"]["count"] == 2 * channels
+
+
+@pytest.mark.parametrize("case", TABLE_CASES)
+def test_the_table_alone_is_exact_in_plain_c_under_the_sanitizers(tmp_path: Path, case: str) -> None:
+    """DSP-generated C built for the host takes the kernel's plain C form, which must find every
+    group's constants in the table (the per-channel arrays are NULL); C generated for a core
+    without DSP reads the arrays. Both bit-exact with TFLM, with no NULL pointer arithmetic or
+    out-of-bounds read (-fsanitize=address,undefined)."""
+    from toolchain import oracle
+    from toolchain.codegen import generate
+    from toolchain.codegen.verify import build_host, run_host
+
+    path = build_conv(_params(case), tmp_path / "dw.tflite")
+    x = np.random.default_rng(5).integers(-128, 128, size=(4, *parse(path).inputs[0].shape), dtype=np.int8)
+    expected = oracle.run(path, x)[0].reshape(len(x), -1)
+    for dsp in (True, False):
+        gen = tmp_path / f"gen_{dsp}"
+        info = generate(path, gen, tflm_arena=False, dsp=dsp)
+        exe = build_host(gen, info, tmp_path / f"host_{dsp}", sanitize=True)
+        ours = run_host(exe, x.reshape(len(x), -1), info)[0]
+        np.testing.assert_array_equal(ours, expected, err_msg=f"{case}, dsp={dsp}")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -15,7 +15,8 @@
  * per-layer table instead of tested per column; past the image it moves in the row of zero
  * points); it also takes the group's first input rows, the window starting below the rows of
  * padding above the image (the same for every group), and reads the group's requantization
- * constants and biases where the generator laid them out (`group_constants`): per group, C sets
+ * constants and biases where the generator laid them out (`group_constants`, then their only copy:
+ * the C loop, which runs a partial last group, reads that table too): per group, C sets
  * four pointers and calls it (MobileNet's last layers have 32-64 groups of nine pixels, so what a
  * group costs outside its pixels counted for a quarter of their time). A row still costs some fifty
  * instructions of bookkeeping per group of four channels, so the kernel can also run an image by
@@ -414,14 +415,16 @@ __attribute__((noinline)) static void tr_dw3_row(const tr_dw3_shape *shape, cons
     } while (0)
 #endif
 
-/* Channel c of a layer, in the requantization form the kernel was instantiated for. */
-TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const tr_requant_params *rq, int c, int doubled_form)
+/* Channel k of a group, in the requantization form the kernel was instantiated for: `m` the group's
+ * multipliers, `e` its shifts (TFLM's general form) or its (right shift, rounding constant) pairs
+ * (the doubled form), laid out as tr_requant_params' arrays from the group's first channel. */
+TR_INLINE int8_t tr_dw3_requantize(int32_t acc, const int32_t *m, const int32_t *e, int k, const tr_requant_params *rq,
+                                   int doubled_form)
 {
     if (doubled_form) {
-        return tr_requantize_doubled(acc, rq->multiplier[c], rq->doubled[2 * c], rq->doubled[2 * c + 1],
-                                     rq->act_min, rq->act_max);
+        return tr_requantize_doubled(acc, m[k], e[2 * k], e[2 * k + 1], rq->act_min, rq->act_max);
     }
-    return tr_requantize(acc, rq->multiplier[c], rq->shift[c], rq->output_offset, rq->act_min, rq->act_max);
+    return tr_requantize(acc, m[k], e[k], rq->output_offset, rq->act_min, rq->act_max);
 }
 
 #if TR_DW3_ASM
@@ -702,7 +705,7 @@ static void tr_dw3_take(tr_dw3_run *run, const int8_t *image, int y, int in_h, i
 /* One group of four channels of one image through the assembly row loop (`relu`: its ReLU form),
  * `out` channel c of the image's first output pixel, for a stride down of more than three (which
  * skips rows: C moves the window, row by row, and the loop runs one output row a call; first_rows
- * is 0). A smaller stride runs the whole image in one call (tr_dw3_image). */
+ * is 0). A smaller stride runs the whole image in one call (tr_dw3_whole_groups). */
 __attribute__((noinline)) static void tr_dw3_group_run(const tr_conv_geometry *g, const int8_t *image, int8_t *out,
                                                        tr_dw3_run *run, int relu)
 {
@@ -758,6 +761,73 @@ static tr_dw3_strides tr_dw3_frame(const tr_conv_geometry *g, int transposed)
     return s;
 }
 
+#if TR_DW3_ASM
+/* Every whole group of four channels of every image through the assembly row loop (`relu`: its
+ * ReLU form), reading the constants the generator laid out (`group_constants`); tr_dw3_image
+ * checks the loop applies (tr_dw3_slides, the doubled form over all of int8). A function of its
+ * own: its group loop, four fields and a call per group, keeps its registers whatever the C loop
+ * of tr_dw3_image holds. */
+__attribute__((noinline)) static void tr_dw3_whole_groups(const tr_depthwise_3x3_params *params, const int8_t *input,
+                                                          int8_t *output, const tr_dw3_shape *shape, int32_t *ring,
+                                                          int relu)
+{
+    const tr_conv_geometry *g = &params->geometry; /* no copy: its fields are read before the loops */
+    const tr_dw3_strides frame = tr_dw3_frame(g, params->transposed);
+    tr_dw3_widening widening;
+    tr_dw3_widening_setup(shape, &widening, ring);
+    tr_dw3_run run; /* the layer's fields once; per group its constants, weights, input and output */
+    run.step = frame.out_col;
+    run.stride_h = g->stride_h;
+    run.out_row = frame.out_row;
+    run.row_skip = frame.out_row - g->out_w * frame.out_col;
+    run.widening = &widening;
+    /* A stride down of up to three: one call of the loop runs a group's whole image. The rows of
+     * padding above the image are the same for every group (the row of zero points in the same
+     * ring slots), so the window starts past them; the loop moves in the rest of the first three
+     * rows itself (first_rows). */
+    const int whole_image = g->stride_h <= 3 && g->pad_top <= 3 && g->out_h > 0;
+    run.first_rows = whole_image ? 3 - g->pad_top : 0;
+    run.span = frame.out_row - run.row_skip;
+    run.slot = widening.ring;
+    run.rows[0] = run.rows[1] = run.rows[2] = widening.ring_end;
+    for (int k = 0; whole_image && k < g->pad_top; ++k) {
+        tr_dw3_next_zero_row(&run);
+    }
+    run.top_slot = run.slot;
+    run.top[0] = run.rows[0], run.top[1] = run.rows[1], run.top[2] = run.rows[2];
+    run.out_rows = g->out_h;
+    run.in_bytes = g->in_h * frame.in_row;
+    void (*const run_image)(tr_dw3_run *) = relu ? tr_dw3_run_relu : tr_dw3_run_signed;
+    const int channels = g->in_c, whole_groups = channels / 4 * 4;
+    const int in_image = g->in_h * g->in_w * channels, out_image = g->out_h * g->out_w * channels;
+    /* batches outside, groups inside (one loop per form of call): per group four fields and a call */
+    for (int b = 0; b < g->batches; ++b) {
+        const int32_t *constants = params->group_constants, *weights = params->filter_words;
+        const int8_t *image = input + b * in_image;
+        int8_t *out = output + b * out_image;
+        if (whole_image) {
+            for (int c = 0; c < whole_groups; c += 4) {
+                run.constants = constants;
+                run.weights = weights;
+                run.src = image + c;
+                run.out = out + c;
+                run_image(&run);
+                constants += TR_DW3_GROUP_CONSTANTS;
+                weights += 3 * TR_DW3_COLUMN_WORDS;
+            }
+            continue;
+        }
+        for (int c = 0; c < whole_groups; c += 4) {
+            run.constants = constants;
+            run.weights = weights;
+            tr_dw3_group_run(g, image + c, out + c, &run, relu);
+            constants += TR_DW3_GROUP_CONSTANTS;
+            weights += 3 * TR_DW3_COLUMN_WORDS;
+        }
+    }
+}
+#endif
+
 TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t *input, int8_t *output,
                             int32_t *scratch, int doubled_form)
 {
@@ -784,57 +854,30 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #if TR_DW3_ASM
     /* every whole group through the assembly row loop (where the generator laid out its constants) */
     if (run_form != 0 && tr_dw3_slides(&shape) && params->group_constants != NULL) {
-        tr_dw3_widening widening;
-        tr_dw3_widening_setup(&shape, &widening, ring);
-        tr_dw3_run run; /* the layer's fields once; per group its constants, weights, input and output */
-        run.step = frame.out_col;
-        run.stride_h = g.stride_h;
-        run.out_row = frame.out_row;
-        run.row_skip = frame.out_row - n_cols * frame.out_col;
-        run.widening = &widening;
-        /* A stride down of up to three: one call of the loop runs a group's whole image. The rows of
-         * padding above the image are the same for every group (the row of zero points in the same
-         * ring slots), so the window starts past them; the loop moves in the rest of the first
-         * three rows itself (first_rows). */
-        const int whole_image = g.stride_h <= 3 && g.pad_top <= 3 && g.out_h > 0;
-        run.first_rows = whole_image ? 3 - g.pad_top : 0;
-        run.span = frame.out_row - run.row_skip;
-        run.slot = widening.ring;
-        run.rows[0] = run.rows[1] = run.rows[2] = widening.ring_end;
-        for (int k = 0; whole_image && k < g.pad_top; ++k) {
-            tr_dw3_next_zero_row(&run);
-        }
-        run.top_slot = run.slot;
-        run.top[0] = run.rows[0], run.top[1] = run.rows[1], run.top[2] = run.rows[2];
-        run.out_rows = g.out_h;
-        run.in_bytes = g.in_h * frame.in_row;
-        void (*const run_image)(tr_dw3_run *) = run_form == 1 ? tr_dw3_run_relu : tr_dw3_run_signed;
-        const int whole_groups = channels / 4 * 4;
-        /* batches outside, groups inside: per group four fields and a call, nothing spilled */
-        for (int b = 0; b < g.batches; ++b) {
-            const int32_t *constants = params->group_constants, *weights = params->filter_words;
-            const int8_t *image = input + b * in_image;
-            int8_t *out = output + b * out_image;
-            for (int c = 0; c < whole_groups; c += 4) {
-                run.constants = constants;
-                run.weights = weights;
-                run.src = image + c;
-                run.out = out + c;
-                if (whole_image) {
-                    run_image(&run);
-                } else {
-                    tr_dw3_group_run(&g, image + c, out + c, &run, run_form == 1);
-                }
-                constants += TR_DW3_GROUP_CONSTANTS;
-                weights += 3 * TR_DW3_COLUMN_WORDS;
-            }
-        }
-        first = whole_groups;
+        tr_dw3_whole_groups(params, input, output, &shape, ring, run_form == 1);
+        first = channels / 4 * 4;
     }
 #endif
     for (int c = first; c < channels; c += 4) {
         const int valid = channels - c < 4 ? channels - c : 4;
         const int32_t *w = params->filter_words + (c / 4) * 3 * TR_DW3_COLUMN_WORDS;
+        /* The group's biases and requantization (see tr_dw3_requantize). Where the generator laid
+         * out `group_constants`, that table is their only copy (bias and the requant arrays are
+         * NULL): its words go into the arrays' layout once per group, so the pixels read one. */
+        const int32_t *group_bias, *group_mult, *group_rq;
+        int32_t table_mult[4], table_rq[8];
+        if (doubled_form && params->group_constants != NULL) {
+            const int32_t *t = params->group_constants + (c / 4) * TR_DW3_GROUP_CONSTANTS;
+            for (int k = 0; k < 4; ++k) { /* per channel: multiplier, rounding constant, right shift */
+                table_mult[k] = t[3 * k];
+                table_rq[2 * k] = t[3 * k + 2];
+                table_rq[2 * k + 1] = t[3 * k + 1];
+            }
+            group_bias = t + 12, group_mult = table_mult, group_rq = table_rq;
+        } else {
+            group_bias = bias + c, group_mult = rq.multiplier + c;
+            group_rq = doubled_form ? rq.doubled + 2 * c : rq.shift + c;
+        }
         for (int b = 0; b < g.batches; ++b) {
             const int8_t *image = input + b * in_image + c;
             int held[3] = {-1, -1, -1}; /* the input row in each ring slot */
@@ -856,7 +899,7 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
                 const int32_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
                 int8_t *out = output + b * out_image + oy * frame.out_row + c;
                 for (int ox = 0; ox < g.out_w; ++ox, out += frame.out_col) {
-                    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                    int32_t a0 = group_bias[0], a1 = group_bias[1], a2 = group_bias[2], a3 = group_bias[3];
 #if TR_DW3_ASM
                     TR_DW3_PIXEL(r0, r1, r2, w);
 #else
@@ -869,21 +912,20 @@ TR_INLINE void tr_dw3_image(const tr_depthwise_3x3_params *params, const int8_t 
 #endif
 #if TR_DW3_ASM
                     if (doubled_form && valid == 4) {
-                        const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, rq.multiplier + c,
-                                                                rq.doubled + 2 * c, lo4, hi4);
+                        const int32_t word = tr_dw3_requantize4(a0, a1, a2, a3, group_mult, group_rq, lo4, hi4);
                         memcpy(out, &word, 4);
                         continue;
                     }
 #endif
                     if (valid == 4) {
-                        out[0] = tr_dw3_requantize(a0, &rq, c, doubled_form);
-                        out[1] = tr_dw3_requantize(a1, &rq, c + 1, doubled_form);
-                        out[2] = tr_dw3_requantize(a2, &rq, c + 2, doubled_form);
-                        out[3] = tr_dw3_requantize(a3, &rq, c + 3, doubled_form);
+                        out[0] = tr_dw3_requantize(a0, group_mult, group_rq, 0, &rq, doubled_form);
+                        out[1] = tr_dw3_requantize(a1, group_mult, group_rq, 1, &rq, doubled_form);
+                        out[2] = tr_dw3_requantize(a2, group_mult, group_rq, 2, &rq, doubled_form);
+                        out[3] = tr_dw3_requantize(a3, group_mult, group_rq, 3, &rq, doubled_form);
                     } else {
                         const int32_t acc[4] = {a0, a1, a2, a3};
                         for (int k = 0; k < valid; ++k) {
-                            out[k] = tr_dw3_requantize(acc[k], &rq, c + k, doubled_form);
+                            out[k] = tr_dw3_requantize(acc[k], group_mult, group_rq, k, &rq, doubled_form);
                         }
                     }
                 }

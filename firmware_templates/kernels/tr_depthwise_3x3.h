@@ -27,15 +27,18 @@ typedef struct {
                                     a few long rows, and each row's bookkeeping is paid fewer times */
     int32_t input_zero_point;    /* what padding reads as */
     const int32_t *filter_words; /* [(out_c + 3) / 4][3][6] */
-    const int32_t *bias;         /* [out_c], the input zero point folded in (doubled: see above) */
-    tr_requant_params requant;   /* general or doubled form */
-    const int32_t *group_constants; /* NULL, or per whole group of four channels the
-                                       TR_DW3_GROUP_CONSTANTS words the DSP path's assembly row
-                                       loop reads by LDM: per channel the doubled form's
-                                       multiplier, rounding constant and right shift, then the
-                                       four (doubled) biases; set where that loop runs (doubled
-                                       form, clamp range all of int8, a DSP target), so no group
-                                       copies its constants */
+    const int32_t *bias;         /* [out_c], the input zero point folded in (doubled: see above);
+                                    NULL where group_constants holds the biases */
+    tr_requant_params requant;   /* general or doubled form; its arrays NULL where group_constants
+                                    holds them (output_offset and the clamp range always set) */
+    const int32_t *group_constants; /* NULL, or per group of four channels (the last zero-padded)
+                                       TR_DW3_GROUP_CONSTANTS words, the order the DSP path's
+                                       assembly row loop reads them by LDM: per channel the doubled
+                                       form's multiplier, rounding constant and right shift, then
+                                       the four (doubled) biases. Set where that loop runs (doubled
+                                       form, clamp range all of int8, generated for a DSP target),
+                                       and then the call's only copy of its biases and
+                                       requantization: the plain C form reads it too */
 } tr_depthwise_3x3_params;
 
 /* Words per group of four channels in `group_constants`. */

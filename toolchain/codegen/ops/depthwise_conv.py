@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.codegen.graph import Op, Tensor
+from toolchain.codegen.graph import Op
 from toolchain.codegen.lowering import (
     FieldValue,
     KernelCall,
@@ -118,26 +118,23 @@ def three_by_three_weights(taps: np.ndarray, factor: int) -> np.ndarray:
 
 
 def three_by_three_group_constants(
-    bias: np.ndarray, abs_sums: np.ndarray, mults: np.ndarray, shifts: np.ndarray, out: Tensor, act: str
-) -> np.ndarray | None:
-    """The `group_constants` of tr_depthwise_3x3_params, or None where its assembly row loop does not
-    run (the general requantization, or a clamp narrower than int8): per whole group of four channels,
-    each channel's multiplier, rounding constant and right shift of the doubled form, then the four
-    doubled biases, in the order the loop reads them with LDM. Laid out here, no group copies them
-    at run time (some thirty instructions a group, where MobileNet's small layers have 32-64 groups
-    of nine pixels). A partial last group runs in C from the `tr_requant_params` arrays, which a
-    core without DSP reads too: the table is a second copy of those 16 bytes per channel."""
-    offset = int(out.zero_point[0])
-    doubled = doubled_requant(bias, abs_sums, mults, shifts, offset)
-    groups = len(bias) // 4
-    full_range = activation_range_int8(act, float(out.scale[0]), offset) == (-128, 127)
-    if doubled is None or not full_range or groups == 0:
-        return None
+    bias: np.ndarray, mults: np.ndarray, doubled: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The `group_constants` of tr_depthwise_3x3_params (doubled form): per group of four channels,
+    each channel's multiplier, rounding constant and right shift, then the four doubled biases, in
+    the order the DSP path's assembly row loop reads them with LDM (laid out here, no group copies
+    them at run time: some thirty instructions a group, where MobileNet's small layers have 32-64
+    groups of nine pixels). A partial last group is padded to four channels with zeros (a padding
+    channel computes 0 and is never stored), so the table holds every channel and is the call's only
+    copy of its biases and requantization: the plain C form of the kernel (the partial group, a core
+    without DSP running this C) reads it too."""
     right, rounding = doubled
-    n = groups * 4
-    requant = np.stack([mults[:n], rounding[:n], right[:n]], axis=1).astype(np.int64).reshape(groups, 12)
-    biases = (2 * bias[:n].astype(np.int64)).reshape(groups, 4)
-    return np.concatenate([requant, biases], axis=1).reshape(-1)
+    channels = len(bias)
+    groups = -(-channels // 4)
+    rows = np.zeros((groups * 4, 4), np.int64)  # per channel: multiplier, rounding, right shift, bias
+    rows[:channels] = np.stack([mults, rounding, right, 2 * bias.astype(np.int64)], axis=1)
+    per_group = rows.reshape(groups, 4, 4)
+    return np.concatenate([per_group[:, :, :3].reshape(groups, 12), per_group[:, :, 3]], axis=1).reshape(-1)
 
 
 def runs_three_by_three(op: Op) -> bool:
@@ -351,8 +348,10 @@ def _three_by_three_call(
     fields["transposed"] = int(transposed)
     act = op.options.get("fused_activation_function", "NONE")
     abs_sums = np.abs(taps.astype(np.int64)).sum(axis=0)
-    requant = requant_fields(ctx, name, bias_folded, abs_sums, mults, shifts, out, act)
-    factor = 1 if requant["doubled"] == "NULL" else 2
+    offset = int(out.zero_point[0])
+    act_range = activation_range_int8(act, float(out.scale[0]), offset)
+    doubled = doubled_requant(bias_folded, abs_sums, mults, shifts, offset)
+    factor = 1 if doubled is None else 2
     fields["filter_words"] = ctx.constant(
         f"{name}_filter_words",
         three_by_three_weights(taps, factor),
@@ -360,25 +359,33 @@ def _three_by_three_call(
         f"weights '{filt.name}' {shape_text(filt)}{', doubled' if factor == 2 else ''}, "
         "as int16 pairs by four channels",
     )
-    bias = np.zeros(-(-channels // 4) * 4, np.int64)
-    bias[:channels] = factor * bias_folded.astype(np.int64)
-    fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
-    fields["requant"] = requant
-    table = (
-        None
-        if not ctx.dsp
-        else three_by_three_group_constants(bias_folded, abs_sums, mults, shifts, out, act)
-    )
-    fields["group_constants"] = (
-        "NULL"
-        if table is None
-        else ctx.constant(
+    if ctx.dsp and doubled is not None and act_range == (-128, 127):
+        # Where the DSP path's assembly row loop runs (the doubled form, a clamp range of all of
+        # int8), its table is the call's one copy of the biases and requantization: no per-channel
+        # arrays. Elsewhere only those: the plain C path of a Cortex-M0/M3 reads them with less
+        # arithmetic, and TFLM's general form has no table.
+        fields["bias"] = "NULL"
+        fields["requant"] = {
+            "multiplier": "NULL",
+            "shift": "NULL",
+            "doubled": "NULL",
+            "output_offset": offset,
+            "act_min": act_range[0],
+            "act_max": act_range[1],
+        }
+        fields["group_constants"] = ctx.constant(
             f"{name}_group_constants",
-            table,
+            three_by_three_group_constants(bias_folded, mults, doubled),
             "int32_t",
-            "per group of four channels: (multiplier, rounding, right shift) x 4, then 4 doubled biases",
+            "per group of four channels (the last zero-padded): (multiplier, rounding, right shift) x 4, "
+            "then the 4 doubled biases",
         )
-    )
+    else:
+        bias = np.zeros(-(-channels // 4) * 4, np.int64)
+        bias[:channels] = factor * bias_folded.astype(np.int64)
+        fields["bias"] = ctx.constant(f"{name}_bias", bias, "int32_t")
+        fields["requant"] = requant_fields(ctx, name, bias_folded, abs_sums, mults, shifts, out, act)
+        fields["group_constants"] = "NULL"
     frame_width = out.shape[1] if transposed else out.shape[2]
     scratch = ctx.scratch(4 * frame_width * 6 * 4)  # TR_DW3_SCRATCH_BYTES: four rows of stored columns
     params = ctx.params("tr_depthwise_3x3_params", name, fields)

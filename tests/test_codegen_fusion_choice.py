@@ -27,6 +27,7 @@ class _Plan:
     fused: frozenset[int]
     arena_bytes: int
     ops: list[_Item] = field(default_factory=list)
+    weights_bytes: int = 0
 
 
 GROUPS = [[_Op(0), _Op(1)], [_Op(2)], [_Op(3), _Op(4)], [_Op(5), _Op(6)], [_Op(7), _Op(8)]]
@@ -49,7 +50,8 @@ def test_a_group_is_fused_where_the_arena_shrinks_or_it_pays_at_the_same_arena(m
     asked = []
     monkeypatch.setattr(fusion_choice, "predicted_instructions", lambda items: 100.0 * len(items))
 
-    def fusing_pays(fused_item, unfused_items, model_instructions) -> bool:
+    def fusing_pays(fused_item, unfused_items, model_instructions, flash_share) -> bool:
+        assert flash_share == 0.0  # the same weights, no thin stream
         assert model_instructions == 900.0  # the model, unfused: its 9 ops
         asked.append((fused_item.op.index, [item.op.index for item in unfused_items]))
         return fused_item.op.index in pays
@@ -97,3 +99,30 @@ def test_a_saving_too_small_to_notice_does_not_pay_for_the_flash(monkeypatch) ->
     assert fusion_choice.fusing_pays("fused", ["a", "b"], whole)
     cost["fused"] = 111.0  # slower fused
     assert not fusion_choice.fusing_pays("fused", ["a", "b"], whole)
+
+
+def test_a_saving_smaller_than_the_flash_it_costs_does_not_pay(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    def plan(weights: int, thin: bool) -> SimpleNamespace:
+        fields = {"first_thin": "fc_first_thin" if thin else "NULL", "second_thin": "NULL"}
+        call = SimpleNamespace(params=SimpleNamespace(fields=fields))
+        return SimpleNamespace(
+            weights_bytes=weights, ops=[SimpleNamespace(call=call), SimpleNamespace(call=None)]
+        )
+
+    apart, fused = plan(6_000, thin=False), plan(7_800, thin=True)
+    share = fusion_choice.flash_share(apart, fused)  # 1,800 bytes of weights and the thin loops
+    assert share == pytest.approx(
+        (1_800 + fusion_choice.THIN_CODE_BYTES) / (6_000 + fusion_choice.CODE_BYTES)
+    )
+    assert fusion_choice.flash_share(plan(6_000, thin=True), plan(7_800, thin=True)) == pytest.approx(
+        1_800 / 18_000
+    )  # the thin loops are linked already
+    assert fusion_choice.flash_share(fused, apart) == 0.0  # smaller is no cost
+
+    monkeypatch.setattr(fusion_choice, "_cost_model", lambda: object())
+    cost = {"fused": 400.0, "a": 600.0, "b": 500.0}  # 700 of 5,000 instructions: 14%
+    monkeypatch.setattr(fusion_choice, "_predicted", lambda model, item: cost[item])
+    assert fusion_choice.fusing_pays("fused", ["a", "b"], 5000.0, flash_share=0.10)
+    assert not fusion_choice.fusing_pays("fused", ["a", "b"], 5000.0, flash_share=share)  # 32% more flash

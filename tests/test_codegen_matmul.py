@@ -74,13 +74,14 @@ MODELS = {
     "dense_pair": _dense_pair_model,
     "one_group_dense": _one_group_dense_model,
 }
+# a pair whose two layers are thin streams (THIN below) runs the thin-only form, without the matmul loops
 KERNELS = {
-    "pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
     # the first Dense is one row into 64 outputs: the row stream of DSP targets (test_codegen_fc_row)
-    "dense_pair": ["tr_fully_connected_row_int8", "tr_fully_connected_factored_int8"],
-    "thin_dense_pair": ["tr_fully_connected_factored_int8"],
-    "thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
-    "deep_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "dense_pair": ["tr_fully_connected_row_int8", "tr_fully_connected_factored_thin_int8"],
+    "thin_dense_pair": ["tr_fully_connected_factored_thin_int8"],
+    "thin_pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
+    "deep_pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
     "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
     # one row, layers without thin streams: the row stream's one-row form on DSP targets
     "rank_129_dense_pair": ["tr_fully_connected_factored_row_int8"],
@@ -170,7 +171,7 @@ def test_pointwise_pair_keeps_the_narrow_tensor_out_of_the_arena(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
     fused = generate(models["pointwise_pair"], tmp_path / "fused", tflm_arena=False, fuse=True)
-    assert [op["kernel"] for op in fused["ops"]] == ["tr_fully_connected_factored_int8"]
+    assert [op["kernel"] for op in fused["ops"]] == ["tr_fully_connected_factored_thin_int8"]
     assert fused["ops"][0]["macs"] == 15 * (5 * 13 + 5 * 10)
     # input (15 x 13) and output (15 x 10), then scratch: two pixels' rank-5 vectors and two
     # widened input rows (13 values padded to 4 words -> 2 x 2 x 4 words), each rounded up to 16

@@ -386,3 +386,21 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
         tr_layer_rows(narrow, y, rows, rank, output_depth, &second, second_thin, scratch);
     }
 }
+
+/* Both layers thin streams: each row through the first layer into `narrow`, then the second. (The
+ * forms above reach the matmul loops through tr_layer_rows, which links them even where every
+ * layer is thin: 15 KB of flash on a Cortex-M4 for a pair that never runs them.) Each layer's
+ * input is read whole before its output is stored, as in the row form, so the generator may place
+ * the output over the input (inplace.py). */
+TR_KERNEL void tr_fully_connected_factored_thin_int8(const tr_fc_factored_params *params, const int8_t *input,
+                                                     int8_t *output, int8_t *narrow, int8_t *wide)
+{
+    uint32_t *scratch = (uint32_t *)(void *)wide;
+    const int input_depth = params->input_depth, rank = params->rank, output_depth = params->output_depth;
+    const int32_t first_offset = params->first.output_offset, second_offset = params->second.output_offset;
+    for (int b = 0; b < params->batches; ++b) {
+        tr_thin_row(input + b * input_depth, input_depth, params->first_thin, narrow, rank, scratch, first_offset);
+        tr_thin_row(narrow, rank, params->second_thin, output + b * output_depth, output_depth, scratch,
+                    second_offset);
+    }
+}

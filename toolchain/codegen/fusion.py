@@ -259,6 +259,17 @@ def _pair_step(op: Op, ctx: LoweringContext, name: str, key: str, batches: int) 
     return {key: layer, f"{key}_thin": "NULL", f"{key}_stream": int(stream)}
 
 
+def _pair_kernel(fields: dict[str, FieldValue]) -> str:
+    """The entry point of a fused pair: the one-row form reads the stream flags (the two-row form
+    need not check them: a Cortex-M3 paid 8-12 instructions a call for that); a pair of two thin
+    streams runs without the matmul loops, which would otherwise be linked for nothing."""
+    if fields["first_stream"] or fields["second_stream"]:
+        return "tr_fully_connected_factored_row_int8"
+    if fields["first_thin"] != "NULL" and fields["second_thin"] != "NULL":
+        return "tr_fully_connected_factored_thin_int8"
+    return "tr_fully_connected_factored_int8"
+
+
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     """A FULLY_CONNECTED pair or a pointwise CONV_2D pair: the same matmul over rows (pixels)."""
     first, second = group
@@ -284,12 +295,9 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         fields.update(_pair_step(op, ctx, name, key, batches))
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
-    # the one-row form reads the stream flags; the two-row form need not check them (a Cortex-M3
-    # paid 8-12 instructions a call for that)
-    streams = fields["first_stream"] or fields["second_stream"]
     return KernelCall(
         "tr_fully_connected.c",
-        "tr_fully_connected_factored_row_int8" if streams else "tr_fully_connected_factored_int8",
+        _pair_kernel(fields),
         ctx.params("tr_fc_factored_params", name, fields),
         [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), narrow, wide],
         comment,

@@ -12,7 +12,10 @@ by one by at least `MIN_SAVING` of the whole model's instructions.
 
 Fusing is not free in flash: a fused call keeps its narrow layers' weights as int16 thin streams
 and links kernels of its own (the FC autoencoder's 128-8-128 bottleneck fused: 6.8 KB more flash for
-1,976 fewer of 330,000 instructions, 0.6%). A saving the user would not notice does not pay for that.
+1,976 fewer of 330,000 instructions, 0.6%). A saving the user would not notice does not pay for that,
+nor one smaller than the share of flash it costs (`flash_share`): a 64-32-10 digits MLP's one pair
+fused saved some 5% of its instructions but brought in the thin loops and int16 weights, and its
+firmware grew from 15.0 KB to 18.0 KB, larger than the uncompressed model's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from toolchain.errors import TinyrankError
 
 COST_BOARD = "nano33"  # a Cortex-M4: the DSP path's cost model
 MIN_SAVING = 0.02  # at the same arena, a fused call must save this share of the model's instructions
+# Flash a plan's first thin stream brings in: tr_thin_groups, its -128 floor form and the partial
+# group's plain loop (1,544 + 1,528 + 1,032 bytes on a Cortex-M4, arm-none-eabi-nm).
+THIN_CODE_BYTES = 4_100
+# A small model's firmware besides its weights (runtime, kernels, benchmark app; 12 KB for a digits
+# MLP on a Cortex-M4): with the weights, the yardstick a fused call's flash growth is a share of.
+CODE_BYTES = 12_000
 
 
 def _cost_model() -> Any:
@@ -57,10 +66,13 @@ def predicted_instructions(items: list[Any]) -> float:
     return sum(p for p in (_predicted(model, item) for item in items) if p is not None)
 
 
-def fusing_pays(fused_item: Any, unfused_items: list[Any], model_instructions: float) -> bool:
+def fusing_pays(
+    fused_item: Any, unfused_items: list[Any], model_instructions: float, flash_share: float = 0.0
+) -> bool:
     """Whether the fused call is predicted faster than its ops one by one by at least `MIN_SAVING`
-    of `model_instructions` (the model's, unfused); True where the cost model cannot tell (fusing
-    never costs arena here, see `choose`)."""
+    of `model_instructions` (the model's, unfused), and by no smaller a share than `flash_share`,
+    the share of flash fusing adds; True where the cost model cannot tell (fusing never costs
+    arena here, see `choose`)."""
     model = _cost_model()
     if model is None:
         return True
@@ -68,12 +80,33 @@ def fusing_pays(fused_item: Any, unfused_items: list[Any], model_instructions: f
     apart = [_predicted(model, item) for item in unfused_items]
     if fused is None or any(a is None for a in apart):
         return True
-    return sum(a for a in apart if a is not None) - fused >= MIN_SAVING * model_instructions
+    saving = sum(a for a in apart if a is not None) - fused
+    return saving >= max(MIN_SAVING, flash_share) * model_instructions
+
+
+def _uses_thin(plan: Any) -> bool:
+    """Whether any call of a planned model runs a layer from a thin stream (links the thin loops)."""
+    return any(
+        key.endswith("_thin") and value != "NULL"
+        for item in plan.ops
+        if getattr(item, "call", None) is not None
+        for key, value in item.call.params.fields.items()
+    )
+
+
+def flash_share(before: Any, after: Any) -> float:
+    """The share of `before`'s flash (weights and `CODE_BYTES`) that `after` adds: its weights'
+    growth, and `THIN_CODE_BYTES` where it is the first to use a thin stream."""
+    grown = after.weights_bytes - before.weights_bytes
+    if _uses_thin(after) and not _uses_thin(before):
+        grown += THIN_CODE_BYTES
+    return max(grown, 0) / (before.weights_bytes + CODE_BYTES)
 
 
 def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any]) -> Any:
     """The planned model with each factored group fused where that shrinks the arena, or keeps it
-    and `fusing_pays`; `lower_and_plan(fuse)` lowers and plans the graph."""
+    and `fusing_pays` for its instructions and its flash; `lower_and_plan(fuse)` lowers and plans
+    the graph."""
     model = lower_and_plan(False)
     apart = {item.op.index: item for item in model.ops}
     whole = predicted_instructions(list(model.ops))
@@ -84,7 +117,8 @@ def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any])
         fused = next(item for item in trial.ops if item.op.index == first)
         ops_apart = [apart[op.index] for op in group]
         if trial.arena_bytes < model.arena_bytes or (
-            trial.arena_bytes == model.arena_bytes and fusing_pays(fused, ops_apart, whole)
+            trial.arena_bytes == model.arena_bytes
+            and fusing_pays(fused, ops_apart, whole, flash_share(model, trial))
         ):
             model, chosen = trial, chosen | {first}
     return model

@@ -36,7 +36,11 @@ ROW_KERNELS = {
 # computes its whole rank-r vector into scratch (`narrow`) before it stores an output byte, and
 # never reads its input again. Only the one-row form is admitted (the pair of the digits MLP;
 # two rows at a time would need the matmul rows' byte-order proof).
-PAIR_KERNELS = ("tr_fully_connected_factored_int8", "tr_fully_connected_factored_row_int8")
+PAIR_KERNELS = (
+    "tr_fully_connected_factored_int8",
+    "tr_fully_connected_factored_row_int8",
+    "tr_fully_connected_factored_thin_int8",
+)
 
 
 def output_trails_input(

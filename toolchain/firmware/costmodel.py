@@ -11,6 +11,9 @@ the kernels' loops: a constant, per position, per output, per block of four outp
 kernels pack weights by four rows), per MAC, per padded MAC, per inner remainder, per
 input and output value. Kernels the grid never ran fall back to one model fitted over
 all of a core's weighted calls, and are flagged as such.
+
+One module, past 400 lines: the terms, the fitted entries and the prediction are read together
+(each term follows a kernel loop the predictor sums), and costfit imports the same term code.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.codegen.ops.fully_connected import THIN_MAX_DEPTH
+from toolchain.codegen.ops.fully_connected import THIN_MAX_DEPTH, takes_row_stream
 from toolchain.errors import TinyrankError
 
 DATA_PATH = Path(__file__).with_name("costmodel.json")
@@ -195,8 +198,7 @@ def is_row_stream(shape: dict[str, Any], ops: int) -> bool:
     return (
         ops == 2
         and shape.get("kind") in ("fc", "pw")
-        and int(shape["p"]) == 1
-        and int(shape["o"]) > 4
+        and takes_row_stream(int(shape["p"]), int(shape["o"]), dsp=True)
         and not is_thin(shape, ops)
     )
 

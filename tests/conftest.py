@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# fixtures kept in a module of their own (`requant`: the FULLY_CONNECTED row-stream tests' two forms)
+pytest_plugins = ["tests.helpers.requant_forms"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("PLATFORMIO_SETTING_ENABLE_TELEMETRY", "No")

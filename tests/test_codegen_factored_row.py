@@ -67,14 +67,6 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(params=["doubled", "general"])
-def requant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The requantization form of every layer: as the generator proves it, or the general one."""
-    if request.param == "general":
-        monkeypatch.setattr(fully_connected, "doubled_requant", lambda *args: None)
-    return request.param
-
-
 def _refuse_second_thin(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """For the `second` pair: no thin stream for its second layer (see the module docstring)."""
     if name != "second":

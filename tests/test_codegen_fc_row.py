@@ -49,14 +49,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["doubled", "general"])
-def requant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The requantization form of every layer: as the generator proves it, or the general one."""
-    if request.param == "general":
-        monkeypatch.setattr(fully_connected, "doubled_requant", lambda *args: None)
-    return request.param
-
-
 def _samples(n: int, seed: int) -> np.ndarray:
     x = np.random.default_rng(seed).integers(-128, 128, size=(n, 99), dtype=np.int8)
     x[0] = -128  # the extremes of the prepared words (127 - x0, 256 x1)

@@ -3,7 +3,7 @@ DS-CNN held to the CNN's targets (it has no default-options target)."""
 
 from __future__ import annotations
 
-from benchmarks.bench_compress import MODELS, TARGETS, main, verdicts
+from benchmarks.bench_compress import MODELS, TARGETS, main, mean_rows, verdicts
 
 
 def row(model: str, budget: float, *, original=0.95, flt=0.95, int8=0.95, baseline=0.94) -> dict:
@@ -57,3 +57,28 @@ def test_unknown_model_is_refused(capsys) -> None:
     else:
         raise AssertionError("--models resnet was accepted")
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_verdicts_read_the_mean_over_seeds() -> None:
+    # seed 0 below its baseline, seed 1 above by more: the mean meets the target, the worst seed shows a miss
+    rows = [
+        {**row("mlp", 0.1, int8=0.93, baseline=0.94), "seed": 0},
+        {**row("mlp", 0.1, int8=0.96, baseline=0.94), "seed": 1},
+    ]
+    assert verdicts(rows)["int8_at_least_baseline"]["met"]
+    (mean,) = mean_rows(rows)
+    assert mean["seeds"] == 2
+    assert abs(mean["int8"] - 0.945) < 1e-12
+    assert abs(mean["int8_gap_min"] + 0.01) < 1e-12
+    rows[1]["int8"] = 0.94
+    assert verdicts(rows)["int8_at_least_baseline"]["failing"] == ["mlp@0.1"]
+
+
+def test_seeds_must_be_positive(capsys) -> None:
+    try:
+        main(["--seeds", "0"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("--seeds 0 was accepted")
+    assert "at least 1" in capsys.readouterr().err

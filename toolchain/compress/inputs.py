@@ -25,8 +25,8 @@ def to_dataset(data: Any) -> Dataset | None:
 
 def check_options(method, ranks, energy, vbmf, targets) -> None:
     """Refuse contradictory or out-of-range rank and budget options before any work."""
-    if method not in (*METHODS, "auto"):
-        raise UnsupportedError(f"--method {method}: choose one of {', '.join((*METHODS, 'auto'))}")
+    if method not in (*METHODS, "auto", "narrow"):
+        raise UnsupportedError(f"--method {method}: choose one of {', '.join((*METHODS, 'auto', 'narrow'))}")
     if energy is not None and not 0.0 < energy <= 1.0:
         raise UnsupportedError(f"--energy {energy}: must be in (0, 1]")
     if energy is not None and vbmf:
@@ -51,6 +51,16 @@ def check_options(method, ranks, energy, vbmf, targets) -> None:
         raise UnsupportedError(
             f"--{chosen[0].replace('_', '-')} chooses the ranks itself; drop --ranks/--energy/--vbmf"
         )
+
+
+def check_narrow_options(targets: dict, pareto: bool) -> None:
+    """`--method narrow` keeps whole units to a parameter budget: refuse what it cannot honour."""
+    others = [k for k, v in targets.items() if v is not None and k != "target_params"]
+    if others or pareto:
+        what = "--pareto" if pareto else f"--{others[0].replace('_', '-')}"
+        raise UnsupportedError(f"--method narrow takes --target-params only, not {what}")
+    if targets.get("target_params") is None:
+        raise UnsupportedError("--method narrow needs --target-params (the fraction of parameters to keep)")
 
 
 def check_model(model: Any) -> None:

@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from toolchain.compress import budget as budget_search
 from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
-from toolchain.compress.inputs import check_model, check_options, to_dataset
+from toolchain.compress.inputs import check_model, check_narrow_options, check_options, to_dataset
 from toolchain.compress.layers import Factorization, describe_layer
+from toolchain.compress.narrow import narrow_hint, narrow_model
 from toolchain.compress.plan import (
     check_explicit_layers,
     describe_model,
@@ -111,6 +112,8 @@ def compress(
         "board": board,
     }
     check_options(method, ranks, energy, vbmf, targets)
+    if method == "narrow":
+        check_narrow_options(targets, pareto)
     if finetune_epochs is not None and finetune_epochs < 0:
         raise UnsupportedError(f"--finetune-epochs {finetune_epochs}: must be 0 or more")
     if learning_rate is not None and not learning_rate > 0:
@@ -137,6 +140,14 @@ def compress(
 
     started = time.perf_counter()
     folded, folds = fold_batchnorms(model)
+    if method == "narrow":
+        assert target_params is not None  # check_narrow_options refused its absence
+        small, report = _narrowed(model, folded, target_params, seed)
+        report.update(folded_batchnorm=folds, compress_seconds=time.perf_counter() - started)
+        report["labels"] = labels_note or "from the data"
+        if dataset is not None:
+            _score(report, model, small, dataset, tuning, baseline, changed=True)
+        return small, report
     infos = describe_model(folded)
     check_explicit_layers(folded, ranks, infos)
     x_calib = _calibration(dataset, seed) if dataset is not None else None
@@ -198,23 +209,14 @@ def compress(
     }
     if search:
         report["search"] = search
+        hint = narrow_hint(folded, search.get("bottlenecks", []))
+        if hint:
+            report.setdefault("warnings", []).append(hint)
     for row in report["layers"]:
         if row["name"] in budget_info.get("layer_costs", {}):
             row["device"] = budget_info["layer_costs"][row["name"]]
     if dataset is not None:
-        metric, original = evaluate_on(model, dataset)
-        scores = {"original": original, "factored": evaluate_on(factored, dataset)[1]}
-        if finetune_epochs > 0:
-            report["finetune"] = tune(factored, model, dataset, tuning, factored=bool(replace))
-            scores["finetuned"] = evaluate_on(factored, dataset)[1]
-        if baseline:
-            _, report["baseline"] = baseline_for(model, after["params"], dataset, tuning)
-            scores["baseline"] = report["baseline"][metric]
-        report["metric"] = metric
-        report[metric] = scores
-        warning = accuracy_warning(metric, scores)
-        if warning:
-            report.setdefault("warnings", []).append(warning)
+        _score(report, model, factored, dataset, tuning, baseline, changed=bool(replace))
     if state is not None and x_calib is not None:
         budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:
@@ -234,6 +236,74 @@ def compress(
 
         report["pareto"] = pareto_sweep(model, dataset, build_at, PARETO_FRACTIONS, tuning)
     return factored, report
+
+
+def _score(
+    report: dict, model: Any, compressed: Any, dataset: Dataset, tuning: Tuning, baseline: bool, changed: bool
+) -> None:
+    """Measure the original and the compressed model, fine-tune the compressed one in place (when
+    it `changed` and tuning has epochs), train the baseline when asked, and say so in `report`."""
+    metric, original = evaluate_on(model, dataset)
+    scores = {"original": original, "factored": evaluate_on(compressed, dataset)[1]}
+    if tuning.epochs > 0:
+        report["finetune"] = tune(compressed, model, dataset, tuning, factored=changed)
+        scores["finetuned"] = evaluate_on(compressed, dataset)[1]
+    if baseline:
+        _, report["baseline"] = baseline_for(model, report["params"]["after"], dataset, tuning)
+        scores["baseline"] = report["baseline"][metric]
+    report["metric"] = metric
+    report[metric] = scores
+    warning = accuracy_warning(metric, scores)
+    if warning:
+        report.setdefault("warnings", []).append(warning)
+
+
+def _narrowed(model: Any, folded: Any, target_params: float, seed: int) -> tuple[Any, dict]:
+    """`--method narrow`: the narrower model of the budget (`narrow.narrow_model`) and its report,
+    with the keys and per-layer rows a factored model's report has."""
+    before = model_cost(model)
+    small, widths = narrow_model(folded, int(target_params * before["params"]), seed)
+    after = model_cost(small)
+    rows = []
+    for row in widths:
+        old, new = _layer_cost(folded, row["name"]), _layer_cost(small, row["name"])
+        narrowed = row["width_after"] < row["width_before"] or old != new
+        rows.append(
+            {
+                "name": row["name"],
+                "status": "narrowed" if narrowed else "kept",
+                "method": "narrow" if narrowed else None,
+                "ranks": [],
+                "params_before": old[0],
+                "params_after": new[0],
+                "macs_before": old[1],
+                "macs_after": new[1],
+                "rel_error": row["rel_error"],
+                "width_before": row["width_before"],
+                "width_after": row["width_after"],
+                "reason": f"{row['width_before']} -> {row['width_after']} units",
+            }
+        )
+    report = {
+        "stage": "compress",
+        "model": model.name,
+        "method": "narrow",
+        "rank_selection": "budget",
+        "energy": None,
+        "budget": {"target_params": target_params},
+        "layers": rows,
+        **{key: {"before": before[key], "after": after[key]} for key in before},
+        "params_ratio": before["params"] / max(after["params"], 1),
+        "new_layers": [layer.name for layer in small.layers],
+    }
+    return small, report
+
+
+def _layer_cost(model: Any, name: str) -> tuple[int, int]:
+    """(parameters, MACs) of one layer."""
+    layer = model.get_layer(name)
+    info = describe_layer(model.layers.index(layer), layer, call_count(model, layer))
+    return int(info.params), int(info.macs)
 
 
 def _as_generated(factored: Any, x_calib: np.ndarray, state: Any, budget_info: dict) -> dict[str, Any]:

@@ -153,8 +153,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default=None,
-        choices=("svd", "tucker", "cp", "spatial", "seminmf", "auto"),
-        help="compression method (default svd)",
+        choices=("svd", "tucker", "cp", "spatial", "seminmf", "auto", "narrow"),
+        help="compression method (default svd; narrow: fewer whole hidden units, with --target-params)",
     )
     rank = parser.add_argument_group(
         "rank choice (default: the least error that fits --board; the original is measured beside it)"

@@ -1,0 +1,127 @@
+"""`--method narrow`: the kept units are the original's most important ones, with their weights, so a
+model whose dropped units do nothing computes exactly what the original does; models that are not
+one chain, and options narrowing cannot honour, are refused with the layer or flag named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolchain.compress import compress
+from toolchain.compress.narrow import importance, narrow_hint, narrow_model, weighted_chain
+from toolchain.errors import UnsupportedError
+
+
+def _mlp(seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((12,)),
+            keras.layers.Dense(40, activation="relu", name="hidden_1"),
+            keras.layers.Dense(20, activation="relu", name="hidden_2"),
+            keras.layers.Dense(3, activation="softmax", name="classes"),
+        ]
+    )
+
+
+def _silence(model, layer: str, units: np.ndarray, following: str) -> None:
+    """Make `units` of `layer` contribute nothing: zero outgoing weights in `following`."""
+    kernel, bias = model.get_layer(following).get_weights()
+    kernel[..., units, :] = 0.0
+    model.get_layer(following).set_weights([kernel, bias])
+
+
+def test_importance_is_incoming_times_outgoing_norm():
+    kernel = np.array([[3.0, 0.0], [4.0, 1.0]])  # unit 0 in: 5, unit 1 in: 1
+    following = np.array([[1.0], [10.0]])  # unit 0 out: 1, unit 1 out: 10
+    assert importance(kernel, following).tolist() == [5.0, 10.0]
+
+
+def test_units_that_do_nothing_are_the_ones_dropped_and_the_outputs_stay_exact():
+    model = _mlp()
+    rng = np.random.default_rng(0)
+    # hidden_1 keeps 8 live units of 40, hidden_2 4 of 20 (the widths of a fifth of the design)
+    _silence(model, "hidden_1", np.setdiff1d(np.arange(40), rng.choice(40, 8, replace=False)), "hidden_2")
+    _silence(model, "hidden_2", np.setdiff1d(np.arange(20), rng.choice(20, 4, replace=False)), "classes")
+    small, rows = narrow_model(model, params=12 * 8 + 8 + 8 * 4 + 4 + 4 * 3 + 3, seed=0)
+    widths = {row["name"]: (row["width_before"], row["width_after"]) for row in rows}
+    assert widths == {"hidden_1": (40, 8), "hidden_2": (20, 4), "classes": (3, 3)}
+    x = rng.normal(size=(64, 12)).astype(np.float32)
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_conv_chain_through_pooling_narrows_channels_exactly():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_1"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_2"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(4, name="classes"),
+        ]
+    )
+    _silence(model, "conv_1", np.arange(4, 16), "conv_2")
+    _silence(model, "conv_2", np.arange(0, 12), "classes")
+    small, rows = narrow_model(model, params=9 * 4 + 4 + 9 * 4 * 4 + 4 + 4 * 4 + 4, seed=0)
+    assert [row["width_after"] for row in rows] == [4, 4, 4]
+    x = np.random.default_rng(1).normal(size=(16, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_a_residual_model_is_refused_naming_the_layer():
+    import keras
+
+    inp = keras.Input((8,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+    joined = keras.layers.Add(name="skip")([inp, hidden])
+    out = keras.layers.Dense(2, name="classes")(joined)
+    with pytest.raises(UnsupportedError, match="'skip'"):
+        weighted_chain(keras.Model(inp, out))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"target_macs": 0.3}, "--target-macs"),
+        ({"target_params": 0.3, "pareto": True}, "--pareto"),
+        ({}, "needs --target-params"),
+    ],
+)
+def test_options_narrowing_cannot_honour_are_refused(options, message):
+    with pytest.raises(UnsupportedError, match=message):
+        compress(_mlp(), None, method="narrow", **options)
+
+
+def test_compress_narrow_meets_the_budget_and_reports_each_layer():
+    model = _mlp()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
+    data = {"x_train": x[:160], "y_train": y[:160], "x_test": x[160:], "y_test": y[160:]}
+    small, report = compress(model, data, method="narrow", target_params=0.3, finetune_epochs=2, verbose=0)
+    assert report["method"] == "narrow"
+    assert report["params"]["after"] == small.count_params() <= 0.3 * model.count_params()
+    rows = {row["name"]: row for row in report["layers"]}
+    assert rows["hidden_1"]["status"] == "narrowed" and rows["hidden_1"]["width_after"] < 40
+    assert rows["classes"]["width_after"] == 3
+    assert report["finetune"]["epochs_run"] >= 1
+    assert set(report["accuracy"]) == {"original", "factored", "finetuned"}
+    assert model.get_layer("hidden_1").get_weights()[0].shape == (12, 40)  # the input model untouched
+
+
+def test_bottlenecks_bring_the_hint_only_where_narrowing_applies():
+    import keras
+
+    necks = [{"layer": "hidden_2", "width": 4}]
+    hint = narrow_hint(_mlp(), necks)
+    assert hint is not None and "'hidden_2' (width 4)" in hint and "--method narrow" in hint
+    assert narrow_hint(_mlp(), []) is None
+    inp = keras.Input((8,))
+    joined = keras.layers.Add(name="skip")([inp, keras.layers.Dense(8, name="hidden")(inp)])
+    assert narrow_hint(keras.Model(inp, keras.layers.Dense(2)(joined)), necks) is None

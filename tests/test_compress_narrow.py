@@ -125,3 +125,20 @@ def test_bottlenecks_bring_the_hint_only_where_narrowing_applies():
     inp = keras.Input((8,))
     joined = keras.layers.Add(name="skip")([inp, keras.layers.Dense(8, name="hidden")(inp)])
     assert narrow_hint(keras.Model(inp, keras.layers.Dense(2)(joined)), necks) is None
+
+
+def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring_and_narrowing():
+    model = _mlp()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
+    data = {"x_train": x[:160], "y_train": y[:160], "x_test": x[160:], "y_test": y[160:]}
+    small, report = compress(model, data, method="auto", target_params=0.3, finetune_epochs=2, baseline=True)
+    other = report["compared_with"]
+    assert {report["method"], other["method"]} == {"auto", "narrow"}
+    assert report["finetune"]["end_loss"] <= other["held_out_loss"]
+    assert report["params"]["after"] == small.count_params() <= 0.3 * model.count_params()
+    assert "baseline" in report and "baseline" in report["accuracy"]  # trained once, kept by the winner
+    if report["method"] == "narrow":
+        assert "search" in report  # the factored search stays on record
+    assert not any("--method narrow" in w for w in report.get("warnings", []) if report["method"] == "narrow")

@@ -8,6 +8,7 @@ Entry point: `compress(model, data, **options) -> (model, report)` (also exporte
 - `layers`: which layers can be factored, the Keras layers that replace them, their cost
 - `graph`: rebuilding Sequential and functional models, batch-norm folding
 - `ranks`, `budget`: explicit/energy/VBMF ranks, `auto`, and the budget search
+- `narrow`: `--method narrow`, fewer whole hidden units (not low-rank: where ranks would be bottlenecks)
 - `finetune`: evaluation and Keras fine-tuning (with optional distillation)
 - `pipeline`: `compress` itself; `report`: the table and the Pareto plot; `cli`: the command
 """

@@ -120,14 +120,19 @@ def narrow_model(model: Any, params: int, seed: int = 0) -> tuple[Any, list[dict
     return small, rows
 
 
-def narrow_hint(model: Any, bottlenecks: list[dict]) -> str | None:
-    """A warning for a factored model whose budget left bottlenecks (search.bottleneck_rows),
-    where narrowing could take the model instead; None otherwise."""
-    if not bottlenecks:
-        return None
+def can_narrow(model: Any) -> bool:
+    """Whether `narrow_model` takes this model (one chain of Dense and Conv2D layers)."""
     try:
         weighted_chain(model)
     except UnsupportedError:
+        return False
+    return True
+
+
+def narrow_hint(model: Any, bottlenecks: list[dict]) -> str | None:
+    """A warning for a factored model whose budget left bottlenecks (search.bottleneck_rows),
+    where narrowing could take the model instead; None otherwise."""
+    if not bottlenecks or not can_narrow(model):
         return None
     names = ", ".join(f"'{row['layer']}' (width {row['width']})" for row in bottlenecks)
     return (

@@ -20,7 +20,7 @@ from toolchain.compress import budget as budget_search
 from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
 from toolchain.compress.inputs import check_model, check_narrow_options, check_options, to_dataset
 from toolchain.compress.layers import Factorization, describe_layer
-from toolchain.compress.narrow import narrow_hint, narrow_model
+from toolchain.compress.narrow import can_narrow, narrow_hint, narrow_model
 from toolchain.compress.plan import (
     check_explicit_layers,
     describe_model,
@@ -148,6 +148,9 @@ def compress(
         if dataset is not None:
             _score(report, model, small, dataset, tuning, baseline, changed=True)
         return small, report
+    narrow_too = (
+        method == "auto" and target_params is not None and dataset is not None and finetune_epochs > 0
+    ) and can_narrow(folded)
     infos = describe_model(folded)
     check_explicit_layers(folded, ranks, infos)
     x_calib = _calibration(dataset, seed) if dataset is not None else None
@@ -217,6 +220,15 @@ def compress(
             row["device"] = budget_info["layer_costs"][row["name"]]
     if dataset is not None:
         _score(report, model, factored, dataset, tuning, baseline, changed=bool(replace))
+    if narrow_too and replace:
+        assert target_params is not None and dataset is not None
+        narrowed, other = _narrowed(model, folded, target_params, seed)
+        other.update(folded_batchnorm=folds, compress_seconds=report["compress_seconds"])
+        other["labels"] = report["labels"]
+        _score(other, model, narrowed, dataset, tuning, False, changed=True)
+        if _held_out_better(other, report):
+            return narrowed, _chosen_over(other, report)
+        report["compared_with"] = _comparison(other)
     if state is not None and x_calib is not None:
         budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:
@@ -297,6 +309,38 @@ def _narrowed(model: Any, folded: Any, target_params: float, seed: int) -> tuple
         "new_layers": [layer.name for layer in small.layers],
     }
     return small, report
+
+
+def _held_out_better(one: dict, other: dict) -> bool:
+    """Whether `one` ended fine-tuning at a lower held-out loss than `other` (the loss that
+    `finetune` judges a fine-tune by: cross-entropy against the labels, scored as int8)."""
+    return float(one["finetune"].get("end_loss", np.inf)) < float(other["finetune"].get("end_loss", np.inf))
+
+
+def _comparison(report: dict) -> dict:
+    """What the report of the compression not chosen says about it."""
+    metric = report.get("metric", "accuracy")
+    return {
+        "method": report["method"],
+        "held_out_loss": report["finetune"].get("end_loss"),
+        "params": report["params"]["after"],
+        metric: report.get(metric, {}).get("finetuned"),
+    }
+
+
+def _chosen_over(chosen: dict, other: dict) -> dict:
+    """`--method auto` with a parameter budget compares the factored model with the narrowed one
+    after fine-tuning and keeps the lower held-out loss: where the budget leaves bottleneck ranks,
+    fewer whole units keep more (narrow.py). The baseline, trained once, moves to the winner."""
+    for key in ("baseline", "search"):
+        if key in other:
+            chosen[key] = other[key]
+    metric = other.get("metric")
+    if metric and "baseline" in other.get(metric, {}):
+        chosen[metric]["baseline"] = other[metric]["baseline"]
+    chosen["warnings"] = [w for w in chosen.get("warnings", []) if "--method narrow" not in w]
+    chosen["compared_with"] = _comparison(other)
+    return chosen
 
 
 def _layer_cost(model: Any, name: str) -> tuple[int, int]:

@@ -91,6 +91,13 @@ def print_report(report: dict) -> None:
             f"peak LR {tuned['learning_rate']:.2g}"
             + (", undone: held-out worse" if tuned["kept_start_weights"] else ""),
         )
+    other = report.get("compared_with")
+    if other and tuned:
+        summary.add_row(
+            f"compared with {other['method']}",
+            f"held-out loss {tuned.get('end_loss', float('nan')):.4f} here, "
+            f"{other['held_out_loss']:.4f} there",
+        )
     for what, value in device_rows(budget):
         summary.add_row(what, value)
     if report.get("labels", "from the data") != "from the data":

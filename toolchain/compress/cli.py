@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--method",
         default="svd",
         choices=("svd", "tucker", "cp", "spatial", "seminmf", "auto", "narrow"),
-        help="factorization (default svd; svd on a k x k Conv2D is spatial SVD); narrow: fewer whole "
-        "hidden units, started from the original's most important (with --target-params)",
+        help="factorization (default svd; svd on a k x k Conv2D is spatial SVD; auto: per layer, and with "
+        "--target-params also narrowing, the lower held-out loss kept); narrow: fewer whole hidden units, "
+        "started from the original's most important (with --target-params)",
     )
     ranks = parser.add_argument_group("rank choice (default: --energy 0.95)")
     ranks.add_argument(

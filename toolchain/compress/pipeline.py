@@ -148,9 +148,16 @@ def compress(
         if dataset is not None:
             _score(report, model, small, dataset, tuning, baseline, changed=True)
         return small, report
+    # auto with a parameter budget also tries narrowing (not with --board: the factored plan is the
+    # one checked against the board's flash, RAM and latency)
     narrow_too = (
-        method == "auto" and target_params is not None and dataset is not None and finetune_epochs > 0
-    ) and can_narrow(folded)
+        method == "auto"
+        and target_params is not None
+        and board is None
+        and dataset is not None
+        and finetune_epochs > 0
+        and can_narrow(folded)
+    )
     infos = describe_model(folded)
     check_explicit_layers(folded, ranks, infos)
     x_calib = _calibration(dataset, seed) if dataset is not None else None

@@ -142,3 +142,44 @@ def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring
     if report["method"] == "narrow":
         assert "search" in report  # the factored search stays on record
     assert not any("--method narrow" in w for w in report.get("warnings", []) if report["method"] == "narrow")
+
+
+def _ds_chain(seed: int = 2):
+    """conv (8 channels) -> depthwise -> pointwise (8) -> average pool to 1x1 -> flatten -> dense."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6, 4, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_1")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw_1")(x)
+    x = keras.layers.ReLU(name="relu_dw")(x)
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="pw_1")(x)
+    x = keras.layers.AveragePooling2D((6, 4), name="pool")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inp, keras.layers.Dense(3, name="classes")(x))
+
+
+def test_a_depthwise_separable_chain_narrows_its_channels_through_the_depthwise_layer():
+    model = _ds_chain()
+    # conv_1 channels 0, 3, 5 and 6 reach pw_1 only through dw_1 filters that are zero
+    kernel, bias = model.get_layer("dw_1").get_weights()
+    kernel[:, :, [0, 3, 5, 6], :] = 0.0
+    bias[[0, 3, 5, 6]] = 0.0
+    model.get_layer("dw_1").set_weights([kernel, bias])
+    _silence(model, "pw_1", np.array([1, 2, 4, 7]), "classes")
+    # widths x0.5: conv_1 and pw_1 keep 4 of 8 (the depthwise layer follows conv_1)
+    params = 9 * 4 + 4 + 9 * 4 + 4 + 4 * 4 + 4 + 4 * 3 + 3
+    small, rows = narrow_model(model, params=params, seed=0)
+    assert [row["width_after"] for row in rows] == [4, 4, 4, 3]
+    x = np.random.default_rng(4).normal(size=(16, 6, 4, 1)).astype(np.float32)
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_a_flatten_of_a_spatial_map_is_refused():
+    import keras
+
+    inp = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_1")(inp)
+    x = keras.layers.Flatten(name="flat")(x)
+    with pytest.raises(UnsupportedError, match="'flat'"):
+        weighted_chain(keras.Model(inp, keras.layers.Dense(2, name="classes")(x)))

@@ -40,9 +40,10 @@ CHANNEL_PRESERVING = (
 
 
 def weighted_chain(model: Any) -> list[Any]:
-    """The model's Dense and Conv2D layers in order; UnsupportedError, naming the layer, where the
-    model is not one chain of them joined by channel-preserving layers (only then does a kept unit
-    map to one input of the next weighted layer)."""
+    """The model's Dense, Conv2D and DepthwiseConv2D layers in order; UnsupportedError, naming the
+    layer, where the model is not one chain of them joined by channel-preserving layers (only then
+    does a kept unit map to one input of the next weighted layer). A depthwise layer keeps its
+    input's channels, so it takes the kept channels of the layer before it."""
     chain: list[Any] = []
     previous = None
     for layer in model.layers:
@@ -55,20 +56,31 @@ def weighted_chain(model: Any) -> list[Any]:
                 "narrowing needs a plain chain of layers (use a factoring method)"
             )
         previous = layer
-        if kind in WEIGHTED:
-            if kind == "Conv2D" and int(layer.get_config().get("groups", 1)) != 1:
-                raise UnsupportedError(f"--method narrow: Conv2D '{layer.name}' is grouped")
+        if kind in WEIGHTED or kind == "DepthwiseConv2D":
+            _check_weighted(layer, kind)
             chain.append(layer)
-        elif kind == "Flatten" and not chain:
-            continue  # before any weighted layer it only reshapes the input
+        elif kind == "Flatten" and (not chain or _spatial_size(layer) == 1):
+            continue  # before any weighted layer, or on 1x1 maps, it keeps the channel order
         elif kind not in CHANNEL_PRESERVING:
             raise UnsupportedError(
                 f"--method narrow: layer '{layer.name}' ({kind}) does not keep the channel order between "
                 "weighted layers (use a factoring method)"
             )
-    if len(chain) < 2:
+    if sum(type(layer).__name__ in WEIGHTED for layer in chain) < 2:
         raise UnsupportedError("--method narrow: the model has no hidden Dense or Conv2D layer to narrow")
     return chain
+
+
+def _check_weighted(layer: Any, kind: str) -> None:
+    config = layer.get_config()
+    if kind == "Conv2D" and int(config.get("groups", 1)) != 1:
+        raise UnsupportedError(f"--method narrow: Conv2D '{layer.name}' is grouped")
+    if kind == "DepthwiseConv2D" and int(config.get("depth_multiplier", 1)) != 1:
+        raise UnsupportedError(f"--method narrow: DepthwiseConv2D '{layer.name}' has a depth multiplier")
+
+
+def _spatial_size(layer: Any) -> int:
+    return int(np.prod([d or 0 for d in layer.input.shape[1:-1]]))
 
 
 def _follows(layer: Any, previous: Any) -> bool:
@@ -88,36 +100,60 @@ def importance(kernel: np.ndarray, next_kernel: np.ndarray) -> np.ndarray:
     return incoming * outgoing
 
 
+def channel_norms(depthwise_kernel: np.ndarray) -> np.ndarray:
+    """Per channel of a depthwise kernel (kh, kw, channels, 1): the norm of its filter."""
+    return np.sqrt(np.sum(depthwise_kernel**2, axis=(0, 1, 3)))
+
+
 def narrow_model(model: Any, params: int, seed: int = 0) -> tuple[Any, list[dict]]:
     """(narrower model of at most `params` parameters holding the original's most important
-    units, one row per weighted layer: widths and the share of the kernel's weight norm dropped)."""
+    units, one row per weighted layer: widths and the share of the kernel's weight norm dropped).
+
+    A unit of a Dense or Conv2D layer is scored by its incoming weights, the filters of the
+    depthwise layers it passes through (each scales that channel alone) and its outgoing
+    weights in the next Dense or Conv2D layer."""
     chain = weighted_chain(model)
     small = narrower(model, width_scale_for(model, params), seed)
     rows = []
-    kept_inputs: np.ndarray | None = None
+    kept: np.ndarray | None = None  # the channels of the previous layer's output that stay
     for index, layer in enumerate(chain):
         weights = layer.get_weights()
-        kernel = weights[0] if kept_inputs is None else np.take(weights[0], kept_inputs, axis=-2)
-        target = small.get_layer(layer.name)
-        width = int(target.get_weights()[0].shape[-1])
-        if width < kernel.shape[-1]:
-            score = importance(kernel, chain[index + 1].get_weights()[0])
-            keep = np.sort(np.argsort(-score, kind="stable")[:width])
+        depthwise = type(layer).__name__ == "DepthwiseConv2D"
+        axis = -2 if not depthwise else 2  # the input channels (for a depthwise layer, its channels)
+        kernel = weights[0] if kept is None else np.take(weights[0], kept, axis=axis)
+        if depthwise:
+            keep = np.arange(kernel.shape[2])
+            new = [kernel, *(w if kept is None else w[kept] for w in weights[1:])]
         else:
+            width = int(small.get_layer(layer.name).get_weights()[0].shape[-1])
             keep = np.arange(kernel.shape[-1])
-        kept = [kernel[..., keep], *(w[keep] for w in weights[1:])]
-        target.set_weights(kept)
-        dropped = 1.0 - float(np.sum(kept[0] ** 2)) / max(float(np.sum(weights[0] ** 2)), 1e-30)
+            if width < kernel.shape[-1]:
+                keep = np.sort(np.argsort(-_score(kernel, chain[index + 1 :]), kind="stable")[:width])
+            new = [kernel[..., keep], *(w[keep] for w in weights[1:])]
+        small.get_layer(layer.name).set_weights(new)
+        dropped = 1.0 - float(np.sum(new[0] ** 2)) / max(float(np.sum(weights[0] ** 2)), 1e-30)
         rows.append(
             {
                 "name": layer.name,
-                "width_before": int(weights[0].shape[-1]),
-                "width_after": width,
+                "width_before": int(weights[0].shape[2 if depthwise else -1]),
+                "width_after": int(new[0].shape[2 if depthwise else -1]),
                 "rel_error": float(np.sqrt(max(dropped, 0.0))),
             }
         )
-        kept_inputs = keep
+        kept = keep if not depthwise else kept
     return small, rows
+
+
+def _score(kernel: np.ndarray, rest: list[Any]) -> np.ndarray:
+    """Importance of `kernel`'s output units: through the depthwise layers that follow, into the
+    next Dense or Conv2D layer of `rest`."""
+    scale = np.ones(kernel.shape[-1])
+    for layer in rest:
+        if type(layer).__name__ == "DepthwiseConv2D":
+            scale = scale * channel_norms(layer.get_weights()[0])
+            continue
+        return importance(kernel, layer.get_weights()[0]) * scale
+    raise AssertionError("a narrowed layer always has a Dense or Conv2D layer after it")
 
 
 def can_narrow(model: Any) -> bool:

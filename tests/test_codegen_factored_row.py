@@ -8,14 +8,15 @@ plain C form). The weights
 keep their bytes: a plain generation takes the same flash.
 
 Three pairs (a first layer without bias, as compress writes it):
-- `first`: 136 -> 10 -> 40, ReLU: the first layer's 136 inputs are more than a thin stream holds
-  (row stream, into 10 outputs: two groups and a partial one), the second is thin;
+- `first`: 300 -> 10 -> 40, ReLU: the first layer's 300 inputs are more than a thin stream holds
+  (256 on a DSP target: row stream, into 10 outputs: two groups and a partial one), the second is
+  thin;
 - `second`: 40 -> 9 -> 22, ReLU: the first layer is thin, the second (a ragged depth of 9) is
   refused its thin stream (`_refuse_second_thin`): the generator never gives this combination
-  itself with the doubled requantization (a thin first layer has at most 128 inputs, so the rank is
-  below 128 and the second layer fits a thin stream too), only where the second layer alone has
+  itself with the doubled requantization (a thin first layer has at most 256 inputs, so the rank is
+  below 256 and the second layer fits a thin stream too), only where the second layer alone has
   TFLite Micro's general form or a clamped range;
-- `both`: 140 -> 130 -> 150, ReLU: neither layer fits a thin stream (130 inputs).
+- `both`: 280 -> 260 -> 290, ReLU: neither layer fits a thin stream (260 inputs).
 Each again with TFLite Micro's general requantization forced (`doubled_requant` patched to refuse),
 which has no thin stream either: then every layer of the three runs from the row stream.
 """
@@ -33,9 +34,9 @@ from toolchain.codegen.ops import fully_connected
 from toolchain.codegen.verify import verify
 
 PAIRS = {  # seed, inputs, rank, outputs, the second layer's activation
-    "first": (31, 136, 10, 40, "relu"),
+    "first": (31, 300, 10, 40, "relu"),
     "second": (32, 40, 9, 22, "relu"),
-    "both": (33, 140, 130, 150, "relu"),
+    "both": (33, 280, 260, 290, "relu"),
 }
 # (first, second) layer from the row stream with the doubled requantization the scales give
 STREAMS = {"first": (1, 0), "second": (0, 1), "both": (1, 1)}
@@ -73,8 +74,8 @@ def _refuse_second_thin(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
         return
     thin_fields = fully_connected.thin_fields
 
-    def first_only(op, ctx, array_name):  # noqa: ANN001, ANN202
-        return None if array_name.endswith("_second") else thin_fields(op, ctx, array_name)
+    def first_only(op, ctx, array_name, max_depth=fully_connected.THIN_MAX_DEPTH):  # noqa: ANN001, ANN202
+        return None if array_name.endswith("_second") else thin_fields(op, ctx, array_name, max_depth)
 
     monkeypatch.setattr(fully_connected, "thin_fields", first_only)
 
@@ -136,10 +137,10 @@ def test_pairs_of_two_rows_keep_the_matmul_loops(tmp_path: Path) -> None:
     from toolchain.convert import convert_model
 
     keras.utils.set_random_seed(34)
-    inp = keras.Input((1, 2, 136))
+    inp = keras.Input((1, 2, 300))
     narrow = keras.layers.Conv2D(10, 1, use_bias=False)(inp)
     model = keras.Model(inp, keras.layers.Conv2D(40, 1, activation="relu")(narrow))
-    x = np.random.default_rng(5).normal(0.3, 1.0, size=(32, 1, 2, 136)).astype(np.float32)
+    x = np.random.default_rng(5).normal(0.3, 1.0, size=(32, 1, 2, 300)).astype(np.float32)
     path = tmp_path / "pointwise.tflite"
     path.write_bytes(convert_model(model, x, samples=32))
     info = generate(path, tmp_path / "gen", tflm_arena=False, fuse=True)

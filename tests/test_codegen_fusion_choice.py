@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from toolchain.codegen import fusion_choice
+from toolchain.codegen.ops.fully_connected import THIN_DEEP_SOURCE
 
 
 @dataclass
@@ -104,9 +105,10 @@ def test_a_saving_too_small_to_notice_does_not_pay_for_the_flash(monkeypatch) ->
 def test_a_saving_smaller_than_the_flash_its_code_costs_does_not_pay(monkeypatch) -> None:
     from types import SimpleNamespace
 
-    def plan(weights: int, thin: bool) -> SimpleNamespace:
+    def plan(weights: int, thin: bool, deep: bool = False) -> SimpleNamespace:
         fields = {"first_thin": "fc_first_thin" if thin else "NULL", "second_thin": "NULL"}
-        call = SimpleNamespace(params=SimpleNamespace(fields=fields))
+        extra = (THIN_DEEP_SOURCE,) if deep else ()
+        call = SimpleNamespace(params=SimpleNamespace(fields=fields), extra_sources=extra)
         return SimpleNamespace(
             weights_bytes=weights, ops=[SimpleNamespace(call=call), SimpleNamespace(call=None)]
         )
@@ -116,9 +118,16 @@ def test_a_saving_smaller_than_the_flash_its_code_costs_does_not_pay(monkeypatch
     assert share == pytest.approx(fusion_choice.THIN_CODE_BYTES / (6_000 + fusion_choice.CODE_BYTES))
     assert fusion_choice.flash_share(plan(6_000, thin=True), plan(7_800, thin=True)) == 0.0  # linked already
     assert fusion_choice.flash_share(fused, apart) == 0.0
+    # a thin layer of more than 128 inputs brings in the deep forms too, once
+    deep = plan(7_800, thin=True, deep=True)
+    both = fusion_choice.THIN_CODE_BYTES + fusion_choice.THIN_DEEP_CODE_BYTES
+    assert fusion_choice.flash_share(apart, deep) == pytest.approx(both / (6_000 + fusion_choice.CODE_BYTES))
+    deep_only = fusion_choice.THIN_DEEP_CODE_BYTES / (7_800 + fusion_choice.CODE_BYTES)  # thin loops linked
+    assert fusion_choice.flash_share(fused, deep) == pytest.approx(deep_only)
+    assert fusion_choice.flash_share(deep, plan(9_000, thin=True, deep=True)) == 0.0
 
     monkeypatch.setattr(fusion_choice, "_cost_model", lambda: object())
     cost = {"fused": 400.0, "a": 600.0, "b": 500.0}  # 700 of 5,000 instructions: 14%
     monkeypatch.setattr(fusion_choice, "_predicted", lambda model, item: cost[item])
     assert fusion_choice.fusing_pays("fused", ["a", "b"], 5000.0, flash_share=0.10)
-    assert not fusion_choice.fusing_pays("fused", ["a", "b"], 5000.0, flash_share=share)  # 23% more flash
+    assert not fusion_choice.fusing_pays("fused", ["a", "b"], 5000.0, flash_share=share)  # 17% more flash

@@ -27,10 +27,13 @@ PAIRS = {
     # from a ragged 61 channels (sixteen words: the longest straight two-pixel group) to rank 6
     "deep_pointwise_pair": (15, (3, 3, 61), 6, 9, "relu"),
     # rank 125 (thirty-two words: every straight step of the thin stream) into 130 channels (a
-    # partial last group), over an odd pixel count
+    # partial last group), over an odd pixel count; its 132 channels take the deep forms on DSP targets
     "wide_thin_pointwise_pair": (17, (3, 5, 132), 125, 130, "relu"),
-    # rank 129: one more than the thin stream holds (int8 matmul loops)
+    # rank 129: one more than the short thin loop holds, one word into the deep forms (DSP targets;
+    # the int8 matmul loops on the plain path)
     "rank_129_dense_pair": (18, (136,), 129, 140, "relu"),
+    # rank 257: one more than the deep forms hold (the row stream on DSP targets)
+    "rank_257_dense_pair": (19, (264,), 257, 270, "relu"),
 }
 
 
@@ -82,23 +85,29 @@ KERNELS = {
     "thin_dense_pair": ["tr_fully_connected_factored_thin_int8"],
     "thin_pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
     "deep_pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
-    "wide_thin_pointwise_pair": ["tr_fully_connected_factored_int8"],
+    "wide_thin_pointwise_pair": ["tr_fully_connected_factored_thin_int8"],
+    "rank_129_dense_pair": ["tr_fully_connected_factored_thin_int8"],
     # one row, layers without thin streams: the row stream's one-row form on DSP targets
-    "rank_129_dense_pair": ["tr_fully_connected_factored_row_int8"],
+    "rank_257_dense_pair": ["tr_fully_connected_factored_row_int8"],
     "one_group_dense": ["tr_fully_connected_int8", "tr_fully_connected_int8"],
 }
 
-# Which layers of each factored pair (first, second) run from a thin int16 stream: at most 128
-# inputs and the doubled requantization over the full int8 range (rank 129 is too wide).
+# Which layers of each factored pair (first, second) run from a thin int16 stream on a DSP target:
+# at most 256 inputs and the doubled requantization over the full int8 range (rank 257 is too wide;
+# the plain path keeps 128: `PLAIN_THIN`).
 THIN = {
     "pointwise_pair": (True, True),
     "dense_pair": (True, True),
     "thin_dense_pair": (True, True),
     "thin_pointwise_pair": (True, True),
     "deep_pointwise_pair": (True, True),
-    "wide_thin_pointwise_pair": (False, True),
-    "rank_129_dense_pair": (False, False),
+    "wide_thin_pointwise_pair": (True, True),
+    "rank_129_dense_pair": (True, True),
+    "rank_257_dense_pair": (False, False),
 }
+# Where the plain path (Cortex-M0/M3) differs: no thin layer past 128 inputs, so the two-row pair
+PLAIN_THIN = {"wide_thin_pointwise_pair": (False, True), "rank_129_dense_pair": (False, False)}
+PLAIN_KERNELS = {name: ["tr_fully_connected_factored_int8"] for name in PLAIN_THIN}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +149,12 @@ def test_thin_second_layers_are_packed_as_int16_streams(
     generate(models[name], tmp_path / "gen", tflm_arena=False, fuse=True)
     model_c = (tmp_path / "gen" / "model.c").read_text()
     weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
-    for layer, thin in zip(("first", "second"), THIN[name], strict=True):
+    generate(models[name], tmp_path / "plain", tflm_arena=False, fuse=True, dsp=False)
+    plain_c = (tmp_path / "plain" / "model.c").read_text()
+    for layer, thin, plain in zip(
+        ("first", "second"), THIN[name], PLAIN_THIN.get(name, THIN[name]), strict=True
+    ):
+        assert (f".{layer}_thin = NULL" not in plain_c) == plain
         if thin:
             assert f".{layer}_thin = tr_" in model_c and f"_{layer}_thin[" in weights_c
             assert f"_{layer}_filter[" not in weights_c  # the stream replaces the int8 weights and table
@@ -203,7 +217,8 @@ def test_matmul_kernels_are_bit_exact_in_qemu(
         "tr_fully_connected_row_int8": "tr_fully_connected_int8",
         "tr_fully_connected_factored_row_int8": "tr_fully_connected_factored_int8",
     }
-    assert [op["kernel"] for op in info["ops"]] == [k if dsp else plain.get(k, k) for k in KERNELS[name]]
+    expected = KERNELS[name] if dsp else PLAIN_KERNELS.get(name, [plain.get(k, k) for k in KERNELS[name]])
+    assert [op["kernel"] for op in info["ops"]] == expected
     build(tmp_path / "gen", board)
     run = run_samples(tmp_path / "gen", board, x)
     np.testing.assert_array_equal(run["outputs"][0], oracle.run(models[name], x)[0])

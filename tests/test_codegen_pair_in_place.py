@@ -1,22 +1,27 @@
 """A fused factored FULLY_CONNECTED pair of one row runs in place where its input dies with it
 (issue 12): it computes its whole rank-r vector into scratch before it stores an output byte, so
 its output may start on its input's first byte, whichever is wider (`inplace.PAIR_KERNELS`). Where
-its first layer is a row stream (it prepares its whole input into scratch first, on every path),
-the rank-r vector itself goes to the input's dead bytes past the output (`inplace.narrow_in_input`):
+its first layer reads its whole input before it stores (a row stream prepares it into scratch, a
+thin stream widens it, or on the plain C path reads a copy where the vector overlaps it), the
+rank-r vector itself goes to the input's dead bytes past the output (`inplace.narrow_in_input`):
 then fusing never holds more arena than the two calls apart, and the fusion choice fuses the pair.
 
 The plans asserted here overlap the buffers, so a kernel that stored a byte over one it still had
 to read would give wrong outputs: each model is compared with TFLite Micro on the host (plain C,
 sanitizers), in QEMU on the Cortex-M4 (DSP path) and the Cortex-M3 (plain generation, and the DSP
-generation built for it anyway: the row stream's plain C form).
+generation built for it anyway: the row stream's and the thin stream's plain C forms).
 
 Models (dense 'head' -> pair -> dense 'tail' into 4 outputs, so the pair's input is no model input,
 its output no model output, and the pair sets the arena's peak; a first factor without bias, as
 compress writes it):
-- `stream_first`: 40 -> 200 -> 11 -> 96 -> 4, the demo MLP's second pair in small: 200 inputs
-  are more than a thin stream holds, so the first layer is a row stream, the rank-11 vector sits at
-  byte 96 of the input;
-- `thin_first`: 40 -> 96 -> 8 -> 64 -> 4, both layers thin: in place, the rank-8 vector in scratch;
+- `stream_first`: 40 -> 300 -> 11 -> 96 -> 4: 300 inputs are more than a thin stream holds, so the
+  first layer is a row stream, the rank-11 vector sits at byte 96 of the input;
+- `deep_first`: 40 -> 202 -> 11 -> 96 -> 4, the demo MLP's second pair in small: 202 inputs (51
+  words, the last one short) take the thin loop's deep forms (tr_thin_deep.c) on a DSP target, and
+  rank 11 a partial last group; the matmul loops on the plain path (Cortex-M3);
+- `deep_relu_first`: the same with a ReLU rank-11 layer (the deep -128 floor form);
+- `deep_rank`: 40 -> 200 -> 136 -> 144 -> 4: both layers deep, the second one of 136 inputs;
+- `thin_first`: 40 -> 96 -> 8 -> 64 -> 4, both layers thin, the rank-8 vector at byte 64 of the input;
 - `widening`: 40 -> 112 -> 8 -> 160 -> 4: the output is wider than the input and starts with it.
 """
 
@@ -32,14 +37,19 @@ from toolchain.codegen import generate
 from toolchain.codegen.generator import LoweredModel, lower_graph
 from toolchain.codegen.graph import parse
 from toolchain.codegen.inplace import narrow_in_input
+from toolchain.codegen.ops.fully_connected import THIN_DEEP_SOURCE
 from toolchain.codegen.planner import align, check_plan
 from toolchain.codegen.verify import verify
 
-MODELS = {  # seed, inputs, head units, rank, pair outputs
-    "stream_first": (41, 40, 200, 11, 96),
-    "thin_first": (42, 40, 96, 8, 64),
-    "widening": (43, 40, 112, 8, 160),
+MODELS = {  # seed, inputs, head units, rank, pair outputs, the rank layer's activation
+    "stream_first": (41, 40, 300, 11, 96, None),
+    "deep_first": (45, 40, 202, 11, 96, None),
+    "deep_relu_first": (46, 40, 202, 11, 96, "relu"),
+    "deep_rank": (47, 40, 200, 136, 144, None),
+    "thin_first": (42, 40, 96, 8, 64, None),
+    "widening": (43, 40, 112, 8, 160, None),
 }
+DEEP = ("deep_first", "deep_relu_first", "deep_rank")  # a thin layer of 129-256 inputs on a DSP target
 FACTORED = (
     "tr_fully_connected_factored_int8",
     "tr_fully_connected_factored_row_int8",
@@ -47,14 +57,14 @@ FACTORED = (
 )
 
 
-def _mlp(seed: int, inputs: int, head: int, rank: int, outputs: int):
+def _mlp(seed: int, inputs: int, head: int, rank: int, outputs: int, rank_activation: str | None):
     import keras
 
     L = keras.layers
     keras.utils.set_random_seed(seed)
     inp = keras.Input((inputs,))
     x = L.Dense(head, activation="relu")(inp)
-    x = L.Dense(rank, use_bias=False)(x)
+    x = L.Dense(rank, activation=rank_activation, use_bias=False)(x)
     x = L.Dense(outputs, activation="relu")(x)
     return keras.Model(inp, L.Dense(4)(x))
 
@@ -104,11 +114,16 @@ def test_one_row_pair_runs_in_place_in_a_smaller_arena(models: dict[str, Path], 
     assert item.call is not None
     narrow = next(s for s in model.ctx.scratches if s.name == item.call.args[2])
     inp, out = item.op.input(0), item.fused[-1].outputs[0]
-    if name == "stream_first":  # the rank-r vector in the input's bytes past the output
-        assert item.call.params.fields["first_stream"] == 1
+    fields = item.call.params.fields
+    if name == "stream_first":
+        assert fields["first_stream"] == 1
+    else:  # thin up to 256 inputs on a DSP target
+        assert fields["first_thin"] != "NULL" and fields["second_thin"] != "NULL"
+    if align(out.nbytes) + narrow.nbytes <= inp.nbytes:  # the rank-r vector in the input past the output
         assert narrow.offset == model.offsets[inp.index] + align(out.nbytes)
         assert narrow_in_input(item.call, inp.nbytes, out.nbytes) == (narrow.name, align(out.nbytes))
-    else:  # a thin first layer reads its input while it stores: a scratch of its own
+    else:  # no room past the output: a scratch of its own
+        assert name in ("deep_rank", "widening")
         assert narrow_in_input(item.call, inp.nbytes, out.nbytes) is None
         start, end = model.offsets[inp.index], model.offsets[inp.index] + max(inp.nbytes, out.nbytes)
         assert narrow.offset >= end or narrow.offset + narrow.nbytes <= start
@@ -132,7 +147,22 @@ def test_fusing_the_stream_pair_no_longer_grows_the_arena(models: dict[str, Path
     plain = lower_graph(graph, fuse=True, dsp=False)
     assert _runs_in_place(plain)
     item = _pair(plain)
-    assert item.call is not None and narrow_in_input(item.call, 200, 96) is None
+    assert item.call is not None and narrow_in_input(item.call, 300, 96) is None
+
+
+def test_only_a_deep_thin_layer_ships_the_deep_loop(models: dict[str, Path], tmp_path: Path) -> None:
+    """The thin loop's deep forms (1.4 KB each) are in the generated folder only where a pair has
+    a thin layer of more than 128 inputs: on a DSP target, never on the plain path, which keeps
+    such a layer in the matmul layout."""
+    for name in MODELS:
+        for dsp in (True, False):
+            gen = tmp_path / f"{name}_{dsp}"
+            info = generate(models[name], gen, tflm_arena=False, fuse=True, dsp=dsp)
+            deep = dsp and name in DEEP
+            assert (THIN_DEEP_SOURCE in info["kernels"]) == deep, (name, dsp)
+            assert (gen / THIN_DEEP_SOURCE).is_file() == deep, (name, dsp)
+    fields = _pair(lower_graph(parse(models["deep_first"]), fuse=True, dsp=False)).call.params.fields
+    assert fields["first_thin"] == "NULL" and fields["second_thin"] != "NULL"
 
 
 def test_model_edges_keep_their_buffers(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The generated C (model and kernels) compiles without a single warning under strict flags,
 on the host gcc and with arm-none-eabi-gcc for the Cortex-M4 (DSP path) and the Cortex-M3
-(plain C path): an MLP, a CNN (convolution, depthwise, pool, ADD, MEAN), a fused factored
-FULLY_CONNECTED pair and a fused Tucker chain, which together use every kernel family the
-MLPerf Tiny models need.
+(plain C path): an MLP, a CNN (convolution, depthwise, pool, ADD, MEAN), fused factored
+FULLY_CONNECTED pairs (one with a thin layer of 160 inputs: tr_thin_deep.c) and a fused Tucker
+chain, which together use every kernel family the MLPerf Tiny models need.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ def _factored_pair():
     return keras.Model(inp, keras.layers.Dense(40, activation="relu")(x)), (48,)
 
 
+def _deep_pair():
+    import keras
+
+    inp = keras.Input((160,))
+    x = keras.layers.Dense(12, use_bias=False)(inp)  # 160 inputs: the thin loop's deep forms
+    return keras.Model(inp, keras.layers.Dense(40, activation="relu")(x)), (160,)
+
+
 def _tucker_chain():
     import keras
 
@@ -95,6 +103,7 @@ MODELS = {
     "mlp": _mlp,
     "cnn": _cnn,
     "factored_pair": _factored_pair,
+    "deep_pair": _deep_pair,
     "pointwise_pair": _pointwise_pair,
     "spatial_pair": _spatial_pair,
     "tucker_chain": _tucker_chain,
@@ -102,6 +111,7 @@ MODELS = {
 PAIR_FORMS = {f"tr_fully_connected_factored{form}_int8" for form in ("", "_row", "_thin")}
 FUSED_KERNEL = {
     "factored_pair": PAIR_FORMS,
+    "deep_pair": PAIR_FORMS,
     "pointwise_pair": PAIR_FORMS,
     "spatial_pair": {"tr_conv_spatial_int8"},
 }
@@ -128,6 +138,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             assert FUSED_KERNEL[name] & kernels
         if name == "tucker_chain":
             assert kernels == {"tr_conv_tucker_int8"}
+        assert ("tr_thin_deep.c" in info["kernels"]) == (name == "deep_pair")
     return out
 
 

@@ -1,5 +1,5 @@
 /*
- * tr_thin.h - a matmul layer of at most 128 inputs from its thin int16 stream (packing.pack_thin):
+ * tr_thin.h - a matmul layer of few inputs from its thin int16 stream (packing.pack_thin):
  * the layers of factored pairs (tr_fully_connected.c), the steps of the spatially factored
  * convolution (tr_conv_core.h) and of the Tucker chain (tr_conv_tucker.c), whose rows are short,
  * so that int8 weights pay most (two SXTB16 per weight word, a group setup spread over few MACs).
@@ -8,6 +8,14 @@
  * the accumulators come out doubled without doubling the input), then (multiplier, right shift,
  * rounding) of each output: the generator uses it only with the doubled, full-range
  * requantization.
+ *
+ * The DSP path's loop has TR_THIN_WORDS straight steps of four inputs (128 inputs). Its deep
+ * forms, for up to 256 inputs, run 32 steps more, then continue into those: 1.4 KB of flash per
+ * form, defined only in tr_thin_deep.c, which the generator ships only with a model that has a
+ * thin layer of more than 128 inputs (a factored pair's, fully_connected.thin_max_depth). The
+ * other kernel files reach them through weak references, so every copy of tr_thin_row is the
+ * same whatever the model (two models of one firmware share one), and a firmware without the deep
+ * forms links without them.
  */
 #ifndef TR_THIN_H
 #define TR_THIN_H
@@ -17,12 +25,17 @@
 #include "tr_matmul.h"
 #include "tr_requantize.h"
 
-/* The loop nests (defined below; weak: one copy for every kernel file that includes this). */
+/* Input words (of four) of the loop's straight steps; the deep forms take up to 64. */
+#define TR_THIN_WORDS 32
+
+/* The loop nests (defined below; weak: one copy for every kernel file that includes this; the
+ * deep forms only in tr_thin_deep.c). */
 #if TR_USE_DSP
-__attribute__((naked, noinline, weak)) void tr_thin_groups(const uint32_t *x_end, const int32_t *stream, int8_t *y,
-                                                           int8_t *y_end, int words);
-__attribute__((naked, noinline, weak)) void tr_thin_groups_floor(const uint32_t *x_end, const int32_t *stream,
-                                                                 int8_t *y, int8_t *y_end, int words);
+typedef void tr_thin_groups_fn(const uint32_t *x_end, const int32_t *stream, int8_t *y, int8_t *y_end, int words);
+__attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups;
+__attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_floor;
+__attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_deep;
+__attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_deep_floor;
 #endif
 TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
                                 uint32_t *wide, int32_t output_offset);
@@ -94,8 +107,8 @@ TR_INLINE int8_t tr_thin_requantize(int32_t acc2, const int32_t *c)
     return (int8_t)tr_saturate_int8((high - (int32_t)((uint32_t)acc2 >> 31)) >> c[1]);
 }
 
-/* Outputs y[0 .. out_depth) of row x in plain C, group by group from `stream`: the generic path,
- * and on the DSP path the last group when the outputs are not a multiple of four. */
+/* Outputs y[0 .. out_depth) of row x in plain C, group by group from `stream`: the generic path
+ * (any depth; it reads x while it stores y). */
 TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int32_t *stream, int8_t *y,
                                            int out_depth)
 {
@@ -125,7 +138,7 @@ TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int
  * then the four outputs' weight pairs against each. Exactly 44 bytes (eleven 32-bit
  * instructions), so the entry point for `words` input words is 44 x words before the end. */
 #define TR_THIN_STEP(OFFSET) \
-    "ldrd r12, lr, [r0, #-" #OFFSET "]\n\t" \
+    "ldrd r12, lr, [r0, #-(" #OFFSET ")]\n\t" \
     "ldm r1!, {r8, r9, r10, r11}\n\t" \
     "smlad r4, r12, r8, r4\n\t" \
     "smlad r5, r12, r9, r5\n\t" \
@@ -153,63 +166,93 @@ TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int
     "ssat lr, #8, lr\n\t" \
     "strb lr, [r2], #1\n\t"
 #define TR_THIN_SIGN(R, A) "sub " R ", " R ", " A ", lsr #31\n\t"
-#define TR_THIN_STEPS \
-    TR_THIN_STEP(256) TR_THIN_STEP(248) TR_THIN_STEP(240) TR_THIN_STEP(232) \
-    TR_THIN_STEP(224) TR_THIN_STEP(216) TR_THIN_STEP(208) TR_THIN_STEP(200) \
-    TR_THIN_STEP(192) TR_THIN_STEP(184) TR_THIN_STEP(176) TR_THIN_STEP(168) \
-    TR_THIN_STEP(160) TR_THIN_STEP(152) TR_THIN_STEP(144) TR_THIN_STEP(136) \
-    TR_THIN_STEP(128) TR_THIN_STEP(120) TR_THIN_STEP(112) TR_THIN_STEP(104) \
-    TR_THIN_STEP(96) TR_THIN_STEP(88) TR_THIN_STEP(80) TR_THIN_STEP(72) \
-    TR_THIN_STEP(64) TR_THIN_STEP(56) TR_THIN_STEP(48) TR_THIN_STEP(40) \
-    TR_THIN_STEP(32) TR_THIN_STEP(24) TR_THIN_STEP(16) TR_THIN_STEP(8)
-/* The whole function, C0..C3 the sign corrections of the four outputs (or nothing). */
-#define TR_THIN_GROUPS_ASM(C0, C1, C2, C3) \
-    __asm__("push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t" \
-            "ldr r12, [sp, #36]\n\t" \
-            "mov r8, #44\n\t" \
-            "adr r9, 2f\n\t" \
-            "mls r12, r12, r8, r9\n\t" \
-            "orr r12, r12, #1\n\t" /* a Thumb address for LDR PC */ \
-            "sub sp, sp, #4\n\t" \
-            "str r12, [sp]\n\t" \
-            "3:\n\t" \
-            "ldm r1!, {r4, r5, r6, r7}\n\t" /* the four doubled biases */ \
-            "ldr pc, [sp]\n\t" \
-            ".p2align 2\n\t" \
-            "1:\n\t" TR_THIN_STEPS "2:\n\t" TR_THIN_STORE_PAIR("r4", C0, "r5", C1) \
-                TR_THIN_STORE_PAIR("r6", C2, "r7", C3) "cmp r2, r3\n\t" \
-            "bne 3b\n\t" \
-            "add sp, sp, #4\n\t" \
-            "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
+/* Thirty-two steps, the first reading 256 + BASE bytes before the row's end, the last 8 + BASE
+ * (the assembler adds): the 128 inputs of TR_THIN_WORDS (BASE 0), and the 32 steps of the deep
+ * forms that come before them (BASE 256: LDRD's offset reaches 1020 bytes, the row's start is 512
+ * before its end). */
+#define TR_THIN_32_STEPS(BASE) \
+    TR_THIN_STEP(BASE + 256) TR_THIN_STEP(BASE + 248) TR_THIN_STEP(BASE + 240) TR_THIN_STEP(BASE + 232) \
+    TR_THIN_STEP(BASE + 224) TR_THIN_STEP(BASE + 216) TR_THIN_STEP(BASE + 208) TR_THIN_STEP(BASE + 200) \
+    TR_THIN_STEP(BASE + 192) TR_THIN_STEP(BASE + 184) TR_THIN_STEP(BASE + 176) TR_THIN_STEP(BASE + 168) \
+    TR_THIN_STEP(BASE + 160) TR_THIN_STEP(BASE + 152) TR_THIN_STEP(BASE + 144) TR_THIN_STEP(BASE + 136) \
+    TR_THIN_STEP(BASE + 128) TR_THIN_STEP(BASE + 120) TR_THIN_STEP(BASE + 112) TR_THIN_STEP(BASE + 104) \
+    TR_THIN_STEP(BASE + 96) TR_THIN_STEP(BASE + 88) TR_THIN_STEP(BASE + 80) TR_THIN_STEP(BASE + 72) \
+    TR_THIN_STEP(BASE + 64) TR_THIN_STEP(BASE + 56) TR_THIN_STEP(BASE + 48) TR_THIN_STEP(BASE + 40) \
+    TR_THIN_STEP(BASE + 32) TR_THIN_STEP(BASE + 24) TR_THIN_STEP(BASE + 16) TR_THIN_STEP(BASE + 8)
+#define TR_THIN_STEPS TR_THIN_32_STEPS(0)
+#define TR_THIN_DEEP_STEPS TR_THIN_32_STEPS(256)
+/* The frame of both forms (nine registers, then the steps' entry point at [sp]): the entry is
+ * 44 x words before label 2, the end of the function's steps; the deep forms' steps stand for the
+ * words past the first TR_THIN_WORDS (SKIP subtracts those). Then the first group's biases and the
+ * jump into the steps. */
+#define TR_THIN_ENTER(SKIP) \
+    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t" \
+    "ldr r12, [sp, #36]\n\t" SKIP \
+    "mov r8, #44\n\t" \
+    "adr r9, 2f\n\t" \
+    "mls r12, r12, r8, r9\n\t" \
+    "orr r12, r12, #1\n\t" /* a Thumb address for LDR PC */ \
+    "sub sp, sp, #4\n\t" \
+    "str r12, [sp]\n\t" \
+    "3:\n\t" \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" /* the four doubled biases */ \
+    "ldr pc, [sp]\n\t" \
+    ".p2align 2\n\t"
+/* The C prototype of the naked functions (tr_thin_groups_fn; the assembly reads the arguments). */
+#define TR_THIN_NAKED(NAME) \
+    __attribute__((naked, noinline, weak)) void NAME( \
+        const uint32_t *x_end __attribute__((unused)), const int32_t *stream __attribute__((unused)), \
+        int8_t *y __attribute__((unused)), int8_t *y_end __attribute__((unused)), \
+        int words __attribute__((unused)))
 
 /* Whole groups of four outputs, y .. y_end, against the widened row that ends at x_end
  * (`words` input words, 1..32): all fourteen registers hold the loop (r0 the row's end, r1 the
  * stream, r2 and r3 the outputs, r4-r7 the accumulators, r8-r11 weights or constants, r12 and
- * lr the row's pairs), so the function is written whole in assembly; the entry point of the
- * steps waits on the stack and each group jumps to it with one LDR PC. */
-__attribute__((naked, noinline, weak)) void tr_thin_groups(const uint32_t *x_end __attribute__((unused)),
-                                                            const int32_t *stream __attribute__((unused)),
-                                                            int8_t *y __attribute__((unused)),
-                                                            int8_t *y_end __attribute__((unused)),
-                                                            int words __attribute__((unused)))
-{
-    TR_THIN_GROUPS_ASM(TR_THIN_SIGN("r10", "r4"), TR_THIN_SIGN("lr", "r5"), TR_THIN_SIGN("r10", "r6"),
-                       TR_THIN_SIGN("lr", "r7"));
-}
+ * lr the row's pairs), so the function NAME is written whole in assembly; the entry point of the
+ * steps waits on the stack and each group jumps to it with one LDR PC. C0..C3 are the sign
+ * corrections of the four outputs (or nothing). STEPS names the first step (a weak label: each
+ * copy of the function is the same code) for the deep form to continue into. */
+#define TR_THIN_GROUPS_FUNCTION(NAME, STEPS, C0, C1, C2, C3) \
+    TR_THIN_NAKED(NAME) \
+    { \
+        __asm__(TR_THIN_ENTER("") \
+                ".weak " STEPS "\n\t" \
+                ".thumb_func\n\t" \
+                STEPS ":\n\t" TR_THIN_STEPS "2:\n\t" TR_THIN_STORE_PAIR("r4", C0, "r5", C1) \
+                    TR_THIN_STORE_PAIR("r6", C2, "r7", C3) "cmp r2, r3\n\t" \
+                "bne 3b\n\t" \
+                "add sp, sp, #4\n\t" \
+                "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"); \
+    }
+/* A deep form (33..64 words): the same frame, its 32 steps of the first words, then a branch to
+ * STEPS, the short form's first step, whose steps, stores and loop do the rest (its loop jumps to
+ * the entry point on the stack, in these steps: one branch more per group, 1.4 KB of code instead
+ * of 2.9 KB for a form of its own). */
+#define TR_THIN_DEEP_FUNCTION(NAME, STEPS) \
+    TR_THIN_NAKED(NAME) \
+    { \
+        __asm__(TR_THIN_ENTER("sub r12, r12, #32\n\t") TR_THIN_DEEP_STEPS "2:\n\t" \
+                "b.w " STEPS "\n\t"); \
+    }
 
-/* tr_thin_groups for an output zero point of -128 (ReLU layers): there a negative high product
- * gives -128 or less with or without the sign correction, which SSAT clamps to -128 either way,
- * and a non-negative one has no correction, so the SUB is dropped (one instruction per output). */
-__attribute__((naked, noinline, weak)) void tr_thin_groups_floor(const uint32_t *x_end __attribute__((unused)),
-                                                                  const int32_t *stream __attribute__((unused)),
-                                                                  int8_t *y __attribute__((unused)),
-                                                                  int8_t *y_end __attribute__((unused)),
-                                                                  int words __attribute__((unused)))
-{
-    TR_THIN_GROUPS_ASM("", "", "", "");
-}
-#undef TR_THIN_GROUPS_ASM
+/* tr_thin_groups: TFLM's rounding. The _floor forms are for an output zero point of -128 (ReLU
+ * layers): there a negative high product gives -128 or less with or without the sign correction,
+ * which SSAT clamps to -128 either way, and a non-negative one has no correction, so the SUB is
+ * dropped (one instruction per output). */
+TR_THIN_GROUPS_FUNCTION(tr_thin_groups, "tr_thin_groups_steps", TR_THIN_SIGN("r10", "r4"), TR_THIN_SIGN("lr", "r5"),
+                        TR_THIN_SIGN("r10", "r6"), TR_THIN_SIGN("lr", "r7"))
+TR_THIN_GROUPS_FUNCTION(tr_thin_groups_floor, "tr_thin_groups_floor_steps", "", "", "", "")
+#ifdef TR_THIN_DEEP_FORMS /* tr_thin_deep.c */
+TR_THIN_DEEP_FUNCTION(tr_thin_groups_deep, "tr_thin_groups_steps")
+TR_THIN_DEEP_FUNCTION(tr_thin_groups_deep_floor, "tr_thin_groups_floor_steps")
+#endif
+#undef TR_THIN_DEEP_FUNCTION
+#undef TR_THIN_GROUPS_FUNCTION
+#undef TR_THIN_NAKED
+#undef TR_THIN_ENTER
+#undef TR_THIN_DEEP_STEPS
 #undef TR_THIN_STEPS
+#undef TR_THIN_32_STEPS
 #undef TR_THIN_SIGN
 #undef TR_THIN_STEP
 #undef TR_THIN_STORE_PAIR
@@ -246,39 +289,40 @@ TR_INLINE void tr_thin_widen(const int8_t *x, int depth, uint32_t *out)
 }
 #endif
 
-#if TR_USE_DSP
-/* The last, partial group on the DSP path, out of line: inlined, its plain C loop would make every
- * row's call save and restore every register and a stack frame. */
-__attribute__((noinline)) static void tr_thin_last_group(const int8_t *x, int depth, const int32_t *stream, int8_t *y,
-                                                         int count)
-{
-    tr_thin_groups_plain(x, depth, stream, y, count);
-}
-#endif
-
-/* One row x of `depth` values -> y through the thin stream (`wide`: scratch for the widened row;
- * `output_offset` -128 drops the sign correction). A thin layer's clamp is the whole int8 range. */
+/* One row x of `depth` values -> y through the thin stream (`wide`: scratch for the widened row,
+ * TR_MATMUL_WIDE_WORDS(depth, 1) words; `output_offset` -128 drops the sign correction). A thin
+ * layer's clamp is the whole int8 range. The row is read whole before the first output is stored
+ * (the DSP path widens it, the plain C path copies it where the outputs overlap it), so the outputs
+ * may overwrite it (inplace.narrow_in_input). On the DSP path a partial last group runs the same
+ * loop (the stream pads it to four rows) into four bytes on the stack, where the plain C loop
+ * would cost about eight instructions per input. */
 TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
                                 uint32_t *wide, int32_t output_offset)
 {
-    const int words = (depth + 3) / 4, whole = out_depth / 4, group = 16 + 8 * words;
 #if TR_USE_DSP
+    const int words = (depth + 3) / 4, whole = out_depth & ~3, at_floor = output_offset == -128;
+    tr_thin_groups_fn *run = words > TR_THIN_WORDS ? (at_floor ? tr_thin_groups_deep_floor : tr_thin_groups_deep)
+                                                   : (at_floor ? tr_thin_groups_floor : tr_thin_groups);
+    const uint32_t *x_end = wide + 2 * words;
+    tr_thin_widen(x, depth, wide);
     if (whole > 0) {
-        tr_thin_widen(x, depth, wide);
-        if (output_offset == -128) {
-            tr_thin_groups_floor(wide + 2 * words, stream, y, y + 4 * whole, words);
-        } else {
-            tr_thin_groups(wide + 2 * words, stream, y, y + 4 * whole, words);
+        run(x_end, stream, y, y + whole, words);
+    }
+    if (whole < out_depth) {
+        int8_t last[4];
+        run(x_end, stream + (whole / 4) * (16 + 8 * words), last, last + 4, words);
+        for (int k = 0; whole + k < out_depth; ++k) {
+            y[whole + k] = last[k];
         }
     }
-    if (out_depth & 3) {
-        tr_thin_last_group(x, depth, stream + whole * group, y + 4 * whole, out_depth & 3);
-    }
 #else
-    (void)wide;
     (void)output_offset;
-    (void)whole;
-    (void)group;
+    if ((uintptr_t)y < (uintptr_t)(x + depth) && (uintptr_t)x < (uintptr_t)(y + out_depth)) {
+        /* the outputs overwrite the row (a pair's rank-r vector kept in its input's bytes, as a
+         * DSP target's plan may place it): read a copy, as the DSP path reads the widened row */
+        memcpy(wide, x, (size_t)depth);
+        x = (const int8_t *)(const void *)wide;
+    }
     tr_thin_groups_plain(x, depth, stream, y, out_depth);
 #endif
 }

@@ -250,8 +250,9 @@ def _pair_step(op: Op, ctx: LoweringContext, name: str, key: str, batches: int) 
     per 16 MACs against the matmul layout's 18, the same weight bytes). The thin stream stays
     first: 11 instructions per 16 MACs and less per group (bench_factored on the M4, both layers
     thin against both from the row stream: FC 64-8-64 1.43 against 2.18 instructions per MAC,
-    64-16-256 1.07 against 1.64)."""
-    thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}")
+    64-16-256 1.07 against 1.64), up to `fully_connected.thin_max_depth` inputs."""
+    depth = fully_connected.thin_max_depth(pair=True, dsp=ctx.dsp)
+    thin = fully_connected.thin_fields(op, ctx, f"{name}_{key}", depth)
     if thin is not None:
         return {key: thin[0], f"{key}_thin": thin[1], f"{key}_stream": 0}
     stream = fully_connected.takes_row_stream(batches, op.input(1).shape[0], ctx.dsp)
@@ -295,6 +296,10 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         fields.update(_pair_step(op, ctx, name, key, batches))
     kind = "pointwise CONV_2D" if pointwise else "FULLY_CONNECTED"
     comment = f"factored {kind} pair (rank {rank}): {layer.describe(first)}; then {layer.describe(second)}"
+    deep = any(
+        fields[f"{key}_thin"] != "NULL" and depth > fully_connected.THIN_MAX_DEPTH
+        for key, depth in (("first", depth_in), ("second", rank))
+    )
     return KernelCall(
         "tr_fully_connected.c",
         _pair_kernel(fields),
@@ -302,4 +307,5 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
         [ctx.tensor(first.input(0)), ctx.tensor(second.outputs[0]), narrow, wide],
         comment,
         macs=batches * rank * (depth_in + depth_out),
+        extra_sources=(fully_connected.THIN_DEEP_SOURCE,) if deep else (),
     )

@@ -25,14 +25,17 @@ from typing import Any
 
 from toolchain.codegen import fusion
 from toolchain.codegen.graph import Graph
+from toolchain.codegen.ops.fully_connected import THIN_DEEP_SOURCE
 from toolchain.codegen.shapes import op_shape
 from toolchain.errors import TinyrankError
 
 COST_BOARD = "nano33"  # a Cortex-M4: the DSP path's cost model
 MIN_SAVING = 0.02  # at the same arena, a fused call must save this share of the model's instructions
-# Flash a plan's first thin stream brings in: tr_thin_groups, its -128 floor form and the partial
-# group's plain loop (1,544 + 1,528 + 1,032 bytes on a Cortex-M4, arm-none-eabi-nm).
-THIN_CODE_BYTES = 4_100
+# Flash a plan's first thin stream brings in: tr_thin_groups and its -128 floor form (1,544 +
+# 1,528 bytes on a Cortex-M4, arm-none-eabi-nm; the partial last group runs the same loop); and
+# its first thin layer of more than 128 inputs: the two deep forms (tr_thin_deep.c, 2 x 1,452).
+THIN_CODE_BYTES = 3_100
+THIN_DEEP_CODE_BYTES = 2_900
 # A small model's firmware besides its weights (runtime, kernels, benchmark app; 12 KB for a digits
 # MLP on a Cortex-M4): with the weights, the yardstick a fused call's flash growth is a share of.
 CODE_BYTES = 12_000
@@ -84,27 +87,38 @@ def fusing_pays(
     return saving >= max(MIN_SAVING, flash_share) * model_instructions
 
 
+def _calls(plan: Any) -> list[Any]:
+    """The kernel calls of a planned model."""
+    return [item.call for item in plan.ops if getattr(item, "call", None) is not None]
+
+
 def _uses_thin(plan: Any) -> bool:
     """Whether any call of a planned model runs a layer from a thin stream (links the thin loops)."""
-    return any(
-        key.endswith("_thin") and value != "NULL"
-        for item in plan.ops
-        if getattr(item, "call", None) is not None
-        for key, value in item.call.params.fields.items()
-    )
+    fields = [field for call in _calls(plan) for field in call.params.fields.items()]
+    return any(key.endswith("_thin") and value != "NULL" for key, value in fields)
+
+
+def _uses_deep_thin(plan: Any) -> bool:
+    """Whether any call of a planned model has a thin layer of more than 128 inputs (links the
+    thin loop's deep forms)."""
+    return any(THIN_DEEP_SOURCE in call.extra_sources for call in _calls(plan))
 
 
 def flash_share(before: Any, after: Any) -> float:
     """The share of `before`'s flash (weights and `CODE_BYTES`) that `after`'s code adds:
-    `THIN_CODE_BYTES` where it is the first plan to use a thin stream, else nothing.
+    `THIN_CODE_BYTES` where it is the first plan to use a thin stream, and `THIN_DEEP_CODE_BYTES`
+    where it is the first to use a deep one, else nothing.
 
     The thin weights' own growth is not counted here: it is the price of the factoring, which
     compress's flash budget sees through the generated model; the loops are a fixed price that a
     small model's saving cannot repay (the digits MLP's first pair saves 18% of its instructions
     for them, a 64-32-10 MLP's one pair far less than the 23% of its flash they cost)."""
+    added = 0
     if _uses_thin(after) and not _uses_thin(before):
-        return THIN_CODE_BYTES / (before.weights_bytes + CODE_BYTES)
-    return 0.0
+        added += THIN_CODE_BYTES
+    if _uses_deep_thin(after) and not _uses_deep_thin(before):
+        added += THIN_DEEP_CODE_BYTES
+    return added / (before.weights_bytes + CODE_BYTES)
 
 
 def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any]) -> Any:

@@ -111,13 +111,17 @@ def narrow_in_input(call: KernelCall | None, in_bytes: int, out_bytes: int) -> t
     argument) instead of a scratch buffer of its own: (scratch name, byte offset from the input's
     start, past the output's bytes), or None.
 
-    Only when the first layer is a row stream: `tr_row_stream_layer` prepares its whole input row
-    into `wide` before it stores the first rank-r byte, on the DSP and the plain C path alike (a
-    thin or matmul first layer reads the input while it stores), and the second layer writes only
-    the output's bytes, never those past them."""
-    if call is None or _pair_shift(call) != 0 or call.params.fields.get("first_stream") != 1:
+    Only when the first layer reads its whole input row before it stores the first rank-r byte:
+    a row stream (`tr_row_stream_layer` prepares the row into `wide`) or a thin stream
+    (`tr_thin_row` widens it into `wide` on the DSP path, and on the plain C path reads a copy
+    where its output overlaps it), on either path; the int8 matmul loops read the input while
+    they store. The second layer writes only the output's bytes, never those past them."""
+    if call is None or _pair_shift(call) != 0:
         return None
-    rank = call.params.fields["rank"]
+    fields = call.params.fields
+    if fields.get("first_stream") != 1 and fields.get("first_thin", "NULL") == "NULL":
+        return None
+    rank = fields["rank"]
     at = align(out_bytes)
     if not isinstance(rank, int) or at + rank > in_bytes:
         return None

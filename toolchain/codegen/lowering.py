@@ -63,6 +63,9 @@ class KernelCall:
     args: list[str]  # arena buffers after the parameter struct: inputs, output, scratch
     comment: str  # one line: TFLite op, shapes, quantization
     macs: int = 0
+    # kernel files the call needs besides `source`, with no family header of their own (the thin
+    # loop's deep forms, tr_thin_deep.c, for a pair with a thin layer of more than 128 inputs)
+    extra_sources: tuple[str, ...] = ()
 
     @property
     def header(self) -> str:

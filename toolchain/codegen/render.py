@@ -184,7 +184,7 @@ def template_values(model: LoweredModel) -> dict:
             }
         )
     calls = [item.call for item in model.ops if item.call is not None]
-    kernels = sorted({call.source for call in calls})
+    kernels = sorted({source for call in calls for source in (call.source, *call.extra_sources)})
     ops = []
     for position, item in enumerate(model.ops):
         names = "+".join(op.opcode for op in [item.op, *item.fused])

@@ -28,6 +28,7 @@ from toolchain.firmware.costmodel import (
     GENERIC,
     GENERIC_TERMS,
     call_terms,
+    core_has_dsp,
     generic_terms,
     kernel_key,
     signature,
@@ -86,15 +87,16 @@ def _relative_errors(coefficients: np.ndarray, terms: np.ndarray, counts: np.nda
     return np.abs(terms @ coefficients - counts) / counts
 
 
-def fit_core(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Coefficients per kernel (and the generic fallback) from one core's measured calls."""
+def fit_core(rows: list[dict[str, Any]], dsp: bool = True) -> dict[str, Any]:
+    """Coefficients per kernel (and the generic fallback) from one core's measured calls (`dsp`:
+    the core runs the DSP path, `costmodel.core_has_dsp`)."""
     rows = [r for r in rows if r["count"] > 0]
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_key[kernel_key(row["kernel"], row["shapes"])].append(row)
     kernels: dict[str, Any] = {}
     for key, group in sorted(by_key.items()):
-        terms = np.array([call_terms(r["shapes"], r["kernel"]) for r in group])
+        terms = np.array([call_terms(r["shapes"], r["kernel"], dsp) for r in group])
         counts = np.array([r["count"] for r in group], dtype=float)
         kernels[key] = _entry(terms, counts, term_names(len(group[0]["shapes"]), group[0]["kernel"]))
     terms = np.array([generic_terms(r["shapes"]) for r in rows])
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "about": "instructions per kernel call, fitted by `make costmodel` (toolchain/firmware/costfit.py); "
         "do not edit",
         "boards": BOARDS,
-        "cores": {core: fit_core(core_rows) for core, core_rows in rows.items()},
+        "cores": {core: fit_core(core_rows, core_has_dsp(core)) for core, core_rows in rows.items()},
         "calls_measured": {core: len(core_rows) for core, core_rows in rows.items()},
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.codegen.ops.fully_connected import THIN_MAX_DEPTH, takes_row_stream
+from toolchain.codegen.ops.fully_connected import takes_row_stream, thin_max_depth
 from toolchain.errors import TinyrankError
 
 DATA_PATH = Path(__file__).with_name("costmodel.json")
@@ -170,19 +170,27 @@ def row_terms(shape: dict[str, Any]) -> list[float]:
     ]
 
 
-# A step of a fused call (a pair's layer, a spatial or Tucker step) with at most THIN_MAX_DEPTH
-# inputs per output (codegen's own limit) runs from a thin int16 stream (tr_thin.h): its own
-# per-MAC, per-group and per-row (widening) costs.
-# The last group, partial, runs in plain C; so does the plain C path's last, partial word per group;
-# the DSP path widens a partial word apart (p*[T]).
+# A step of a fused call (a pair's layer, a spatial or Tucker step) with at most
+# `thin_max_depth` inputs per output (codegen's own limit: deeper for a pair's layers on a DSP
+# target) runs from a thin int16 stream (tr_thin.h): its own per-MAC, per-group and per-row
+# (widening) costs. The last group, partial, runs the loop once more into a stack buffer on the
+# DSP path, in plain C on the plain C path (p*[R], p*[R]*W); so does the plain C path's last,
+# partial word per group; the DSP path widens a partial word apart (p*[T]).
 THIN_TERMS = ("p*G", "p", "p*W", "p*[R]", "p*[R]*W", "p*G*[T]", "p*R", "p*[T]")
 
 
-def is_thin(shape: dict[str, Any], ops: int) -> bool:
+def core_has_dsp(core: str) -> bool:
+    """Whether codegen targets a cost-model core (`core_of`) with the DSP path's layouts."""
+    return core != "m3"
+
+
+def is_thin(shape: dict[str, Any], ops: int, dsp: bool = True) -> bool:
     """Whether the generator runs this op of a call of `ops` ops from a thin stream (a step of a
-    fused pair, spatial pair or Tucker chain with few inputs; the doubled full-range
-    requantization it also needs is the rule)."""
-    return ops in (2, 3) and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= THIN_MAX_DEPTH
+    fused pair, spatial pair or Tucker chain with few inputs, `thin_max_depth`, on a target with
+    the DSP path or not; the doubled full-range requantization it also needs is the rule)."""
+    pair = ops == 2 and shape.get("kind") in ("fc", "pw")
+    depth = thin_max_depth(pair=pair, dsp=dsp)
+    return ops in (2, 3) and shape.get("kind") in MATMUL_KINDS and int(shape["i"]) <= depth
 
 
 # A step of a fused pair of one row (a FULLY_CONNECTED pair, or a pointwise pair over one pixel)
@@ -193,24 +201,25 @@ def is_thin(shape: dict[str, Any], ops: int) -> bool:
 STREAM_TERMS = ("p*G*W", "p*G", "p*W")
 
 
-def is_row_stream(shape: dict[str, Any], ops: int) -> bool:
+def is_row_stream(shape: dict[str, Any], ops: int, dsp: bool = True) -> bool:
     """Whether the generator runs this op of a fused pair from the row stream (`STREAM_TERMS`)."""
     return (
         ops == 2
         and shape.get("kind") in ("fc", "pw")
         and takes_row_stream(int(shape["p"]), int(shape["o"]), dsp=True)
-        and not is_thin(shape, ops)
+        and not is_thin(shape, ops, dsp)
     )
 
 
-def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.ndarray:
+def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None, dsp: bool = True) -> np.ndarray:
     """The terms of a call. One op: a constant, `block_terms` for all positions and again for an
     odd last one (rows run in pairs), taps per position (im2col), input and output values. A
     fused call (several ops, few measurements each): a constant, the main MAC loop of each op
     on its own (int8 loops, a thin stream or a row stream, `is_thin`, `is_row_stream`: separate
     terms), the other terms summed over its ops with one coefficient each, the thin ops' groups,
     rows and row words, and the row-stream ops' groups and row words. A kernel that
-    prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`)."""
+    prepares its input row by row (`ROW_KERNELS`) has terms of its own (`row_terms`). `dsp`: the
+    core runs the DSP path (`core_has_dsp`), which takes deeper thin layers."""
     if kernel in ROW_KERNELS and len(shapes) == 1:
         return np.array(row_terms(shapes[0]))
     if len(shapes) == 1:
@@ -223,7 +232,7 @@ def call_terms(shapes: list[dict[str, Any]], kernel: str | None = None) -> np.nd
     stream = np.zeros(len(STREAM_TERMS))
     for shape in shapes:
         terms = block_terms(shape)
-        streamed, row_stream = is_thin(shape, len(shapes)), is_row_stream(shape, len(shapes))
+        streamed, row_stream = is_thin(shape, len(shapes), dsp), is_row_stream(shape, len(shapes), dsp)
         padded = terms[2] + terms[8]  # a partial last group padded to a whole one
         # int8 matmul loops or the thin stream (the row stream: `stream` below)
         own += [0.0, terms[2]] if streamed else [0.0, 0.0] if row_stream else [padded, 0.0]
@@ -310,7 +319,7 @@ class CostModel:
         if entry is not None and _lacks_fields(kernel, shapes):
             entry = None  # a shape from an older model_info.json, or a layer not yet generated
         if entry is not None:
-            terms = call_terms(shapes, kernel)
+            terms = call_terms(shapes, kernel, core_has_dsp(self.core))
             if len(entry["coefficients"]) != len(terms):
                 raise TinyrankError(
                     f"{DATA_PATH}: the cost model of {kernel} was fitted on other terms than this version "

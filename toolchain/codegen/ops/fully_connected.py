@@ -228,21 +228,36 @@ def matmul_fields(op: Op, ctx: LoweringContext, name: str, row_stream: bool = Fa
     }
 
 
-# The thin stream (packing.pack_thin) holds at most this many inputs per row: tr_thin_groups has
-# thirty-two straight steps of four inputs.
+# Inputs per row of a thin stream (packing.pack_thin) that tr_thin_groups takes: thirty-two
+# straight steps of four inputs. Its deep forms (tr_thin_deep.c, shipped only with a model that
+# needs them: `THIN_DEEP_SOURCE`) have sixty-four, for a factored pair's layers on a DSP target.
 THIN_MAX_DEPTH = 128
+THIN_DEEP_MAX_DEPTH = 256
+THIN_DEEP_SOURCE = "tr_thin_deep.c"
 
 
-def thin_fields(op: Op, ctx: LoweringContext, name: str) -> tuple[dict[str, FieldValue], str] | None:
+def thin_max_depth(pair: bool, dsp: bool) -> int:
+    """The most inputs a layer may have to run from a thin stream: `THIN_DEEP_MAX_DEPTH` for a
+    layer of a factored pair on a DSP target, where it beats the row stream per MAC and per group
+    at any depth (bench_factored: the digits MLP's 256-11 layer about 500 instructions faster, for
+    the deep forms' 2.9 KB of code); `THIN_MAX_DEPTH` for the steps of a spatial pair or a Tucker
+    chain (run per pixel, each widening its row again) and on the plain C path (Cortex-M0/M3),
+    which keep the choice measured before the deep forms existed."""
+    return THIN_DEEP_MAX_DEPTH if pair and dsp else THIN_MAX_DEPTH
+
+
+def thin_fields(
+    op: Op, ctx: LoweringContext, name: str, max_depth: int = THIN_MAX_DEPTH
+) -> tuple[dict[str, FieldValue], str] | None:
     """A layer of a factored pair as a thin int16 stream (tr_fully_connected_factored_int8): the
     `tr_matmul_layer` without weights or table (the stream holds both) and the stream's array
-    name; None where the layer does not qualify (more than THIN_MAX_DEPTH inputs, or a
-    requantization other than the doubled one over the full int8 range). Short rows are where
+    name; None where the layer does not qualify (more than `max_depth` inputs, `thin_max_depth`,
+    or a requantization other than the doubled one over the full int8 range). Short rows are where
     int8 weights cost most (two SXTB16 per word and output, per-group setup over few MACs); the
     stream costs twice their flash."""
     filt = op.input(1)
     rows, table, doubled, offset, lo, hi = layer_table(op)
-    if rows.shape[1] > THIN_MAX_DEPTH or not doubled or (lo, hi) != (-128, 127):
+    if rows.shape[1] > max_depth or not doubled or (lo, hi) != (-128, 127):
         return None
     stream = ctx.constant(
         f"{name}_thin",

@@ -46,7 +46,6 @@ from toolchain.data import class_labels, score_outputs
 from toolchain.models import predict_outputs as predict
 
 DISTILL_WEIGHT = 0.2  # the labels weigh 0.8: see the module docstring
-DISTILL_TEMPERATURE = 1.0
 LR_NEAR, LR_FAR = 1e-3, 2e-3  # for a model that starts at the original / far from it
 ERROR_NEAR, ERROR_FAR = 0.01, 0.5  # relative output error (vs the original) mapped to those rates
 WARMUP_FRACTION = 0.1
@@ -283,11 +282,6 @@ def _quantization_aware(model, loss, rate, epochs, steps, validation, fit, fit_v
     return fitted
 
 
-def _logits(outputs: np.ndarray, are_logits: bool) -> np.ndarray:
-    """Class outputs as logits (log-probabilities where they are probabilities)."""
-    return outputs if are_logits else np.log(np.clip(outputs, 1e-7, 1.0))
-
-
 def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | None, distill: bool):
     """The fit targets and loss for the task (labels, teacher outputs, or both)."""
     import keras
@@ -300,17 +294,15 @@ def _targets_and_loss(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray | N
         probabilities = outputs_are_probabilities(predict(model, x[:64])[0])
         if not distill:
             return y, keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), "labels"
-        soft = np.asarray(keras.ops.softmax(_logits(soft, not probabilities) / DISTILL_TEMPERATURE, axis=-1))
+        if not probabilities:
+            soft = np.asarray(keras.ops.softmax(soft, axis=-1))
         packed = np.concatenate([y[:, None].astype(np.float32), soft.astype(np.float32)], axis=1)
 
         def class_distill_loss(y_true, y_pred):
             probs = y_pred if probabilities else ops.softmax(y_pred, axis=-1)
             labels = ops.cast(y_true[:, 0], "int32")
             hard = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            t = DISTILL_TEMPERATURE
-            logits = ops.log(ops.clip(y_pred, 1e-7, 1.0)) if probabilities else y_pred
-            softened = ops.softmax(logits / t, axis=-1) if t != 1.0 else probs
-            kd = keras.losses.kl_divergence(y_true[:, 1:], softened) * (t * t)
+            kd = keras.losses.kl_divergence(y_true[:, 1:], probs)
             return (1 - DISTILL_WEIGHT) * hard + DISTILL_WEIGHT * kd
 
         return packed, class_distill_loss, "labels + original model outputs"

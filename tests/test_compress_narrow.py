@@ -33,6 +33,13 @@ def _silence(model, layer: str, units: np.ndarray, following: str) -> None:
     model.get_layer(following).set_weights([kernel, bias])
 
 
+def _three_classes(seed: int) -> dict:
+    """200 samples of 12 inputs, the class set by the signs of the first two."""
+    x = np.random.default_rng(seed).normal(size=(200, 12)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
+    return {"x_train": x[:160], "y_train": y[:160], "x_test": x[160:], "y_test": y[160:]}
+
+
 def test_importance_is_incoming_times_outgoing_norm():
     kernel = np.array([[3.0, 0.0], [4.0, 1.0]])  # unit 0 in: 5, unit 1 in: 1
     following = np.array([[1.0], [10.0]])  # unit 0 out: 1, unit 1 out: 10
@@ -100,10 +107,7 @@ def test_options_narrowing_cannot_honour_are_refused(options, message):
 
 def test_compress_narrow_meets_the_budget_and_reports_each_layer():
     model = _mlp()
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(200, 12)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
-    data = {"x_train": x[:160], "y_train": y[:160], "x_test": x[160:], "y_test": y[160:]}
+    data = _three_classes(2)
     small, report = compress(model, data, method="narrow", target_params=0.3, finetune_epochs=2, verbose=0)
     assert report["method"] == "narrow"
     assert report["params"]["after"] == small.count_params() <= 0.3 * model.count_params()
@@ -129,10 +133,7 @@ def test_bottlenecks_bring_the_hint_only_where_narrowing_applies():
 
 def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring_and_narrowing():
     model = _mlp()
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(200, 12)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
-    data = {"x_train": x[:160], "y_train": y[:160], "x_test": x[160:], "y_test": y[160:]}
+    data = _three_classes(3)
     small, report = compress(model, data, method="auto", target_params=0.3, finetune_epochs=2, baseline=True)
     other = report["compared_with"]
     assert {report["method"], other["method"]} == {"auto", "narrow"}

@@ -3,6 +3,8 @@ DS-CNN held to the CNN's targets (it has no default-options target)."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.bench_compress import MODELS, TARGETS, main, mean_rows, verdicts
 
 
@@ -75,10 +77,7 @@ def test_verdicts_read_the_mean_over_seeds() -> None:
 
 
 def test_seeds_must_be_positive(capsys) -> None:
-    try:
+    with pytest.raises(SystemExit) as stopped:
         main(["--seeds", "0"])
-    except SystemExit as exc:
-        assert exc.code == 2
-    else:
-        raise AssertionError("--seeds 0 was accepted")
+    assert stopped.value.code == 2
     assert "at least 1" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 
 from toolchain.compress import compress
 from toolchain.compress.narrow import importance, narrow_hint, narrow_model, weighted_chain
+from toolchain.compress.report import print_report
 from toolchain.errors import UnsupportedError
 
 
@@ -131,10 +132,12 @@ def test_bottlenecks_bring_the_hint_only_where_narrowing_applies():
     assert narrow_hint(keras.Model(inp, keras.layers.Dense(2)(joined)), necks) is None
 
 
-def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring_and_narrowing():
+def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring_and_narrowing(capsys):
     model = _mlp()
     data = _three_classes(3)
     small, report = compress(model, data, method="auto", target_params=0.3, finetune_epochs=2, baseline=True)
+    print_report(report)
+    assert f"compared with {report['compared_with']['method']}" in capsys.readouterr().out
     other = report["compared_with"]
     assert {report["method"], other["method"]} == {"auto", "narrow"}
     assert report["finetune"]["end_loss"] <= other["held_out_loss"]

@@ -35,7 +35,8 @@ ROW_KERNELS = {
 # Fused calls that may write their output over their input, for one row: a factored pair
 # computes its whole rank-r vector into scratch (`narrow`) before it stores an output byte, and
 # never reads its input again. Only the one-row form is admitted (the pair of the digits MLP;
-# two rows at a time would need the matmul rows' byte-order proof).
+# two rows at a time would need the matmul rows' byte-order proof). These are all the entry points
+# of a fused pair, the general one first: the cost model fits the others with its coefficients.
 PAIR_KERNELS = (
     "tr_fully_connected_factored_int8",
     "tr_fully_connected_factored_row_int8",

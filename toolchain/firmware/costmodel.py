@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.codegen.inplace import PAIR_KERNELS
 from toolchain.codegen.ops.fully_connected import takes_row_stream, thin_max_depth
 from toolchain.errors import TinyrankError
 
@@ -274,10 +275,7 @@ def generic_terms(shapes: list[dict[str, Any]]) -> np.ndarray:
 # Entry points of one kernel that share its fitted entry: codegen calls a factored pair of one row
 # with a row-stream layer by a name of its own (so the two-row form checks no flags), but it runs
 # the same steps on the same shapes, and `call_terms` tells the row-stream steps apart already.
-SAME_KERNEL = {
-    "tr_fully_connected_factored_row_int8": "tr_fully_connected_factored_int8",
-    "tr_fully_connected_factored_thin_int8": "tr_fully_connected_factored_int8",
-}
+SAME_KERNEL = {form: PAIR_KERNELS[0] for form in PAIR_KERNELS[1:]}  # a pair's forms share one fit
 
 
 def kernel_key(kernel: str, shapes: list[dict[str, Any]]) -> str:

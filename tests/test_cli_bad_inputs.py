@@ -65,7 +65,7 @@ def test_every_command_and_option_has_help():
             if action.option_strings and action.dest != "help":
                 assert action.help, f"`tinyrank {name} {action.option_strings[0]}` has no help"
     deploy_help = commands["deploy"].format_help()
-    assert "default qemu_m4" in deploy_help and "{svd,tucker,cp,spatial,seminmf,auto}" in deploy_help
+    assert "default qemu_m4" in deploy_help and "{svd,tucker,cp,spatial,seminmf,auto,narrow}" in deploy_help
     assert "1..16 characters" in " ".join(commands["codegen"].format_help().split())
 
 

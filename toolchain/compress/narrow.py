@@ -121,8 +121,7 @@ def narrow_model(model: Any, params: int, seed: int = 0) -> tuple[Any, list[dict
         depthwise = type(layer).__name__ == "DepthwiseConv2D"
         axis = -2 if not depthwise else 2  # the input channels (for a depthwise layer, its channels)
         kernel = weights[0] if kept is None else np.take(weights[0], kept, axis=axis)
-        if depthwise:
-            keep = np.arange(kernel.shape[2])
+        if depthwise:  # it keeps the channels kept before it: `kept` stays
             new = [kernel, *(w if kept is None else w[kept] for w in weights[1:])]
         else:
             width = int(small.get_layer(layer.name).get_weights()[0].shape[-1])
@@ -140,7 +139,8 @@ def narrow_model(model: Any, params: int, seed: int = 0) -> tuple[Any, list[dict
                 "rel_error": float(np.sqrt(max(dropped, 0.0))),
             }
         )
-        kept = keep if not depthwise else kept
+        if not depthwise:
+            kept = keep
     return small, rows
 
 

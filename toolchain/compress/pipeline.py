@@ -20,7 +20,8 @@ from toolchain.compress import budget as budget_search
 from toolchain.compress.graph import call_count, fold_batchnorms, rebuild
 from toolchain.compress.inputs import check_model, check_narrow_options, check_options, to_dataset
 from toolchain.compress.layers import Factorization, describe_layer
-from toolchain.compress.narrow import can_narrow, narrow_hint, narrow_model
+from toolchain.compress.narrow import can_narrow, narrow_hint
+from toolchain.compress.narrow_report import chosen_over, comparison, held_out_better, narrowed
 from toolchain.compress.plan import (
     check_explicit_layers,
     describe_model,
@@ -142,7 +143,7 @@ def compress(
     folded, folds = fold_batchnorms(model)
     if method == "narrow":
         assert target_params is not None  # check_narrow_options refused its absence
-        small, report = _narrowed(model, folded, target_params, seed)
+        small, report = narrowed(model, folded, target_params, seed)
         report.update(folded_batchnorm=folds, compress_seconds=time.perf_counter() - started)
         report["labels"] = labels_note or "from the data"
         if dataset is not None:
@@ -229,13 +230,13 @@ def compress(
         _score(report, model, factored, dataset, tuning, baseline, changed=bool(replace))
     if narrow_too and replace:
         assert target_params is not None and dataset is not None
-        narrowed, other = _narrowed(model, folded, target_params, seed)
+        small, other = narrowed(model, folded, target_params, seed)
         other.update(folded_batchnorm=folds, compress_seconds=report["compress_seconds"])
         other["labels"] = report["labels"]
-        _score(other, model, narrowed, dataset, tuning, False, changed=True)
-        if _held_out_better(other, report):
-            return narrowed, _chosen_over(other, report)
-        report["compared_with"] = _comparison(other)
+        _score(other, model, small, dataset, tuning, False, changed=True)
+        if held_out_better(other, report):
+            return small, chosen_over(other, report)
+        report["compared_with"] = comparison(other)
     if state is not None and x_calib is not None:
         budget_info.update(_as_generated(factored, x_calib, state, budget_info))
     if pareto and dataset is not None:
@@ -275,86 +276,6 @@ def _score(
     warning = accuracy_warning(metric, scores)
     if warning:
         report.setdefault("warnings", []).append(warning)
-
-
-def _narrowed(model: Any, folded: Any, target_params: float, seed: int) -> tuple[Any, dict]:
-    """`--method narrow`: the narrower model of the budget (`narrow.narrow_model`) and its report,
-    with the keys and per-layer rows a factored model's report has."""
-    before = model_cost(model)
-    small, widths = narrow_model(folded, int(target_params * before["params"]), seed)
-    after = model_cost(small)
-    rows = []
-    for row in widths:
-        old, new = _layer_cost(folded, row["name"]), _layer_cost(small, row["name"])
-        narrowed = row["width_after"] < row["width_before"] or old != new
-        rows.append(
-            {
-                "name": row["name"],
-                "status": "narrowed" if narrowed else "kept",
-                "method": "narrow" if narrowed else None,
-                "ranks": [],
-                "params_before": old[0],
-                "params_after": new[0],
-                "macs_before": old[1],
-                "macs_after": new[1],
-                "rel_error": row["rel_error"],
-                "width_before": row["width_before"],
-                "width_after": row["width_after"],
-                "reason": f"{row['width_before']} -> {row['width_after']} units",
-            }
-        )
-    report = {
-        "stage": "compress",
-        "model": model.name,
-        "method": "narrow",
-        "rank_selection": "budget",
-        "energy": None,
-        "budget": {"target_params": target_params},
-        "layers": rows,
-        **{key: {"before": before[key], "after": after[key]} for key in before},
-        "params_ratio": before["params"] / max(after["params"], 1),
-        "new_layers": [layer.name for layer in small.layers],
-    }
-    return small, report
-
-
-def _held_out_better(one: dict, other: dict) -> bool:
-    """Whether `one` ended fine-tuning at a lower held-out loss than `other` (the loss that
-    `finetune` judges a fine-tune by: cross-entropy against the labels, scored as int8)."""
-    return float(one["finetune"].get("end_loss", np.inf)) < float(other["finetune"].get("end_loss", np.inf))
-
-
-def _comparison(report: dict) -> dict:
-    """What the report of the compression not chosen says about it."""
-    metric = report.get("metric", "accuracy")
-    return {
-        "method": report["method"],
-        "held_out_loss": report["finetune"].get("end_loss"),
-        "params": report["params"]["after"],
-        metric: report.get(metric, {}).get("finetuned"),
-    }
-
-
-def _chosen_over(chosen: dict, other: dict) -> dict:
-    """`--method auto` with a parameter budget compares the factored model with the narrowed one
-    after fine-tuning and keeps the lower held-out loss: where the budget leaves bottleneck ranks,
-    fewer whole units keep more (narrow.py). The baseline, trained once, moves to the winner."""
-    for key in ("baseline", "search"):
-        if key in other:
-            chosen[key] = other[key]
-    metric = other.get("metric")
-    if metric and "baseline" in other.get(metric, {}):
-        chosen[metric]["baseline"] = other[metric]["baseline"]
-    chosen["warnings"] = [w for w in chosen.get("warnings", []) if "--method narrow" not in w]
-    chosen["compared_with"] = _comparison(other)
-    return chosen
-
-
-def _layer_cost(model: Any, name: str) -> tuple[int, int]:
-    """(parameters, MACs) of one layer."""
-    layer = model.get_layer(name)
-    info = describe_layer(model.layers.index(layer), layer, call_count(model, layer))
-    return int(info.params), int(info.macs)
 
 
 def _as_generated(factored: Any, x_calib: np.ndarray, state: Any, budget_info: dict) -> dict[str, Any]:

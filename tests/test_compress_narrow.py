@@ -145,7 +145,8 @@ def test_auto_with_a_parameter_budget_keeps_the_lower_held_out_loss_of_factoring
     assert "baseline" in report and "baseline" in report["accuracy"]  # trained once, kept by the winner
     if report["method"] == "narrow":
         assert "search" in report  # the factored search stays on record
-    assert not any("--method narrow" in w for w in report.get("warnings", []) if report["method"] == "narrow")
+    # narrowing was measured either way: no warning suggests trying it
+    assert not any("--method narrow" in w for w in report.get("warnings", []))
 
 
 def _ds_chain(seed: int = 2):

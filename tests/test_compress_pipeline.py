@@ -115,6 +115,9 @@ def test_board_budget_keeps_a_model_that_already_fits(mlp, digits):
     small, report = compress(mlp, digits, board="nano33")
     assert report["budget"]["board"] == "nano33"
     assert report["budget"]["original_flash_bytes"] <= report["budget"]["flash_limit"]
+    # the compressed model generated and sized by the budget model `tinyrank build` checks
+    assert report["budget"]["generated_flash_bytes"] == report["budget"]["original_flash_bytes"]
+    assert report["budget"]["generated_ram_bytes"] <= report["budget"]["ram_limit"]
     assert all(row["status"] == "kept" for row in report["layers"])
     assert report["params"]["after"] == report["params"]["before"]
 

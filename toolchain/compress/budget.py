@@ -49,6 +49,7 @@ class Candidate:
     bytes: int
     # On-device costs, filled by `toolchain.compress.costs.add_device_costs` when a board is given.
     flash_bytes: float = 0.0
+    flash_bytes_apart: float = 0.0  # its steps as separate calls, int8 (costs.flash_bytes_apart)
     ram_bytes: float = 0.0
     instructions: float = 0.0
     # The approximated kernel, swapped into the model by the joint search (keyword only).

@@ -218,11 +218,11 @@ def compress(
         "compress_seconds": compress_seconds,
         "labels": labels_note or "from the data",
     }
+    hint = narrow_hint(folded, search.get("bottlenecks", [])) if search else None
     if search:
         report["search"] = search
-        hint = narrow_hint(folded, search.get("bottlenecks", []))
-        if hint:
-            report.setdefault("warnings", []).append(hint)
+    if hint and not narrow_too:  # auto with a parameter budget measures narrowing itself, below
+        report.setdefault("warnings", []).append(hint)
     for row in report["layers"]:
         if row["name"] in budget_info.get("layer_costs", {}):
             row["device"] = budget_info["layer_costs"][row["name"]]
@@ -238,7 +238,10 @@ def compress(
             return small, chosen_over(other, report)
         report["compared_with"] = comparison(other)
     if state is not None and x_calib is not None:
-        budget_info.update(_as_generated(factored, x_calib, state, budget_info))
+        generated = _as_generated(factored, x_calib, state, budget_info)
+        if "warning" in generated:
+            report.setdefault("warnings", []).append(generated.pop("warning"))
+        budget_info.update(generated)
     if pareto and dataset is not None:
 
         def build_at(fraction: float):
@@ -280,16 +283,35 @@ def _score(
 
 def _as_generated(factored: Any, x_calib: np.ndarray, state: Any, budget_info: dict) -> dict[str, Any]:
     """The compressed model's predicted cost as codegen will plan it (which factored layers it
-    fuses depends on the whole model's arena), beside the search's layer-by-layer estimate."""
+    fuses depends on the whole model's arena), beside the search's layer-by-layer estimate: its
+    instructions from the cost model, its flash and RAM from the firmware budget model that
+    `tinyrank build` checks, and a warning where those exceed the board."""
     from toolchain.compress.costs import device_baseline
     from toolchain.firmware.costmodel import to_board_units
 
-    generated = device_baseline(factored, x_calib, state.baseline.board)
-    return {
+    board = state.baseline.board
+    generated = device_baseline(factored, x_calib, board)
+    usage = generated.usage
+    result: dict[str, Any] = {
         "search_predicted_instructions": budget_info.get("predicted_instructions"),
         "predicted_instructions": round(generated.instructions),
-        "predicted_latency": round(to_board_units(generated.instructions, state.baseline.board)),
+        "predicted_latency": round(to_board_units(generated.instructions, board)),
+        "search_predicted_flash_bytes": budget_info.get("predicted", {}).get("flash_bytes"),
+        "generated_flash_bytes": int(usage["flash_bytes"]),
+        "generated_ram_bytes": int(usage["ram_bytes"]),
     }
+    over = [
+        f"{what} {usage[key]:,} B > {usage[limit]:,} B"
+        for what, key, limit in (("flash", "flash_bytes", "flash_limit"), ("RAM", "ram_bytes", "ram_limit"))
+        if usage[key] > usage[limit]
+    ]
+    if over:
+        result["warning"] = (
+            f"board '{board.id}': the compressed model as generated needs "
+            + " and ".join(over)
+            + "; `tinyrank build` will refuse it: tighten the budget (--target-params) or pick a larger board"
+        )
+    return result
 
 
 def _short_tuner(teacher: Any, dataset: Dataset, tuning: Tuning):

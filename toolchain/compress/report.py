@@ -131,10 +131,14 @@ def device_rows(budget: dict) -> list[tuple[str, str]]:
         rows.append(("latency budget", f"{asked}: {limit:,} instructions"))
     if unit == "cycles":
         rows.append(("predicted cycles (estimate)", f"{budget['predicted_latency']:,}"))
-    rows.append(
-        ("flash: original, limit", f"{budget['original_flash_bytes']:,} B, {budget['flash_limit']:,} B")
-    )
-    rows.append(("RAM: original, limit", f"{budget['original_ram_bytes']:,} B, {budget['ram_limit']:,} B"))
+    for what, key in (("flash", "flash"), ("RAM", "ram")):
+        original, limit = budget[f"original_{key}_bytes"], budget[f"{key}_limit"]
+        generated = budget.get(f"generated_{key}_bytes")
+        if generated is None:
+            rows.append((f"{what}: original, limit", f"{original:,} B, {limit:,} B"))
+        else:  # the compressed model generated and measured by the firmware budget model
+            value = f"{original:,} -> {generated:,} B, {limit:,} B"
+            rows.append((f"{what}: original -> compressed, limit", value))
     return rows
 
 

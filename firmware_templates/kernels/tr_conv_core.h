@@ -87,7 +87,7 @@ TR_MATMUL_LOOP void tr_conv_fill_column(const tr_conv_geometry *g, const int8_t 
 
 /* The convolution `g` describes (all its batches), im2col two pixels at a time; `columns` holds
  * two columns, `wide` is the matmul scratch for two rows of k_h * k_w * in_c values. With a thin
- * stream (`thin` not NULL: at most 128 values per column) each column runs tr_thin_row instead
+ * stream (`thin` not NULL: at most 128 values per column) each column runs tr_thin_pass_row instead
  * of the matmul loops (`layer` then gives only the output zero point). */
 TR_MATMUL_HELPER void tr_conv_matmul(const tr_conv_geometry *g, const int8_t *input, int8_t *output, int8_t pad_value,
                                      const tr_matmul_layer *layer, const int32_t *thin, int8_t *columns,

@@ -366,7 +366,7 @@ TR_KERNEL void tr_fully_connected_factored_row_int8(const tr_fc_factored_params 
  * Two matmuls through a narrow rank-r tensor, two input rows (pixels) at a time so that each
  * weight word and each requantization setup serves both: the r-wide intermediate rows live
  * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
- * thin stream runs tr_thin_row row by row instead of the matmul loops. A pair with a layer in the
+ * thin stream runs tr_thin_pass_row row by row instead of the matmul loops. A pair with a layer in the
  * row stream is generated as tr_fully_connected_factored_row_int8 instead, so this form never
  * reads the `*_stream` flags (they cost the Cortex-M3 8-12 instructions a call here).
  */
@@ -396,11 +396,12 @@ TR_KERNEL void tr_fully_connected_factored_thin_int8(const tr_fc_factored_params
                                                      int8_t *output, int8_t *narrow, int8_t *wide)
 {
     uint32_t *scratch = (uint32_t *)(void *)wide;
-    const int input_depth = params->input_depth, rank = params->rank, output_depth = params->output_depth;
-    const int32_t first_offset = params->first.output_offset, second_offset = params->second.output_offset;
-    for (int b = 0; b < params->batches; ++b) {
-        tr_thin_row(input + b * input_depth, input_depth, params->first_thin, narrow, rank, scratch, first_offset);
-        tr_thin_row(narrow, rank, params->second_thin, output + b * output_depth, output_depth, scratch,
-                    second_offset);
+    const int input_depth = params->input_depth, output_depth = params->output_depth, batches = params->batches;
+    const tr_thin_pass first = tr_thin_prepare(input_depth, params->first_thin, params->rank, params->first.output_offset);
+    const tr_thin_pass second = tr_thin_prepare(params->rank, params->second_thin, output_depth,
+                                                params->second.output_offset);
+    for (int b = 0; b < batches; ++b) {
+        tr_thin_pass_row(&first, input + b * input_depth, narrow, scratch);
+        tr_thin_pass_row(&second, narrow, output + b * output_depth, scratch);
     }
 }

@@ -69,7 +69,7 @@ void tr_fully_connected_factored_row_int8(const tr_fc_factored_params *params, c
                                           int8_t *output, int8_t *narrow, int8_t *wide);
 
 /* A pair whose two layers are thin streams (`first_thin` and `second_thin` set): row by row through
- * tr_thin_row only, so the matmul loops (some 15 KB of code) are not linked into a firmware that
+ * tr_thin_pass_row only, so the matmul loops (some 15 KB of code) are not linked into a firmware that
  * never runs them; `narrow` rank bytes, `wide` as above. */
 void tr_fully_connected_factored_thin_int8(const tr_fc_factored_params *params, const int8_t *input,
                                            int8_t *output, int8_t *narrow, int8_t *wide);

@@ -13,9 +13,13 @@
  * forms, for up to 256 inputs, run 32 steps more, then continue into those: 1.4 KB of flash per
  * form, defined only in tr_thin_deep.c, which the generator ships only with a model that has a
  * thin layer of more than 128 inputs (a factored pair's, fully_connected.thin_max_depth). The
- * other kernel files reach them through weak references, so every copy of tr_thin_row is the
+ * other kernel files reach them through weak references, so every copy of tr_thin_pass_row is the
  * same whatever the model (two models of one firmware share one), and a firmware without the deep
  * forms links without them.
+ *
+ * The plain C path reads the same stream two groups (eight outputs) at a time, each input once
+ * for eight MLAs; on a Cortex-M3 its inner loop is assembly (TR_THIN_PAIR_ASM), elsewhere (the
+ * host, a Cortex-M0) the same loop in C.
  */
 #ifndef TR_THIN_H
 #define TR_THIN_H
@@ -37,8 +41,6 @@ __attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_floor;
 __attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_deep;
 __attribute__((naked, noinline, weak)) tr_thin_groups_fn tr_thin_groups_deep_floor;
 #endif
-TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
-                                uint32_t *wide, int32_t output_offset);
 
 /*
  * On the DSP path the row is widened once into int16 pairs (tr_thin_widen), then each
@@ -56,45 +58,6 @@ typedef int16_t tr_thin_half __attribute__((may_alias));
 typedef int16_t tr_thin_half;
 #endif
 
-/* One accumulator's four MACs of an input word, each its own MLA (one sum of four products
- * would cost a MUL and an ADD more). */
-#define TR_THIN_MACS(S, EVEN, ODD) \
-    do { \
-        S += x0 * h[EVEN]; \
-        S += x2 * h[EVEN + 1]; \
-        S += x1 * h[ODD]; \
-        S += x3 * h[ODD + 1]; \
-    } while (0)
-/* The four doubled sums (biases included) of one group of four outputs against row x. Each input
- * word is read once for the four outputs; its halfwords per output are (w0, w2) in the first four
- * pair words, (w1, w3) in the next four. Values past `depth` are taken as zero (their weights
- * are zero too): a straight loop over whole words, then at most one short word. */
-TR_INLINE void tr_thin_sums_plain(const int8_t *x, int depth, const int32_t *group, int32_t sums[4])
-{
-    const tr_thin_half *h = (const tr_thin_half *)(const void *)(group + 4);
-    int32_t s0 = group[0], s1 = group[1], s2 = group[2], s3 = group[3];
-    for (const int8_t *end = x + (depth & ~3); x < end; x += 4, h += 16) {
-        const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-        TR_THIN_MACS(s0, 0, 8);
-        TR_THIN_MACS(s1, 2, 10);
-        TR_THIN_MACS(s2, 4, 12);
-        TR_THIN_MACS(s3, 6, 14);
-    }
-    const int left = depth & 3;
-    if (left) {
-        const int32_t x0 = x[0], x1 = left > 1 ? x[1] : 0, x2 = left > 2 ? x[2] : 0, x3 = 0;
-        TR_THIN_MACS(s0, 0, 8);
-        TR_THIN_MACS(s1, 2, 10);
-        TR_THIN_MACS(s2, 4, 12);
-        TR_THIN_MACS(s3, 6, 14);
-    }
-    sums[0] = s0;
-    sums[1] = s1;
-    sums[2] = s2;
-    sums[3] = s3;
-}
-#undef TR_THIN_MACS
-
 /* A doubled sum requantized by its stream constants c = (multiplier, right shift, rounding) over
  * the full int8 range, in plain C: tr_requantize_doubled, with the rounding constant added inside
  * the 64-bit product (one SMLAL on the Cortex-M3) and the sign correction taken from the sum,
@@ -107,26 +70,183 @@ TR_INLINE int8_t tr_thin_requantize(int32_t acc2, const int32_t *c)
     return (int8_t)tr_saturate_int8((high - (int32_t)((uint32_t)acc2 >> 31)) >> c[1]);
 }
 
-/* Outputs y[0 .. out_depth) of row x in plain C, group by group from `stream`: the generic path
- * (any depth; it reads x while it stores y). */
+/* Input value V of a word against the four rows of one group, its halfword K of each row's pair
+ * words (the stream's order: per word, rows 0-3's (w0, w2) pairs, then their (w1, w3) pairs):
+ * S0..S3 += V * H[K], H[K + 2], H[K + 4], H[K + 6], each one LDRSH and one MLA. */
+#define TR_THIN_ROWS(V, H, K, S0, S1, S2, S3) \
+    do { \
+        S0 += (V) * (H)[(K)]; \
+        S1 += (V) * (H)[(K) + 2]; \
+        S2 += (V) * (H)[(K) + 4]; \
+        S3 += (V) * (H)[(K) + 6]; \
+    } while (0)
+/* Input K (0-3) of the word at x against both groups h and g: read once for eight MLAs. Inputs
+ * x0 and x2 pair with halfwords 0 and 1 of the first four pair words, x1 and x3 with those of the
+ * next four. */
+#define TR_THIN_INPUT(K) \
+    do { \
+        const int32_t v = x[K]; \
+        const int half = ((K) & 1) * 8 + ((K) >> 1); \
+        TR_THIN_ROWS(v, h, half, s0, s1, s2, s3); \
+        TR_THIN_ROWS(v, g, half, s4, s5, s6, s7); \
+    } while (0)
+
+#if !TR_USE_DSP && defined(__thumb2__)
+/* On a Cortex-M3 (Thumb-2 without the DSP extension) the whole words of tr_thin_pairs_plain
+ * run in assembly: GCC, given the eight accumulators, two weight pointers, the row, its end, the
+ * input and the weight (all fourteen registers), spilled five or six of them a word. r0 the row,
+ * r1 and r2 the two groups' weights, r3 the row's end, r4-r11 the sums, r12 the input, lr the
+ * weight: per word four LDRSB, thirty-two LDRSH and MLA, a compare and a branch (70 instructions
+ * for 32 MACs). Inputs 3, 2, 1, then 0, whose loads advance the three pointers (the sums are
+ * exact modulo 2^32 in any order). */
+#define TR_THIN_PAIR_ASM 1
+#define TR_THIN_MLA(PTR, OFFSET, ACC) "ldrsh lr, [" PTR ", #" #OFFSET "]\n\tmla " ACC ", r12, lr, " ACC "\n\t"
+/* Input XK of the word against rows 0-3 of both groups, at halfword byte offsets O0..O3. */
+#define TR_THIN_PAIR_INPUT(XK, O0, O1, O2, O3) \
+    "ldrsb r12, [r0, #" #XK "]\n\t" TR_THIN_MLA("r1", O0, "r4") TR_THIN_MLA("r1", O1, "r5") TR_THIN_MLA("r1", O2, "r6") \
+        TR_THIN_MLA("r1", O3, "r7") TR_THIN_MLA("r2", O0, "r8") TR_THIN_MLA("r2", O1, "r9") \
+            TR_THIN_MLA("r2", O2, "r10") TR_THIN_MLA("r2", O3, "r11")
+#define TR_THIN_PAIR_WORD \
+    TR_THIN_PAIR_INPUT(3, 18, 22, 26, 30) \
+    TR_THIN_PAIR_INPUT(2, 2, 6, 10, 14) \
+    TR_THIN_PAIR_INPUT(1, 16, 20, 24, 28) \
+    "ldrsb r12, [r0], #4\n\t" TR_THIN_MLA("r1", 4, "r5") TR_THIN_MLA("r1", 8, "r6") TR_THIN_MLA("r1", 12, "r7") \
+        "ldrsh lr, [r1], #32\n\tmla r4, r12, lr, r4\n\t" TR_THIN_MLA("r2", 4, "r9") TR_THIN_MLA("r2", 8, "r10") \
+            TR_THIN_MLA("r2", 12, "r11") "ldrsh lr, [r2], #32\n\tmla r8, r12, lr, r8\n\t"
+#else
+#define TR_THIN_PAIR_ASM 0
+#endif
+
+/* Pairs of consecutive groups (eight outputs each) of a thin stream against row x, from `group`
+ * on, into y .. end (the last pair may hold five to seven outputs): per pair the doubled sums
+ * (biases included), each input read once for the eight, over whole words and then a last short
+ * word, requantized and stored. A Cortex-M3 spends about 2.2 instructions per MAC here against
+ * 2.5 one group at a time (four LDRSB a word for sixteen MACs instead of thirty-two). Out of line,
+ * so the eight accumulators and the two weight pointers have the registers to themselves. */
+TR_MATMUL_LOOP void tr_thin_pairs_plain(const int8_t *x, int depth, const int32_t *group, int8_t *y, int8_t *end,
+                                        int pairs)
+{
+    const int size = 16 + 8 * ((depth + 3) / 4); /* one group's int32 words */
+    const int8_t *words_end = x + (depth & ~3);
+    for (int p = 0; p < pairs; ++p, y += 8, group += 2 * size) {
+        const int32_t *next = group + size;
+        const int8_t *xp = x;
+        const tr_thin_half *h = (const tr_thin_half *)(const void *)(group + 4);
+        const tr_thin_half *g = (const tr_thin_half *)(const void *)(next + 4);
+        int32_t s0 = group[0], s1 = group[1], s2 = group[2], s3 = group[3];
+        int32_t s4 = next[0], s5 = next[1], s6 = next[2], s7 = next[3];
+        if (xp < words_end) {
+#if TR_THIN_PAIR_ASM
+            register const int8_t *rx __asm__("r0") = xp;
+            register const tr_thin_half *rh __asm__("r1") = h, *rg __asm__("r2") = g;
+            register const int8_t *rend __asm__("r3") = words_end;
+            register int32_t a0 __asm__("r4") = s0, a1 __asm__("r5") = s1, a2 __asm__("r6") = s2;
+            register int32_t a3 __asm__("r7") = s3, a4 __asm__("r8") = s4, a5 __asm__("r9") = s5;
+            register int32_t a6 __asm__("r10") = s6, a7 __asm__("r11") = s7;
+            __asm__ volatile("1:\n\t" TR_THIN_PAIR_WORD "cmp r0, r3\n\t"
+                             "bne 1b\n\t"
+                             : "+r"(rx), "+r"(rh), "+r"(rg), "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4),
+                               "+r"(a5), "+r"(a6), "+r"(a7)
+                             : "r"(rend)
+                             : "r12", "lr", "cc", "memory");
+            xp = rx;
+            h = rh;
+            g = rg;
+            s0 = a0, s1 = a1, s2 = a2, s3 = a3, s4 = a4, s5 = a5, s6 = a6, s7 = a7;
+#else
+            for (const int8_t *x = xp; x < words_end; x += 4, h += 16, g += 16) {
+                TR_THIN_INPUT(0);
+                TR_THIN_INPUT(1);
+                TR_THIN_INPUT(2);
+                TR_THIN_INPUT(3);
+            }
+            xp = words_end;
+#endif
+        }
+        {
+            const int8_t *x = xp;
+            switch (depth & 3) { /* values past depth are taken as zero (their weights are zero too) */
+            case 3:
+                TR_THIN_INPUT(2);
+                /* fall through */
+            case 2:
+                TR_THIN_INPUT(1);
+                /* fall through */
+            case 1:
+                TR_THIN_INPUT(0);
+                break;
+            default:
+                break;
+            }
+        }
+        const int32_t *c = group + size - 12, *d = next + size - 12; /* multiplier, shift, rounding */
+        if (end - y >= 8) {
+            y[0] = tr_thin_requantize(s0, c);
+            y[1] = tr_thin_requantize(s1, c + 3);
+            y[2] = tr_thin_requantize(s2, c + 6);
+            y[3] = tr_thin_requantize(s3, c + 9);
+            y[4] = tr_thin_requantize(s4, d);
+            y[5] = tr_thin_requantize(s5, d + 3);
+            y[6] = tr_thin_requantize(s6, d + 6);
+            y[7] = tr_thin_requantize(s7, d + 9);
+        } else {
+            const int32_t sums[8] = { s0, s1, s2, s3, s4, s5, s6, s7 };
+            for (int k = 0; y + k < end; ++k) {
+                y[k] = tr_thin_requantize(sums[k], k < 4 ? c + 3 * k : d + 3 * (k - 4));
+            }
+        }
+    }
+}
+#undef TR_THIN_PAIR_WORD
+#undef TR_THIN_PAIR_INPUT
+#undef TR_THIN_MLA
+
+/* The four doubled sums of one group against row x: the last group where fewer than five
+ * outputs remain. */
+TR_INLINE void tr_thin_sums_plain(const int8_t *x, int depth, const int32_t *group, int32_t sums[4])
+{
+    const tr_thin_half *h = (const tr_thin_half *)(const void *)(group + 4);
+    int32_t s0 = group[0], s1 = group[1], s2 = group[2], s3 = group[3];
+    for (const int8_t *end = x + (depth & ~3); x < end; x += 4, h += 16) {
+        const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        TR_THIN_ROWS(x0, h, 0, s0, s1, s2, s3);
+        TR_THIN_ROWS(x2, h, 1, s0, s1, s2, s3);
+        TR_THIN_ROWS(x1, h, 8, s0, s1, s2, s3);
+        TR_THIN_ROWS(x3, h, 9, s0, s1, s2, s3);
+    }
+    const int left = depth & 3;
+    if (left) {
+        const int32_t x0 = x[0], x1 = left > 1 ? x[1] : 0, x2 = left > 2 ? x[2] : 0;
+        TR_THIN_ROWS(x0, h, 0, s0, s1, s2, s3);
+        TR_THIN_ROWS(x2, h, 1, s0, s1, s2, s3);
+        TR_THIN_ROWS(x1, h, 8, s0, s1, s2, s3);
+    }
+    sums[0] = s0;
+    sums[1] = s1;
+    sums[2] = s2;
+    sums[3] = s3;
+}
+#undef TR_THIN_INPUT
+#undef TR_THIN_ROWS
+
+/* Outputs y[0 .. out_depth) of row x in plain C, from `stream`: pairs of groups while more than
+ * four outputs remain, then at most one group. The generic path (any depth; it reads x while it
+ * stores y). */
 TR_MATMUL_HELPER void tr_thin_groups_plain(const int8_t *x, int depth, const int32_t *stream, int8_t *y,
                                            int out_depth)
 {
-    const int group = 16 + 8 * ((depth + 3) / 4);
+    const int size = 16 + 8 * ((depth + 3) / 4);
     int8_t *end = y + out_depth;
-    for (; y + 4 <= end; y += 4, stream += group) {
-        int32_t sums[4];
-        tr_thin_sums_plain(x, depth, stream, sums);
-        const int32_t *c = stream + group - 12; /* multiplier, right shift, rounding per output */
-        y[0] = tr_thin_requantize(sums[0], c);
-        y[1] = tr_thin_requantize(sums[1], c + 3);
-        y[2] = tr_thin_requantize(sums[2], c + 6);
-        y[3] = tr_thin_requantize(sums[3], c + 9);
+    const int pairs = out_depth > 4 ? (out_depth + 3) / 8 : 0; /* eight outputs each, the last five to eight */
+    if (pairs > 0) {
+        tr_thin_pairs_plain(x, depth, stream, y, end, pairs);
+        stream += 2 * size * pairs;
+        y = 8 * pairs < out_depth ? y + 8 * pairs : end;
     }
     if (y < end) {
         int32_t sums[4];
         tr_thin_sums_plain(x, depth, stream, sums);
-        const int32_t *c = stream + group - 12;
+        const int32_t *c = stream + size - 12;
         for (int k = 0; y + k < end; ++k) {
             y[k] = tr_thin_requantize(sums[k], c + 3 * k);
         }
@@ -259,29 +379,39 @@ TR_THIN_DEEP_FUNCTION(tr_thin_groups_deep_floor, "tr_thin_groups_floor_steps")
 #endif
 
 #if TR_USE_DSP
-/* Row x widened into int16 pairs at out (tr_widen_row's order, not doubled), eight values a pass:
- * two LDR (the row need not be word-aligned), four SXTB16 and one STM, half the instructions of
- * a word at a time (and on a Cortex-M4 about 16 cycles for two words instead of 22). */
+/* Row x .. end widened into int16 pairs at out (tr_widen_row's order, not doubled), eight values
+ * a pass (end - x a positive multiple of eight): two LDR (the row need not be word-aligned), four
+ * SXTB16 and one STM, half the instructions of a word at a time (and on a Cortex-M4 about 16
+ * cycles for two words instead of 22). *px and *pout advance past what was read and written. */
+TR_INLINE void tr_thin_widen_eights(const int8_t **px, const int8_t *end, uint32_t **pout)
+{
+    const int8_t *x = *px;
+    uint32_t *out = *pout, low, high;
+    register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
+    __asm__ volatile("1:\n\t"
+                     "ldr %[high], [%[x], #4]\n\t"
+                     "ldr %[low], [%[x]], #8\n\t"
+                     "sxtb16 r8, %[low]\n\t"
+                     "sxtb16 r9, %[low], ror #8\n\t"
+                     "sxtb16 r10, %[high]\n\t"
+                     "sxtb16 r11, %[high], ror #8\n\t"
+                     "stm %[out]!, {r8, r9, r10, r11}\n\t"
+                     "cmp %[x], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [x] "+r"(x), [out] "+r"(out), [low] "=&r"(low), [high] "=&r"(high), "=&r"(r8), "=&r"(r9),
+                       "=&r"(r10), "=&r"(r11)
+                     : [end] "r"(end)
+                     : "cc", "memory");
+    *px = x;
+    *pout = out;
+}
+
+/* Row x of `depth` values widened into int16 pairs at out: eight at a time, then the rest. */
 TR_INLINE void tr_thin_widen(const int8_t *x, int depth, uint32_t *out)
 {
     const int8_t *end = x + (depth & ~7);
     if (x != end) {
-        uint32_t low, high;
-        register uint32_t r8 __asm__("r8"), r9 __asm__("r9"), r10 __asm__("r10"), r11 __asm__("r11");
-        __asm__ volatile("1:\n\t"
-                         "ldr %[high], [%[x], #4]\n\t"
-                         "ldr %[low], [%[x]], #8\n\t"
-                         "sxtb16 r8, %[low]\n\t"
-                         "sxtb16 r9, %[low], ror #8\n\t"
-                         "sxtb16 r10, %[high]\n\t"
-                         "sxtb16 r11, %[high], ror #8\n\t"
-                         "stm %[out]!, {r8, r9, r10, r11}\n\t"
-                         "cmp %[x], %[end]\n\t"
-                         "bne 1b\n\t"
-                         : [x] "+r"(x), [out] "+r"(out), [low] "=&r"(low), [high] "=&r"(high), "=&r"(r8),
-                           "=&r"(r9), "=&r"(r10), "=&r"(r11)
-                         : [end] "r"(end)
-                         : "cc", "memory");
+        tr_thin_widen_eights(&x, end, &out);
     }
     if (depth & 7) {
         tr_widen_row(x, depth & 7, out, 2, 0);
@@ -289,41 +419,85 @@ TR_INLINE void tr_thin_widen(const int8_t *x, int depth, uint32_t *out)
 }
 #endif
 
-/* One row x of `depth` values -> y through the thin stream (`wide`: scratch for the widened row,
- * TR_MATMUL_WIDE_WORDS(depth, 1) words; `output_offset` -128 drops the sign correction). A thin
- * layer's clamp is the whole int8 range. The row is read whole before the first output is stored
- * (the DSP path widens it, the plain C path copies it where the outputs overlap it), so the outputs
- * may overwrite it (inplace.narrow_in_input). On the DSP path a partial last group runs the same
- * loop (the stream pads it to four rows) into four bytes on the stack, where the plain C loop
- * would cost about eight instructions per input. */
-TR_MATMUL_LOOP void tr_thin_row(const int8_t *x, int depth, const int32_t *stream, int8_t *y, int out_depth,
-                                uint32_t *wide, int32_t output_offset)
-{
+/* One thin layer's row work, decided once per call: the loop form, the widened row's end and
+ * the groups. A kernel that runs a layer row after row (a factored pair per pixel, a Tucker step
+ * per pixel) then pays per row only the widening, the groups and one call: choosing the form and
+ * its arguments for every row cost about 25 instructions more (bench_factored on the M4, pw
+ * 32-8-64 over 8x8 pixels: 46 instructions a row outside the loops before, 71,258 in all). */
+typedef struct {
+    const int32_t *stream;
+    int depth, out_depth, whole; /* whole: the outputs in groups of four */
 #if TR_USE_DSP
-    const int words = (depth + 3) / 4, whole = out_depth & ~3, at_floor = output_offset == -128;
-    tr_thin_groups_fn *run = words > TR_THIN_WORDS ? (at_floor ? tr_thin_groups_deep_floor : tr_thin_groups_deep)
-                                                   : (at_floor ? tr_thin_groups_floor : tr_thin_groups);
+    tr_thin_groups_fn *run;
+    int words; /* input words of four */
+    int even;  /* inputs a multiple of eight and outputs of four: tr_thin_pass_row's short path */
+#endif
+} tr_thin_pass;
+
+/* The pass of a layer of `depth` inputs and `out_depth` outputs (`output_offset` -128 drops the
+ * sign correction). */
+TR_INLINE tr_thin_pass tr_thin_prepare(int depth, const int32_t *stream, int out_depth, int32_t output_offset)
+{
+    tr_thin_pass pass = { .stream = stream, .depth = depth, .out_depth = out_depth, .whole = out_depth & ~3 };
+#if TR_USE_DSP
+    const int at_floor = output_offset == -128;
+    pass.words = (depth + 3) / 4;
+    pass.run = pass.words > TR_THIN_WORDS ? (at_floor ? tr_thin_groups_deep_floor : tr_thin_groups_deep)
+                                          : (at_floor ? tr_thin_groups_floor : tr_thin_groups);
+    pass.even = depth > 0 && depth % 8 == 0 && out_depth > 0 && out_depth % 4 == 0;
+#else
+    (void)output_offset;
+#endif
+    return pass;
+}
+
+#if TR_USE_DSP
+/* tr_thin_pass_row for any depth and output count (a last input word widened apart, a partial
+ * last group run through the same loop into four bytes on the stack, where the plain C loop would
+ * cost about eight instructions per input); out of line, so the short path keeps a small frame. */
+TR_MATMUL_LOOP void tr_thin_pass_row_any(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide)
+{
+    const int whole = pass->whole, words = pass->words;
     const uint32_t *x_end = wide + 2 * words;
-    tr_thin_widen(x, depth, wide);
+    tr_thin_widen(x, pass->depth, wide);
     if (whole > 0) {
-        run(x_end, stream, y, y + whole, words);
+        pass->run(x_end, pass->stream, y, y + whole, words);
     }
-    if (whole < out_depth) {
+    if (whole < pass->out_depth) {
         int8_t last[4];
-        run(x_end, stream + (whole / 4) * (16 + 8 * words), last, last + 4, words);
-        for (int k = 0; whole + k < out_depth; ++k) {
+        pass->run(x_end, pass->stream + (whole / 4) * (16 + 8 * words), last, last + 4, words);
+        for (int k = 0; whole + k < pass->out_depth; ++k) {
             y[whole + k] = last[k];
         }
     }
+}
+#endif
+
+/* One row x -> y through a pass (`wide`: scratch for the widened row, TR_MATMUL_WIDE_WORDS(depth,
+ * 1) words). A thin layer's clamp is the whole int8 range. The row is read whole before the first
+ * output is stored (the DSP path widens it, the plain C path copies it where the outputs overlap
+ * it), so the outputs may overwrite it (inplace.narrow_in_input). On the DSP path a row of whole
+ * passes of eight inputs into whole groups (`even`) is widened and run with nothing else: 14
+ * instructions a row outside the loops, against 31 for the general form. */
+TR_MATMUL_LOOP void tr_thin_pass_row(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide)
+{
+#if TR_USE_DSP
+    if (!pass->even) {
+        tr_thin_pass_row_any(pass, x, y, wide);
+        return;
+    }
+    uint32_t *x_end = wide;
+    tr_thin_widen_eights(&x, x + pass->depth, &x_end);
+    pass->run(x_end, pass->stream, y, y + pass->out_depth, pass->words);
 #else
-    (void)output_offset;
-    if ((uintptr_t)y < (uintptr_t)(x + depth) && (uintptr_t)x < (uintptr_t)(y + out_depth)) {
+    const int depth = pass->depth;
+    if ((uintptr_t)y < (uintptr_t)(x + depth) && (uintptr_t)x < (uintptr_t)(y + pass->out_depth)) {
         /* the outputs overwrite the row (a pair's rank-r vector kept in its input's bytes, as a
          * DSP target's plan may place it): read a copy, as the DSP path reads the widened row */
         memcpy(wide, x, (size_t)depth);
         x = (const int8_t *)(const void *)wide;
     }
-    tr_thin_groups_plain(x, depth, stream, y, out_depth);
+    tr_thin_groups_plain(x, depth, pass->stream, y, pass->out_depth);
 #endif
 }
 
@@ -336,8 +510,9 @@ TR_INLINE void tr_layer_rows(const int8_t *x, int8_t *y, int rows, int depth, in
         tr_matmul_rows(x, y, rows, depth, out_depth, layer, scratch);
         return;
     }
+    const tr_thin_pass pass = tr_thin_prepare(depth, thin, out_depth, layer->output_offset);
     for (int r = 0; r < rows; ++r) {
-        tr_thin_row(x + r * depth, depth, thin, y + r * out_depth, out_depth, scratch, layer->output_offset);
+        tr_thin_pass_row(&pass, x + r * depth, y + r * out_depth, scratch);
     }
 }
 

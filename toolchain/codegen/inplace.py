@@ -114,7 +114,7 @@ def narrow_in_input(call: KernelCall | None, in_bytes: int, out_bytes: int) -> t
 
     Only when the first layer reads its whole input row before it stores the first rank-r byte:
     a row stream (`tr_row_stream_layer` prepares the row into `wide`) or a thin stream
-    (`tr_thin_row` widens it into `wide` on the DSP path, and on the plain C path reads a copy
+    (`tr_thin_pass_row` widens it into `wide` on the DSP path, and on the plain C path reads a copy
     where its output overlaps it), on either path; the int8 matmul loops read the input while
     they store. The second layer writes only the output's bytes, never those past them."""
     if call is None or _pair_shift(call) != 0:

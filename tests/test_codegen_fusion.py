@@ -32,6 +32,8 @@ CHAINS = {
     # the same with a five-row ring, runs of six words (the copy's LDRD tail), C_in not a multiple
     # of four (the widening's tail) and C_out not a multiple of four (the partial group)
     "words_5x3": ((10, 9, 6), 4, 8, (5, 3), 1, "same", 1, 10),
+    # an image of fewer rows than the kernel: every output row reads padding above and below
+    "words_short": ((3, 6, 8), 4, 4, (5, 3), 1, "same", 1, 8),
 }
 # Which steps (reduce, core, expand) run from a thin int16 stream: at most 128 inputs per output
 # and the doubled full-range requantization (the expand step's ReLU has zero point -128: full range).
@@ -43,6 +45,7 @@ THIN = {
     "wide_core": (True, False, True),
     "words_stride2": (True, True, True),
     "words_5x3": (True, True, True),
+    "words_short": (True, True, True),
 }
 
 
@@ -123,7 +126,8 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
-@pytest.mark.parametrize("name", ["stride2_5x3", "words_stride2", "words_5x3"])  # ranks in whole words or not
+# ranks in whole words (the widened window on the DSP path) or not
+@pytest.mark.parametrize("name", ["stride2_5x3", "words_stride2", "words_5x3", "words_short"])
 def test_fused_tucker_is_bit_exact_in_qemu(
     chains: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path
 ) -> None:

@@ -204,15 +204,15 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         ctx.dsp and steps["core_thin"] != "NULL" and rank_in % 4 == 0 and rank_out % 4 == 0 and dil_w == 1
     )
     window_rows = min((k_h - 1) * dil_h + 1, in_h)
-    if wide_window:  # rows widened to int16 pairs, with the k x k's side padding
+    if wide_window:  # span + 1 rows widened to int16 pairs, with the k x k's side padding
         reach = (out_w - 1) * stride_w + k_w
-        window = ctx.scratch(window_rows * max(reach, pad_left + in_w) * rank_in * 2)
+        window = ctx.scratch(((k_h - 1) * dil_h + 1) * max(reach, pad_left + in_w) * rank_in * 2)
         row = ctx.scratch(max(out_w * rank_out, in_w * rank_in))  # also the reduce step's narrow row
     else:
         window = ctx.scratch(window_rows * in_w * rank_in)
         row = ctx.scratch(out_w * rank_out)
-    # the im2col columns; with wide_window also tr_tucker_wide's plan (two words, k_h row pointers)
-    columns = ctx.scratch(max(2 * k_h * k_w * rank_in, 4 * (k_h + 2) if wide_window else 0))
+    # the im2col columns; with wide_window also tr_tucker_core_plan (eight words, k_h row pointers)
+    columns = ctx.scratch(max(2 * k_h * k_w * rank_in, 4 * (k_h + 8) if wide_window else 0))
     wide = ctx.scratch(fully_connected.wide_scratch_bytes(max(in_c, k_h * k_w * rank_in, rank_out), 2))
     geometry = conv.geometry_fields(first, window_geometry)
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)

@@ -27,8 +27,13 @@ CHAINS = {
     "widening": ((8, 8, 4), 2, 2, (3, 3), 1, "same", 1, 48),
     # a 3x3 core over 16 channels: 144 values per column, more than a thin stream holds
     "wide_core": ((6, 7, 20), 16, 8, (3, 3), 1, "same", 1, 12),
-    # ranks in whole words: on the DSP path the core widens each column straight from the window
+    # ranks in whole words: on the DSP path the window is kept widened (tr_tucker_wide)
     "words_stride2": ((11, 9, 12), 8, 4, (3, 3), 2, "same", 1, 16),
+    # the same with a five-row ring, runs of six words (the copy's LDRD tail), C_in not a multiple
+    # of four (the widening's tail) and C_out not a multiple of four (the partial group)
+    "words_5x3": ((10, 9, 6), 4, 8, (5, 3), 1, "same", 1, 10),
+    # an image of fewer rows than the kernel: every output row reads padding above and below
+    "words_short": ((3, 6, 8), 4, 4, (5, 3), 1, "same", 1, 8),
 }
 # Which steps (reduce, core, expand) run from a thin int16 stream: at most 128 inputs per output
 # and the doubled full-range requantization (the expand step's ReLU has zero point -128: full range).
@@ -39,6 +44,8 @@ THIN = {
     "widening": (True, True, True),
     "wide_core": (True, False, True),
     "words_stride2": (True, True, True),
+    "words_5x3": (True, True, True),
+    "words_short": (True, True, True),
 }
 
 
@@ -119,7 +126,8 @@ def test_wider_output_is_not_written_over_unread_input(chains: dict[str, Path], 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m4", "qemu_m3"])  # the DSP path, the generic path
-@pytest.mark.parametrize("name", ["stride2_5x3", "words_stride2"])  # ranks in whole words or not
+# ranks in whole words (the widened window on the DSP path) or not
+@pytest.mark.parametrize("name", ["stride2_5x3", "words_stride2", "words_5x3", "words_short"])
 def test_fused_tucker_is_bit_exact_in_qemu(
     chains: dict[str, Path], tmp_path: Path, board: str, name: str, pio_build_cache: Path
 ) -> None:
@@ -129,6 +137,8 @@ def test_fused_tucker_is_bit_exact_in_qemu(
     gen = tmp_path / "gen"
     info = generate(chains[name], gen, tflm_arena=False, fuse=True)
     assert [op["kernel"] for op in info["ops"]] == ["tr_conv_tucker_int8"]
+    # whole-word ranks: the widened window on the DSP path (the generic path falls back to the narrow one)
+    assert (".wide_window = 1" in (gen / "model.c").read_text()) == (name != "stride2_5x3")
     build_checked(gen, board)
     run = run_samples(gen, board, x)
     np.testing.assert_array_equal(run["outputs"][0], oracle.run(chains[name], x)[0])

@@ -194,13 +194,26 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
     _, out_h, out_w, out_c = last.outputs[0].shape
     rank_in, rank_out = first.outputs[0].shape[3], middle.outputs[0].shape[3]
     window_geometry = conv.geometry(middle)
-    k_h, k_w, _, _, dil_h, _, _, _ = window_geometry
-    window_rows = min((k_h - 1) * dil_h + 1, in_h)
-    window = ctx.scratch(window_rows * in_w * rank_in)
-    row = ctx.scratch(out_w * rank_out)
-    columns = ctx.scratch(2 * k_h * k_w * rank_in)
-    wide = ctx.scratch(fully_connected.wide_scratch_bytes(max(in_c, k_h * k_w * rank_in, rank_out), 2))
+    k_h, k_w, _, stride_w, dil_h, dil_w, _, pad_left = window_geometry
     name = ctx.unique_name(f"tucker_{layer_name(middle.input(1), f'op{first.index}')}")
+    steps: dict[str, FieldValue] = {}
+    for key, op in (("reduce", first), ("core", middle), ("expand", last)):
+        steps.update(_layer_or_thin(op, ctx, name, key))
+    # tr_tucker_wide: the core step thin, both ranks whole words, each kernel row's taps one run
+    wide_window = (
+        ctx.dsp and steps["core_thin"] != "NULL" and rank_in % 4 == 0 and rank_out % 4 == 0 and dil_w == 1
+    )
+    window_rows = min((k_h - 1) * dil_h + 1, in_h)
+    if wide_window:  # span + 1 rows widened to int16 pairs, with the k x k's side padding
+        reach = (out_w - 1) * stride_w + k_w
+        window = ctx.scratch(((k_h - 1) * dil_h + 1) * max(reach, pad_left + in_w) * rank_in * 2)
+        row = ctx.scratch(max(out_w * rank_out, in_w * rank_in))  # also the reduce step's narrow row
+    else:
+        window = ctx.scratch(window_rows * in_w * rank_in)
+        row = ctx.scratch(out_w * rank_out)
+    # the im2col columns; with wide_window also tr_tucker_core_plan (eight words, k_h row pointers)
+    columns = ctx.scratch(max(2 * k_h * k_w * rank_in, 4 * (k_h + 8) if wide_window else 0))
+    wide = ctx.scratch(fully_connected.wide_scratch_bytes(max(in_c, k_h * k_w * rank_in, rank_out), 2))
     geometry = conv.geometry_fields(first, window_geometry)
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
     fields: dict[str, FieldValue] = {
@@ -208,9 +221,9 @@ def lower_tucker(chain: list[Op], ctx: LoweringContext) -> KernelCall:
         "rank_in": rank_in,
         "rank_out": rank_out,
         "core_input_zero_point": int(middle.input(0).zero_point[0]),
+        "wide_window": int(wide_window),
+        **steps,
     }
-    for key, op in (("reduce", first), ("core", middle), ("expand", last)):
-        fields.update(_layer_or_thin(op, ctx, name, key))
     macs = n * (
         in_h * in_w * in_c * rank_in + out_h * out_w * (k_h * k_w * rank_in * rank_out + rank_out * out_c)
     )

@@ -131,18 +131,23 @@ def test_a_saving_smaller_than_the_flash_its_code_costs_does_not_pay(monkeypatch
             weights_bytes=weights, ops=[SimpleNamespace(call=call), SimpleNamespace(call=None)]
         )
 
+    thin, code = fusion_choice.THIN_CODE_BYTES, fusion_choice.CODE_BYTES  # per path: dsp or not
     apart, fused = plan(6_000, thin=False), plan(7_800, thin=True)
     share = fusion_choice.flash_share(apart, fused)  # the thin loops, brought in by this call
-    assert share == pytest.approx(fusion_choice.THIN_CODE_BYTES / (6_000 + fusion_choice.CODE_BYTES))
+    assert share == pytest.approx(thin[True] / (6_000 + code[True]))
     assert fusion_choice.flash_share(plan(6_000, thin=True), plan(7_800, thin=True)) == 0.0  # linked already
     assert fusion_choice.flash_share(fused, apart) == 0.0
     # a thin layer of more than 128 inputs brings in the deep forms too, once
     deep = plan(7_800, thin=True, deep=True)
-    both = fusion_choice.THIN_CODE_BYTES + fusion_choice.THIN_DEEP_CODE_BYTES
-    assert fusion_choice.flash_share(apart, deep) == pytest.approx(both / (6_000 + fusion_choice.CODE_BYTES))
-    deep_only = fusion_choice.THIN_DEEP_CODE_BYTES / (7_800 + fusion_choice.CODE_BYTES)  # thin loops linked
+    both = thin[True] + fusion_choice.THIN_DEEP_CODE_BYTES
+    assert fusion_choice.flash_share(apart, deep) == pytest.approx(both / (6_000 + code[True]))
+    deep_only = fusion_choice.THIN_DEEP_CODE_BYTES / (7_800 + code[True])  # thin loops linked
     assert fusion_choice.flash_share(fused, deep) == pytest.approx(deep_only)
     assert fusion_choice.flash_share(deep, plan(9_000, thin=True, deep=True)) == 0.0
+    # the plain C path's loops and firmware are smaller (a Cortex-M3's)
+    plain = fusion_choice.flash_share(apart, fused, dsp=False)
+    assert plain == pytest.approx(thin[False] / (6_000 + code[False]))
+    assert plain < share
 
     monkeypatch.setattr(fusion_choice, "_cost_model", lambda dsp=True: object())
     cost = {"fused": 400.0, "a": 600.0, "b": 500.0}  # 700 of 5,000 instructions: 14%

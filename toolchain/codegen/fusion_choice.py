@@ -36,14 +36,18 @@ from toolchain.errors import TinyrankError
 # runs it in 19.4k).
 COST_BOARDS = {True: "nano33", False: "qemu_m3"}
 MIN_SAVING = 0.02  # at the same arena, a fused call must save this share of the model's instructions
-# Flash a plan's first thin stream brings in: tr_thin_groups and its -128 floor form (1,544 +
-# 1,528 bytes on a Cortex-M4, arm-none-eabi-nm; the partial last group runs the same loop); and
-# its first thin layer of more than 128 inputs: the two deep forms (tr_thin_deep.c, 2 x 1,452).
-THIN_CODE_BYTES = 3_100
+# Flash a plan's first thin stream brings in, per path (`dsp`). The DSP path: tr_thin_groups and
+# its -128 floor form (1,544 + 1,528 bytes on a Cortex-M4, arm-none-eabi-nm; the partial last group
+# runs the same loop). The plain C path's loops in C: 1,190 bytes on a Cortex-M3 (qemu_m3 firmware
+# of FC 128-32-128, 64-8-64 and 64-16-256, every pair fused against none, less the thin weights'
+# growth; arm-none-eabi-size). And a DSP target's first thin layer of more than 128 inputs: the two
+# deep forms (tr_thin_deep.c, 2 x 1,452; the plain path has none).
+THIN_CODE_BYTES = {True: 3_100, False: 1_200}
 THIN_DEEP_CODE_BYTES = 2_900
 # A small model's firmware besides its weights (runtime, kernels, benchmark app; 12 KB for a digits
-# MLP on a Cortex-M4): with the weights, the yardstick a fused call's flash growth is a share of.
-CODE_BYTES = 12_000
+# MLP on a Cortex-M4, 5.5 KB for those FC models on a Cortex-M3, whose plain C kernels are smaller):
+# with the weights, the yardstick a fused call's flash growth is a share of.
+CODE_BYTES = {True: 12_000, False: 5_500}
 
 
 def _cost_model(dsp: bool = True) -> Any:
@@ -114,10 +118,11 @@ def _uses_deep_thin(plan: Any) -> bool:
     return any(THIN_DEEP_SOURCE in call.extra_sources for call in _calls(plan))
 
 
-def flash_share(before: Any, after: Any) -> float:
+def flash_share(before: Any, after: Any, dsp: bool = True) -> float:
     """The share of `before`'s flash (weights and `CODE_BYTES`) that `after`'s code adds:
     `THIN_CODE_BYTES` where it is the first plan to use a thin stream, and `THIN_DEEP_CODE_BYTES`
-    where it is the first to use a deep one, else nothing.
+    where it is the first to use a deep one, else nothing; on the path generated for (`dsp`: a
+    Cortex-M3's plain C loops are less than half a Cortex-M4's, so is the rest of its firmware).
 
     The thin weights' own growth is not counted here: it is the price of the factoring, which
     compress's flash budget sees through the generated model; the loops are a fixed price that a
@@ -125,10 +130,10 @@ def flash_share(before: Any, after: Any) -> float:
     for them, a 64-32-10 MLP's one pair far less than the 23% of its flash they cost)."""
     added = 0
     if _uses_thin(after) and not _uses_thin(before):
-        added += THIN_CODE_BYTES
+        added += THIN_CODE_BYTES[dsp]
     if _uses_deep_thin(after) and not _uses_deep_thin(before):
         added += THIN_DEEP_CODE_BYTES
-    return added / (before.weights_bytes + CODE_BYTES)
+    return added / (before.weights_bytes + CODE_BYTES[dsp])
 
 
 def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any], dsp: bool = True) -> Any:
@@ -146,7 +151,7 @@ def choose(graph: Graph, lower_and_plan: Callable[[bool | frozenset[int]], Any],
         ops_apart = [apart[op.index] for op in group]
         if trial.arena_bytes < model.arena_bytes or (
             trial.arena_bytes == model.arena_bytes
-            and fusing_pays(fused, ops_apart, whole, flash_share(model, trial), dsp)
+            and fusing_pays(fused, ops_apart, whole, flash_share(model, trial, dsp), dsp)
         ):
             model, chosen = trial, chosen | {first}
     return model

@@ -120,13 +120,22 @@ def test_one_row_pair_takes_the_row_stream_and_is_bit_exact_on_the_host(
 def test_plain_targets_keep_the_matmul_layout_and_the_same_flash(
     pairs: dict[str, Path], tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """...and the arena without the pair's `wide` scratch (the plain loops read their rows in
+    place): the pair, reading the model's input, sets the peak; its C refuses a DSP build."""
+    from toolchain.codegen.planner import align
+
     _refuse_second_thin(name, monkeypatch)
     dsp = generate(pairs[name], tmp_path / "dsp", tflm_arena=False, fuse=True)
     plain = generate(pairs[name], tmp_path / "plain", tflm_arena=False, fuse=True, dsp=False)
     assert _streams(tmp_path / "plain") == (0, 0)
     sizes = lambda info: {c["c_name"]: c["bytes"] for c in info["constants"]}  # noqa: E731
     assert sizes(dsp) == sizes(plain)
-    assert dsp["arena_bytes"] == plain["arena_bytes"]
+    _, inputs, rank, _, _ = PAIRS[name]
+    wide = max(fully_connected.wide_scratch_bytes(inputs, 1), fully_connected.wide_scratch_bytes(rank, 1))
+    assert dsp["arena_bytes"] - plain["arena_bytes"] == align(wide)
+    assert ", NULL);" in (tmp_path / "plain" / "model.c").read_text()
+    assert "#error" in (tmp_path / "plain" / "model.c").read_text()
+    assert "#error" not in (tmp_path / "dsp" / "model.c").read_text()
 
 
 def test_pairs_of_two_rows_keep_the_matmul_loops(tmp_path: Path) -> None:

@@ -73,14 +73,16 @@ def test_both_requantizations_are_exercised(chain: Path, requant: str, tmp_path:
 
 
 def test_plain_targets_keep_the_matmul_layout(chain: Path, tmp_path: Path) -> None:
-    info = generate(chain, tmp_path / "gen", tflm_arena=False, dsp=False)
+    # unfused: 99 -> 36 -> 64 has the shape of a factored pair, which the plain path's cost model
+    # fuses (a Cortex-M3 runs it 5% faster from thin streams); the layouts are the subject here
+    info = generate(chain, tmp_path / "gen", tflm_arena=False, fuse=False, dsp=False)
     assert [op["kernel"] for op in info["ops"]] == [PLAIN] * len(WIDTHS)
     assert verify(chain, _samples(3, 1), tflm_arena=False)["bit_exact"]
 
 
 def test_row_stream_weights_take_the_same_flash(chain: Path, tmp_path: Path) -> None:
-    dsp = generate(chain, tmp_path / "dsp", tflm_arena=False)
-    plain = generate(chain, tmp_path / "plain", tflm_arena=False, dsp=False)
+    dsp = generate(chain, tmp_path / "dsp", tflm_arena=False, fuse=False)
+    plain = generate(chain, tmp_path / "plain", tflm_arena=False, fuse=False, dsp=False)
     sizes = lambda info: {c["c_name"]: c["bytes"] for c in info["constants"]}  # noqa: E731
     assert sizes(dsp) == sizes(plain)
     assert dsp["weights_bytes"] == plain["weights_bytes"]
@@ -134,7 +136,7 @@ def test_chain_is_bit_exact_in_qemu(
 
     dsp = board != "qemu_m3"
     x = _samples(4, 2)
-    info = generate(chain, tmp_path / "gen", tflm_arena=False, dsp=dsp)
+    info = generate(chain, tmp_path / "gen", tflm_arena=False, fuse=False, dsp=dsp)  # the layouts
     assert [op["kernel"] for op in info["ops"]] == (DSP_KERNELS if dsp else [PLAIN] * len(WIDTHS))
     build(tmp_path / "gen", board)
     run = run_samples(tmp_path / "gen", board, x)

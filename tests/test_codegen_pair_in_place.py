@@ -2,9 +2,11 @@
 (issue 12): it computes its whole rank-r vector into scratch before it stores an output byte, so
 its output may start on its input's first byte, whichever is wider (`inplace.PAIR_KERNELS`). Where
 its first layer reads its whole input before it stores (a row stream prepares it into scratch, a
-thin stream widens it, or on the plain C path reads a copy where the vector overlaps it), the
-rank-r vector itself goes to the input's dead bytes past the output (`inplace.narrow_in_input`):
-then fusing never holds more arena than the two calls apart, and the fusion choice fuses the pair.
+thin stream widens it), on a DSP target, the rank-r vector itself goes to the input's dead bytes
+past the output (`inplace.narrow_in_input`): then fusing never holds more arena than the two calls
+apart, and the fusion choice fuses the pair. The plain C path (Cortex-M0/M3) reads its rows in
+place: its pair has no `wide` scratch at all and keeps the vector in scratch of its own (a copy of
+the row to read would cost more bytes than the vector saves).
 
 The plans asserted here overlap the buffers, so a kernel that stored a byte over one it still had
 to read would give wrong outputs: each model is compared with TFLite Micro on the host (plain C,
@@ -148,6 +150,36 @@ def test_fusing_the_stream_pair_no_longer_grows_the_arena(models: dict[str, Path
     assert _runs_in_place(plain)
     item = _pair(plain)
     assert item.call is not None and narrow_in_input(item.call, 300, 96) is None
+
+
+@pytest.mark.parametrize("name", ["deep_first", "thin_first"])
+def test_plain_pair_keeps_no_wide_scratch_and_is_fused_for_a_smaller_arena(
+    models: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    """The demo MLP's 256-11-128 pair in small (`deep_first`: an int8 first layer on the plain
+    path, whose loop reads the input while it stores, so the vector cannot sit in it) and a pair of
+    two thin layers: on the plain path in place, the vector in a scratch of its own, no `wide`; so
+    fused it holds less arena than apart (where the rank-r tensor and the FULLY_CONNECTED's row
+    copy are in the arena), and codegen's choice fuses it. Bit-exact on the host."""
+    graph = parse(models[name])
+    fused = lower_graph(graph, fuse=True, dsp=False)
+    item = _pair(fused)
+    assert item.call is not None and item.call.args[3] == "NULL" and fused.ctx.plain_scratch
+    assert _runs_in_place(fused)
+    inp, out = item.op.input(0), item.fused[-1].outputs[0]
+    assert narrow_in_input(item.call, inp.nbytes, out.nbytes, dsp=False) is None
+    narrow = next(s for s in fused.ctx.scratches if s.name == item.call.args[2])
+    start = fused.offsets[inp.index]
+    assert narrow.offset >= start + max(inp.nbytes, out.nbytes) or narrow.offset + narrow.nbytes <= start
+    check_plan(fused.buffers)
+    assert fused.arena_bytes < lower_graph(graph, fuse=False, dsp=False).arena_bytes
+    chosen = lower_graph(graph, dsp=False)
+    assert chosen.arena_bytes == fused.arena_bytes and any(i.fused for i in chosen.ops)
+    report = verify(
+        models[name], _samples(models[name], 8, 0), fuse=True, tflm_arena=False, sanitize=True, dsp=False
+    )
+    assert report["bit_exact"], report["first_mismatch"]
+    assert report["arena_bytes"] == fused.arena_bytes
 
 
 def test_only_a_deep_thin_layer_ships_the_deep_loop(models: dict[str, Path], tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ typedef char tr_tucker_pixels_plan_layout[offsetof(tr_tucker_pixels_plan, groups
  * whole groups of four outputs): per pixel its depth values widened into plan->wide (tr_thin_widen's
  * passes of eight, then at most one word; r0 ends at the widened row's end, the groups' first
  * argument), then plan->groups. Before any output of the pixel is stored its row is read whole, as
- * in tr_thin_row. Written whole in assembly: the loop state lives in r8-r11 across the call of the
+ * in tr_thin_pass_row. Written whole in assembly: the loop state lives in r8-r11 across the call of the
  * groups (which keep them), so that a pixel costs about a dozen instructions besides its widening
  * and its groups, not two dozen from a C frame (r8 x, r9 y, r10 y_end, r11 the plan; [sp] the
  * groups' fifth argument). */
@@ -92,7 +92,7 @@ __attribute__((naked, noinline)) static void tr_tucker_pixels(const tr_tucker_pi
 
 /* A 1x1 step (reduce C_in -> r1, expand r2 -> C_out) over `pixels` pixels: tr_layer_rows, except
  * that on the DSP path a thin step of whole words (depth a multiple of 4, from 8 to 128) into whole
- * groups of four outputs runs tr_tucker_pixels: tr_thin_row's choice of form, partial group and
+ * groups of four outputs runs tr_tucker_pixels: tr_thin_pass_row's choice of form, partial group and
  * call are paid once a row, not once a pixel. */
 static void tr_tucker_pointwise(const int8_t *x, int8_t *y, int pixels, int depth, int out_depth,
                                 const tr_matmul_layer *layer, const int32_t *thin, uint32_t *wide)

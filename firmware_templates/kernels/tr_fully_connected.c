@@ -368,7 +368,9 @@ TR_KERNEL void tr_fully_connected_factored_row_int8(const tr_fc_factored_params 
  * only in `narrow` (2r bytes of scratch), never in the arena. A layer the generator packed as a
  * thin stream runs tr_thin_pass_row row by row instead of the matmul loops. A pair with a layer in the
  * row stream is generated as tr_fully_connected_factored_row_int8 instead, so this form never
- * reads the `*_stream` flags (they cost the Cortex-M3 8-12 instructions a call here).
+ * reads the `*_stream` flags (they cost the Cortex-M3 8-12 instructions a call here). On the plain
+ * C path `wide` is unused and a plain generation (codegen --no-dsp) passes NULL: its loops read
+ * the rows in place, and its plan keeps `narrow` off the input (fusion._pair_wide).
  */
 TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                 int8_t *output, int8_t *narrow, int8_t *wide)
@@ -391,7 +393,7 @@ TR_KERNEL void tr_fully_connected_factored_int8(const tr_fc_factored_params *par
  * forms above reach the matmul loops through tr_layer_rows, which links them even where every
  * layer is thin: 15 KB of flash on a Cortex-M4 for a pair that never runs them.) Each layer's
  * input is read whole before its output is stored, as in the row form, so the generator may place
- * the output over the input (inplace.py). */
+ * the output over the input (inplace.py). `wide` as above: NULL from a plain generation. */
 TR_KERNEL void tr_fully_connected_factored_thin_int8(const tr_fc_factored_params *params, const int8_t *input,
                                                      int8_t *output, int8_t *narrow, int8_t *wide)
 {

@@ -284,6 +284,22 @@ def _pair_kernel(fields: dict[str, FieldValue]) -> str:
     return "tr_fully_connected_factored_int8"
 
 
+def _pair_wide(ctx: LoweringContext, depth_in: int, rank: int, rows: int) -> str:
+    """The `wide` scratch of a fused pair. On a DSP target both layers' rows are widened (or
+    prepared) there: room for the deeper one, `rows` rows at a time. The plain C path reads its
+    rows in place and needs `wide` only for a copy of a row its outputs overlap, which its plan
+    never makes (`inplace.narrow_in_input`): NULL. (Sized as on a DSP target, the 512 bytes of the
+    demo MLP's 256-11-128 pair were never read, yet made fusing it grow the Cortex-M3's arena by
+    its rank-r vector.) Such a plan's C is for the plain C path only (`LoweringContext.plain_scratch`)."""
+    if not ctx.dsp:
+        ctx.plain_scratch = True
+        return "NULL"
+    wide_bytes = max(
+        fully_connected.wide_scratch_bytes(depth_in, rows), fully_connected.wide_scratch_bytes(rank, rows)
+    )
+    return ctx.scratch(wide_bytes)
+
+
 def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     """A FULLY_CONNECTED pair or a pointwise CONV_2D pair: the same matmul over rows (pixels)."""
     first, second = group
@@ -294,10 +310,7 @@ def lower_factored_pair(group: list[Op], ctx: LoweringContext) -> KernelCall:
     depth_in = filt1.size // rank
     batches = first.input(0).size // depth_in
     rows = min(batches, 2)
-    wide_bytes = max(
-        fully_connected.wide_scratch_bytes(depth_in, rows), fully_connected.wide_scratch_bytes(rank, rows)
-    )
-    narrow, wide = ctx.scratch(rows * rank), ctx.scratch(wide_bytes)
+    narrow, wide = ctx.scratch(rows * rank), _pair_wide(ctx, depth_in, rank, rows)
     name = ctx.unique_name(f"fc_{layer_name(filt2, f'op{first.index}')}")
     fields: dict[str, FieldValue] = {
         "batches": batches,

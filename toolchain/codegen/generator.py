@@ -267,7 +267,9 @@ def _buffers(
         if shift is not None and dies:
             groups.union(src.index, dst.index, -shift)
             shifted += [position] if shift else []
-            narrow = inplace.narrow_in_input(item.call, src.nbytes, dst.nbytes) if item.fused else None
+            narrow = None
+            if item.fused:
+                narrow = inplace.narrow_in_input(item.call, src.nbytes, dst.nbytes, ctx.dsp)
             if narrow is not None and item.call is not None:
                 name, at = narrow
                 size = next(s.nbytes for s in ctx.scratches if s.name == name)
@@ -400,7 +402,7 @@ def lower_graph(
         model = _lower_and_plan(graph, prefix, fuse, in_place, dsp=dsp)
     else:
         model = fusion_choice.choose(
-            graph, lambda fuse: _lower_and_plan(graph, prefix, fuse, in_place, dsp=dsp)
+            graph, lambda fuse: _lower_and_plan(graph, prefix, fuse, in_place, dsp=dsp), dsp
         )
     fused = frozenset(item.op.index for item in model.ops if item.fused)
     model = _columns_where_free(

@@ -107,17 +107,21 @@ def _pair_shift(call: KernelCall) -> int | None:
     return None
 
 
-def narrow_in_input(call: KernelCall | None, in_bytes: int, out_bytes: int) -> tuple[str, int] | None:
+def narrow_in_input(
+    call: KernelCall | None, in_bytes: int, out_bytes: int, dsp: bool = True
+) -> tuple[str, int] | None:
     """Where an in-place one-row pair may keep its rank-r vector (`narrow`, the call's third
     argument) instead of a scratch buffer of its own: (scratch name, byte offset from the input's
     start, past the output's bytes), or None.
 
     Only when the first layer reads its whole input row before it stores the first rank-r byte:
     a row stream (`tr_row_stream_layer` prepares the row into `wide`) or a thin stream
-    (`tr_thin_pass_row` widens it into `wide` on the DSP path, and on the plain C path reads a copy
-    where its output overlaps it), on either path; the int8 matmul loops read the input while
-    they store. The second layer writes only the output's bytes, never those past them."""
-    if call is None or _pair_shift(call) != 0:
+    (`tr_thin_pass_row` widens it into `wide`); the int8 matmul loops read the input while they store.
+    The second layer writes only the output's bytes, never those past them. Only on a DSP target
+    (`dsp`), where `wide` is there anyway: the plain C path would read a copy of the whole row
+    (`tr_thin_pass_row`), more bytes than the rank-r vector saves, so its pair has no `wide`
+    (`fusion._pair_wide`) and keeps the vector in scratch."""
+    if call is None or not dsp or _pair_shift(call) != 0:
         return None
     fields = call.params.fields
     if fields.get("first_stream") != 1 and fields.get("first_thin", "NULL") == "NULL":

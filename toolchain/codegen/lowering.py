@@ -135,6 +135,7 @@ class LoweringContext:
     op_index: int = -1  # the op being lowered (set by the generator)
     by_columns: frozenset[int] = frozenset()  # 3x3 depthwise ops to run by columns where they may
     dsp: bool = True  # the target runs the DSP path (Cortex-M4/M7/M33): layouts only it reads pay off
+    plain_scratch: bool = False  # a call's scratch is sized for the plain C path only (model.c checks)
     constants: list[ConstantArray] = field(default_factory=list)
     scratches: list[ScratchBuffer] = field(default_factory=list)
     used_tensors: dict[int, Tensor] = field(default_factory=dict)

@@ -217,6 +217,7 @@ def template_values(model: LoweredModel) -> dict:
             for c in ctx.constants
         ],
         "kernels": kernels,
+        "plain_scratch": ctx.plain_scratch,
     }
 
 

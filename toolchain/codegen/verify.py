@@ -161,10 +161,12 @@ def verify(
     extra_flags: list[str] | None = None,
     tflm_arena: bool = True,
     fuse: bool | None = None,
+    dsp: bool = True,
 ) -> dict[str, Any]:
     """Generate, compile for the host, run every sample of `x` and compare with TFLite Micro.
 
     `x` holds int8 samples, or float samples quantized with the input's scale and zero point.
+    `dsp=False` checks the plain C path's generation (codegen --no-dsp; the host runs plain C).
     Returns {'samples', 'outputs', 'mismatches' (bytes), 'mismatched_samples', 'first_mismatch',
     'bit_exact', 'arena_bytes', 'tflm_arena_bytes'}.
     """
@@ -173,7 +175,7 @@ def verify(
 
     with tempfile.TemporaryDirectory(prefix="tinyrank-verify-", dir=work_dir) as tmp:
         gen = Path(tmp) / "gen"
-        info = generate(tflite_path, gen, prefix=prefix, tflm_arena=tflm_arena, fuse=fuse)
+        info = generate(tflite_path, gen, prefix=prefix, tflm_arena=tflm_arena, fuse=fuse, dsp=dsp)
         if len(info["inputs"]) != 1:
             raise TinyrankError(
                 f"{tflite_path}: verify supports models with one input; this one has {len(info['inputs'])}"

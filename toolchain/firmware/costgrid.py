@@ -18,6 +18,7 @@ import numpy as np
 INIT = "he_normal"
 FC_WIDTHS = (4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 FC_RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48)
+ODD_FC_WIDTHS = (3, 5, 7, 9, 11, 13, 15, 21, 27, 37, 53, 96, 160, 211)
 CONV_CHANNELS = (3, 4, 6, 7, 8, 9, 12, 15, 16, 24, 32, 48)
 CONV_RANKS = (2, 3, 4, 6, 7, 8, 9, 12, 16)
 CONV_BLOCKS = ("conv", "pw", "dw", "tucker", "spatial", "cp", "pwpair", "pool")
@@ -31,7 +32,14 @@ def _keras():
     return keras, keras.layers
 
 
-def fc_model(seed: int, layers: int = 22, widths=FC_WIDTHS, ranks=FC_RANKS, pairs: float = 0.4) -> Any:
+def fc_model(
+    seed: int,
+    layers: int = 22,
+    widths=FC_WIDTHS,
+    ranks=FC_RANKS,
+    pairs: float = 0.4,
+    activation: str | None = "relu",
+) -> Any:
     """A chain of Dense layers and factored Dense pairs of random widths, ending in softmax."""
     keras, L = _keras()
     keras.utils.set_random_seed(seed)
@@ -44,7 +52,7 @@ def fc_model(seed: int, layers: int = 22, widths=FC_WIDTHS, ranks=FC_RANKS, pair
         if rng.random() < pairs:  # a factored pair, as svd writes it
             rank = int(rng.choice([r for r in ranks if r < min(width, out)] or [1]))
             x = L.Dense(rank, use_bias=False, kernel_initializer=INIT)(x)
-        x = L.Dense(out, activation="relu", kernel_initializer=INIT)(x)
+        x = L.Dense(out, activation=activation, kernel_initializer=INIT)(x)
         width = out
     out = L.Dense(int(rng.choice((2, 10, 12))), activation="softmax", kernel_initializer=INIT)(x)
     return keras.Model(inp, out, name=f"fc_grid_{seed}")
@@ -185,6 +193,11 @@ def fitting_grid() -> list[Callable[[], Any]]:
         lambda: conv_model(15, (24, 12, 6)),
         lambda: fc_model(4, pairs=0.9),
         lambda: fc_model(5, pairs=0.9),
+        # output counts of 1 and 3 past a group of four (FC_WIDTHS leaves only 2), and layers without
+        # an activation, as a factored layer codegen leaves unfused runs (a 160 -> 5 rank layer was
+        # predicted 20% low when the grid had neither)
+        lambda: fc_model(6, layers=16, widths=ODD_FC_WIDTHS, pairs=0.0, activation=None),
+        lambda: fc_model(7, layers=16, widths=ODD_FC_WIDTHS, pairs=0.0),
         lambda: conv_model(16, (16, 16, 12), blocks=14, kinds=FACTORED_BLOCKS),
         lambda: conv_model(17, (12, 12, 16), blocks=14, kinds=FACTORED_BLOCKS),
         lambda: conv_model(18, (20, 14, 8), blocks=14, kinds=FACTORED_BLOCKS),

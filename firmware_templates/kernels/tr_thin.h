@@ -124,6 +124,8 @@ TR_INLINE int8_t tr_thin_requantize(int32_t acc2, const int32_t *c)
  * 2.5 one group at a time (four LDRSB a word for sixteen MACs instead of thirty-two). Out of line,
  * so the eight accumulators and the two weight pointers have the registers to themselves. */
 TR_MATMUL_LOOP void tr_thin_pairs_plain(const int8_t *x, int depth, const int32_t *group, int8_t *y, int8_t *end,
+                                        int pairs);
+TR_MATMUL_LOOP void tr_thin_pairs_plain(const int8_t *x, int depth, const int32_t *group, int8_t *y, int8_t *end,
                                         int pairs)
 {
     const int size = 16 + 8 * ((depth + 3) / 4); /* one group's int32 words */
@@ -455,6 +457,7 @@ TR_INLINE tr_thin_pass tr_thin_prepare(int depth, const int32_t *stream, int out
 /* tr_thin_pass_row for any depth and output count (a last input word widened apart, a partial
  * last group run through the same loop into four bytes on the stack, where the plain C loop would
  * cost about eight instructions per input); out of line, so the short path keeps a small frame. */
+TR_MATMUL_LOOP void tr_thin_pass_row_any(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide);
 TR_MATMUL_LOOP void tr_thin_pass_row_any(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide)
 {
     const int whole = pass->whole, words = pass->words;
@@ -479,6 +482,7 @@ TR_MATMUL_LOOP void tr_thin_pass_row_any(const tr_thin_pass *pass, const int8_t 
  * it), so the outputs may overwrite it (inplace.narrow_in_input). On the DSP path a row of whole
  * passes of eight inputs into whole groups (`even`) is widened and run with nothing else: 14
  * instructions a row outside the loops, against 31 for the general form. */
+TR_MATMUL_LOOP void tr_thin_pass_row(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide);
 TR_MATMUL_LOOP void tr_thin_pass_row(const tr_thin_pass *pass, const int8_t *x, int8_t *y, uint32_t *wide)
 {
 #if TR_USE_DSP

@@ -10,11 +10,29 @@
  * columns: the narrow row is widened once, padding included, and each output pixel's column is a
  * run of that widened row (tr_spatial_across_wide); likewise a thin k_h x 1 step over whole
  * words (C_in and r multiples of 4, no dilation across) widens each pixel's k_h input runs
- * straight from the image into its column (tr_spatial_tall_wide), with no im2col copy.
+ * straight from the image into its column (tr_spatial_tall_wide), with no im2col copy. On the plain
+ * C path a thin 1 x k_w step (no dilation) reads its columns from the narrow row written between
+ * its padding pixels (tr_spatial_pad_row), also with no im2col copy.
  */
 #include "tr_conv_spatial.h"
 
 #include "tr_conv_core.h"
+
+#if !TR_USE_DSP
+/* The plain C path's padded narrow row (a thin 1 x k_w step, no dilation across: `across_plain`):
+ * the k_w step's left and right padding pixels, as the narrow zero point, either side of the
+ * in_w pixels that the k_h x 1 step writes (`row` is sized for them by the generator). Filled once
+ * a call: the k_h x 1 step never writes them. Returns where the k_h x 1 step's row starts. */
+static int8_t *tr_spatial_pad_row(const tr_conv_spatial_params *params, int8_t *row)
+{
+    const tr_conv_geometry *g = &params->geometry;
+    const int rank = params->rank, span = (g->out_w - 1) * g->stride_w + g->k_w; /* pixels read */
+    const int pad_right = span > g->pad_left + g->in_w ? span - g->pad_left - g->in_w : 0;
+    memset(row, params->narrow_zero_point, (size_t)(g->pad_left * rank));
+    memset(row + (g->pad_left + g->in_w) * rank, params->narrow_zero_point, (size_t)(pad_right * rank));
+    return row + g->pad_left * rank;
+}
+#endif
 
 #if TR_USE_DSP
 /* The thin 1 x k_w step of output row `y` from narrow row `row` (in_w x r): the row widened
@@ -96,7 +114,18 @@ TR_KERNEL void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const 
                                         .out_w = g.out_w, .out_c = g.out_c, .k_h = 1, .k_w = g.k_w, .stride_h = 1,
                                         .stride_w = g.stride_w, .dil_h = 1, .dil_w = g.dil_w,
                                         .pad_left = g.pad_left };
-#if TR_USE_DSP
+#if !TR_USE_DSP
+    /* the 1 x k_w step straight from the padded narrow row: output pixel ox's column is the k_w * r
+     * bytes from padded pixel ox * stride_w on, every pixel of a row in one tr_thin_pass_rows (one
+     * call of the Cortex-M3's assembly), with no im2col copy */
+    const int across_plain = params->second_thin != NULL && g.dil_w == 1;
+    const tr_thin_pass across_pass =
+        tr_thin_prepare(g.k_w * params->rank, params->second_thin, g.out_c, second.output_offset);
+    int8_t *const padded = row;
+    if (across_plain) {
+        row = tr_spatial_pad_row(params, padded);
+    }
+#else
     /* the 1 x k_w step straight from the widened narrow row (`wide` sized for it by the generator) */
     const int across_wide = params->second_thin != NULL && params->rank % 4 == 0 && g.out_c % 4 == 0 && g.dil_w == 1;
     /* the k_h x 1 step widened straight from the image (its column fits the matmul scratch) */
@@ -116,7 +145,13 @@ TR_KERNEL void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const 
                                (uint32_t *)(void *)wide);
             }
             int8_t *y = output + ((b * g.out_h + oy) * g.out_w) * g.out_c;
-#if TR_USE_DSP
+#if !TR_USE_DSP
+            if (across_plain) {
+                tr_thin_pass_rows(&across_pass, padded, g.stride_w * params->rank, y, g.out_w,
+                                  (uint32_t *)(void *)wide);
+                continue;
+            }
+#else
             if (across_wide) {
                 tr_spatial_across_wide(params, row, y, (uint32_t *)(void *)wide);
                 continue;

@@ -22,7 +22,8 @@ typedef struct {
     const int32_t *second_thin;  /* channels of the layer then NULL); the same for `second` */
 } tr_conv_spatial_params;
 
-/* Scratch: `row` (in_w * r bytes: one narrow row), `columns` (2 * max(k_h * in_c, k_w * r) bytes:
+/* Scratch: `row` (in_w * r bytes: one narrow row; with a thin 1 x k_w step and no dilation across,
+ * room for its padding pixels either side too), `columns` (2 * max(k_h * in_c, k_w * r) bytes:
  * two im2col columns), `wide` (the matmul scratch of two such columns). */
 void tr_conv_spatial_int8(const tr_conv_spatial_params *params, const int8_t *input, int8_t *output, int8_t *row,
                           int8_t *columns, int8_t *wide);

@@ -157,13 +157,18 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
     rank = first.outputs[0].shape[3]
     k_h, _, stride_h, _, dil_h, _, pad_top, _ = conv.geometry(first)
     _, k_w, _, stride_w, _, dil_w, _, pad_left = conv.geometry(second)
-    row = ctx.scratch(in_w * rank)
+    name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
+    steps = _layer_fields(first, second, ctx, name)
+    span = (out_w - 1) * stride_w + k_w  # pixels of the narrow row the 1 x k step reads, from -pad_left
+    row_pixels = in_w
+    if steps["second_thin"] != "NULL" and dil_w == 1:  # the plain C path's padded row (tr_spatial_pad_row)
+        row_pixels = max(in_w + pad_left, span)
+    row = ctx.scratch(row_pixels * rank)
     depth = max(k_h * in_c, k_w * rank)
     wide_bytes = fully_connected.wide_scratch_bytes(depth, 2)
     if rank % 4 == 0 and out_c % 4 == 0 and dil_w == 1:  # tr_spatial_across_wide: the widened narrow row
-        wide_bytes = max(wide_bytes, 2 * rank * ((out_w - 1) * stride_w + k_w))
+        wide_bytes = max(wide_bytes, 2 * rank * span)
     columns, wide = ctx.scratch(2 * depth), ctx.scratch(wide_bytes)
-    name = ctx.unique_name(f"spatial_{layer_name(second.input(1), f'op{first.index}')}")
     geometry = conv.geometry_fields(first, [k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left])
     geometry.update(out_h=out_h, out_w=out_w, out_c=out_c)
     fields: dict[str, FieldValue] = {
@@ -172,7 +177,7 @@ def lower_spatial(group: list[Op], ctx: LoweringContext) -> KernelCall:
         "input_zero_point": int(first.input(0).zero_point[0]),
         "narrow_zero_point": int(second.input(0).zero_point[0]),
     }
-    fields.update(_layer_fields(first, second, ctx, name))
+    fields.update(steps)
     macs = n * out_h * (in_w * k_h * in_c * rank + out_w * k_w * rank * out_c)
     comment = (
         f"spatially factored convolution (rank {rank}) fused: {conv.describe(first)}; then "

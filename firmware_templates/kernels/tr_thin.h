@@ -218,6 +218,106 @@ __attribute__((naked, noinline, weak)) void tr_thin_pairs_asm(tr_thin_pairs_plan
 #undef TR_THIN_PAIR_INPUT
 #undef TR_THIN_MLA
 
+/* Two rows against one group (four outputs each): input XK of row A (r12, from r0) and of row B
+ * (r3, from r2) against rows 0-3 of the group at halfword byte offsets O0..O3, each weight one
+ * LDRSH for two MLAs. */
+#define TR_THIN_TWO_MLA(OFFSET, A, B) \
+    "ldrsh lr, [r1, #" #OFFSET "]\n\tmla " A ", r12, lr, " A "\n\tmla " B ", r3, lr, " B "\n\t"
+#define TR_THIN_TWO_INPUT(XK, O0, O1, O2, O3) \
+    "ldrsb r12, [r0, #" #XK "]\n\tldrsb r3, [r2, #" #XK "]\n\t" TR_THIN_TWO_MLA(O0, "r4", "r8") \
+        TR_THIN_TWO_MLA(O1, "r5", "r9") TR_THIN_TWO_MLA(O2, "r6", "r10") TR_THIN_TWO_MLA(O3, "r7", "r11")
+/* One input word of both rows, inputs 3, 2, 1, then 0, whose loads advance the three pointers. */
+#define TR_THIN_TWO_WORD \
+    TR_THIN_TWO_INPUT(3, 18, 22, 26, 30) \
+    TR_THIN_TWO_INPUT(2, 2, 6, 10, 14) \
+    TR_THIN_TWO_INPUT(1, 16, 20, 24, 28) \
+    "ldrsb r12, [r0], #4\n\tldrsb r3, [r2], #4\n\t" TR_THIN_TWO_MLA(4, "r5", "r9") TR_THIN_TWO_MLA(8, "r6", "r10") \
+        TR_THIN_TWO_MLA(12, "r7", "r11") "ldrsh lr, [r1], #32\n\tmla r4, r12, lr, r4\n\tmla r8, r3, lr, r8\n\t"
+/* Sum ACC requantized from the constants at r1 (one LDM into r2, r3 and r12, r1 advancing past
+ * them) and stored at [Y, #K], as TR_THIN_PAIR_STORE. */
+#define TR_THIN_TWO_STORE(ACC, Y, K) \
+    "ldm r1!, {r2, r3, r12}\n\t" \
+    "mov r0, #0x80000000\n\t" \
+    "smlal r0, r12, " ACC ", r2\n\t" \
+    "sub r12, r12, " ACC ", lsr #31\n\t" \
+    "asr r12, r12, r3\n\t" \
+    "ssat r12, #8, r12\n\t" \
+    "strb r12, [" Y ", #" #K "]\n\t"
+
+/* What tr_thin_two_rows_asm reads and advances (byte offsets in its assembly). */
+typedef struct {
+    const int8_t *x;       /*  0: row A's first input; row B's is x_step further */
+    const int8_t *x_end;   /*  4: the end of row A's inputs (whole words) */
+    int8_t *y;             /*  8: row A's next group's outputs; row B's are out_depth further */
+    int8_t *y_end;         /* 12: the end of the last row pair's outputs */
+    int8_t *row_end;       /* 16: the end of row A's outputs */
+    int32_t x_step;        /* 20: bytes from one row's inputs to the next's */
+    int32_t out_depth;     /* 24: outputs of a row (whole groups) */
+    const int32_t *stream; /* 28: a row's first group */
+} tr_thin_two_plan;
+typedef char tr_thin_two_plan_layout[offsetof(tr_thin_two_plan, stream) == 28 ? 1 : -1];
+
+/* Pairs of rows (A and B, x_step apart), one group of four outputs at a time, from `group` on:
+ * each weight is read once for both rows, so a word of four inputs costs 56 instructions for 32
+ * MACs and 3 of loop control (59, against 70 one row and two groups at a time); each output 7, and
+ * about 20 more a group. Registers in the loop: r0 and r2 rows A and B, r1 the weights, r4-r7 and
+ * r8-r11 the two rows' sums, r12 and r3 their inputs, lr the weight; row A's input end waits at
+ * [sp] and the plan's address at [sp, #8]. Once a group's words are done, row A's four outputs are
+ * requantized, then r1 goes back to the group's constants for row B's (r7 its outputs). */
+__attribute__((naked, noinline, weak)) void tr_thin_two_rows_asm(tr_thin_two_plan *plan, const int32_t *group);
+__attribute__((naked, noinline, weak)) void tr_thin_two_rows_asm(tr_thin_two_plan *plan __attribute__((unused)),
+                                                                 const int32_t *group __attribute__((unused)))
+{
+    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+            "sub sp, sp, #8\n\t"
+            "ldr r12, [r0, #4]\n\t"
+            "str r12, [sp]\n\t"
+            "1:\n\t" /* a group of both rows: r1 the group */
+            "ldr lr, [sp, #8]\n\t"
+            "ldr r0, [lr]\n\t"
+            "ldr r2, [lr, #20]\n\t"
+            "add r2, r2, r0\n\t"
+            "ldm r1, {r8, r9, r10, r11}\n\t" /* the doubled biases, for both rows */
+            "ldm r1!, {r4, r5, r6, r7}\n\t"
+            "2:\n\t" TR_THIN_TWO_WORD "ldr r12, [sp]\n\t"
+            "cmp r0, r12\n\t"
+            "bne 2b\n\t"
+            "ldr lr, [sp, #8]\n\t" /* row A's outputs */
+            "ldr lr, [lr, #8]\n\t" TR_THIN_TWO_STORE("r4", "lr", 0) TR_THIN_TWO_STORE("r5", "lr", 1)
+                TR_THIN_TWO_STORE("r6", "lr", 2) TR_THIN_TWO_STORE("r7", "lr", 3) "sub r1, r1, #48\n\t"
+            "ldr r4, [sp, #8]\n\t" /* row B's outputs, r4 the plan from here on */
+            "ldr r5, [r4, #24]\n\t"
+            "add r7, lr, r5\n\t" TR_THIN_TWO_STORE("r8", "r7", 0) TR_THIN_TWO_STORE("r9", "r7", 1)
+                TR_THIN_TWO_STORE("r10", "r7", 2) TR_THIN_TWO_STORE("r11", "r7", 3) "add lr, lr, #4\n\t"
+            "str lr, [r4, #8]\n\t"
+            "ldr r6, [r4, #16]\n\t"
+            "cmp lr, r6\n\t"
+            "bne 1b\n\t"
+            "add lr, lr, r5\n\t" /* the row pair is done: the next, past row B's outputs */
+            "ldr r6, [r4, #12]\n\t"
+            "cmp lr, r6\n\t"
+            "beq 3f\n\t"
+            "str lr, [r4, #8]\n\t"
+            "add r6, lr, r5\n\t"
+            "str r6, [r4, #16]\n\t"
+            "ldr r6, [r4, #20]\n\t"
+            "ldr r0, [r4]\n\t"
+            "add r0, r0, r6, lsl #1\n\t"
+            "str r0, [r4]\n\t"
+            "ldr r12, [sp]\n\t"
+            "add r12, r12, r6, lsl #1\n\t"
+            "str r12, [sp]\n\t"
+            "ldr r1, [r4, #28]\n\t"
+            "b 1b\n\t"
+            "3:\n\t"
+            "add sp, sp, #8\n\t"
+            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+#undef TR_THIN_TWO_STORE
+#undef TR_THIN_TWO_WORD
+#undef TR_THIN_TWO_INPUT
+#undef TR_THIN_TWO_MLA
+
 /* Pairs of consecutive groups (eight outputs each) of a thin stream against row x, from `group`
  * on, into y .. end: the whole pairs in one call of the assembly, then a last pair of five to
  * seven outputs into eight bytes on the stack. A short last word of the row is read from a copy
@@ -547,6 +647,7 @@ typedef struct {
     int even;  /* inputs a multiple of eight and outputs of four: tr_thin_pass_row's short path */
 #elif TR_THIN_PAIR_ASM
     int pairs_only; /* whole words in, whole pairs out: rows run in one call of tr_thin_pairs_asm */
+    int two_rows;   /* whole words in, whole groups out: rows two at a time (tr_thin_two_rows_asm) */
 #endif
 } tr_thin_pass;
 
@@ -566,6 +667,7 @@ TR_INLINE tr_thin_pass tr_thin_prepare(int depth, const int32_t *stream, int out
     (void)output_offset;
 #if TR_THIN_PAIR_ASM
     pass.pairs_only = depth > 0 && depth % 4 == 0 && out_depth > 0 && out_depth % 8 == 0;
+    pass.two_rows = depth > 0 && depth % 4 == 0 && out_depth > 0 && out_depth % 4 == 0;
 #endif
 #endif
     return pass;
@@ -590,6 +692,17 @@ TR_INLINE void tr_thin_rows_asm(const tr_thin_pass *pass, const int8_t *x, int x
         .x_step = x_step, .out_depth = pass->out_depth, .stream = pass->stream,
     };
     tr_thin_pairs_asm(&plan, pass->stream);
+}
+
+/* `rows` rows (an even count, x_step bytes apart) of a pass of whole words and whole groups
+ * (`two_rows`) in one call of the assembly, two rows at a time: each weight read once for both. */
+TR_INLINE void tr_thin_two_rows(const tr_thin_pass *pass, const int8_t *x, int x_step, int8_t *y, int rows)
+{
+    tr_thin_two_plan plan = {
+        .x = x, .x_end = x + pass->depth, .y = y, .y_end = y + rows * pass->out_depth, .row_end = y + pass->out_depth,
+        .x_step = x_step, .out_depth = pass->out_depth, .stream = pass->stream,
+    };
+    tr_thin_two_rows_asm(&plan, pass->stream);
 }
 #endif
 
@@ -658,8 +771,16 @@ TR_INLINE void tr_thin_pass_rows(const tr_thin_pass *pass, const int8_t *x, int 
                                  uint32_t *wide)
 {
 #if TR_THIN_PAIR_ASM
-    if (pass->pairs_only && rows > 0 && !tr_thin_rows_overlap(pass, x, x_step, y, rows)) {
-        tr_thin_rows_asm(pass, x, x_step, y, rows);
+    if (rows > 0 && (pass->two_rows || pass->pairs_only) && !tr_thin_rows_overlap(pass, x, x_step, y, rows)) {
+        const int even = pass->two_rows ? rows & ~1 : 0; /* two at a time: each weight read once for both */
+        if (even > 0) {
+            tr_thin_two_rows(pass, x, x_step, y, even);
+        }
+        if (even < rows && pass->pairs_only) {
+            tr_thin_rows_asm(pass, x + even * x_step, x_step, y + even * pass->out_depth, rows - even);
+        } else if (even < rows) {
+            tr_thin_pass_row(pass, x + even * x_step, y + even * pass->out_depth, wide);
+        }
         return;
     }
 #endif

@@ -18,8 +18,10 @@
  * forms links without them.
  *
  * The plain C path reads the same stream two groups (eight outputs) at a time, each input once
- * for eight MLAs; on a Cortex-M3 its inner loop is assembly (TR_THIN_PAIR_ASM), elsewhere (the
- * host, a Cortex-M0) the same loop in C.
+ * for eight MLAs. On a Cortex-M3 (TR_THIN_PAIR_ASM) that loop is assembly, requantization
+ * included, and rows that come several at a time (a Tucker chain's 1x1 rows, two im2col columns)
+ * run two rows against one group, each weight read once for both; elsewhere (the host, a
+ * Cortex-M0) the loop is C.
  */
 #ifndef TR_THIN_H
 #define TR_THIN_H

@@ -136,17 +136,18 @@ typedef char tr_thin_pairs_plan_layout[offsetof(tr_thin_pairs_plan, stream) == 3
         "ldrsh lr, [r1], #32\n\tmla r4, r12, lr, r4\n\t" TR_THIN_MLA("r2", 4, "r9") TR_THIN_MLA("r2", 8, "r10") \
             TR_THIN_MLA("r2", 12, "r11") "ldrsh lr, [r2], #32\n\tmla r8, r12, lr, r8\n\t"
 /* Sum ACC requantized from the constants at PTR (multiplier, right shift, rounding: one LDM into
- * r3, r4 and r12, PTR advancing past them) and stored at [lr, #K]: tr_thin_requantize, SMLAL adding
- * the product to (rounding, 2^31) in r12:r0. Seven instructions; r4 is free from the second output
- * of a pair on. */
-#define TR_THIN_PAIR_STORE(PTR, ACC, K) \
-    "ldm " PTR "!, {r3, r4, r12}\n\t" \
+ * MULT, SHIFT and r12, PTR advancing past them) and stored at [Y, #K]: tr_thin_requantize, SMLAL
+ * adding the product to (rounding, 2^31) in r12:r0. Seven instructions; both assembly loops below. */
+#define TR_THIN_M3_STORE(PTR, MULT, SHIFT, ACC, Y, K) \
+    "ldm " PTR "!, {" MULT ", " SHIFT ", r12}\n\t" \
     "mov r0, #0x80000000\n\t" \
-    "smlal r0, r12, " ACC ", r3\n\t" \
+    "smlal r0, r12, " ACC ", " MULT "\n\t" \
     "sub r12, r12, " ACC ", lsr #31\n\t" \
-    "asr r12, r12, r4\n\t" \
+    "asr r12, r12, " SHIFT "\n\t" \
     "ssat r12, #8, r12\n\t" \
-    "strb r12, [lr, #" #K "]\n\t"
+    "strb r12, [" Y ", #" #K "]\n\t"
+/* A pair's outputs 1-7: into r3 and r4 (free from the second output of a pair on), stored at lr. */
+#define TR_THIN_PAIR_STORE(PTR, ACC, K) TR_THIN_M3_STORE(PTR, "r3", "r4", ACC, "lr", K)
 
 /* Whole pairs from `group` on, into plan->y .. plan->row_end (eight outputs each) against row
  * plan->x, then the next rows' from plan->stream on, up to plan->y_end: per input word four LDRSB,
@@ -235,16 +236,9 @@ __attribute__((naked, noinline, weak)) void tr_thin_pairs_asm(tr_thin_pairs_plan
     TR_THIN_TWO_INPUT(1, 16, 20, 24, 28) \
     "ldrsb r12, [r0], #4\n\tldrsb r3, [r2], #4\n\t" TR_THIN_TWO_MLA(4, "r5", "r9") TR_THIN_TWO_MLA(8, "r6", "r10") \
         TR_THIN_TWO_MLA(12, "r7", "r11") "ldrsh lr, [r1], #32\n\tmla r4, r12, lr, r4\n\tmla r8, r3, lr, r8\n\t"
-/* Sum ACC requantized from the constants at r1 (one LDM into r2, r3 and r12, r1 advancing past
- * them) and stored at [Y, #K], as TR_THIN_PAIR_STORE. */
-#define TR_THIN_TWO_STORE(ACC, Y, K) \
-    "ldm r1!, {r2, r3, r12}\n\t" \
-    "mov r0, #0x80000000\n\t" \
-    "smlal r0, r12, " ACC ", r2\n\t" \
-    "sub r12, r12, " ACC ", lsr #31\n\t" \
-    "asr r12, r12, r3\n\t" \
-    "ssat r12, #8, r12\n\t" \
-    "strb r12, [" Y ", #" #K "]\n\t"
+/* A row's four outputs: the constants at r1 into r2 and r3 (the rows' pointers, free once the
+ * words are done). */
+#define TR_THIN_TWO_STORE(ACC, Y, K) TR_THIN_M3_STORE("r1", "r2", "r3", ACC, Y, K)
 
 /* What tr_thin_two_rows_asm reads and advances (byte offsets in its assembly). */
 typedef struct {
@@ -316,6 +310,7 @@ __attribute__((naked, noinline, weak)) void tr_thin_two_rows_asm(tr_thin_two_pla
             "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 #undef TR_THIN_TWO_STORE
+#undef TR_THIN_M3_STORE
 #undef TR_THIN_TWO_WORD
 #undef TR_THIN_TWO_INPUT
 #undef TR_THIN_TWO_MLA
@@ -668,8 +663,8 @@ TR_INLINE tr_thin_pass tr_thin_prepare(int depth, const int32_t *stream, int out
 #else
     (void)output_offset;
 #if TR_THIN_PAIR_ASM
-    pass.pairs_only = depth > 0 && depth % 4 == 0 && out_depth > 0 && out_depth % 8 == 0;
     pass.two_rows = depth > 0 && depth % 4 == 0 && out_depth > 0 && out_depth % 4 == 0;
+    pass.pairs_only = pass.two_rows && out_depth % 8 == 0;
 #endif
 #endif
     return pass;
